@@ -1,0 +1,49 @@
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(*parts):
+    with open(os.path.join(HERE, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+VERSION = re.search(r'__version__ = "([^"]+)"', read("wsgiprogress", "__init__.py")).group(1)
+
+setup(
+    name="wsgiprogress",
+    version=VERSION,
+    description=("Live upload/download progress, resumable requests and a COMET "
+                 "mailbox for WSGI apps on threaded servers"),
+    long_description=read("README.md"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["wsgiprogress", "wsgiprogress.*",
+                                    "flask_progress", "flask_progress.*"]),
+    package_data={"wsgiprogress": ["py.typed", "static/*.js", "static/*.html"]},
+    include_package_data=True,
+    zip_safe=False,
+    python_requires=">=3.8",
+    install_requires=["werkzeug>=2.0", "waitress>=2.1"],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2", "webtest>=3", "hypothesis>=6"],
+        "flask": ["flask>=2.0"],
+        "redis": ["redis>=4.2"],
+        "pyramid": ["pyramid>=1.10", "pastedeploy>=2.0"],
+    },
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Environment :: Web Environment",
+        "Framework :: Flask",
+        "Framework :: Pyramid",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
+        "Typing :: Typed",
+    ],
+)

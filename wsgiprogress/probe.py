@@ -1,0 +1,167 @@
+"""
+Progress probe
+==============
+
+:class:`ProgressProbe` is the WSGI application that answers
+``GET /progress?X-Progress-ID=<id>`` in the dialect the client parses (see
+:mod:`wsgiprogress.dialects`).  :class:`~wsgiprogress.middleware.ProgressMiddleware`
+mounts it at ``progress_url``; it can also be mounted on its own:
+
+.. code-block:: python
+
+    from wsgiprogress import ProgressProbe, ProgressTable
+
+    table = ProgressTable()
+    probe = ProgressProbe(table, dialect="nginx")
+
+Query parameters: the ID (unless sent as a header), ``dialect`` (``native``,
+``lighttpd``, ``nginx``), ``format`` (``json``, ``jsonp``, ``legacy``) and the
+dialect's JSONP callback parameter.  A bad ID, dialect, format or callback is
+answered 400 with a short reason; nothing a client sends is ever reflected as
+script.  Every answer carries anti-cache headers.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple
+from urllib.parse import parse_qs
+
+from .dialects import DIALECTS, render
+from .ids import ID_RULE, IdFinder, is_valid_id
+from .settings import PROBE_SETTINGS, resolve
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from .entry import ProgressEntry
+    from .store import ProgressStore
+
+log = logging.getLogger("wsgiprogress")
+
+MAX_CALLBACK_LENGTH = 64
+MAX_QUERY_FIELDS = 32
+_CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\Z", re.ASCII)
+
+#: Sent with every probe answer so no cache layer ever serves a stale one.
+NO_CACHE_HEADERS = [
+    ("Cache-Control", "no-cache, no-store, must-revalidate"),
+    ("Pragma", "no-cache"),
+    ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"),
+    ("X-Content-Type-Options", "nosniff"),
+]
+
+
+def is_valid_callback(name: str) -> bool:
+    """True for a dotted JavaScript identifier of at most 64 ASCII characters."""
+    return len(name) <= MAX_CALLBACK_LENGTH and _CALLBACK.match(name) is not None
+
+
+class ProbeRequestError(ValueError):
+    """A probe request that must be answered 400; the message is the reason."""
+
+
+class ProgressProbe:
+    """Answers progress probes from *store*.
+
+    :param store: the :class:`~wsgiprogress.store.ProgressStore` to read.
+    :param settings: ``dialect``, ``id_name``, ``allowed_origins``, ``debug``
+        (and ``progress_url``, which only the middleware uses); see
+        :mod:`wsgiprogress.settings`.
+    """
+
+    def __init__(self, store: ProgressStore, **settings: Any) -> None:
+        options = resolve(PROBE_SETTINGS, settings)
+        self.store = store
+        self.dialect: str = options["dialect"]
+        self.finder = IdFinder(options["id_name"])
+        self.allowed_origins: Tuple[str, ...] = options["allowed_origins"]
+        self.debug: bool = options["debug"]
+
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        headers = list(NO_CACHE_HEADERS) + self._cors_headers(environ)
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "OPTIONS" and self.allowed_origins:
+            headers += [("Access-Control-Allow-Methods", "GET, HEAD"),
+                        ("Access-Control-Allow-Headers", self.finder.name),
+                        ("Access-Control-Max-Age", "600"), ("Content-Length", "0")]
+            start_response("204 No Content", headers)
+            return []
+        if method not in ("GET", "HEAD"):
+            headers.append(("Allow", "GET, HEAD"))
+            return _plain(start_response, "405 Method Not Allowed", headers,
+                          "the progress probe answers GET and HEAD only", method)
+        try:
+            progress_id, content_type, body = self._answer(environ)
+        except ProbeRequestError as exc:
+            return _plain(start_response, "400 Bad Request", headers, str(exc), method)
+        if self.debug:
+            log.info("probe %s: %s", progress_id, body.decode("utf-8", "replace").strip())
+        headers += [("Content-Type", content_type + "; charset=utf-8"),
+                    ("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return [] if method == "HEAD" else [body]
+
+    def _answer(self, environ: WSGIEnvironment) -> Tuple[str, str, bytes]:
+        try:
+            params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True,
+                              max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:
+            raise ProbeRequestError(
+                f"too many query parameters (at most {MAX_QUERY_FIELDS})") from None
+        progress_id = self.finder.find(environ)
+        if progress_id is None:
+            raise ProbeRequestError(f"missing {self.finder.name} (header or query parameter)")
+        if not is_valid_id(progress_id):
+            raise ProbeRequestError(f"invalid {self.finder.name}: expected {ID_RULE}")
+        dialect = DIALECTS.get(_first(params, "dialect") or self.dialect)
+        if dialect is None:
+            raise ProbeRequestError(f"unknown dialect; expected one of {', '.join(DIALECTS)}")
+        callback = _first(params, dialect.callback_param)
+        if callback is not None and not is_valid_callback(callback):
+            raise ProbeRequestError(
+                f"invalid {dialect.callback_param}: expected a dotted JavaScript "
+                f"identifier of at most {MAX_CALLBACK_LENGTH} characters")
+        fmt = _first(params, "format") or ("jsonp" if callback is not None else "json")
+        if fmt not in dialect.formats:
+            raise ProbeRequestError(f"the {dialect.name} dialect offers format "
+                                    f"{', '.join(dialect.formats)}")
+        if fmt == "jsonp" and callback is None:
+            if dialect.default_callback is None:
+                raise ProbeRequestError(f"format=jsonp needs {dialect.callback_param}=<name>")
+            callback = dialect.default_callback
+        content_type, body = render(dialect.name, fmt, callback, progress_id,
+                                    self._lookup(progress_id))
+        return progress_id, content_type, body
+
+    def _lookup(self, progress_id: str) -> Optional[ProgressEntry]:
+        try:
+            return self.store.get(progress_id)
+        except Exception:
+            log.warning("progress store failed to read %r; answering unknown",
+                        progress_id, exc_info=True)
+            return None
+
+    def _cors_headers(self, environ: WSGIEnvironment) -> List[Tuple[str, str]]:
+        if not self.allowed_origins:
+            return []
+        if "*" in self.allowed_origins:
+            return [("Access-Control-Allow-Origin", "*")]
+        origin = environ.get("HTTP_ORIGIN")
+        if origin in self.allowed_origins:
+            return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return [("Vary", "Origin")]
+
+
+def _first(params: dict, name: str) -> Optional[str]:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def _plain(start_response: StartResponse, status: str, headers: List[Tuple[str, str]],
+           reason: str, method: str) -> List[bytes]:
+    body = (reason + "\n").encode()
+    start_response(status, headers + [("Content-Type", "text/plain; charset=utf-8"),
+                                      ("Content-Length", str(len(body)))])
+    return [] if method == "HEAD" else [body]

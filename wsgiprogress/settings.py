@@ -1,0 +1,186 @@
+"""
+Settings
+========
+
+Every option of wsgiprogress is declared once here, as a :class:`Setting`
+with a converter, a default and a help text.  That one table drives keyword
+validation, defaults and — for the command line and ini files — parsing of
+string values.  Converters accept native values and strings alike and raise
+:class:`~wsgiprogress.errors.ConfigurationError` with a message that says how
+to fix the value.
+
+.. code-block:: python
+
+    from wsgiprogress.settings import MIDDLEWARE_SETTINGS, resolve
+
+    options = resolve(MIDDLEWARE_SETTINGS, {"ttl": "60", "methods": "POST PUT"})
+    options["methods"]   # ('POST', 'PUT')
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
+
+from .errors import ConfigurationError
+from .ids import IdFinder
+
+DIALECTS = ("native", "lighttpd", "nginx")
+
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
+_SIZE = re.compile(r"\s*(\d+)\s*([kmg]i?b?)?\s*\Z", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+_METHOD = re.compile(r"[A-Z]{1,20}\Z")
+
+
+class Setting(NamedTuple):
+    """One option: its *name*, a *convert* callable, a *default* and *help*."""
+
+    name: str
+    convert: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+def as_bool(value: Any) -> bool:
+    """``True``/``False``, or one of 1/0, true/false, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false (1/0, yes/no, on/off), not {value!r}")
+
+
+def as_seconds(value: Any) -> float:
+    """A number of seconds >= 0."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"expected a number of seconds >= 0, not {value!r}")
+    return seconds
+
+
+def as_count(value: Any) -> int:
+    """A whole number >= 1."""
+    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
+        raise ValueError(f"expected a whole number >= 1, not {value!r}")
+    return int(value)
+
+
+def as_optional_size(value: Any) -> Optional[int]:
+    """``None`` (no limit), bytes, or a string such as ``"10M"`` (KiB/MiB/GiB)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    match = _SIZE.match(str(value)) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"expected a size in bytes >= 1 such as 1048576 or '10M', "
+                         f"or None for no limit, not {value!r}")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "")[:1].lower()]
+
+
+def as_methods(value: Any) -> Tuple[str, ...]:
+    """HTTP methods, as a list or a string separated by spaces or commas."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    methods = tuple(str(m).upper() for m in items)
+    if not methods or not all(_METHOD.match(m) for m in methods):
+        raise ValueError(f"expected HTTP methods such as 'POST PUT', not {value!r}")
+    return methods
+
+
+def as_path(value: Any) -> str:
+    """A URL path starting with ``/``."""
+    if not isinstance(value, str) or not value.startswith("/") or any(
+            c in value for c in "?# \t\r\n"):
+        raise ValueError(f"expected a URL path starting with '/', such as '/progress', "
+                         f"not {value!r}")
+    return value
+
+
+def as_dialect(value: Any) -> str:
+    """One of ``native``, ``lighttpd``, ``nginx``."""
+    if value not in DIALECTS:
+        raise ValueError(f"expected one of {', '.join(DIALECTS)}, not {value!r}")
+    return str(value)
+
+
+def as_id_name(value: Any) -> str:
+    """A header name of letters, digits and ``-``."""
+    return IdFinder(value).name
+
+
+def as_origins(value: Any) -> Tuple[str, ...]:
+    """Origins allowed to read probes cross-origin: ``*`` or a list of
+    ``scheme://host[:port]``; empty turns CORS off."""
+    if value is None:
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    for origin in items:
+        if origin != "*" and not re.match(r"https?://[^/\s]+\Z", str(origin)):
+            raise ValueError(f"expected '*' or origins such as 'https://example.com', "
+                             f"not {origin!r}")
+    return tuple(str(o) for o in items)
+
+
+#: What the probe accepts; shared by the middleware and the server.
+PROBE_SETTINGS: Tuple[Setting, ...] = (
+    Setting("progress_url", as_path, "/progress",
+            "URL path of the progress probe"),
+    Setting("dialect", as_dialect, "native",
+            "default probe format: native, lighttpd or nginx"),
+    Setting("id_name", as_id_name, "X-Progress-ID",
+            "header and query parameter that carries the progress ID"),
+    Setting("allowed_origins", as_origins, (),
+            "origins allowed to poll the probe cross-origin ('*' for any); "
+            "empty: CORS off"),
+    Setting("debug", as_bool, False,
+            "log every tracked request and every probe answer"),
+)
+
+#: What the table accepts when the middleware or server makes one.
+TABLE_SETTINGS: Tuple[Setting, ...] = (
+    Setting("ttl", as_seconds, 30.0,
+            "seconds a finished request's progress stays visible"),
+    Setting("capacity", as_count, 10_000,
+            "most progress entries held; beyond it new requests run untracked"),
+)
+
+#: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts.
+MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + (
+    Setting("methods", as_methods, ("POST",),
+            "HTTP methods whose requests are tracked"),
+    Setting("max_request_size", as_optional_size, None,
+            "answer 413 to a tracked request whose Content-Length exceeds this"),
+)
+
+
+def resolve(settings: Iterable[Setting], given: Mapping[str, Any]) -> Dict[str, Any]:
+    """Defaults overlaid with the converted *given* values.
+
+    :raises ConfigurationError: for an unknown name (with a suggestion) or a
+        value its converter rejects.
+    """
+    table = {s.name: s for s in settings}
+    for name in given:
+        if name not in table:
+            close = difflib.get_close_matches(name, list(table), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else (
+                f"; known settings: {', '.join(sorted(table))}")
+            raise ConfigurationError(f"unknown setting {name!r}{hint}")
+    resolved = {}
+    for name, setting in table.items():
+        if name not in given:
+            resolved[name] = setting.default
+            continue
+        try:
+            resolved[name] = setting.convert(given[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
+    return resolved

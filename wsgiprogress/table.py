@@ -1,0 +1,156 @@
+"""
+In-memory progress table
+========================
+
+:class:`ProgressTable` is the default :class:`~wsgiprogress.store.ProgressStore`:
+one dictionary behind one lock, shared by every thread of a process.  Finished
+entries expire lazily ``ttl`` seconds after they end; the number of entries is
+bounded by ``capacity``.
+
+.. code-block:: python
+
+    from wsgiprogress import ProgressMiddleware, ProgressTable
+
+    table = ProgressTable(ttl=60, capacity=5000)
+    app = ProgressMiddleware(app, table=table)
+
+Tests pass a fake ``clock`` to control expiry.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional
+
+from .entry import STARTING, ProgressEntry
+from .store import ProgressStore
+
+log = logging.getLogger("wsgiprogress")
+
+#: Seconds between two "table full" warnings.
+FULL_WARNING_INTERVAL = 10.0
+
+
+class _Record:
+    __slots__ = ("entry", "token")
+
+    def __init__(self, entry: ProgressEntry, token: int) -> None:
+        self.entry = entry
+        self.token = token
+
+
+class ProgressTable(ProgressStore):
+    """Progress entries of one process, in memory.
+
+    :param ttl: seconds a finished entry stays visible (``0`` hides it at once).
+    :param capacity: the most entries held.  When full, the oldest finished
+        entry makes room; when every entry is still running, new requests are
+        not tracked (they still run) and a warning is logged.
+    :param clock: returns epoch seconds; tests pass a fake one.
+    """
+
+    def __init__(self, *, ttl: float = 30.0, capacity: int = 10_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0:
+            raise ValueError(f"ttl must be a number of seconds >= 0, not {ttl!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be a whole number >= 1, not {capacity!r}")
+        self.ttl = float(ttl)
+        self.capacity = capacity
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._records: Dict[str, _Record] = {}
+        # finished IDs in the order they expire (ttl is the same for all)
+        self._expiries: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._tokens = itertools.count(1)
+        self._refused = 0
+        self._last_full_warning = -FULL_WARNING_INTERVAL
+
+    def begin(self, progress_id: str, size: Optional[int]) -> Optional[int]:
+        now = self.clock()
+        with self._lock:
+            self._expire(now)
+            record = self._records.get(progress_id)
+            if record is not None:
+                if record.entry.running:
+                    duplicate = True
+                else:
+                    duplicate = False
+                    del self._expiries[progress_id]
+            else:
+                duplicate = False
+                if len(self._records) >= self.capacity:
+                    if not self._expiries:
+                        return self._refuse(now)
+                    oldest, _ = self._expiries.popitem(last=False)
+                    del self._records[oldest]
+            if not duplicate:
+                token = next(self._tokens)
+                entry = ProgressEntry(progress_id, STARTING, size=size, started=now)
+                self._records[progress_id] = _Record(entry, token)
+                return token
+        log.warning("progress ID %r is already in use by a running request; "
+                    "this request runs untracked", progress_id)
+        return None
+
+    def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
+        with self._lock:
+            record = self._records.get(progress_id)
+            if record is not None and record.token == token and record.entry.running:
+                _assign(record.entry, fields)
+
+    def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
+        now = self.clock()
+        with self._lock:
+            record = self._records.get(progress_id)
+            if record is None or record.token != token or not record.entry.running:
+                return
+            _assign(record.entry, fields)
+            self._expiries[progress_id] = now + self.ttl
+            self._expire(now)
+
+    def get(self, progress_id: str) -> Optional[ProgressEntry]:
+        now = self.clock()
+        with self._lock:
+            self._expire(now)
+            record = self._records.get(progress_id)
+            return None if record is None else record.entry.copy()
+
+    def counts(self) -> Dict[str, int]:
+        now = self.clock()
+        with self._lock:
+            self._expire(now)
+            finished = len(self._expiries)
+            return {"running": len(self._records) - finished, "finished": finished}
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def _expire(self, now: float) -> None:
+        expiries = self._expiries
+        while expiries:
+            progress_id, when = next(iter(expiries.items()))
+            if when > now:
+                break
+            del expiries[progress_id]
+            del self._records[progress_id]
+
+    def _refuse(self, now: float) -> None:
+        # called with the lock held; the warning is rate-limited for floods
+        self._refused += 1
+        if now - self._last_full_warning >= FULL_WARNING_INTERVAL:
+            log.warning("progress table full (%d running requests); %d request(s) "
+                        "untracked since the last warning; raise capacity",
+                        self.capacity, self._refused)
+            self._last_full_warning = now
+            self._refused = 0
+        return None
+
+
+def _assign(entry: ProgressEntry, fields: Mapping[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(entry, name, value)
