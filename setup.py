@@ -34,6 +34,10 @@ setup(
         "redis": ["redis>=4.2"],
         "pyramid": ["pyramid>=1.10", "pastedeploy>=2.0"],
     },
+    entry_points={
+        "console_scripts": ["wsgiprogress-serve = wsgiprogress.cli:main"],
+        "paste.server_runner": ["main = wsgiprogress.server:serve_paste"],
+    },
     classifiers=[
         "Development Status :: 3 - Alpha",
         "Environment :: Web Environment",

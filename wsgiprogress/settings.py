@@ -152,13 +152,32 @@ TABLE_SETTINGS: Tuple[Setting, ...] = (
             "most progress entries held; beyond it new requests run untracked"),
 )
 
+_METHODS = Setting("methods", as_methods, ("POST",),
+                   "HTTP methods whose requests are tracked")
+
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts.
 MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + (
-    Setting("methods", as_methods, ("POST",),
-            "HTTP methods whose requests are tracked"),
+    _METHODS,
     Setting("max_request_size", as_optional_size, None,
             "answer 413 to a tracked request whose Content-Length exceeds this"),
 )
+
+#: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
+SERVER_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + (
+    _METHODS,
+    Setting("probe_threads", as_count, 2,
+            "threads that answer probes, apart from the application's threads"),
+)
+
+#: waitress settings whose defaults :mod:`wsgiprogress.server` changes, and why.
+TUNED_WAITRESS_DEFAULTS: Dict[str, Tuple[Any, str]] = {
+    "recv_bytes": (262144, "256 KiB reads: about 1.1 GB/s instead of 290 MB/s with "
+                           "8 KiB, and far better while another thread is busy"),
+    "asyncore_use_poll": (True, "poll() instead of select(), which kills the process "
+                                "above about 1020 open descriptors"),
+    "channel_request_lookahead": (1, "lets a running request see that its client left "
+                                     "(waitress.client_disconnected)"),
+}
 
 
 def resolve(settings: Iterable[Setting], given: Mapping[str, Any]) -> Dict[str, Any]:

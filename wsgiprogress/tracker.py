@@ -115,6 +115,8 @@ class Tracker:
             elapsed = self._clock() - self.started
             if elapsed > 0:
                 self.speed = self.received / elapsed
+            if self.size is None:
+                self.size = self.received  # a chunked body's size is known now
             self.state = PROCESSING
             self._publish(measure=False)
 

@@ -1,0 +1,4 @@
+"""``python -m wsgiprogress``: the same as ``wsgiprogress-serve``."""
+from .cli import main
+
+main()

@@ -1,0 +1,141 @@
+"""
+Threaded server with live progress
+==================================
+
+waitress reads a whole request body before it calls the application, so a
+middleware sees 0 % and then 100 %.  This server is waitress with hooks in its
+parser, channel, task and dispatcher that count bytes *as they arrive* and as
+they leave, feed the same progress table the probe reads, answer probes on
+threads of their own, and fix waitress's ``Expect: 100-continue`` handling.
+
+.. code-block:: python
+
+    from wsgiprogress.server import serve
+
+    serve(app, listen="127.0.0.1:8080", max_request_body_size=100 * 2**20)
+
+``serve`` and ``create_server`` take every waitress setting plus
+wsgiprogress's own (:data:`wsgiprogress.settings.SERVER_SETTINGS`: ``ttl``,
+``capacity``, ``methods``, ``progress_url``, ``dialect``, ``id_name``,
+``allowed_origins``, ``debug``, ``probe_threads``) and ``table``, the store
+to use.  Three waitress defaults change
+(:data:`wsgiprogress.settings.TUNED_WAITRESS_DEFAULTS`): ``recv_bytes`` 256 KiB,
+``asyncore_use_poll`` on, ``channel_request_lookahead`` 1; and
+``connection_limit`` defaults to ``max(100, 2 * threads)``.
+
+The application needs no change: wrapping it in
+:class:`~wsgiprogress.middleware.ProgressMiddleware` as well is harmless, as
+the middleware sees that the server counts and stands aside.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import waitress
+from waitress.adjustments import Adjustments
+from waitress.server import BaseWSGIServer
+
+from ..errors import ConfigurationError
+from ..probe import ProgressProbe
+from ..settings import PROBE_SETTINGS, SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, resolve
+from ..table import ProgressTable
+from .channel import ProgressChannel
+from .dispatch import ProgressDispatcher, ServedApp
+from .tracking import ServerTracking
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    from ..store import ProgressStore
+
+__all__ = ["create_server", "serve", "serve_paste", "split_settings"]
+
+_OUR_NAMES = frozenset(s.name for s in SERVER_SETTINGS)
+_WAITRESS_CONVERTERS = dict(Adjustments._params)
+_WAITRESS_NAMES = frozenset(_WAITRESS_CONVERTERS)
+
+
+def split_settings(settings: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+    """Split *settings* into (wsgiprogress's, waitress's), converted and validated.
+
+    waitress's come back with the tuned defaults filled in.
+
+    :raises ConfigurationError: for an unknown name or a bad value.
+    """
+    for name in settings:
+        if name not in _OUR_NAMES and name not in _WAITRESS_NAMES:
+            close = difflib.get_close_matches(name, sorted(_OUR_NAMES | _WAITRESS_NAMES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"unknown setting {name!r}{hint}")
+    ours = resolve(SERVER_SETTINGS, {k: v for k, v in settings.items() if k in _OUR_NAMES})
+    theirs = {name: default for name, (default, _) in TUNED_WAITRESS_DEFAULTS.items()}
+    theirs.update((k, v) for k, v in settings.items() if k in _WAITRESS_NAMES)
+    for name, value in theirs.items():
+        try:
+            _WAITRESS_CONVERTERS[name](value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
+    try:
+        adj = Adjustments(**theirs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
+    if "connection_limit" not in settings:
+        theirs["connection_limit"] = adj.connection_limit = max(100, 2 * adj.threads)
+    if adj.connection_limit < adj.threads + 2:
+        raise ConfigurationError(
+            f"connection_limit {adj.connection_limit} leaves threads idle: waitress "
+            f"counts its listener and trigger as connections, so set it to at least "
+            f"threads + 2 ({adj.threads + 2})")
+    ours["url_prefix"] = adj.url_prefix
+    return ours, theirs
+
+
+def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None,
+                  **settings: Any) -> Any:
+    """A waitress server for *app* that tracks progress; call ``.run()`` on it.
+
+    :param table: the progress store; by default a new
+        :class:`~wsgiprogress.table.ProgressTable` made with ``ttl`` and
+        ``capacity``.  The server keeps it as ``server.progress_table``.
+    :raises ConfigurationError: for an unknown setting or a bad value.
+    """
+    ours, theirs = split_settings(settings)
+    if table is None:
+        table = ProgressTable(ttl=ours["ttl"], capacity=ours["capacity"])
+    elif "ttl" in settings or "capacity" in settings:
+        raise ConfigurationError("ttl and capacity belong to the table you passed: "
+                                 "ProgressTable(ttl=..., capacity=...)")
+    probe = ProgressProbe(table, **{s.name: ours[s.name] for s in PROBE_SETTINGS})
+    dispatcher = ProgressDispatcher(ours["probe_threads"])
+    dispatcher.set_thread_count(Adjustments(**theirs).threads)
+    server = waitress.create_server(ServedApp(app, probe, ours["progress_url"]),
+                                    _dispatcher=dispatcher, **theirs)
+    tracking = ServerTracking(table, frozenset(ours["methods"]),
+                              ours["url_prefix"] + ours["progress_url"],
+                              ours["id_name"], ours["debug"])
+    for listener in _listeners(server):
+        listener.channel_class = ProgressChannel
+        listener.progress_tracking = tracking
+    server.progress_table = table
+    return server
+
+
+def serve(app: WSGIApplication, **settings: Any) -> None:
+    """Serve *app* until interrupted; see :func:`create_server`."""
+    server = create_server(app, **settings)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
+
+
+def serve_paste(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = None,
+                **settings: str) -> int:
+    """PasteDeploy ``paste.server_runner``: ``[server:main] use = egg:wsgiprogress``."""
+    serve(app, **settings)
+    return 0
+
+
+def _listeners(server: Any) -> List[BaseWSGIServer]:
+    if isinstance(server, BaseWSGIServer):
+        return [server]
+    return [d for d in server.map.values() if isinstance(d, BaseWSGIServer)]

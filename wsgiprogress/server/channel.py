@@ -1,0 +1,130 @@
+"""
+Channel hook
+============
+
+:class:`ProgressChannel` is waitress's per-connection channel that
+
+* makes each request's parser a :class:`~wsgiprogress.server.parser.ProgressParser`;
+* counts the response bytes the kernel accepted for each tracked request
+  (``send``), so ``sent`` is what left the server rather than what the
+  application yielded, which runs up to ~20 MiB ahead through waitress's
+  buffers; a request is ``done`` when its last byte was sent;
+* marks every unfinished tracked request ``error``/``aborted`` when the
+  connection closes (a client that leaves mid-body never gets a task);
+* fixes waitress's ``Expect: 100-continue`` handling: a request already
+  rejected (413) or without a body gets no ``100 Continue``, so an oversize
+  upload is refused before its body is sent and a bodiless GET does not hang.
+
+Response bytes are attributed by position: the channel's output is FIFO and
+one request is serviced at a time, so a request owns the bytes between the
+output position when its task started and the position when it ended.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+from typing import TYPE_CHECKING, Any, Deque, List, Optional
+
+from waitress.channel import HTTPChannel
+
+from ..entry import ABORTED
+from .parser import ProgressParser
+from .task import ProgressTask
+
+if TYPE_CHECKING:
+    from ..tracker import Tracker
+
+
+class SendWindow:
+    """The output positions one tracked response occupies on its channel."""
+
+    __slots__ = ("tracker", "start", "end")
+
+    def __init__(self, tracker: Tracker, start: int) -> None:
+        self.tracker = tracker
+        self.start = start
+        self.end: Optional[int] = None
+
+
+class ProgressChannel(HTTPChannel):  # type: ignore[misc]
+    """A waitress channel that reports progress; see the module docstring."""
+
+    task_class = ProgressTask
+    #: Response bytes the kernel accepted on this connection.
+    progress_bytes_sent = 0
+
+    def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
+                 map: Optional[dict] = None) -> None:
+        super().__init__(server, sock, addr, adj, map=map)
+        self.parser_class = functools.partial(ProgressParser,
+                                              tracking=server.progress_tracking)
+        self.send_windows: Deque[SendWindow] = collections.deque()
+
+    # -- bytes sent ----------------------------------------------------------
+
+    def send(self, data: Any, *args: Any, **kw: Any) -> int:
+        # *args/**kw: waitress 2.1.1 added do_close=True; keep every signature
+        sent: int = super().send(data, *args, **kw)
+        if sent:
+            self.progress_bytes_sent += sent
+            if self.send_windows:
+                self._account_sent()
+        return sent
+
+    def output_position(self) -> int:
+        """Where the next byte queued now will be in the output; call with
+        ``outbuf_lock`` held."""
+        return self.progress_bytes_sent + self.total_outbufs_len
+
+    def open_send_window(self, tracker: Tracker) -> SendWindow:
+        """Start attributing output to *tracker*; call with ``outbuf_lock`` held."""
+        window = SendWindow(tracker, self.output_position())
+        self.send_windows.append(window)
+        return window
+
+    def close_send_window(self, window: SendWindow) -> None:
+        """The task ended: its output ends here; call with ``outbuf_lock`` held."""
+        window.end = self.output_position()
+        self._account_sent()
+
+    def _account_sent(self) -> None:
+        total = self.progress_bytes_sent
+        windows = self.send_windows
+        while windows:
+            window = windows[0]
+            tracker = window.tracker
+            upto = total if window.end is None else min(total, window.end)
+            body_sent = min(upto - window.start, tracker.produced)
+            if body_sent > tracker.sent:
+                tracker.add_sent(body_sent - tracker.sent)
+            if window.end is None or total < window.end:
+                return
+            windows.popleft()
+            tracker.finish()
+
+    # -- disconnects ---------------------------------------------------------
+
+    def handle_close(self) -> None:
+        super().handle_close()
+        for tracker in self._unfinished_trackers():
+            tracker.fail(ABORTED)
+
+    def _unfinished_trackers(self) -> List[Tracker]:
+        trackers = [w.tracker for w in self.send_windows]
+        self.send_windows.clear()
+        for request in [self.request] + list(self.requests):
+            tracker = getattr(request, "tracker", None)
+            if tracker is not None:
+                trackers.append(tracker)
+        return [t for t in trackers if not t.finished]
+
+    # -- Expect: 100-continue ------------------------------------------------
+
+    def send_continue(self) -> None:
+        request = self.request
+        if request.error is not None or request.body_rcv is None:
+            # waitress would send 100 and un-complete the request: the client
+            # then uploads a body that is refused (413) or hangs (no body)
+            request.expect_continue = False
+            return
+        super().send_continue()

@@ -1,0 +1,81 @@
+"""
+Task hook
+=========
+
+:class:`ProgressTask` runs the application for one request on a worker
+thread.  It tells the application (and any
+:class:`~wsgiprogress.middleware.ProgressMiddleware` inside it) that the
+server already counts this request, records the response status, counts the
+bytes the application produces, and delimits the request's output so the
+channel can attribute the bytes it sends.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from waitress.channel import ClientDisconnected
+from waitress.task import WSGITask
+
+from ..entry import ABORTED, APP_ERROR
+from ..middleware import SERVER_COUNTS_KEY, TRACKER_KEY
+
+if TYPE_CHECKING:
+    from ..tracker import Tracker
+    from .channel import SendWindow
+
+
+class ProgressTask(WSGITask):  # type: ignore[misc]
+    """A waitress task that reports the response to the request's tracker."""
+
+    send_window: Optional[SendWindow] = None
+
+    @property
+    def tracker(self) -> Optional[Tracker]:
+        return getattr(self.request, "tracker", None)
+
+    def get_environment(self) -> Dict[str, Any]:
+        environ: Dict[str, Any] = super().get_environment()
+        environ[SERVER_COUNTS_KEY] = True
+        tracker = self.tracker
+        if tracker is not None:
+            environ[TRACKER_KEY] = tracker
+        return environ
+
+    def service(self) -> None:
+        tracker = self.tracker
+        if tracker is None:
+            return super().service()  # type: ignore[no-any-return]
+        self.request.serviced = True
+        channel = self.channel
+        with channel.outbuf_lock:
+            window = self.send_window = channel.open_send_window(tracker)
+        try:
+            super().service()
+        except ClientDisconnected:
+            tracker.fail(ABORTED)
+            raise
+        except BaseException:
+            tracker.fail(APP_ERROR, 500)
+            raise
+        finally:
+            with channel.outbuf_lock:
+                channel.close_send_window(window)
+
+    def build_response_header(self) -> bytes:
+        header: bytes = super().build_response_header()
+        tracker = self.tracker
+        if tracker is not None and self.send_window is not None:
+            # the head is the first output of the request: sent counts the body
+            self.send_window.start += len(header)
+            try:
+                code = int(self.status[:3])
+            except ValueError:
+                code = 500
+            tracker.start_response(code, self.content_length)
+        return header
+
+    def write(self, data: bytes) -> None:
+        tracker = self.tracker
+        if tracker is not None and data:
+            tracker.add_produced(len(data))
+        super().write(data)
