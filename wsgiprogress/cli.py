@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -148,6 +149,8 @@ def run(argv: Sequence[str] = sys.argv, _serve: Callable[..., Any] = serve) -> i
     except Exception as exc:
         print(f"{PROG}: cannot load {args.app}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    # the CLI owns the process: show waitress's "Serving on" and our warnings
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
     _serve(app, **settings)
     return 0
 

@@ -30,6 +30,7 @@ the middleware sees that the server counts and stands aside.
 from __future__ import annotations
 
 import difflib
+import logging
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import waitress
@@ -123,6 +124,7 @@ def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None
 
 def serve(app: WSGIApplication, **settings: Any) -> None:
     """Serve *app* until interrupted; see :func:`create_server`."""
+    logging.basicConfig()  # idempotent; waitress's own serve() does the same
     server = create_server(app, **settings)
     server.print_listen("Serving on http://{}:{}")
     server.run()

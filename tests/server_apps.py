@@ -1,0 +1,30 @@
+"""Small WSGI applications that tests serve in another process
+(``wsgiprogress-serve server_apps:app`` from this directory)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable
+
+
+def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Reads the whole body in pieces and answers how many bytes came."""
+    stream = environ["wsgi.input"]
+    total = 0
+    while True:
+        piece = stream.read(65536)
+        if not piece:
+            break
+        total += len(piece)
+    body = str(total).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def create_app() -> Any:
+    """An app factory, for ``--call``."""
+    return app
+
+
+def app_factory(global_conf: Dict[str, str], **local_conf: str) -> Any:
+    """A PasteDeploy app factory."""
+    return app
