@@ -9,6 +9,8 @@ import time
 from http.client import HTTPConnection
 from typing import Any, Dict, Iterator, Optional, Tuple
 
+from waitress.trigger import trigger
+
 from wsgiprogress.server import create_server
 
 HOST = "127.0.0.1"
@@ -18,16 +20,21 @@ HOST = "127.0.0.1"
 def running(app: Any, **settings: Any) -> Iterator[Tuple[Any, int]]:
     """Serve *app* on 127.0.0.1, port 0, in a thread; always stopped on exit."""
     settings.setdefault("threads", 4)
-    server = create_server(app, host=HOST, port=0, **settings)
+    if "listen" not in settings:
+        settings.update(host=HOST, port=0)
+    server = create_server(app, **settings)
     thread = threading.Thread(target=server.run, name="test-waitress", daemon=True)
     thread.start()
+    # one listener: a TcpWSGIServer; several: a MultiSocketServer with .map
+    socket_map = server.map if hasattr(server, "map") else server._map
     try:
-        yield server, server.effective_port
+        yield server, getattr(server, "effective_port", 0)
     finally:
         def close_all() -> None:
-            for dispatcher in list(server._map.values()):
+            for dispatcher in list(socket_map.values()):
                 dispatcher.close()
-        server.trigger.pull_trigger(close_all)
+        wake = next(d for d in socket_map.values() if isinstance(d, trigger))
+        wake.pull_trigger(close_all)
         thread.join(10)
         server.task_dispatcher.shutdown(timeout=2)
         assert not thread.is_alive(), "server loop did not stop"

@@ -25,6 +25,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from waitress.adjustments import Adjustments
+from waitress.adjustments import asbool as waitress_asbool
 
 from .errors import ConfigurationError
 from .settings import SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, as_bool
@@ -71,7 +72,7 @@ def _waitress_help(name: str) -> str:
 def _add(group: Any, name: str, convert: Callable[[Any], Any], help_text: str,
          multiple: bool = False) -> None:
     flag = "--" + name.replace("_", "-")
-    if convert in (as_bool, _waitress_bool):
+    if convert in (as_bool, waitress_asbool):
         group.add_argument(flag, dest=name, action="store_const", const=True,
                            default=None, help=help_text)
         group.add_argument("--no-" + flag[2:], dest=name, action="store_const",
@@ -81,9 +82,6 @@ def _add(group: Any, name: str, convert: Callable[[Any], Any], help_text: str,
                            default=None, help=help_text)
     else:
         group.add_argument(flag, dest=name, metavar="VALUE", default=None, help=help_text)
-
-
-_waitress_bool = dict(Adjustments._params)["ipv4"]  # waitress's own asbool
 
 
 def build_parser() -> argparse.ArgumentParser:

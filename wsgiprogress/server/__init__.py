@@ -35,11 +35,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import waitress
 from waitress.adjustments import Adjustments
+from waitress.adjustments import asbool as waitress_asbool
 from waitress.server import BaseWSGIServer
 
 from ..errors import ConfigurationError
 from ..probe import ProgressProbe
-from ..settings import PROBE_SETTINGS, SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, resolve
+from ..settings import (
+    PROBE_SETTINGS, SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, as_bool, resolve,
+)
 from ..table import ProgressTable
 from .channel import ProgressChannel
 from .dispatch import ProgressDispatcher, ServedApp
@@ -73,8 +76,13 @@ def split_settings(settings: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str,
     theirs = {name: default for name, (default, _) in TUNED_WAITRESS_DEFAULTS.items()}
     theirs.update((k, v) for k, v in settings.items() if k in _WAITRESS_NAMES)
     for name, value in theirs.items():
+        convert = _WAITRESS_CONVERTERS[name]
         try:
-            _WAITRESS_CONVERTERS[name](value)
+            if convert is waitress_asbool:
+                # waitress's asbool turns a typo into False; ours refuses it
+                theirs[name] = as_bool(value)
+            else:
+                convert(value)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"{name}: {exc}") from None
     try:

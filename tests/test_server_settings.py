@@ -1,0 +1,79 @@
+"""Settings of wsgiprogress.server: validation, tuned defaults, several listeners."""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterable
+
+import pytest
+
+from server_support import exchange, running, wait_for_state
+from wsgiprogress import ConfigurationError, ProgressTable
+from wsgiprogress.server import create_server, split_settings
+from wsgiprogress.server.channel import ProgressChannel
+
+
+def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_tuned_defaults() -> None:
+    _, waitress_settings = split_settings({})
+    assert waitress_settings == {"recv_bytes": 262144, "asyncore_use_poll": True,
+                                 "channel_request_lookahead": 1, "connection_limit": 100}
+
+
+def test_user_values_win_and_connection_limit_follows_threads() -> None:
+    _, waitress_settings = split_settings({"recv_bytes": "8192", "threads": 200})
+    assert waitress_settings["recv_bytes"] == "8192"
+    assert waitress_settings["connection_limit"] == 400
+
+
+@pytest.mark.parametrize("settings, message", [
+    pytest.param({"thread": 4}, "unknown setting 'thread'; did you mean 'threads'?", id="typo"),
+    pytest.param({"tll": 4}, "did you mean 'ttl'?", id="typo-ours"),
+    pytest.param({"threads": "many"}, "threads: invalid literal", id="bad-int"),
+    pytest.param({"asyncore_use_poll": "maybe"}, "asyncore_use_poll", id="bad-bool"),
+    pytest.param({"debug": "maybe"}, "debug: expected true or false", id="strict-bool"),
+    pytest.param({"methods": ""}, "methods: expected HTTP methods", id="no-methods"),
+    pytest.param({"threads": 10, "connection_limit": 11}, "at least threads + 2 (12)",
+                 id="connection-limit"),
+    pytest.param({"progress_url": "progress"}, "progress_url: expected a URL path",
+                 id="relative-url"),
+    pytest.param({"probe_threads": 0}, "probe_threads: expected a whole number >= 1",
+                 id="probe-threads"),
+])
+def test_bad_settings_fail_at_construction(settings: Dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        create_server(app, host="127.0.0.1", port=0, **settings)
+
+
+def test_ttl_belongs_to_a_passed_table() -> None:
+    with pytest.raises(ConfigurationError, match="ttl and capacity belong to the table"):
+        create_server(app, host="127.0.0.1", port=0, table=ProgressTable(), ttl=5)
+
+
+def test_passed_table_is_used() -> None:
+    table = ProgressTable(ttl=60)
+    with running(app, table=table) as (server, port):
+        assert server.progress_table is table
+        exchange(port, b"POST /u?X-Progress-ID=given-table HTTP/1.1\r\nHost: t\r\n"
+                       b"Content-Length: 2\r\n\r\nok", until=b"ok")
+        wait_for_state(port, "given-table", ("done",))
+    assert table.get("given-table") is not None
+
+
+def test_every_listener_tracks() -> None:
+    with running(app, listen="127.0.0.1:0 127.0.0.1:0") as (server, _):
+        listeners = [d for d in server.map.values() if hasattr(d, "channel_class")]
+        assert len(listeners) == 2
+        assert all(listener.channel_class is ProgressChannel for listener in listeners)
+        ports = [listener.effective_port for listener in listeners]
+        for number, port in enumerate(ports):
+            progress_id = f"listener-{number}"
+            request = (f"POST /u?X-Progress-ID={progress_id} HTTP/1.1\r\nHost: t\r\n"
+                       f"Content-Length: 3\r\n\r\nabc").encode()
+            assert exchange(port, request, until=b"abc").endswith(b"abc")
+            # both listeners share one table: ask the other one
+            assert wait_for_state(ports[1 - number], progress_id, ("done",))["received"] == 3
