@@ -4,10 +4,11 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import struct
 import threading
 import time
 from http.client import HTTPConnection
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from waitress.trigger import trigger
 
@@ -90,3 +91,102 @@ def open_fds() -> int:
     """How many descriptors this process has open."""
     import os
     return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+
+class SlowUpload(threading.Thread):
+    """A raw-socket client that POSTs *size* bytes in timed pieces.
+
+    ``chunked`` sends ``Transfer-Encoding: chunked``; ``abort_after`` closes
+    the socket once that many body bytes went out (with an RST when
+    ``reset``, else a FIN).  ``reply`` holds what the
+    server answered; ``error`` an OSError the client met.
+    """
+
+    def __init__(self, port: int, target: str, size: int, piece: int = 256 * 1024,
+                 delay: float = 0.03, chunked: bool = False,
+                 abort_after: Optional[int] = None, reset: bool = False,
+                 headers: Tuple[str, ...] = (), timeout: float = 30.0) -> None:
+        super().__init__(name="slow-upload", daemon=True)
+        self.port, self.target, self.size, self.piece = port, target, size, piece
+        self.delay, self.chunked, self.abort_after = delay, chunked, abort_after
+        self.reset, self.headers, self.timeout = reset, headers, timeout
+        self.reply = b""
+        self.error: Optional[OSError] = None
+
+    def run(self) -> None:
+        framing = ("Transfer-Encoding: chunked" if self.chunked
+                   else f"Content-Length: {self.size}")
+        head = "\r\n".join((f"POST {self.target} HTTP/1.1", "Host: test", framing,
+                            *self.headers)) + "\r\n\r\n"
+        sock = socket.create_connection((HOST, self.port), timeout=self.timeout)
+        try:
+            sock.sendall(head.encode())
+            sent = 0
+            while sent < self.size:
+                n = min(self.piece, self.size - sent)
+                data = b"u" * n
+                sock.sendall(b"%x\r\n%s\r\n" % (n, data) if self.chunked else data)
+                sent += n
+                if self.abort_after is not None and sent >= self.abort_after:
+                    if self.reset:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                    return
+                time.sleep(self.delay)
+            if self.chunked:
+                sock.sendall(b"0\r\n\r\n")
+            self.reply = read_response(sock)
+        except OSError as exc:
+            self.error = exc
+        finally:
+            sock.close()
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body, read from *sock*."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        if not piece:
+            return data
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return head + b"\r\n\r\n" + body
+
+
+def watch(port: int, progress_id: str, until: Callable[[], bool], interval: float = 0.03,
+          deadline: float = 30.0, query: str = "") -> List[Dict[str, Any]]:
+    """Probe every *interval* seconds until a final state, or *until()* is true,
+    or *deadline*; returns every answer seen (at most ``deadline/interval``)."""
+    seen: List[Dict[str, Any]] = []
+    end = time.monotonic() + deadline
+    conn = HTTPConnection(HOST, port, timeout=5)
+    try:
+        while time.monotonic() < end:
+            conn.request("GET", f"/progress?X-Progress-ID={progress_id}{query}")
+            seen.append(json.loads(conn.getresponse().read()))
+            if seen[-1]["state"] in ("done", "error") or until():
+                break
+            time.sleep(interval)
+    finally:
+        conn.close()
+    return seen
+
+
+def received_while(answers: List[Dict[str, Any]], state: str) -> List[int]:
+    """The distinct ``received`` values seen in *state*, in order."""
+    values: List[int] = []
+    for answer in answers:
+        if answer["state"] == state and (not values or answer["received"] != values[-1]):
+            values.append(answer["received"])
+    return values

@@ -35,6 +35,8 @@ log = logging.getLogger("wsgiprogress")
 
 #: Time constant of the exponentially smoothed speed, in seconds.
 SPEED_TAU = 2.0
+#: Speed stays unknown (0) until body bytes have arrived for this long.
+MIN_SPEED_WINDOW = 0.1
 
 
 class Tracker:
@@ -53,7 +55,7 @@ class Tracker:
         "store", "id", "token", "size", "received", "sent", "produced",
         "declared_response_size", "state", "status", "reason", "speed",
         "started", "_clock", "_last_time", "_last_received", "_unpublished",
-        "_store_failed",
+        "_first_time", "_first_received", "_store_failed",
     )
 
     def __init__(self, store: ProgressStore, progress_id: str, token: Hashable,
@@ -73,6 +75,8 @@ class Tracker:
         self._clock = store.clock
         self.started = self._last_time = self._clock()
         self._last_received = 0
+        self._first_time = self.started
+        self._first_received = 0
         self._unpublished = 0
         self._store_failed = False
 
@@ -88,6 +92,8 @@ class Tracker:
         self.received += n
         if self.state == STARTING:
             self.state = UPLOADING
+            self._first_time = self._clock()
+            self._first_received = self.received
             self._publish()
             return
         self._unpublished += n
@@ -182,12 +188,14 @@ class Tracker:
                 self._store_failure("update")
 
     def _measure(self, now: float) -> None:
-        elapsed = now - self.started
+        # measured from the first body bytes: the first piece often arrives
+        # with the headers and says nothing about the client's speed
+        elapsed = now - self._first_time
         dt = now - self._last_time
-        if elapsed <= 0 or dt <= 0:
+        if elapsed < MIN_SPEED_WINDOW or dt <= 0:
             return
         if elapsed <= SPEED_TAU or self.speed == 0.0:
-            self.speed = self.received / elapsed
+            self.speed = (self.received - self._first_received) / elapsed
         else:
             rate = (self.received - self._last_received) / dt
             self.speed += (1.0 - math.exp(-dt / SPEED_TAU)) * (rate - self.speed)

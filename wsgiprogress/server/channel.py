@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import TYPE_CHECKING, Any, Deque, List, Optional
+from typing import TYPE_CHECKING, Any, Deque, Optional
 
 from waitress.channel import HTTPChannel
 
@@ -52,6 +52,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     task_class = ProgressTask
     #: Response bytes the kernel accepted on this connection.
     progress_bytes_sent = 0
+    #: True once the connection closed; no byte is sent after that.
+    progress_closed = False
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[dict] = None) -> None:
@@ -85,7 +87,17 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def close_send_window(self, window: SendWindow) -> None:
         """The task ended: its output ends here; call with ``outbuf_lock`` held."""
         window.end = self.output_position()
-        self._account_sent()
+        if not self.progress_closed:
+            self._account_sent()
+            return
+        # the connection closed while the task ran: judge by what was sent
+        self.send_windows.remove(window)
+        tracker = window.tracker
+        expected = tracker.declared_response_size
+        if tracker.sent >= (tracker.produced if expected is None else expected):
+            tracker.finish()
+        else:
+            tracker.fail(ABORTED)
 
     def _account_sent(self) -> None:
         total = self.progress_bytes_sent
@@ -106,17 +118,19 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
 
     def handle_close(self) -> None:
         super().handle_close()
-        for tracker in self._unfinished_trackers():
-            tracker.fail(ABORTED)
-
-    def _unfinished_trackers(self) -> List[Tracker]:
-        trackers = [w.tracker for w in self.send_windows]
-        self.send_windows.clear()
-        for request in [self.request] + list(self.requests):
-            tracker = getattr(request, "tracker", None)
+        with self.outbuf_lock:
+            self.progress_closed = True
+            # a running task's window is judged when the task ends
+            ended = [w for w in self.send_windows if w.end is not None]
+            for window in ended:
+                self.send_windows.remove(window)
+            trackers = [w.tracker for w in ended]
+            for request in [self.request, *self.requests]:
+                if request is not None and not getattr(request, "serviced", True):
+                    trackers.append(request.tracker)
+        for tracker in trackers:
             if tracker is not None:
-                trackers.append(tracker)
-        return [t for t in trackers if not t.finished]
+                tracker.fail(ABORTED)
 
     # -- Expect: 100-continue ------------------------------------------------
 
