@@ -39,8 +39,8 @@ def start(args: List[str]) -> "tuple[subprocess.Popen[str], int]":
     pytest.fail("server did not start: " + "".join(seen))
 
 
-def stop(process: "subprocess.Popen[str]") -> int:
-    process.send_signal(signal.SIGINT)
+def stop(process: "subprocess.Popen[str]", signum: int = signal.SIGINT) -> int:
+    process.send_signal(signum)
     try:
         return process.wait(10)
     finally:
@@ -58,11 +58,11 @@ def upload_and_probe(port: int, progress_id: str) -> dict:
     return wait_for_state(port, progress_id, ("done",))
 
 
-@pytest.mark.parametrize("args", [
-    pytest.param(["server_apps:app"], id="module-attr"),
-    pytest.param(["--call", "server_apps:create_app"], id="factory"),
+@pytest.mark.parametrize("args, signum", [
+    pytest.param(["server_apps:app"], signal.SIGINT, id="module-attr"),
+    pytest.param(["--call", "server_apps:create_app"], signal.SIGTERM, id="factory-sigterm"),
 ])
-def test_cli_serves_with_progress(args: List[str]) -> None:
+def test_cli_serves_with_progress(args: List[str], signum: int) -> None:
     process, port = start([sys.executable, "-m", "wsgiprogress", "--listen",
                            "127.0.0.1:0", "--ttl", "5", *args])
     try:
@@ -70,7 +70,20 @@ def test_cli_serves_with_progress(args: List[str]) -> None:
         assert (entry["received"], entry["size"], entry["status"]) == (300_000, 300_000, 200)
         assert probe(port, "cliupload1", "&dialect=nginx") is not None
     finally:
-        assert stop(process) == 0
+        assert stop(process, signum) == 0
+
+
+def test_cli_address_in_use_exits_1() -> None:
+    first, port = start([sys.executable, "-m", "wsgiprogress", "--listen",
+                         "127.0.0.1:0", "server_apps:app"])
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "wsgiprogress", "--listen", f"127.0.0.1:{port}",
+             "server_apps:app"], cwd=TESTS, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1
+        assert "cannot serve" in second.stderr and "in use" in second.stderr
+    finally:
+        assert stop(first) == 0
 
 
 def test_paste_server_runner(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ waitress's own; a boolean ``--x`` has a ``--no-x``.
     $ wsgiprogress-serve --listen 127.0.0.1:8080 --threads 8 myproject.wsgi:app
     $ wsgiprogress-serve --call myproject:create_app
 
-Exit codes: 0 after a normal shutdown, 1 when the application cannot be
-loaded, 2 for bad options or settings.
+Exit codes: 0 after a normal shutdown (Ctrl-C or SIGTERM), 1 when the
+application cannot be loaded or the address cannot be listened on, 2 for bad
+options or settings.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -45,7 +47,8 @@ examples:
   %(prog)s --listen 127.0.0.1:8080 --threads 8 --max-request-body-size 104857600 myapp:app
   %(prog)s --call myapp:create_app
 
-exit codes: 0 normal shutdown, 1 application not loadable, 2 bad options"""
+exit codes: 0 normal shutdown (Ctrl-C or SIGTERM), 1 application not loadable
+or address not available, 2 bad options"""
 
 #: Help for the waitress settings a newcomer reaches for; the rest are listed
 #: under "waitress settings" and documented by waitress.
@@ -147,10 +150,20 @@ def run(argv: Sequence[str] = sys.argv, _serve: Callable[..., Any] = serve) -> i
     except Exception as exc:
         print(f"{PROG}: cannot load {args.app}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    # the CLI owns the process: show waitress's "Serving on" and our warnings
+    # the CLI owns the process: show waitress's "Serving on" and our warnings,
+    # and shut down cleanly on SIGTERM (systemd, containers) as on Ctrl-C
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
-    _serve(app, **settings)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        _serve(app, **settings)
+    except OSError as exc:
+        print(f"{PROG}: cannot serve: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)  # waitress's run() shuts its threads down on SystemExit
 
 
 def main(argv: Optional[List[str]] = None) -> None:
