@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, Iterator
 
 import pytest
 
+from server_apps import read_all
 from server_support import (
     HOST, SlowUpload, open_fds, probe, received_while, running,
     wait_for_state, watch,
@@ -19,13 +20,7 @@ LIMIT = 4 * MiB
 
 def reading_app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
     """Reads the body, then works a little so ``processing`` can be seen."""
-    stream = environ["wsgi.input"]
-    total = 0
-    while True:
-        piece = stream.read(65536)
-        if not piece:
-            break
-        total += len(piece)
+    total = read_all(environ)
     if environ["PATH_INFO"] == "/fail":
         raise RuntimeError("application failure")
     time.sleep(0.3)

@@ -95,15 +95,15 @@ class Tracker:
             self._first_time = self._clock()
             self._first_received = self.received
             self._publish()
-            return
-        self._unpublished += n
-        if (self._unpublished >= self.publish_bytes
-                or self._clock() - self._last_time >= self.publish_interval):
-            self._publish()
+        else:
+            self._throttled(n)
 
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
         self.sent += n
+        self._throttled(n)
+
+    def _throttled(self, n: int) -> None:
         self._unpublished += n
         if (self._unpublished >= self.publish_bytes
                 or self._clock() - self._last_time >= self.publish_interval):
