@@ -34,8 +34,14 @@ def running(app: Any, **settings: Any) -> Iterator[Tuple[Any, int]]:
         def close_all() -> None:
             for dispatcher in list(socket_map.values()):
                 dispatcher.close()
-        wake = next(d for d in socket_map.values() if isinstance(d, trigger))
-        wake.pull_trigger(close_all)
+        # the loop thread closes everything; with several listeners there is
+        # one trigger per listener, and any open one will do
+        for wake in [d for d in socket_map.values() if isinstance(d, trigger)]:
+            try:
+                wake.pull_trigger(close_all)
+                break
+            except OSError:
+                continue
         thread.join(10)
         server.task_dispatcher.shutdown(timeout=2)
         assert not thread.is_alive(), "server loop did not stop"
