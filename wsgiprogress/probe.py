@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 
 from .dialects import DIALECTS, render
 from .ids import ID_RULE, IdFinder, is_valid_id
+from .responses import NO_CACHE_HEADERS, plain, respond
 from .settings import PROBE_SETTINGS, resolve
 
 if TYPE_CHECKING:
@@ -42,15 +43,6 @@ log = logging.getLogger("wsgiprogress")
 MAX_CALLBACK_LENGTH = 64
 MAX_QUERY_FIELDS = 32
 _CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\Z", re.ASCII)
-
-#: Sent with every probe answer so no cache layer ever serves a stale one.
-NO_CACHE_HEADERS = [
-    ("Cache-Control", "no-cache, no-store, must-revalidate"),
-    ("Pragma", "no-cache"),
-    ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"),
-    ("X-Content-Type-Options", "nosniff"),
-]
-
 
 def is_valid_callback(name: str) -> bool:
     """True for a dotted JavaScript identifier of at most 64 ASCII characters."""
@@ -80,28 +72,27 @@ class ProgressProbe:
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        headers = list(NO_CACHE_HEADERS) + self._cors_headers(environ)
+        headers = self._cors_headers(environ)
         method = environ.get("REQUEST_METHOD", "GET")
+        head_only = method == "HEAD"
         if method == "OPTIONS" and self.allowed_origins:
             headers += [("Access-Control-Allow-Methods", "GET, HEAD"),
                         ("Access-Control-Allow-Headers", self.finder.name),
-                        ("Access-Control-Max-Age", "600"), ("Content-Length", "0")]
-            start_response("204 No Content", headers)
+                        ("Access-Control-Max-Age", "600")]
+            start_response("204 No Content", [*NO_CACHE_HEADERS, *headers])
             return []
         if method not in ("GET", "HEAD"):
             headers.append(("Allow", "GET, HEAD"))
-            return _plain(start_response, "405 Method Not Allowed", headers,
-                          "the progress probe answers GET and HEAD only", method)
+            return plain(start_response, "405 Method Not Allowed",
+                         "the progress probe answers GET and HEAD only", headers)
         try:
             progress_id, content_type, body = self._answer(environ)
         except ProbeRequestError as exc:
-            return _plain(start_response, "400 Bad Request", headers, str(exc), method)
+            return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
         if self.debug:
             log.info("probe %s: %s", progress_id, body.decode("utf-8", "replace").strip())
-        headers += [("Content-Type", content_type + "; charset=utf-8"),
-                    ("Content-Length", str(len(body)))]
-        start_response("200 OK", headers)
-        return [] if method == "HEAD" else [body]
+        return respond(start_response, "200 OK", content_type + "; charset=utf-8", body,
+                       headers, head_only)
 
     def _answer(self, environ: WSGIEnvironment) -> Tuple[str, str, bytes]:
         try:
@@ -157,11 +148,3 @@ class ProgressProbe:
 def _first(params: dict, name: str) -> Optional[str]:
     values = params.get(name)
     return values[0] if values else None
-
-
-def _plain(start_response: StartResponse, status: str, headers: List[Tuple[str, str]],
-           reason: str, method: str) -> List[bytes]:
-    body = (reason + "\n").encode()
-    start_response(status, headers + [("Content-Type", "text/plain; charset=utf-8"),
-                                      ("Content-Length", str(len(body)))])
-    return [] if method == "HEAD" else [body]

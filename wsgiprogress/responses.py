@@ -1,0 +1,41 @@
+"""Small WSGI response helpers shared by the probe and the mailbox endpoints."""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, List, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+
+Headers = List[Tuple[str, str]]
+
+#: Sent with every answer that must never be cached.
+NO_CACHE_HEADERS: Sequence[Tuple[str, str]] = (
+    ("Cache-Control", "no-cache, no-store, must-revalidate"),
+    ("Pragma", "no-cache"),
+    ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"),
+    ("X-Content-Type-Options", "nosniff"),
+)
+
+
+def respond(start_response: StartResponse, status: str, content_type: str, body: bytes,
+            headers: Sequence[Tuple[str, str]] = (), head_only: bool = False) -> List[bytes]:
+    """Start a response with a Content-Length (so keep-alive survives) and
+    return its body, or nothing for HEAD."""
+    start_response(status, [*NO_CACHE_HEADERS, *headers, ("Content-Type", content_type),
+                            ("Content-Length", str(len(body)))])
+    return [] if head_only else [body]
+
+
+def plain(start_response: StartResponse, status: str, reason: str,
+          headers: Sequence[Tuple[str, str]] = (), head_only: bool = False) -> List[bytes]:
+    """A short plain-text answer, e.g. the reason for a 400."""
+    return respond(start_response, status, "text/plain; charset=utf-8",
+                   (reason + "\n").encode(), headers, head_only)
+
+
+def json_body(start_response: StartResponse, status: str, data: Any,
+              headers: Sequence[Tuple[str, str]] = (), head_only: bool = False) -> List[bytes]:
+    """A JSON answer."""
+    return respond(start_response, status, "application/json; charset=utf-8",
+                   json.dumps(data).encode(), headers, head_only)
