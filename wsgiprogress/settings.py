@@ -169,6 +169,34 @@ SERVER_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + (
             "threads that answer probes, apart from the application's threads"),
 )
 
+def as_optional_token(value: Any) -> Optional[str]:
+    """``None`` (no token), or a secret of at least 16 characters."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) < 16 or any(c.isspace() for c in value):
+        raise ValueError("expected a secret of at least 16 characters without spaces, "
+                         "e.g. from secrets.token_urlsafe()")
+    return value
+
+
+#: What :class:`~wsgiprogress.mailbox_app.MailboxApp` accepts.
+MAILBOX_SETTINGS: Tuple[Setting, ...] = (
+    Setting("mailbox_url", as_path, "/mailbox",
+            "URL path under which mailboxes are served: <mailbox_url>/<name>"),
+    Setting("max_wait", as_seconds, 30.0,
+            "longest a long-poll waits for a message, in seconds"),
+    Setting("publish", as_bool, False,
+            "accept POST <mailbox_url>/<name> to publish (needs authorize or publish_token)"),
+    Setting("publish_token", as_optional_token, None,
+            "bearer token that allows publishing and reading stats"),
+    Setting("sse_keepalive", as_seconds, 15.0,
+            "seconds between SSE comment keepalives"),
+    Setting("sse_retry", as_count, 3000,
+            "reconnection delay hint sent to SSE clients, in milliseconds"),
+    Setting("sse_max_duration", as_seconds, 300.0,
+            "seconds after which an SSE stream ends (the client resumes at once)"),
+)
+
 #: waitress settings whose defaults :mod:`wsgiprogress.server` changes, and why.
 TUNED_WAITRESS_DEFAULTS: Dict[str, Tuple[Any, str]] = {
     "recv_bytes": (262144, "256 KiB reads: about 1.1 GB/s instead of 290 MB/s with "
