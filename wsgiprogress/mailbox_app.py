@@ -59,8 +59,8 @@ from .ids import ID_RULE, is_valid_id
 from .mailbox import MailboxError, ReadResult
 from .mailbox_stream import MailboxStream
 from .responses import json_body, plain, respond
-from .settings import MAILBOX_SETTINGS, resolve
-from .waiters import wait_for
+from .settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve
+from .waiters import parse_wait, wait_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -96,12 +96,13 @@ class MailboxApp:
         :func:`unguessable_names`.
     :param settings: ``mailbox_url``, ``max_wait``, ``publish``,
         ``publish_token``, ``sse_keepalive``, ``sse_retry``,
-        ``sse_max_duration`` (:data:`wsgiprogress.settings.MAILBOX_SETTINGS`).
+        ``sse_max_duration`` (:data:`wsgiprogress.settings.MAILBOX_SETTINGS`,
+        :data:`wsgiprogress.settings.WAIT_SETTINGS`).
     """
 
     def __init__(self, store: MailboxStore, *, authorize: Optional[Authorize] = None,
                  **settings: Any) -> None:
-        options = resolve(MAILBOX_SETTINGS, settings)
+        options = resolve(MAILBOX_SETTINGS + WAIT_SETTINGS, settings)
         self.store = store
         self.authorize = authorize or unguessable_names
         self.prefix: str = options["mailbox_url"].rstrip("/") + "/"
@@ -157,12 +158,15 @@ class MailboxApp:
         after = _nchan_cursor(environ) if nchan else None
         if after is None:
             after = _cursor(params.get("after"), "after")
-        wait = _seconds(params.get("wait", "0"), self.max_wait)
+        try:
+            wait = parse_wait(params.get("wait"), self.max_wait)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
         result = self._wait(environ, name, after, wait, limit=1 if nchan else 100)
         if result is None:
             return plain(start_response, "503 Service Unavailable",
                          "too many waiting clients; retry shortly", [("Retry-After", "2")])
-        self._count(len(result.messages))
+        self.count_delivered(len(result.messages))
         if nchan:
             return _nchan_answer(start_response, result, head_only)
         return json_body(start_response, "200 OK", {
@@ -211,7 +215,8 @@ class MailboxApp:
         return MailboxStream(self, name, after, event,
                              environ.get("waitress.client_disconnected"))
 
-    def _count(self, n: int) -> None:
+    def count_delivered(self, n: int) -> None:
+        """Count *n* messages handed to clients, for the stats."""
         with self._lock:
             self.delivered += n
 
@@ -265,16 +270,6 @@ def _cursor(value: Optional[str], what: str) -> Optional[int]:
     if not value.isdigit() or len(value) > 18:
         raise BadRequest(f"invalid {what}: expected a message id (a whole number)")
     return int(value)
-
-
-def _seconds(value: str, cap: float) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 <= seconds < float("inf"):
-        raise BadRequest("invalid wait: expected seconds >= 0")
-    return min(seconds, cap)
 
 
 def _gap(result: ReadResult) -> Optional[Dict[str, Any]]:

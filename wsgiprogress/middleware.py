@@ -29,7 +29,10 @@ from .entry import APP_ERROR, TOO_LARGE
 from .errors import ConfigurationError
 from .ids import IdFinder, is_valid_id
 from .probe import ProgressProbe
-from .settings import MIDDLEWARE_SETTINGS, PROBE_SETTINGS, resolve
+from .mailbox_app import Authorize, MailboxApp
+from .settings import (
+    MAILBOX_SETTINGS, MIDDLEWARE_SETTINGS, PROBE_SETTINGS, WAIT_SETTINGS, resolve,
+)
 from .stream import CountingInput
 from .table import ProgressTable
 
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from .mailbox import MailboxStore
     from .store import ProgressStore
     from .tracker import Tracker
 
@@ -60,6 +64,11 @@ class ProgressMiddleware:
     :param table: the :class:`~wsgiprogress.store.ProgressStore` to use; by
         default a new :class:`~wsgiprogress.table.ProgressTable` made with
         ``ttl`` and ``capacity``.
+    :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
+        under ``mailbox_url`` (see :mod:`wsgiprogress.mailbox_app`); none by
+        default.
+    :param authorize: who may read and publish mailboxes; see
+        :func:`wsgiprogress.mailbox_app.unguessable_names`.
     :param settings: ``methods`` (``("POST",)``), ``ttl`` (30.0), ``capacity``
         (10000), ``progress_url`` (``"/progress"``), ``max_request_size``
         (``None``), ``dialect`` (``"native"``), ``id_name``
@@ -69,15 +78,24 @@ class ProgressMiddleware:
     """
 
     def __init__(self, app: WSGIApplication, *, table: Optional[ProgressStore] = None,
-                 **settings: Any) -> None:
+                 mailbox: Optional[MailboxStore] = None,
+                 authorize: Optional[Authorize] = None, **settings: Any) -> None:
         options = resolve(MIDDLEWARE_SETTINGS, settings)
         if table is None:
-            table = ProgressTable(ttl=options["ttl"], capacity=options["capacity"])
+            waiters = mailbox.waiters if mailbox is not None else None
+            table = ProgressTable(ttl=options["ttl"], capacity=options["capacity"],
+                                  waiters=waiters)
         elif "ttl" in settings or "capacity" in settings:
             raise ConfigurationError(
                 "ttl and capacity belong to the table you passed: "
                 "ProgressTable(ttl=..., capacity=...)")
         self.app = app
+        self.mailbox_app: Optional[MailboxApp] = None
+        if mailbox is not None:
+            self.mailbox_app = MailboxApp(mailbox, authorize=authorize, **{
+                s.name: options[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
+        elif authorize is not None:
+            raise ConfigurationError("authorize guards mailboxes: pass mailbox=Mailbox() too")
         self.table = table
         self.methods = frozenset(options["methods"])
         self.progress_url: str = options["progress_url"]
@@ -85,12 +103,15 @@ class ProgressMiddleware:
         self.debug: bool = options["debug"]
         self.finder = IdFinder(options["id_name"])
         self.probe = ProgressProbe(
-            table, **{s.name: options[s.name] for s in PROBE_SETTINGS})
+            table, **{s.name: options[s.name] for s in PROBE_SETTINGS + WAIT_SETTINGS})
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == self.progress_url:
+        path = environ.get("PATH_INFO", "")
+        if path == self.progress_url:
             return self.probe(environ, start_response)
+        if self.mailbox_app is not None and self.mailbox_app.handles(path):
+            return self.mailbox_app(environ, start_response)
         if environ.get("REQUEST_METHOD") not in self.methods or SERVER_COUNTS_KEY in environ:
             return self.app(environ, start_response)
         progress_id = self.finder.find(environ)

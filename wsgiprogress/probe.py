@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qs
 
 from .dialects import DIALECTS, render
 from .ids import ID_RULE, IdFinder, is_valid_id
 from .responses import NO_CACHE_HEADERS, plain, respond
-from .settings import PROBE_SETTINGS, resolve
+from . import sse
+from .progress_stream import ProgressStream
+from .settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
+from .waiters import parse_wait, wait_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -53,18 +58,35 @@ class ProbeRequestError(ValueError):
     """A probe request that must be answered 400; the message is the reason."""
 
 
+class ProbeQuery(NamedTuple):
+    """A validated probe request."""
+
+    progress_id: str
+    dialect: str
+    format: str
+    callback: Optional[str]
+    content_type: str
+    wait: float
+    stream: bool
+
+
 class ProgressProbe:
     """Answers progress probes from *store*.
 
     :param store: the :class:`~wsgiprogress.store.ProgressStore` to read.
     :param settings: ``dialect``, ``id_name``, ``allowed_origins``, ``debug``
-        (and ``progress_url``, which only the middleware uses); see
-        :mod:`wsgiprogress.settings`.
+        (and ``progress_url``, which only the middleware uses), and the
+        waiting settings ``max_wait``, ``sse_keepalive``, ``sse_retry``,
+        ``sse_max_duration``; see :mod:`wsgiprogress.settings`.
     """
 
     def __init__(self, store: ProgressStore, **settings: Any) -> None:
-        options = resolve(PROBE_SETTINGS, settings)
+        options = resolve(PROBE_SETTINGS + WAIT_SETTINGS, settings)
         self.store = store
+        self.max_wait: float = options["max_wait"]
+        self.sse_keepalive: float = options["sse_keepalive"]
+        self.sse_retry: int = options["sse_retry"]
+        self.sse_max_duration: float = options["sse_max_duration"]
         self.dialect: str = options["dialect"]
         self.finder = IdFinder(options["id_name"])
         self.allowed_origins: Tuple[str, ...] = options["allowed_origins"]
@@ -86,15 +108,53 @@ class ProgressProbe:
             return plain(start_response, "405 Method Not Allowed",
                          "the progress probe answers GET and HEAD only", headers)
         try:
-            progress_id, content_type, body = self._answer(environ)
+            query = self._parse(environ)
         except ProbeRequestError as exc:
             return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
+        if query.stream or query.wait > 0:
+            event = self.store.waiters.register(query.progress_id)
+            if event is None:
+                return plain(start_response, "503 Service Unavailable",
+                             "too many waiting clients; retry shortly",
+                             headers + [("Retry-After", "2")], head_only)
+            if query.stream:
+                start_response("200 OK", [*headers, ("Content-Type", sse.CONTENT_TYPE),
+                                          ("Cache-Control", "no-cache")])
+                return ProgressStream(self, query, event,
+                                      environ.get("waitress.client_disconnected"))
+            try:
+                body = self._wait_for_change(query, event,
+                                             environ.get("waitress.client_disconnected"))
+            finally:
+                self.store.waiters.unregister(query.progress_id, event)
+        else:
+            body = self.render(query)
         if self.debug:
-            log.info("probe %s: %s", progress_id, body.decode("utf-8", "replace").strip())
-        return respond(start_response, "200 OK", content_type + "; charset=utf-8", body,
+            log.info("probe %s: %s", query.progress_id, body.decode("utf-8", "replace").strip())
+        return respond(start_response, "200 OK", query.content_type + "; charset=utf-8", body,
                        headers, head_only)
 
-    def _answer(self, environ: WSGIEnvironment) -> Tuple[str, str, bytes]:
+    def render(self, query: ProbeQuery, entry: Optional[ProgressEntry] = None) -> bytes:
+        """The answer to *query* for *entry* (default: as it stands now)."""
+        if entry is None:
+            entry = self.lookup(query.progress_id)
+        return render(query.dialect, query.format, query.callback, query.progress_id,
+                      entry)[1]
+
+    def _wait_for_change(self, query: ProbeQuery, event: threading.Event,
+                         client_gone: Optional[Callable[[], bool]]) -> bytes:
+        first = self.render(query)
+        deadline = time.monotonic() + query.wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not wait_for(event, left, client_gone):
+                return self.render(query)
+            event.clear()
+            now = self.render(query)
+            if now != first:
+                return now
+
+    def _parse(self, environ: WSGIEnvironment) -> ProbeQuery:
         try:
             params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True,
                               max_num_fields=MAX_QUERY_FIELDS)
@@ -122,11 +182,17 @@ class ProgressProbe:
             if dialect.default_callback is None:
                 raise ProbeRequestError(f"format=jsonp needs {dialect.callback_param}=<name>")
             callback = dialect.default_callback
-        content_type, body = render(dialect.name, fmt, callback, progress_id,
-                                    self._lookup(progress_id))
-        return progress_id, content_type, body
+        stream = _first(params, "transport") == "sse" or \
+            "text/event-stream" in environ.get("HTTP_ACCEPT", "")
+        content_type = render(dialect.name, fmt, callback, progress_id, None)[0]
+        try:
+            wait = parse_wait(_first(params, "wait"), self.max_wait)
+        except ValueError as exc:
+            raise ProbeRequestError(str(exc)) from None
+        return ProbeQuery(progress_id, dialect.name, fmt, callback, content_type, wait, stream)
 
-    def _lookup(self, progress_id: str) -> Optional[ProgressEntry]:
+    def lookup(self, progress_id: str) -> Optional[ProgressEntry]:
+        """The entry, or ``None`` when unknown or the store failed (logged)."""
         try:
             return self.store.get(progress_id)
         except Exception:

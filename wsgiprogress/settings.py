@@ -95,6 +95,13 @@ def as_methods(value: Any) -> Tuple[str, ...]:
     return methods
 
 
+def as_optional_count(value: Any) -> Optional[int]:
+    """``None`` or a whole number >= 1."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    return as_count(value)
+
+
 def as_path(value: Any) -> str:
     """A URL path starting with ``/``."""
     if not isinstance(value, str) or not value.startswith("/") or any(
@@ -152,23 +159,6 @@ TABLE_SETTINGS: Tuple[Setting, ...] = (
             "most progress entries held; beyond it new requests run untracked"),
 )
 
-_METHODS = Setting("methods", as_methods, ("POST",),
-                   "HTTP methods whose requests are tracked")
-
-#: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts.
-MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + (
-    _METHODS,
-    Setting("max_request_size", as_optional_size, None,
-            "answer 413 to a tracked request whose Content-Length exceeds this"),
-)
-
-#: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
-SERVER_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + (
-    _METHODS,
-    Setting("probe_threads", as_count, 2,
-            "threads that answer probes, apart from the application's threads"),
-)
-
 def as_optional_token(value: Any) -> Optional[str]:
     """``None`` (no token), or a secret of at least 16 characters."""
     if value is None or value == "":
@@ -179,22 +169,49 @@ def as_optional_token(value: Any) -> Optional[str]:
     return value
 
 
-#: What :class:`~wsgiprogress.mailbox_app.MailboxApp` accepts.
-MAILBOX_SETTINGS: Tuple[Setting, ...] = (
-    Setting("mailbox_url", as_path, "/mailbox",
-            "URL path under which mailboxes are served: <mailbox_url>/<name>"),
+#: How waiting clients are served: long-polls (``wait=``) and SSE streams.
+WAIT_SETTINGS: Tuple[Setting, ...] = (
     Setting("max_wait", as_seconds, 30.0,
-            "longest a long-poll waits for a message, in seconds"),
-    Setting("publish", as_bool, False,
-            "accept POST <mailbox_url>/<name> to publish (needs authorize or publish_token)"),
-    Setting("publish_token", as_optional_token, None,
-            "bearer token that allows publishing and reading stats"),
+            "longest a long-poll (wait=) waits for a change, in seconds"),
     Setting("sse_keepalive", as_seconds, 15.0,
             "seconds between SSE comment keepalives"),
     Setting("sse_retry", as_count, 3000,
             "reconnection delay hint sent to SSE clients, in milliseconds"),
     Setting("sse_max_duration", as_seconds, 300.0,
             "seconds after which an SSE stream ends (the client resumes at once)"),
+)
+
+#: What :class:`~wsgiprogress.mailbox_app.MailboxApp` accepts besides WAIT_SETTINGS.
+MAILBOX_SETTINGS: Tuple[Setting, ...] = (
+    Setting("mailbox_url", as_path, "/mailbox",
+            "URL path under which mailboxes are served: <mailbox_url>/<name>"),
+    Setting("publish", as_bool, False,
+            "accept POST <mailbox_url>/<name> to publish (needs authorize or publish_token)"),
+    Setting("publish_token", as_optional_token, None,
+            "bearer token that allows publishing and reading stats"),
+)
+
+_METHODS = Setting("methods", as_methods, ("POST",),
+                   "HTTP methods whose requests are tracked")
+
+#: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts.
+MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS + (
+    _METHODS,
+    Setting("max_request_size", as_optional_size, None,
+            "answer 413 to a tracked request whose Content-Length exceeds this"),
+)
+
+#: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
+SERVER_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS + (
+    _METHODS,
+    Setting("probe_threads", as_count, 2,
+            "threads that answer probes, apart from the application's threads"),
+    Setting("mailbox", as_bool, False,
+            "serve in-memory mailboxes at mailbox_url (the app finds the store in "
+            "environ['wsgiprogress.mailbox'])"),
+    Setting("max_waiters", as_optional_count, None,
+            "most clients waiting at once (long-polls, streams); default: threads "
+            "minus a quarter, so ordinary requests keep threads"),
 )
 
 #: waitress settings whose defaults :mod:`wsgiprogress.server` changes, and why.

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Hashable, Mapping, Optional
 
 from .entry import ProgressEntry
 from .tracker import Tracker
+from .waiters import Waiters
 
 log = logging.getLogger("wsgiprogress")
 
@@ -35,6 +36,8 @@ class ProgressStore(abc.ABC):
 
     #: Returns the current time in epoch seconds; injectable for tests.
     clock: Callable[[], float]
+    #: Woken with the progress ID whenever an entry changes.
+    waiters: Waiters
 
     @abc.abstractmethod
     def begin(self, progress_id: str, size: Optional[int]) -> Optional[Hashable]:

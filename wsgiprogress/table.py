@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Hashable, Mapping, Optional
 
 from .entry import STARTING, ProgressEntry
 from .store import ProgressStore
+from .waiters import Waiters
 
 log = logging.getLogger("wsgiprogress")
 
@@ -50,10 +51,13 @@ class ProgressTable(ProgressStore):
         entry makes room; when every entry is still running, new requests are
         not tracked (they still run) and a warning is logged.
     :param clock: returns epoch seconds; tests pass a fake one.
+    :param waiters: the process's waiters, woken when an entry changes (for
+        probes with ``wait=`` and progress streams); default a pool of 50.
     """
 
     def __init__(self, *, ttl: float = 30.0, capacity: int = 10_000,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 waiters: Optional[Waiters] = None) -> None:
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0:
             raise ValueError(f"ttl must be a number of seconds >= 0, not {ttl!r}")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
@@ -61,6 +65,7 @@ class ProgressTable(ProgressStore):
         self.ttl = float(ttl)
         self.capacity = capacity
         self.clock = clock
+        self.waiters = waiters if waiters is not None else Waiters(50)
         self._lock = threading.Lock()
         self._records: Dict[str, _Record] = {}
         # finished IDs in the order they expire (ttl is the same for all)
@@ -91,7 +96,9 @@ class ProgressTable(ProgressStore):
                 token = next(self._tokens)
                 entry = ProgressEntry(progress_id, STARTING, size=size, started=now)
                 self._records[progress_id] = _Record(entry, token)
-                return token
+        if not duplicate:
+            self.waiters.wake(progress_id)
+            return token
         log.warning("progress ID %r is already in use by a running request; "
                     "this request runs untracked", progress_id)
         return None
@@ -99,8 +106,10 @@ class ProgressTable(ProgressStore):
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         with self._lock:
             record = self._records.get(progress_id)
-            if record is not None and record.token == token and record.entry.running:
-                _assign(record.entry, fields)
+            if record is None or record.token != token or not record.entry.running:
+                return
+            _assign(record.entry, fields)
+        self.waiters.wake(progress_id)
 
     def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         now = self.clock()
@@ -111,6 +120,7 @@ class ProgressTable(ProgressStore):
             _assign(record.entry, fields)
             self._expiries[progress_id] = now + self.ttl
             self._expire(now)
+        self.waiters.wake(progress_id)
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
         now = self.clock()

@@ -100,6 +100,22 @@ def wait_for(event: threading.Event, timeout: float,
             return False
 
 
+def parse_wait(value: Optional[str], cap: float) -> float:
+    """A ``wait=`` parameter in seconds, at most *cap*; absent means 0.
+
+    :raises ValueError: for anything but a number >= 0.
+    """
+    if value is None or value == "":
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < float("inf"):
+        raise ValueError("invalid wait: expected seconds >= 0")
+    return min(seconds, cap)
+
+
 def default_waiter_limit(threads: int) -> int:
     """Waiters allowed on a server with *threads* worker threads: all but a
     quarter (at least one), so ordinary requests and publishers still run."""

@@ -11,9 +11,14 @@ everything else to the application.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from waitress.task import ThreadedTaskDispatcher
+
+from ..mailbox_app import MailboxApp
+
+#: Where the application finds the server's mailbox store.
+MAILBOX_KEY = "wsgiprogress.mailbox"
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -45,16 +50,25 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
 
 class ServedApp:
-    """Routes the probe path to *probe* and everything else to *app*."""
+    """Routes the probe path to *probe*, mailbox paths to *mailbox_app* and
+    everything else to *app*, which finds the mailbox store in
+    ``environ["wsgiprogress.mailbox"]``."""
 
-    def __init__(self, app: WSGIApplication, probe: WSGIApplication,
-                 progress_url: str) -> None:
+    def __init__(self, app: WSGIApplication, probe: WSGIApplication, progress_url: str,
+                 mailbox_app: Optional[MailboxApp] = None) -> None:
         self.app = app
         self.probe = probe
         self.progress_url = progress_url
+        self.mailbox_app = mailbox_app
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == self.progress_url:
+        path = environ.get("PATH_INFO", "")
+        if path == self.progress_url:
             return self.probe(environ, start_response)
+        mailbox_app = self.mailbox_app
+        if mailbox_app is not None:
+            if mailbox_app.handles(path):
+                return mailbox_app(environ, start_response)
+            environ[MAILBOX_KEY] = mailbox_app.store
         return self.app(environ, start_response)

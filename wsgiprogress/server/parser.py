@@ -73,7 +73,8 @@ class ProgressParser(HTTPRequestParser):
         if self.error is not None and self.error.code != 413:
             return  # unreadable headers: waitress answers 400/431/501 untracked
         command = self.command
-        self.is_probe = self.error is None and self.tracking.is_probe(command, self.path)
+        self.is_probe = self.error is None and self.tracking.is_probe(
+            command, self.path, self.query, self.headers)
         if self.is_probe:
             return
         size = None if self.chunked else self.content_length

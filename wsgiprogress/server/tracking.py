@@ -40,9 +40,12 @@ class ServerTracking:
         self.header_key = self.finder.environ_key[len("HTTP_"):]
         self.debug = debug
 
-    def is_probe(self, command: str, path: str) -> bool:
-        """True for a GET or HEAD of the probe."""
-        return path == self.probe_path and command in ("GET", "HEAD")
+    def is_probe(self, command: str, path: str, query: str, headers: Dict[str, str]) -> bool:
+        """True for a GET or HEAD of the probe that answers at once; probes
+        that wait (``wait=``, event streams) run on the application's threads."""
+        return (path == self.probe_path and command in ("GET", "HEAD")
+                and "wait=" not in query and "transport=" not in query
+                and "event-stream" not in headers.get("ACCEPT", ""))
 
     def track(self, command: str, path: str, headers: Dict[str, str], query: str,
               size: Optional[int]) -> Optional[Tracker]:
