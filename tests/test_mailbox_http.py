@@ -1,0 +1,196 @@
+"""The mailbox endpoints through WebTest: long-poll, gaps, Nchan's protocol,
+publishing, stats, authorization and bad input."""
+from __future__ import annotations
+
+import threading
+import time
+from email.utils import formatdate
+from typing import Any, Dict
+
+import pytest
+import webtest
+from hypothesis import given, settings, strategies as st
+
+from wsgiprogress import ProgressMiddleware
+from wsgiprogress.mailbox import Mailbox
+from wsgiprogress.waiters import Waiters
+
+NAME = "0123456789abcdef0123456789abcdef"
+TOKEN = "s3cret-token-of-24-chars"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def inner(environ: Dict[str, Any], start_response: Any) -> Any:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"inner"]
+
+
+def make(**settings: Any) -> "tuple[webtest.TestApp, Mailbox]":
+    mailbox = Mailbox(max_messages=5, waiters=Waiters(2))
+    settings.setdefault("max_wait", 2.0)
+    app = ProgressMiddleware(inner, mailbox=mailbox, **settings)
+    return webtest.TestApp(app, lint=True), mailbox
+
+
+def test_long_poll_returns_at_once_then_waits_for_the_next_post() -> None:
+    client, mailbox = make()
+    first = client.get(f"/mailbox/{NAME}").json
+    assert first["messages"] == [] and first["gap"] is None
+    mailbox.post(NAME, "one")
+    answer = client.get(f"/mailbox/{NAME}?after={first['cursor']}").json
+    assert [m["data"] for m in answer["messages"]] == ["one"]
+    threading.Timer(0.2, lambda: mailbox.post(NAME, "two")).start()
+    started = time.monotonic()
+    waited = client.get(f"/mailbox/{NAME}?after={answer['cursor']}&wait=5")
+    assert 0.1 < time.monotonic() - started < 1.9
+    assert [m["data"] for m in waited.json["messages"]] == ["two"]
+    assert waited.headers["Content-Length"] == str(len(waited.body))
+
+
+def test_timeout_answers_an_empty_list() -> None:
+    client, _ = make(max_wait=0.3)
+    cursor = client.get(f"/mailbox/{NAME}").json["cursor"]
+    started = time.monotonic()
+    answer = client.get(f"/mailbox/{NAME}?after={cursor}&wait=60")
+    assert 0.25 < time.monotonic() - started < 1.5  # capped by max_wait
+    assert answer.status_int == 200 and answer.json["messages"] == []
+    assert answer.json["cursor"] == cursor
+
+
+def test_gaps_are_explicit() -> None:
+    client, mailbox = make()
+    cursor = client.get(f"/mailbox/{NAME}").json["cursor"]
+    for n in range(8):
+        mailbox.post(NAME, str(n))
+    answer = client.get(f"/mailbox/{NAME}?after={cursor}").json
+    assert answer["gap"] == {"dropped": 3}
+    assert [m["data"] for m in answer["messages"]] == ["3", "4", "5", "6", "7"]
+    unknown = client.get(f"/mailbox/{NAME}?after={answer['cursor'] + 100}").json
+    assert unknown["gap"] == {"unknown_cursor": True} and len(unknown["messages"]) == 5
+
+
+def test_nchan_long_poll_protocol() -> None:
+    client, mailbox = make(max_wait=0.3)
+    mailbox.post(NAME, "first")
+    mailbox.post(NAME, "second")
+    one = client.get(f"/mailbox/{NAME}?protocol=nchan")
+    assert one.body == b"first" and one.headers["Vary"] == "If-None-Match, If-Modified-Since"
+    follow = {"If-None-Match": one.headers["Etag"], "If-Modified-Since": one.headers["Last-Modified"]}
+    two = client.get(f"/mailbox/{NAME}?protocol=nchan", headers=follow)
+    assert two.body == b"second" and int(two.headers["Etag"]) == int(one.headers["Etag"]) + 1
+    follow["If-None-Match"] = two.headers["Etag"]
+    client.get(f"/mailbox/{NAME}?protocol=nchan&wait=1", headers=follow, status=408)
+    epoch = {"If-Modified-Since": formatdate(0, usegmt=True), "If-None-Match": "0"}
+    assert client.get(f"/mailbox/{NAME}?protocol=nchan", headers=epoch).body == b"first"
+
+
+def test_publishing_is_off_by_default() -> None:
+    client, _ = make()
+    answer = client.post(f"/mailbox/{NAME}", "x", headers=AUTH, status=405)
+    assert answer.headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("headers, status", [
+    pytest.param(AUTH, 201, id="token"),
+    pytest.param({}, 403, id="no-token"),
+    pytest.param({"Authorization": "Bearer wrong-token-of-24-chars"}, 403, id="bad-token"),
+    pytest.param({"Authorization": TOKEN}, 403, id="not-bearer"),
+])
+def test_publishing_needs_the_token(headers: Dict[str, str], status: int) -> None:
+    client, mailbox = make(publish=True, publish_token=TOKEN)
+    cursor = client.get(f"/mailbox/{NAME}").json["cursor"]
+    answer = client.post(f"/mailbox/{NAME}", "héllo".encode(), headers=headers, status=status)
+    delivered = mailbox.read(NAME, cursor).messages
+    if status == 201:
+        assert answer.json == {"mailbox": NAME, "id": cursor + 1}
+        assert [m.data for m in delivered] == ["héllo"]
+    else:
+        assert delivered == []
+
+
+def test_publish_bounds() -> None:
+    client, _ = make(publish=True, publish_token=TOKEN)
+    client.post(f"/mailbox/{NAME}", b"x" * (64 * 1024 + 1), headers=AUTH, status=413)
+    client.post(f"/mailbox/{NAME}", b"\xff\xfe", headers=AUTH, status=400)
+
+
+def test_authorize_hook_decides() -> None:
+    calls = []
+
+    def authorize(environ: Dict[str, Any], name: Any, action: str) -> bool:
+        calls.append((name, action))
+        return environ.get("REMOTE_USER") == "alice"
+
+    mailbox = Mailbox()
+    app = ProgressMiddleware(inner, mailbox=mailbox, authorize=authorize, publish=True)
+    client = webtest.TestApp(app, lint=True)
+    client.get("/mailbox/short-name", status=403)
+    client.get("/mailbox/short-name", extra_environ={"REMOTE_USER": "alice"}, status=200)
+    client.post("/mailbox/short-name", "hi", extra_environ={"REMOTE_USER": "alice"}, status=201)
+    client.get("/mailbox/_stats", status=403)
+    assert client.get("/mailbox/_stats", extra_environ={"REMOTE_USER": "alice"}).json["posted"] == 1
+    assert ("short-name", "publish") in calls and (None, "stats") in calls
+
+
+def test_default_policy_reads_only_unguessable_names() -> None:
+    client, _ = make()
+    client.get("/mailbox/guessable-name", status=403)
+    client.get(f"/mailbox/{NAME}", status=200)
+    client.get("/mailbox/_stats", status=403)
+
+
+def test_stats_with_the_token() -> None:
+    client, mailbox = make(publish=True, publish_token=TOKEN)
+    cursor = client.get(f"/mailbox/{NAME}").json["cursor"]
+    mailbox.post(NAME, "x")
+    client.get(f"/mailbox/{NAME}?after={cursor}")
+    stats = client.get("/mailbox/_stats", headers=AUTH).json
+    assert stats == {"mailboxes": 1, "messages": 1, "posted": 1, "dropped": 0,
+                     "waiters": 0, "waiters_refused": 0, "delivered": 1}
+
+
+def test_waiter_cap_answers_503() -> None:
+    client, mailbox = make(max_wait=3)
+    held = [mailbox.waiters.register("x"), mailbox.waiters.register("y")]
+    try:
+        answer = client.get(f"/mailbox/{NAME}?wait=2", status=503)
+        assert answer.headers["Retry-After"] == "2"
+        client.get(f"/mailbox/{NAME}", status=200)  # no wait, no waiter needed
+        client.get("/elsewhere", status=200)
+    finally:
+        for name, event in zip("xy", held):
+            mailbox.waiters.unregister(name, event)  # type: ignore[arg-type]
+
+
+def test_mailbox_paths_do_not_reach_the_app_and_others_do() -> None:
+    client, _ = make()
+    assert client.get("/mailboxes").body == b"inner"
+    client.put(f"/mailbox/{NAME}", "x", status=405)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.text(max_size=200), after=st.text(max_size=30), wait=st.text(max_size=12))
+def test_generated_requests_never_crash(name: str, after: str, wait: str) -> None:
+    client, _ = make(max_wait=0.05)
+    from urllib.parse import quote
+    url = f"/mailbox/{quote(name, safe='')}?after={quote(after)}&wait={quote(wait)}"
+    answer = client.get(url, expect_errors=True)
+    assert answer.status_int in (200, 400, 403, 404)
+    if answer.status_int == 400:
+        # a fixed reason: nothing the client sent is reflected
+        assert answer.content_type == "text/plain"
+        assert answer.text.split(":")[0] in {
+            "invalid mailbox name", "invalid after", "invalid wait",
+            "too many query parameters (at most 16)\n"}
+
+
+def test_progress_probe_wait_answers_on_change() -> None:
+    client, mailbox = make()
+    table = client.app.table
+    threading.Timer(0.2, lambda: table.track("waited-upload", 10)).start()
+    started = time.monotonic()
+    answer = client.get("/progress?X-Progress-ID=waited-upload&wait=5").json
+    assert answer["state"] == "starting" and time.monotonic() - started < 1.9
+    unchanged = client.get("/progress?X-Progress-ID=waited-upload&wait=0.2").json
+    assert unchanged["state"] == "starting"
+    client.get("/progress?X-Progress-ID=waited-upload&wait=-1", status=400)
