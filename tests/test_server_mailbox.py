@@ -1,0 +1,201 @@
+"""Mailboxes under wsgiprogress.server on real sockets: disconnects free
+their thread, the waiter cap, a reconnect storm, SSE resume, progress push."""
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from http.client import HTTPConnection
+from typing import Any, Dict, Iterable, List
+
+import pytest
+
+from server_support import HOST, SlowUpload, read_response, running
+
+NAME = "feedfacefeedfacefeedfacefeedface"
+
+
+def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def get_json(port: int, path: str, timeout: float = 10) -> Dict[str, Any]:
+    conn = HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 200, (response.status, response.read())
+        return json.loads(response.read())  # type: ignore[no-any-return]
+    finally:
+        conn.close()
+
+
+def until(condition: Any, deadline: float = 5.0) -> bool:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()  # type: ignore[no-any-return]
+
+
+def start_poll(port: int, path: str) -> socket.socket:
+    sock = socket.create_connection((HOST, port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return sock
+
+
+def test_a_client_that_leaves_gives_its_thread_back() -> None:
+    with running(app, mailbox=True, threads=4) as (server, port):
+        waiters = server.mailbox.waiters
+        cursor = get_json(port, f"/mailbox/{NAME}")["cursor"]
+        sock = start_poll(port, f"/mailbox/{NAME}?after={cursor}&wait=25")
+        assert until(lambda: len(waiters) == 1)
+        sock.close()
+        started = time.monotonic()
+        assert until(lambda: len(waiters) == 0, deadline=5)
+        assert time.monotonic() - started < 2.0  # noticed within a wait slice, not 25 s
+
+
+def test_beyond_the_waiter_cap_503_while_ordinary_requests_run() -> None:
+    with running(app, mailbox=True, threads=8) as (server, port):
+        limit = server.mailbox.waiters.limit
+        assert limit == 6
+        cursor = get_json(port, f"/mailbox/{NAME}")["cursor"]
+        holders = [start_poll(port, f"/mailbox/{NAME}?after={cursor}&wait=20")
+                   for _ in range(limit)]
+        try:
+            assert until(lambda: len(server.mailbox.waiters) == limit)
+            conn = HTTPConnection(HOST, port, timeout=5)
+            conn.request("GET", f"/mailbox/{NAME}?after={cursor}&wait=20")
+            refused = conn.getresponse()
+            assert (refused.status, refused.getheader("Retry-After")) == (503, "2")
+            refused.read()
+            for _ in range(3):
+                conn.request("GET", "/ordinary")
+                assert conn.getresponse().read() == b"ok"
+            conn.close()
+            server.mailbox.post(NAME, "wake up")
+            for sock in holders:
+                sock.settimeout(5)
+                reply = read_response(sock)
+                assert b'"data": "wake up"' in reply and reply.endswith(b'"gap": null}')
+        finally:
+            for sock in holders:
+                sock.close()
+
+
+def test_reconnect_storm_loses_and_duplicates_nothing() -> None:
+    with running(app, mailbox=True, threads=24, max_wait=2) as (server, port):
+        mailbox = server.mailbox
+        names = [f"storm-{n:02d}-" + "c" * 24 for n in range(12)]
+        first = {name: get_json(port, f"/mailbox/{name}")["cursor"] for name in names}
+        total = 60
+        received: Dict[str, List[str]] = {name: [] for name in names}
+        gaps: List[Any] = []
+        stop = time.monotonic() + 30
+
+        def subscriber(name: str) -> None:
+            rng = random.Random(name)
+            cursor = first[name]
+            while len(received[name]) < total and time.monotonic() < stop:
+                path = f"/mailbox/{name}?after={cursor}&wait={rng.choice(['0', '0.3', '1'])}"
+                if rng.random() < 0.3:
+                    # leave in the middle of a wait, then resume from the cursor
+                    start_poll(port, path).close()
+                    continue
+                answer = get_json(port, path)
+                if answer["gap"] is not None:
+                    gaps.append(answer["gap"])
+                received[name].extend(m["data"] for m in answer["messages"])
+                cursor = answer["cursor"]
+
+        threads = [threading.Thread(target=subscriber, args=(n,)) for n in names]
+        for thread in threads:
+            thread.start()
+        for n in range(total):
+            mailbox.post(names, f"msg-{n}")
+            time.sleep(0.01)
+        for thread in threads:
+            thread.join(35)
+        assert gaps == []
+        for name in names:
+            assert received[name] == [f"msg-{n}" for n in range(total)], name
+
+
+def test_a_cursor_outside_retention_gets_a_gap_signal() -> None:
+    with running(app, mailbox=True) as (server, port):
+        cursor = get_json(port, f"/mailbox/{NAME}")["cursor"]
+        for n in range(150):  # the default keeps 100
+            server.mailbox.post(NAME, str(n))
+        answer = get_json(port, f"/mailbox/{NAME}?after={cursor}")
+        assert answer["gap"] == {"dropped": 50}
+        assert answer["messages"][0]["data"] == "50"
+
+
+def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[str]:
+    """The ``id:``/``data:`` lines of the next *count* events."""
+    buffer = b""
+    end = time.monotonic() + deadline
+    while buffer.count(b"\ndata: ") < count and time.monotonic() < end:
+        sock.settimeout(max(0.1, end - time.monotonic()))
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        buffer += piece
+    return [line for line in buffer.decode().splitlines()
+            if line.startswith(("id: ", "data: ", "event: "))]
+
+
+def test_sse_resumes_from_last_event_id() -> None:
+    with running(app, mailbox=True) as (server, port):
+        mailbox = server.mailbox
+        cursor = get_json(port, f"/mailbox/{NAME}")["cursor"]
+        ids = [mailbox.post(NAME, f"m{n}")[NAME] for n in range(2)]
+        sock = start_poll(port, f"/mailbox/{NAME}?transport=sse&last_event_id={cursor}")
+        assert read_events(sock, 2) == [f"id: {ids[0]}", "data: m0", f"id: {ids[1]}", "data: m1"]
+        sock.close()
+        missed = [mailbox.post(NAME, f"m{n}")[NAME] for n in range(2, 4)]
+        sock = socket.create_connection((HOST, port), timeout=10)
+        sock.sendall(f"GET /mailbox/{NAME} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n"
+                     f"Last-Event-ID: {ids[1]}\r\n\r\n".encode())
+        events = read_events(sock, 2)
+        sock.close()
+        assert events == [f"id: {missed[0]}", "data: m2", f"id: {missed[1]}", "data: m3"]
+
+
+def test_sse_reports_a_gap() -> None:
+    with running(app, mailbox=True) as (server, port):
+        cursor = get_json(port, f"/mailbox/{NAME}")["cursor"]
+        for n in range(103):
+            server.mailbox.post(NAME, str(n))
+        sock = start_poll(port, f"/mailbox/{NAME}?transport=sse&last_event_id={cursor}")
+        events = read_events(sock, 2)
+        sock.close()
+        assert events[:3] == ["event: gap", 'data: {"dropped": 3}', f"id: {cursor + 4}"]
+
+
+def test_progress_is_pushed_during_an_upload() -> None:
+    with running(app) as (_, port):
+        sock = start_poll(port, "/progress?X-Progress-ID=pushed-upload&transport=sse")
+        time.sleep(0.2)
+        upload = SlowUpload(port, "/u?X-Progress-ID=pushed-upload", 4 * 1024 * 1024,
+                            piece=256 * 1024, delay=0.04)
+        upload.start()
+        upload.join(30)
+        buffer = b""
+        sock.settimeout(5)
+        while b'"state": "done"' not in buffer:
+            piece = sock.recv(65536)
+            assert piece, buffer[-300:]
+            buffer += piece
+        sock.close()
+    states = [json.loads(line[6:]) for line in buffer.decode().splitlines()
+              if line.startswith("data: ")]
+    uploading = [s["received"] for s in states if s["state"] == "uploading"]
+    assert len(uploading) >= 3 and uploading == sorted(uploading)
+    assert states[-1]["state"] == "done" and states[-1]["received"] == 4 * 1024 * 1024
