@@ -146,7 +146,9 @@ def test_stats_with_the_token() -> None:
     client.get(f"/mailbox/{NAME}?after={cursor}")
     stats = client.get("/mailbox/_stats", headers=AUTH).json
     assert stats == {"mailboxes": 1, "messages": 1, "posted": 1, "dropped": 0,
-                     "waiters": 0, "waiters_refused": 0, "delivered": 1}
+                     "waiters": 0, "waiters_refused": 0, "delivered": 1, "uploads": 0}
+    client.app.table.track("running-upload", 100)
+    assert client.get("/mailbox/_stats", headers=AUTH).json["uploads"] == 1
 
 
 def test_waiter_cap_answers_503() -> None:

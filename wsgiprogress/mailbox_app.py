@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from .mailbox import MailboxStore
+    from .store import ProgressStore
 
 #: ``authorize(environ, mailbox_name, action) -> bool``; action is ``"read"``,
 #: ``"publish"`` or ``"stats"`` (name ``None``).
@@ -94,6 +95,7 @@ class MailboxApp:
     :param store: the mailboxes.
     :param authorize: who may read, publish and see stats; default
         :func:`unguessable_names`.
+    :param table: the progress store, whose running uploads the stats count.
     :param settings: ``mailbox_url``, ``max_wait``, ``publish``,
         ``publish_token``, ``sse_keepalive``, ``sse_retry``,
         ``sse_max_duration`` (:data:`wsgiprogress.settings.MAILBOX_SETTINGS`,
@@ -101,9 +103,10 @@ class MailboxApp:
     """
 
     def __init__(self, store: MailboxStore, *, authorize: Optional[Authorize] = None,
-                 **settings: Any) -> None:
+                 table: Optional[ProgressStore] = None, **settings: Any) -> None:
         options = resolve(MAILBOX_SETTINGS + WAIT_SETTINGS, settings)
         self.store = store
+        self.table = table
         self.authorize = authorize or unguessable_names
         self.prefix: str = options["mailbox_url"].rstrip("/") + "/"
         self.max_wait: float = options["max_wait"]
@@ -248,6 +251,8 @@ class MailboxApp:
         waiters = self.store.waiters
         stats = dict(self.store.stats(), waiters=len(waiters),
                      waiters_refused=waiters.refused, delivered=self.delivered)
+        if self.table is not None:
+            stats["uploads"] = self.table.counts()["running"]
         return json_body(start_response, "200 OK", stats)
 
     def _has_token(self, environ: WSGIEnvironment) -> bool:

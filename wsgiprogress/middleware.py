@@ -92,7 +92,7 @@ class ProgressMiddleware:
         self.app = app
         self.mailbox_app: Optional[MailboxApp] = None
         if mailbox is not None:
-            self.mailbox_app = MailboxApp(mailbox, authorize=authorize, **{
+            self.mailbox_app = MailboxApp(mailbox, authorize=authorize, table=table, **{
                 s.name: options[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
         elif authorize is not None:
             raise ConfigurationError("authorize guards mailboxes: pass mailbox=Mailbox() too")

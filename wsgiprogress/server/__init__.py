@@ -141,7 +141,7 @@ def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None
     if mailbox is None and ours["mailbox"]:
         mailbox = Mailbox(waiters=waiters)
     mailbox_app = None if mailbox is None else MailboxApp(
-        mailbox, authorize=authorize,
+        mailbox, authorize=authorize, table=table,
         **{s.name: ours[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
     probe = ProgressProbe(table, **{s.name: ours[s.name]
                                     for s in PROBE_SETTINGS + WAIT_SETTINGS})
