@@ -75,7 +75,8 @@ def test_nchan_long_poll_protocol() -> None:
     mailbox.post(NAME, "second")
     one = client.get(f"/mailbox/{NAME}?protocol=nchan")
     assert one.body == b"first" and one.headers["Vary"] == "If-None-Match, If-Modified-Since"
-    follow = {"If-None-Match": one.headers["Etag"], "If-Modified-Since": one.headers["Last-Modified"]}
+    follow = {"If-None-Match": one.headers["Etag"],
+              "If-Modified-Since": one.headers["Last-Modified"]}
     two = client.get(f"/mailbox/{NAME}?protocol=nchan", headers=follow)
     assert two.body == b"second" and int(two.headers["Etag"]) == int(one.headers["Etag"]) + 1
     follow["If-None-Match"] = two.headers["Etag"]
@@ -160,8 +161,8 @@ def test_waiter_cap_answers_503() -> None:
         client.get(f"/mailbox/{NAME}", status=200)  # no wait, no waiter needed
         client.get("/elsewhere", status=200)
     finally:
-        for name, event in zip("xy", held):
-            mailbox.waiters.unregister(name, event)  # type: ignore[arg-type]
+        mailbox.waiters.unregister("x", held[0])  # type: ignore[arg-type]
+        mailbox.waiters.unregister("y", held[1])  # type: ignore[arg-type]
 
 
 def test_mailbox_paths_do_not_reach_the_app_and_others_do() -> None:

@@ -10,8 +10,6 @@ import time
 from http.client import HTTPConnection
 from typing import Any, Dict, Iterable, List
 
-import pytest
-
 from server_support import HOST, SlowUpload, read_response, running
 
 NAME = "feedfacefeedfacefeedfacefeedface"

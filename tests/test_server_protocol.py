@@ -120,7 +120,8 @@ def test_wrapped_app_is_not_counted_twice() -> None:
         reply = exchange(port, post("wrapped01", b"12345"), until=b"}")
         assert b'"length": 5' in reply
         entry = wait_for_state(port, "wrapped01", ("done",))
-    assert (entry["received"], entry["size"], entry["sent"]) == (5, 5, len(reply.split(b"\r\n\r\n", 1)[1]))
+    body = reply.split(b"\r\n\r\n", 1)[1]
+    assert (entry["received"], entry["size"], entry["sent"]) == (5, 5, len(body))
     assert inner_table.get("wrapped01") is None  # the middleware stood aside
     assert server.progress_table.get("wrapped01") is not None
 

@@ -38,7 +38,7 @@ from .table import ProgressTable
 
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Callable, List, Tuple, Type
+    from typing import Callable, List, Tuple, Type, Union
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from .store import ProgressStore
     from .tracker import Tracker
 
-    ExcInfo = Tuple[Type[BaseException], BaseException, TracebackType]
+    ExcInfo = Union[Tuple[Type[BaseException], BaseException, TracebackType],
+                    Tuple[None, None, None]]
 
 log = logging.getLogger("wsgiprogress")
 

@@ -195,14 +195,15 @@ _METHODS = Setting("methods", as_methods, ("POST",),
                    "HTTP methods whose requests are tracked")
 
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts.
-MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS + (
+_SHARED = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS
+MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = _SHARED + (
     _METHODS,
     Setting("max_request_size", as_optional_size, None,
             "answer 413 to a tracked request whose Content-Length exceeds this"),
 )
 
 #: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
-SERVER_SETTINGS: Tuple[Setting, ...] = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS + (
+SERVER_SETTINGS: Tuple[Setting, ...] = _SHARED + (
     _METHODS,
     Setting("probe_threads", as_count, 2,
             "threads that answer probes, apart from the application's threads"),

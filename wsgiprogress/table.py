@@ -69,7 +69,7 @@ class ProgressTable(ProgressStore):
         self._lock = threading.Lock()
         self._records: Dict[str, _Record] = {}
         # finished IDs in the order they expire (ttl is the same for all)
-        self._expiries: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._expiries: "collections.OrderedDict[str, float]" = collections.OrderedDict()
         self._tokens = itertools.count(1)
         self._refused = 0
         self._last_full_warning = -FULL_WARNING_INTERVAL
@@ -79,29 +79,25 @@ class ProgressTable(ProgressStore):
         with self._lock:
             self._expire(now)
             record = self._records.get(progress_id)
-            if record is not None:
-                if record.entry.running:
-                    duplicate = True
-                else:
-                    duplicate = False
-                    del self._expiries[progress_id]
-            else:
-                duplicate = False
-                if len(self._records) >= self.capacity:
+            duplicate = record is not None and record.entry.running
+            if not duplicate:
+                if record is not None:
+                    del self._expiries[progress_id]  # finished: the ID starts fresh
+                elif len(self._records) >= self.capacity:
                     if not self._expiries:
-                        return self._refuse(now)
+                        self._refuse(now)
+                        return None
                     oldest, _ = self._expiries.popitem(last=False)
                     del self._records[oldest]
-            if not duplicate:
                 token = next(self._tokens)
                 entry = ProgressEntry(progress_id, STARTING, size=size, started=now)
                 self._records[progress_id] = _Record(entry, token)
-        if not duplicate:
-            self.waiters.wake(progress_id)
-            return token
-        log.warning("progress ID %r is already in use by a running request; "
-                    "this request runs untracked", progress_id)
-        return None
+        if duplicate:
+            log.warning("progress ID %r is already in use by a running request; "
+                        "this request runs untracked", progress_id)
+            return None
+        self.waiters.wake(progress_id)
+        return token
 
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         with self._lock:
@@ -158,7 +154,6 @@ class ProgressTable(ProgressStore):
                         self.capacity, self._refused)
             self._last_full_warning = now
             self._refused = 0
-        return None
 
 
 def _assign(entry: ProgressEntry, fields: Mapping[str, Any]) -> None:
