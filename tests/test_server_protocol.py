@@ -3,13 +3,14 @@ pipelining, probes while every worker is busy, no double counting."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from typing import Any, Iterable, List
 
 import pytest
 
 from wsgiprogress import ProgressMiddleware, ProgressTable
-from server_support import exchange, probe, running, wait_for_state
+from server_support import exchange, probe, read_response, running, wait_for_state
 
 LIMIT = 1024 * 1024
 
@@ -59,7 +60,6 @@ def test_get_with_expect_and_no_body_does_not_hang(server_port: int) -> None:
 
 
 def test_expect_within_limit_gets_100_then_the_response(server_port: int) -> None:
-    import socket
     sock = socket.create_connection(("127.0.0.1", server_port), timeout=3)
     try:
         sock.sendall(post("continue01", b"", "Expect: 100-continue").replace(
@@ -155,3 +155,21 @@ def test_probe_answers_while_every_worker_is_blocked() -> None:
             for holder in holders:
                 holder.join(10)
         assert len(results) == 4 and all(r.startswith(b"HTTP/1.1 200 ") for r in results)
+
+
+def test_file_wrapper_downloads_count_sent_bytes(tmp_path: Any) -> None:
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(b"f" * 3_000_000)
+
+    def download(environ: dict, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(payload, "rb"), 65536)
+
+    with running(download, methods="GET") as (_, port):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /f?X-Progress-ID=wrapped-file HTTP/1.1\r\nHost: t\r\n\r\n")
+        reply = read_response(sock)
+        sock.close()
+        assert reply.endswith(b"\r\n\r\n" + b"f" * 3_000_000)
+        entry = wait_for_state(port, "wrapped-file", ("done",))
+    assert (entry["sent"], entry["response_size"]) == (3_000_000, 3_000_000)

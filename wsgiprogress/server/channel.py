@@ -106,7 +106,12 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             window = windows[0]
             tracker = window.tracker
             upto = total if window.end is None else min(total, window.end)
-            body_sent = min(upto - window.start, tracker.produced)
+            # the body only: not chunk framing, and a file_wrapper body is
+            # queued without passing through the task's write()
+            body_size = tracker.declared_response_size
+            if body_size is None:
+                body_size = tracker.produced
+            body_sent = min(upto - window.start, body_size)
             if body_sent > tracker.sent:
                 tracker.add_sent(body_sent - tracker.sent)
             if window.end is None or total < window.end:
