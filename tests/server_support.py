@@ -196,3 +196,21 @@ def received_while(answers: List[Dict[str, Any]], state: str) -> List[int]:
         if answer["state"] == state and (not values or answer["received"] != values[-1]):
             values.append(answer["received"])
     return values
+
+
+@contextlib.contextmanager
+def running_werkzeug(app: Any) -> Iterator[int]:
+    """Serve *app* with werkzeug's threaded dev server on 127.0.0.1, port 0,
+    in a thread; always shut down on exit."""
+    from werkzeug.serving import make_server
+
+    server = make_server(HOST, 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-werkzeug", daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+        assert not thread.is_alive(), "werkzeug server did not stop"
