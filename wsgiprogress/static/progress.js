@@ -1,0 +1,253 @@
+/*
+ * wsgiprogress client: upload progress bars for the wsgiprogress probe.
+ *
+ * No dependencies.  In a page:
+ *
+ *   <script src="/static/progress.js"></script>
+ *   <form id="f" action="/upload" method="post" enctype="multipart/form-data">...</form>
+ *   <progress id="bar" max="100" value="0"></progress> <span id="info"></span>
+ *   <script>
+ *     WSGIProgress.upload(document.getElementById("f"), {
+ *       bar: "#bar", text: "#info",
+ *       onDone: function (p) { ... }, onError: function (p) { ... }
+ *     });
+ *   </script>
+ *
+ * It understands the probe's three dialects (native, lighttpd, nginx), follows
+ * progress by server-sent events when the browser has EventSource and the
+ * dialect is native, and polls otherwise.  Under Node it exports the same
+ * object, for tests.
+ */
+(function (root) {
+  "use strict";
+
+  var ID_PARAM = "X-Progress-ID";
+  var FINAL = { done: true, error: true };
+
+  /* A random 32-hex-digit ID, the shape existing clients use. */
+  function makeId() {
+    var bytes = new Uint8Array(16);
+    var cryptoObj = root.crypto || (typeof require === "function" && require("crypto").webcrypto);
+    if (cryptoObj && cryptoObj.getRandomValues) {
+      cryptoObj.getRandomValues(bytes);
+    } else {
+      for (var i = 0; i < 16; i++) { bytes[i] = Math.floor(Math.random() * 256); }
+    }
+    var hex = "";
+    for (var j = 0; j < 16; j++) { hex += (bytes[j] + 256).toString(16).slice(1); }
+    return hex;
+  }
+
+  /* url with X-Progress-ID=id, replacing an old ID and keeping the rest of the
+     query and the fragment (jquery.uploadProgress appended "?" blindly). */
+  function withId(url, id, name) {
+    name = name || ID_PARAM;
+    var hash = "";
+    var hashAt = url.indexOf("#");
+    if (hashAt >= 0) { hash = url.slice(hashAt); url = url.slice(0, hashAt); }
+    var queryAt = url.indexOf("?");
+    var base = queryAt >= 0 ? url.slice(0, queryAt) : url;
+    var pairs = queryAt >= 0 ? url.slice(queryAt + 1).split("&") : [];
+    var kept = [];
+    for (var i = 0; i < pairs.length; i++) {
+      var key = pairs[i].split("=")[0];
+      var decoded;
+      try { decoded = decodeURIComponent(key.replace(/\+/g, " ")); } catch (e) { decoded = key; }
+      if (pairs[i] !== "" && decoded.toLowerCase() !== name.toLowerCase()) { kept.push(pairs[i]); }
+    }
+    kept.push(encodeURIComponent(name) + "=" + encodeURIComponent(id));
+    return base + "?" + kept.join("&") + hash;
+  }
+
+  /* One probe answer of any dialect, as {state, received, size, percent, speed, eta, status}. */
+  function normalize(data) {
+    var state = data.state;
+    var size = null;
+    if ("request_size" in data) {                    // lighttpd mod_progress
+      state = { running: "uploading" }[state] || state;
+      size = data.request_size >= 0 ? data.request_size : null;
+    } else if (typeof data.size === "number" && data.size >= 0) {
+      size = data.size;                              // native and nginx
+    }
+    var received = typeof data.received === "number" ? data.received : 0;
+    if (state === "done" && size !== null && !("received" in data)) { received = size; }
+    var percent = null;
+    if (state === "done") {
+      percent = 100;
+    } else if (size) {
+      percent = Math.min(100, Math.floor(100 * received / size));
+    } else if (size === 0 && state === "processing") {
+      percent = 100;
+    }
+    return {
+      state: state, received: received, size: size, percent: percent,
+      speed: typeof data.speed === "number" ? data.speed : null,
+      eta: typeof data.eta === "number" ? data.eta : null,
+      status: typeof data.status === "number" ? data.status : null,
+      reason: data.reason || null
+    };
+  }
+
+  /* Speed and ETA from successive samples, for dialects that lack them. */
+  function Estimator() { this.samples = []; }
+  Estimator.prototype.add = function (p, now) {
+    this.samples.push([now, p.received]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > 5000) { this.samples.shift(); }
+    if (p.speed === null && this.samples.length > 1) {
+      var first = this.samples[0];
+      var seconds = (now - first[0]) / 1000;
+      p.speed = seconds > 0 ? (p.received - first[1]) / seconds : null;
+    }
+    if (p.eta === null && p.speed && p.size !== null && p.state === "uploading") {
+      p.eta = Math.max(0, p.size - p.received) / p.speed;
+    }
+    return p;
+  };
+
+  function humanBytes(n) {
+    var units = ["B", "kB", "MB", "GB", "TB"];
+    var i = 0;
+    while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+    return (i ? n.toFixed(1) : String(Math.round(n))) + " " + units[i];
+  }
+
+  /* "42 % · 1.2 MB/s · 12 s left" */
+  function describe(p) {
+    var parts = [];
+    if (p.state === "done") { return "done"; }
+    if (p.state === "error") { return "failed" + (p.status ? " (" + p.status + ")" : ""); }
+    if (p.state === "processing") { return "processing…"; }
+    parts.push(p.percent !== null ? p.percent + " %" : humanBytes(p.received));
+    if (p.speed) { parts.push(humanBytes(p.speed) + "/s"); }
+    if (p.eta !== null && p.eta !== undefined && p.state === "uploading") {
+      parts.push(Math.ceil(p.eta) + " s left");
+    }
+    return parts.join(" · ");
+  }
+
+  function element(target) {
+    if (!target || typeof document === "undefined") { return target || null; }
+    return typeof target === "string" ? document.querySelector(target) : target;
+  }
+
+  function show(options, p) {
+    var bar = element(options.bar);
+    if (bar && p.percent !== null) {
+      if ("value" in bar && "max" in bar) { bar.max = 100; bar.value = p.percent; }
+      else if (bar.style) { bar.style.width = p.percent + "%"; }
+    }
+    var text = element(options.text);
+    if (text) { text.textContent = describe(p); }
+  }
+
+  /*
+   * Follow the progress of `id`.  Options: url ("/progress"), dialect
+   * ("native"), interval (500 ms), maxUnknown (20 answers "unknown" in a row
+   * stop it), maxErrors (5 network errors in a row stop it), push (true: use
+   * EventSource when possible), bar, text, onProgress, onDone, onError.
+   * Returns {stop: function}.
+   */
+  function track(id, options) {
+    options = options || {};
+    var url = options.url || "/progress";
+    var dialect = options.dialect || "native";
+    var interval = options.interval || 500;
+    var maxUnknown = options.maxUnknown || 20;
+    var maxErrors = options.maxErrors || 5;
+    var estimator = new Estimator();
+    var unknown = 0, errors = 0, stopped = false, timer = null, source = null;
+
+    function finish(p) {
+      stop();
+      if (p.state === "done") { if (options.onDone) { options.onDone(p); } }
+      else if (options.onError) { options.onError(p); }
+    }
+
+    function handle(data) {
+      var p = estimator.add(normalize(data), Date.now());
+      unknown = p.state === "unknown" ? unknown + 1 : 0;
+      show(options, p);
+      if (options.onProgress) { options.onProgress(p); }
+      if (FINAL[p.state]) { finish(p); }
+      else if (unknown >= maxUnknown) { finish({ state: "error", reason: "unknown", status: null }); }
+    }
+
+    function probeUrl(extra) {
+      return withId(url, id) + "&dialect=" + encodeURIComponent(dialect) + "&format=json" + (extra || "");
+    }
+
+    function poll() {
+      if (stopped) { return; }
+      var xhr = new root.XMLHttpRequest();
+      xhr.open("GET", probeUrl("&_=" + Date.now()));
+      xhr.onload = function () {
+        if (stopped) { return; }
+        if (xhr.status !== 200) { return failed(); }
+        errors = 0;
+        try { handle(JSON.parse(xhr.responseText)); } catch (e) { return failed(); }
+        if (!stopped) { timer = setTimeout(poll, interval); }
+      };
+      xhr.onerror = failed;
+      xhr.send();
+    }
+
+    function failed() {
+      errors += 1;
+      if (errors >= maxErrors) { finish({ state: "error", reason: "network", status: null }); }
+      else if (!stopped) { timer = setTimeout(poll, interval * errors); }
+    }
+
+    function stop() {
+      stopped = true;
+      if (timer) { clearTimeout(timer); }
+      if (source) { source.close(); }
+    }
+
+    if (options.push !== false && dialect === "native" && root.EventSource) {
+      source = new root.EventSource(probeUrl("&transport=sse"));
+      source.onmessage = function (event) { handle(JSON.parse(event.data)); };
+      source.onerror = function () {
+        // no push here (an old server, a proxy): fall back to polling
+        if (!stopped) { source.close(); source = null; poll(); }
+      };
+    } else {
+      poll();
+    }
+    return { stop: stop };
+  }
+
+  /*
+   * Upload a form (or FormData with options.action) with XHR while following
+   * its progress on the server.  Returns {id, xhr, tracker}.
+   */
+  function upload(formOrData, options) {
+    options = options || {};
+    var id = options.id || makeId();
+    var isForm = typeof root.HTMLFormElement !== "undefined" && formOrData instanceof root.HTMLFormElement;
+    var data = isForm ? new root.FormData(formOrData) : formOrData;
+    var action = options.action || (isForm ? formOrData.action : "/upload");
+    var xhr = new root.XMLHttpRequest();
+    xhr.open("POST", withId(action, id));
+    var tracker = track(id, options);
+    xhr.onerror = function () {
+      tracker.stop();
+      if (options.onError) { options.onError({ state: "error", reason: "network", status: null }); }
+    };
+    xhr.send(data);
+    return { id: id, xhr: xhr, tracker: tracker };
+  }
+
+  /* Give a plain <form> an ID and follow it while the browser submits it. */
+  function attach(form, options) {
+    var id = makeId();
+    form.action = withId(form.getAttribute("action") || "", id);
+    return { id: id, start: function () { return track(id, options); } };
+  }
+
+  var api = {
+    makeId: makeId, withId: withId, normalize: normalize, Estimator: Estimator,
+    describe: describe, track: track, upload: upload, attach: attach
+  };
+  if (typeof module !== "undefined" && module.exports) { module.exports = api; }
+  else { root.WSGIProgress = api; }
+})(typeof window !== "undefined" ? window : globalThis);
