@@ -29,7 +29,9 @@ setup(
     python_requires=">=3.8",
     install_requires=["werkzeug>=2.0", "waitress>=2.1"],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "webtest>=3", "hypothesis>=6", "pastedeploy>=2.0"],
+        "test": [
+            "pytest>=7", "pytest-timeout>=2", "webtest>=3", "hypothesis>=6", "pastedeploy>=2.0",
+        ],
         "flask": ["flask>=2.0"],
         "redis": ["redis>=4.2"],
         "pyramid": ["pyramid>=1.10", "pastedeploy>=2.0"],

@@ -30,8 +30,8 @@ from waitress.adjustments import Adjustments
 from waitress.adjustments import asbool as waitress_asbool
 
 from .errors import ConfigurationError
-from .settings import SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, as_bool
 from .server import serve, split_settings
+from .settings import SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, as_bool
 
 PROG = "wsgiprogress-serve"
 

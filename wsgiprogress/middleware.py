@@ -28,10 +28,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 from .entry import APP_ERROR, TOO_LARGE
 from .errors import ConfigurationError
 from .ids import IdFinder, is_valid_id
-from .probe import ProgressProbe
 from .mailbox_app import Authorize, MailboxApp
+from .probe import ProgressProbe
 from .settings import (
-    MAILBOX_SETTINGS, MIDDLEWARE_SETTINGS, PROBE_SETTINGS, WAIT_SETTINGS, resolve,
+    MAILBOX_SETTINGS,
+    MIDDLEWARE_SETTINGS,
+    PROBE_SETTINGS,
+    WAIT_SETTINGS,
+    resolve,
 )
 from .stream import CountingInput
 from .table import ProgressTable

@@ -26,14 +26,14 @@ import logging
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qs
 
+from . import sse
 from .dialects import DIALECTS, render
 from .ids import ID_RULE, IdFinder, is_valid_id
-from .responses import NO_CACHE_HEADERS, plain, respond
-from . import sse
 from .progress_stream import ProgressStream
+from .responses import NO_CACHE_HEADERS, plain, respond
 from .settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
 from .waiters import parse_wait, wait_for
 
@@ -211,6 +211,6 @@ class ProgressProbe:
         return [("Vary", "Origin")]
 
 
-def _first(params: dict, name: str) -> Optional[str]:
+def _first(params: Dict[str, List[str]], name: str) -> Optional[str]:
     values = params.get(name)
     return values[0] if values else None

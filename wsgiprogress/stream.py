@@ -17,7 +17,8 @@ underlying stream, marks the request ``error``/``aborted``.
 """
 from __future__ import annotations
 
-from typing import IO, Any, Iterator, List, Optional
+import math
+from typing import IO, Any, Callable, Iterator, List, Optional
 
 from .entry import ABORTED
 from .tracker import Tracker
@@ -26,29 +27,32 @@ from .tracker import Tracker
 class CountingInput:
     """A ``wsgi.input`` that counts what is read from *stream* into *tracker*."""
 
-    __slots__ = ("stream", "tracker")
+    __slots__ = ("stream", "tracker", "_limit")
 
     def __init__(self, stream: IO[bytes], tracker: Tracker) -> None:
         self.stream = stream
         self.tracker = tracker
+        self._limit = math.inf if tracker.size is None else tracker.size
 
     def read(self, size: Optional[int] = -1) -> bytes:
-        try:
-            data = self.stream.read() if size is None or size < 0 else self.stream.read(size)
-        except Exception:
-            self.tracker.fail(ABORTED)
-            raise
-        self._count(len(data), size != 0)
-        return data
+        return self._take(self.stream.read, size)
 
     def readline(self, size: Optional[int] = -1) -> bytes:
+        return self._take(self.stream.readline, size)
+
+    def _take(self, method: Callable[..., bytes], size: Optional[int]) -> bytes:
         try:
-            data = (self.stream.readline() if size is None or size < 0
-                    else self.stream.readline(size))
+            data = method(size) if size is not None and size >= 0 else method()
         except Exception:
             self.tracker.fail(ABORTED)
             raise
-        self._count(len(data), size != 0)
+        if data:
+            tracker = self.tracker
+            tracker.add_received(len(data))
+            if tracker.received >= self._limit:
+                tracker.body_complete()
+        elif size != 0:
+            self._end_of_stream()
         return data
 
     def readlines(self, hint: int = -1) -> List[bytes]:
@@ -73,15 +77,10 @@ class CountingInput:
                 return
             yield line
 
-    def _count(self, n: int, wanted: bool) -> None:
+    def _end_of_stream(self) -> None:
+        # complete, unless bytes the client declared are missing
         tracker = self.tracker
-        if n:
-            tracker.add_received(n)
-            if tracker.size is not None and tracker.received >= tracker.size:
-                tracker.body_complete()
-        elif wanted:
-            # end of stream: complete, unless bytes the client declared are missing
-            if tracker.size is not None and tracker.received < tracker.size:
-                tracker.fail(ABORTED)
-            else:
-                tracker.body_complete()
+        if tracker.received < self._limit < math.inf:
+            tracker.fail(ABORTED)
+        else:
+            tracker.body_complete()

@@ -25,7 +25,13 @@ import math
 from typing import TYPE_CHECKING, Any, Dict, Hashable, Optional
 
 from .entry import (
-    ABORTED, DONE, ERROR, HTTP_ERROR, PROCESSING, STARTING, UPLOADING,
+    ABORTED,
+    DONE,
+    ERROR,
+    HTTP_ERROR,
+    PROCESSING,
+    STARTING,
+    UPLOADING,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +53,7 @@ class Tracker:
     """
 
     #: Publish after this many unpublished bytes ...
-    publish_bytes = 64 * 1024
+    publish_bytes = 256 * 1024
     #: ... or when this many seconds have passed since the last publish.
     publish_interval = 0.05
 
@@ -90,13 +96,17 @@ class Tracker:
     def add_received(self, n: int) -> None:
         """Count *n* request body bytes."""
         self.received += n
-        if self.state == STARTING:
-            self.state = UPLOADING
-            self._first_time = self._clock()
-            self._first_received = self.received
-            self._publish()
-        else:
-            self._throttled(n)
+        if self.state != STARTING:
+            # _throttled() inlined: this runs for every read of every upload
+            self._unpublished += n
+            if (self._unpublished >= self.publish_bytes
+                    or self._clock() - self._last_time >= self.publish_interval):
+                self._publish(full=False)
+            return
+        self.state = UPLOADING
+        self._first_time = self._clock()
+        self._first_received = self.received
+        self._publish()
 
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
@@ -107,7 +117,7 @@ class Tracker:
         self._unpublished += n
         if (self._unpublished >= self.publish_bytes
                 or self._clock() - self._last_time >= self.publish_interval):
-            self._publish()
+            self._publish(full=False)
 
     def add_produced(self, n: int) -> None:
         """Count *n* response bytes produced by the application."""
@@ -162,30 +172,37 @@ class Tracker:
 
     def fields(self) -> Dict[str, Any]:
         """The fields this tracker owns, as the store should hold them."""
-        if self.declared_response_size is not None:
-            response_size: Optional[int] = self.declared_response_size
-        elif self.status is not None:
-            response_size = self.produced
-        else:
-            response_size = None
         return {
             "state": self.state, "received": self.received, "size": self.size,
-            "sent": self.sent, "response_size": response_size,
+            "sent": self.sent, "response_size": self.response_size,
             "status": self.status, "reason": self.reason, "speed": self.speed,
         }
 
-    def _publish(self, measure: bool = True) -> None:
+    @property
+    def response_size(self) -> Optional[int]:
+        """The declared Content-Length, else the bytes produced once the
+        response started, else ``None``."""
+        if self.declared_response_size is not None:
+            return self.declared_response_size
+        return None if self.status is None else self.produced
+
+    def _publish(self, measure: bool = True, full: bool = True) -> None:
         now = self._clock()
         if measure and self.state == UPLOADING:
             self._measure(now)
         self._last_time = now
         self._last_received = self.received
         self._unpublished = 0
-        if not self._store_failed:
-            try:
-                self.store.update(self.id, self.token, self.fields())
-            except Exception:
-                self._store_failure("update")
+        if self._store_failed:
+            return
+        # between state changes only the counters move: publish just those
+        fields = self.fields() if full else {
+            "received": self.received, "sent": self.sent, "speed": self.speed,
+            "response_size": self.response_size}
+        try:
+            self.store.update(self.id, self.token, fields)
+        except Exception:
+            self._store_failure("update")
 
     def _measure(self, now: float) -> None:
         # measured from the first body bytes: the first piece often arrives

@@ -71,6 +71,10 @@ class Waiters:
 
     def wake(self, key: str) -> int:
         """Wake every waiter of *key*; returns how many."""
+        if key not in self._events:
+            # no lock on this hot path (every progress publish): a waiter
+            # registers first and reads the state after, so it misses nothing
+            return 0
         with self._lock:
             events = list(self._events.get(key, ()))
         for event in events:

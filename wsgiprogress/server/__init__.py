@@ -47,15 +47,20 @@ from waitress.adjustments import asbool as waitress_asbool
 from waitress.server import BaseWSGIServer
 
 from ..errors import ConfigurationError
-from ..probe import ProgressProbe
 from ..mailbox import Mailbox, MailboxStore
 from ..mailbox_app import Authorize, MailboxApp
+from ..probe import ProgressProbe
 from ..settings import (
-    MAILBOX_SETTINGS, PROBE_SETTINGS, SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS,
-    WAIT_SETTINGS, as_bool, resolve,
+    MAILBOX_SETTINGS,
+    PROBE_SETTINGS,
+    SERVER_SETTINGS,
+    TUNED_WAITRESS_DEFAULTS,
+    WAIT_SETTINGS,
+    as_bool,
+    resolve,
 )
-from ..waiters import Waiters, default_waiter_limit
 from ..table import ProgressTable
+from ..waiters import Waiters, default_waiter_limit
 from .channel import ProgressChannel
 from .dispatch import ProgressDispatcher, ServedApp
 from .tracking import ServerTracking

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import TYPE_CHECKING, Any, Deque, Optional
+from typing import TYPE_CHECKING, Any, Deque, Dict, Optional
 
 from waitress.channel import HTTPChannel
 
@@ -56,7 +56,7 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     progress_closed = False
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
-                 map: Optional[dict] = None) -> None:
+                 map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
         self.parser_class = functools.partial(ProgressParser,
                                               tracking=server.progress_tracking)
@@ -76,7 +76,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def output_position(self) -> int:
         """Where the next byte queued now will be in the output; call with
         ``outbuf_lock`` held."""
-        return self.progress_bytes_sent + self.total_outbufs_len
+        queued: int = self.total_outbufs_len
+        return self.progress_bytes_sent + queued
 
     def open_send_window(self, tracker: Tracker) -> SendWindow:
         """Start attributing output to *tracker*; call with ``outbuf_lock`` held."""

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .tracking import ServerTracking
 
 
-class ProgressParser(HTTPRequestParser):
+class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """Parses one request and feeds its :class:`~wsgiprogress.tracker.Tracker`.
 
     Made per request by :class:`~wsgiprogress.server.channel.ProgressChannel`
