@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-
 from server_support import exchange, probe, wait_for_state
+
 from wsgiprogress.cli import run
 
 TESTS = Path(__file__).parent

@@ -8,11 +8,17 @@ from http.client import HTTPConnection
 from typing import Any, Dict, Iterable, Iterator
 
 import pytest
+from server_support import (
+    HOST,
+    SlowUpload,
+    probe,
+    received_while,
+    running_werkzeug,
+    wait_for_state,
+    watch,
+)
 from werkzeug.wsgi import get_input_stream
 
-from server_support import (
-    HOST, SlowUpload, probe, received_while, running_werkzeug, wait_for_state, watch,
-)
 from wsgiprogress import ProgressMiddleware
 
 MiB = 1024 * 1024

@@ -9,7 +9,8 @@ from typing import Any, Dict
 
 import pytest
 import webtest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.mailbox import Mailbox

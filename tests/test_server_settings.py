@@ -5,8 +5,8 @@ import re
 from typing import Any, Dict, Iterable
 
 import pytest
-
 from server_support import exchange, running, wait_for_state
+
 from wsgiprogress import ConfigurationError, ProgressTable
 from wsgiprogress.server import create_server, split_settings
 from wsgiprogress.server.channel import ProgressChannel

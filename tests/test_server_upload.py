@@ -7,11 +7,16 @@ import time
 from typing import Any, Dict, Iterable, Iterator
 
 import pytest
-
 from server_apps import read_all
 from server_support import (
-    HOST, SlowUpload, open_fds, probe, received_while, running,
-    wait_for_state, watch,
+    HOST,
+    SlowUpload,
+    open_fds,
+    probe,
+    received_while,
+    running,
+    wait_for_state,
+    watch,
 )
 
 MiB = 1024 * 1024
