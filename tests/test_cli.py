@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-from server_support import exchange, probe, wait_for_state
 
 from wsgiprogress.cli import run
+
+from server_support import exchange, probe, wait_for_state
 
 TESTS = Path(__file__).parent
 SERVING = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")

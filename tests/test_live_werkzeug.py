@@ -8,6 +8,10 @@ from http.client import HTTPConnection
 from typing import Any, Dict, Iterable, Iterator
 
 import pytest
+from werkzeug.wsgi import get_input_stream
+
+from wsgiprogress import ProgressMiddleware
+
 from server_support import (
     HOST,
     SlowUpload,
@@ -17,9 +21,6 @@ from server_support import (
     wait_for_state,
     watch,
 )
-from werkzeug.wsgi import get_input_stream
-
-from wsgiprogress import ProgressMiddleware
 
 MiB = 1024 * 1024
 

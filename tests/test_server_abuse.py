@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, List
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from server_support import HOST, exchange, probe, running, wait_for_state
 
 

@@ -8,9 +8,10 @@ import threading
 from typing import Any, Iterable, List
 
 import pytest
-from server_support import exchange, probe, read_response, running, wait_for_state
 
 from wsgiprogress import ProgressMiddleware, ProgressTable
+
+from server_support import exchange, probe, read_response, running, wait_for_state
 
 LIMIT = 1024 * 1024
 

@@ -5,11 +5,12 @@ import re
 from typing import Any, Dict, Iterable
 
 import pytest
-from server_support import exchange, running, wait_for_state
 
 from wsgiprogress import ConfigurationError, ProgressTable
 from wsgiprogress.server import create_server, split_settings
 from wsgiprogress.server.channel import ProgressChannel
+
+from server_support import exchange, running, wait_for_state
 
 
 def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:

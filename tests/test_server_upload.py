@@ -7,6 +7,7 @@ import time
 from typing import Any, Dict, Iterable, Iterator
 
 import pytest
+
 from server_apps import read_all
 from server_support import (
     HOST,

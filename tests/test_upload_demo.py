@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import webtest
+
 from server_support import SlowUpload, running, running_werkzeug, wait_for_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
