@@ -3,12 +3,18 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import List
+from typing import Callable, List
 
 import pytest
 
 from wsgiprogress.mailbox import Mailbox, MessageTooLarge, TooManyMailboxes
-from wsgiprogress.waiters import Waiters, default_waiter_limit, parse_wait, wait_for
+from wsgiprogress.waiters import (
+    DEPARTURE_KEY,
+    ClientWatch,
+    Waiters,
+    default_waiter_limit,
+    parse_wait,
+)
 
 
 class Clock:
@@ -144,13 +150,45 @@ def test_waiters_are_capped() -> None:
     assert waiters.register("k") is not None
 
 
-def test_wait_for_returns_early_when_the_client_left() -> None:
+def test_a_sliced_wait_notices_a_client_that_left() -> None:
     event = threading.Event()
     started = time.monotonic()
-    assert wait_for(event, 10, client_gone=lambda: True) is False
+    client = ClientWatch({"waitress.client_disconnected": lambda: True})
+    assert client.wait(event, 10) is False
     assert time.monotonic() - started < 2
-    threading.Timer(0.1, event.set).start()
-    assert wait_for(event, 10) is True
+
+
+def test_a_wait_without_any_disconnect_signal_waits_for_the_event() -> None:
+    event = threading.Event()
+    threading.Timer(0.05, event.set).start()
+    assert ClientWatch({}).wait(event, 10) is True
+    assert ClientWatch({}).wait(threading.Event(), 0.01) is False
+
+
+def test_a_server_departure_notice_ends_the_wait_and_is_withdrawn() -> None:
+    watched: List[threading.Event] = []
+    left = threading.Event()
+
+    def watch(event: threading.Event) -> Callable[[], None]:
+        watched.append(event)
+        return lambda: watched.remove(event)
+
+    client = ClientWatch({DEPARTURE_KEY: watch,
+                          "waitress.client_disconnected": left.is_set})
+    event = threading.Event()
+
+    def depart() -> None:
+        left.set()
+        for waiting in list(watched):
+            waiting.set()
+
+    threading.Timer(0.05, depart).start()
+    assert client.wait(event, 30) is False  # woken by the departure, not by news
+    assert watched == []
+    left.clear()
+    news = threading.Event()
+    news.set()
+    assert client.wait(news, 30) is True and watched == []
 
 
 @pytest.mark.parametrize("threads, limit", [(1, 1), (4, 3), (8, 6), (100, 75)])

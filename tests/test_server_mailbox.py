@@ -10,6 +10,8 @@ import time
 from http.client import HTTPConnection
 from typing import Any, Dict, Iterable, List
 
+import pytest
+
 from server_support import HOST, SlowUpload, read_response, running
 
 NAME = "feedfacefeedfacefeedfacefeedface"
@@ -47,16 +49,31 @@ def start_poll(port: int, path: str) -> socket.socket:
     return sock
 
 
-def test_a_client_that_leaves_gives_its_thread_back() -> None:
-    with running(app, mailbox=True, threads=4) as (server, port):
+@pytest.mark.parametrize("query", ["wait=25", "transport=sse", "wait=25&protocol=nchan"])
+def test_a_client_that_leaves_gives_its_thread_back(query: str) -> None:
+    with running(app, mailbox=True, threads=4, sse_keepalive=25) as (server, port):
         waiters = server.mailbox.waiters
         cursor = get_json(port, f"/mailbox/{NAME}")["cursor"]
-        sock = start_poll(port, f"/mailbox/{NAME}?after={cursor}&wait=25")
+        sock = start_poll(port, f"/mailbox/{NAME}?after={cursor}&{query}")
         assert until(lambda: len(waiters) == 1)
+        channel = next(c for c in server._map.values() if hasattr(c, "departure_events"))
+        assert len(channel.departure_events) == 1  # the server will say when it leaves
         sock.close()
         started = time.monotonic()
         assert until(lambda: len(waiters) == 0, deadline=5)
-        assert time.monotonic() - started < 2.0  # noticed within a wait slice, not 25 s
+        assert time.monotonic() - started < 2.0  # noticed at the close, not after 25 s
+        assert channel.departure_events == set()
+
+
+def test_a_kept_alive_connection_does_not_accumulate_departure_watches() -> None:
+    with running(app, mailbox=True, threads=4, max_wait=0.05) as (server, port):
+        conn = HTTPConnection(HOST, port, timeout=10)
+        for _ in range(20):
+            conn.request("GET", f"/mailbox/{NAME}?wait=0.05")
+            assert json.loads(conn.getresponse().read())["messages"] == []
+        channels = [c for c in server._map.values() if hasattr(c, "departure_events")]
+        assert [len(c.departure_events) for c in channels] == [0]
+        conn.close()
 
 
 def test_beyond_the_waiter_cap_503_while_ordinary_requests_run() -> None:

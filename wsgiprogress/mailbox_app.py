@@ -58,9 +58,9 @@ from urllib.parse import parse_qs
 from .ids import ID_RULE, is_valid_id
 from .mailbox import MailboxError, ReadResult
 from .mailbox_stream import MailboxStream
-from .responses import json_body, plain, respond
+from .responses import json_body, plain, respond, start_event_stream
 from .settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve
-from .waiters import parse_wait, wait_for
+from .waiters import ClientWatch, parse_wait
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -192,12 +192,12 @@ class MailboxApp:
             return None
         try:
             deadline = time.monotonic() + wait
-            client_gone = environ.get("waitress.client_disconnected")
+            client = ClientWatch(environ)
             while True:
                 # read after registering: a post in between is not missed
                 result = self.store.read(name, after, limit)
                 left = deadline - time.monotonic()
-                if result.messages or left <= 0 or not wait_for(event, left, client_gone):
+                if result.messages or left <= 0 or not client.wait(event, left):
                     return result
                 event.clear()
         finally:
@@ -212,11 +212,8 @@ class MailboxApp:
         if event is None:
             return plain(start_response, "503 Service Unavailable",
                          "too many waiting clients; retry shortly", [("Retry-After", "2")])
-        start_response("200 OK", [("Content-Type", "text/event-stream; charset=utf-8"),
-                                  ("Cache-Control", "no-cache"),
-                                  ("X-Accel-Buffering", "no")])
-        return MailboxStream(self, name, after, event,
-                             environ.get("waitress.client_disconnected"))
+        start_event_stream(start_response)
+        return MailboxStream(self, name, after, event, ClientWatch(environ))
 
     def count_delivered(self, n: int) -> None:
         """Count *n* messages handed to clients, for the stats."""

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from . import sse
 from .streams import EventStream
 
 if TYPE_CHECKING:
     from .mailbox_app import MailboxApp
+    from .waiters import ClientWatch
 
 
 class MailboxStream(EventStream):
     """The SSE body for mailbox *name*, starting after *after*."""
 
     def __init__(self, app: MailboxApp, name: str, after: Optional[int],
-                 event: threading.Event, client_gone: Optional[Callable[[], bool]]) -> None:
-        super().__init__(app.store.waiters, name, event, client_gone,
+                 event: threading.Event, client: ClientWatch) -> None:
+        super().__init__(app.store.waiters, name, event, client,
                          keepalive=app.sse_keepalive, retry=app.sse_retry,
                          max_duration=app.sse_max_duration)
         self.app = app

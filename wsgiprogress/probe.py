@@ -26,16 +26,15 @@ import logging
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qs
 
-from . import sse
 from .dialects import DIALECTS, render
 from .ids import ID_RULE, IdFinder, is_valid_id
 from .progress_stream import ProgressStream
-from .responses import NO_CACHE_HEADERS, plain, respond
+from .responses import NO_CACHE_HEADERS, plain, respond, start_event_stream
 from .settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
-from .waiters import parse_wait, wait_for
+from .waiters import ClientWatch, parse_wait
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -118,13 +117,10 @@ class ProgressProbe:
                              "too many waiting clients; retry shortly",
                              headers + [("Retry-After", "2")], head_only)
             if query.stream:
-                start_response("200 OK", [*headers, ("Content-Type", sse.CONTENT_TYPE),
-                                          ("Cache-Control", "no-cache")])
-                return ProgressStream(self, query, event,
-                                      environ.get("waitress.client_disconnected"))
+                start_event_stream(start_response, headers)
+                return ProgressStream(self, query, event, ClientWatch(environ))
             try:
-                body = self._wait_for_change(query, event,
-                                             environ.get("waitress.client_disconnected"))
+                body = self._wait_for_change(query, event, ClientWatch(environ))
             finally:
                 self.store.waiters.unregister(query.progress_id, event)
         else:
@@ -142,12 +138,12 @@ class ProgressProbe:
                       entry)[1]
 
     def _wait_for_change(self, query: ProbeQuery, event: threading.Event,
-                         client_gone: Optional[Callable[[], bool]]) -> bytes:
+                         client: ClientWatch) -> bytes:
         first = self.render(query)
         deadline = time.monotonic() + query.wait
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not wait_for(event, left, client_gone):
+            if left <= 0 or not client.wait(event, left):
                 return self.render(query)
             event.clear()
             now = self.render(query)

@@ -14,7 +14,7 @@ request is ``done`` or ``error``.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from . import sse
 from .entry import DONE, ERROR
@@ -22,14 +22,15 @@ from .streams import EventStream
 
 if TYPE_CHECKING:
     from .probe import ProbeQuery, ProgressProbe
+    from .waiters import ClientWatch
 
 
 class ProgressStream(EventStream):
     """The SSE body of a progress subscription."""
 
     def __init__(self, probe: ProgressProbe, query: ProbeQuery, event: threading.Event,
-                 client_gone: Optional[Callable[[], bool]]) -> None:
-        super().__init__(probe.store.waiters, query.progress_id, event, client_gone,
+                 client: ClientWatch) -> None:
+        super().__init__(probe.store.waiters, query.progress_id, event, client,
                          keepalive=probe.sse_keepalive, retry=probe.sse_retry,
                          max_duration=probe.sse_max_duration)
         self.probe = probe

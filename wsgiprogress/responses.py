@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, List, Sequence, Tuple
 
+from . import sse
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
 
@@ -25,6 +27,14 @@ def respond(start_response: StartResponse, status: str, content_type: str, body:
     start_response(status, [*NO_CACHE_HEADERS, *headers, ("Content-Type", content_type),
                             ("Content-Length", str(len(body)))])
     return [] if head_only else [body]
+
+
+def start_event_stream(start_response: StartResponse,
+                       headers: Sequence[Tuple[str, str]] = ()) -> None:
+    """Start a server-sent-events answer: never cached, never buffered by a proxy."""
+    start_response("200 OK", [*NO_CACHE_HEADERS, *headers,
+                              ("Content-Type", sse.CONTENT_TYPE),
+                              ("X-Accel-Buffering", "no")])
 
 
 def plain(start_response: StartResponse, status: str, reason: str,

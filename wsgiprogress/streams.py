@@ -15,25 +15,24 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List
 
 from . import sse
-from .waiters import WAIT_SLICE
 
 if TYPE_CHECKING:
-    from .waiters import Waiters
+    from .waiters import ClientWatch, Waiters
 
 
 class EventStream:
     """Base of the SSE bodies; subclasses implement :meth:`collect`."""
 
     def __init__(self, waiters: Waiters, key: str, event: threading.Event,
-                 client_gone: Optional[Callable[[], bool]], *, keepalive: float,
+                 client: ClientWatch, *, keepalive: float,
                  retry: int, max_duration: float) -> None:
         self.waiters = waiters
         self.key = key
         self.event = event
-        self.client_gone = client_gone
+        self.client = client
         self.keepalive = keepalive
         self.deadline = time.monotonic() + max_duration
         self.pending: List[bytes] = [sse.retry(retry) + sse.comment("connected")]
@@ -49,23 +48,21 @@ class EventStream:
 
     def __next__(self) -> bytes:
         while not self.pending:
-            if self.over or self.closed or time.monotonic() >= self.deadline or self._gone():
+            if self.over or self.closed or time.monotonic() >= self.deadline \
+                    or self.client.gone():
                 raise StopIteration
             self._fill()
         return self.pending.pop(0)
-
-    def _gone(self) -> bool:
-        return self.client_gone is not None and self.client_gone()
 
     def _fill(self) -> None:
         self.event.clear()  # before collecting, so a change during it is not missed
         self.pending.extend(self.collect())
         if self.pending or self.over:
             return
-        keepalive_at = time.monotonic() + self.keepalive
-        while time.monotonic() < min(keepalive_at, self.deadline):
-            if self.event.wait(WAIT_SLICE) or self._gone():
-                return
+        until = min(time.monotonic() + self.keepalive, self.deadline)
+        if self.client.wait(self.event, until - time.monotonic()) or self.client.gone() \
+                or time.monotonic() >= self.deadline:
+            return
         self.pending.append(sse.comment("keepalive"))
 
     def close(self) -> None:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import TYPE_CHECKING, Any, Deque, Dict, Optional
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Set
 
 from waitress.channel import HTTPChannel
 
@@ -61,6 +62,7 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         self.parser_class = functools.partial(ProgressParser,
                                               tracking=server.progress_tracking)
         self.send_windows: Deque[SendWindow] = collections.deque()
+        self.departure_events: Set[threading.Event] = set()
 
     # -- bytes sent ----------------------------------------------------------
 
@@ -122,8 +124,26 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
 
     # -- disconnects ---------------------------------------------------------
 
+    def watch_departure(self, event: threading.Event) -> Callable[[], None]:
+        """Set *event* when this connection closes; returns the function that
+        stops watching.  Waiting requests use it (``wsgiprogress.departure``)
+        instead of polling ``waitress.client_disconnected``."""
+        self.departure_events.add(event)
+        if not self.connected:  # closed before the watch began
+            event.set()
+        return functools.partial(self.departure_events.discard, event)
+
+    def cancel(self) -> None:
+        super().cancel()  # the server shuts down
+        self._announce_departure()
+
+    def _announce_departure(self) -> None:
+        for event in list(self.departure_events):
+            event.set()
+
     def handle_close(self) -> None:
         super().handle_close()
+        self._announce_departure()
         with self.outbuf_lock:
             self.progress_closed = True
             # a running task's window is judged when the task ends

@@ -18,6 +18,7 @@ from waitress.task import WSGITask
 
 from ..entry import ABORTED, APP_ERROR
 from ..middleware import SERVER_COUNTS_KEY, TRACKER_KEY
+from ..waiters import DEPARTURE_KEY
 
 if TYPE_CHECKING:
     from ..tracker import Tracker
@@ -36,6 +37,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
     def get_environment(self) -> Dict[str, Any]:
         environ: Dict[str, Any] = super().get_environment()
         environ[SERVER_COUNTS_KEY] = True
+        environ[DEPARTURE_KEY] = self.channel.watch_departure
         tracker = self.tracker
         if tracker is not None:
             environ[TRACKER_KEY] = tracker
