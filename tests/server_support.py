@@ -214,3 +214,21 @@ def running_werkzeug(app: Any) -> Iterator[int]:
         server.server_close()
         thread.join(10)
         assert not thread.is_alive(), "werkzeug server did not stop"
+
+
+def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[str]:
+    """The ``id:``/``data:``/``event:`` lines of the next *count* events, or of
+    those that arrived within *deadline* seconds."""
+    buffer = b""
+    end = time.monotonic() + deadline
+    while buffer.count(b"\ndata: ") < count and time.monotonic() < end:
+        sock.settimeout(max(0.1, end - time.monotonic()))
+        try:
+            piece = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not piece:
+            break
+        buffer += piece
+    return [line for line in buffer.decode().splitlines()
+            if line.startswith(("id: ", "data: ", "event: "))]

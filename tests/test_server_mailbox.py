@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List
 
 import pytest
 
-from server_support import HOST, SlowUpload, read_response, running
+from server_support import HOST, SlowUpload, read_events, read_response, running
 
 NAME = "feedfacefeedfacefeedfacefeedface"
 
@@ -150,20 +150,6 @@ def test_a_cursor_outside_retention_gets_a_gap_signal() -> None:
         answer = get_json(port, f"/mailbox/{NAME}?after={cursor}")
         assert answer["gap"] == {"dropped": 50}
         assert answer["messages"][0]["data"] == "50"
-
-
-def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[str]:
-    """The ``id:``/``data:`` lines of the next *count* events."""
-    buffer = b""
-    end = time.monotonic() + deadline
-    while buffer.count(b"\ndata: ") < count and time.monotonic() < end:
-        sock.settimeout(max(0.1, end - time.monotonic()))
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        buffer += piece
-    return [line for line in buffer.decode().splitlines()
-            if line.startswith(("id: ", "data: ", "event: "))]
 
 
 def test_sse_resumes_from_last_event_id() -> None:
