@@ -57,7 +57,8 @@ def test_a_client_that_leaves_gives_its_thread_back(query: str) -> None:
         sock = start_poll(port, f"/mailbox/{NAME}?after={cursor}&{query}")
         assert until(lambda: len(waiters) == 1)
         channel = next(c for c in server._map.values() if hasattr(c, "departure_events"))
-        assert len(channel.departure_events) == 1  # the server will say when it leaves
+        # the server will say when it leaves (an event stream watches once it waits)
+        assert until(lambda: len(channel.departure_events) == 1)
         sock.close()
         started = time.monotonic()
         assert until(lambda: len(waiters) == 0, deadline=5)
