@@ -340,3 +340,18 @@ def test_a_store_that_fails_later_is_logged_once_and_never_raises(
     assert [r.message for r in caplog.records] == [
         f"progress store failed to update {ID!r}; its progress degrades"]
     assert tracker.state == "done"
+
+
+def test_recent_lists_the_newest_entries_first(table: ProgressTable, clock: FakeClock) -> None:
+    for n in range(3):
+        tracker = track(table, f"entry-{n:04d}")
+        if n == 0:
+            tracker.finish()
+        clock.advance(1)
+    track(table, "entry-0000")  # a finished ID used again is the newest
+    assert [e.id for e in table.recent()] == ["entry-0000", "entry-0002", "entry-0001"]
+    assert [e.id for e in table.recent(limit=1)] == ["entry-0000"]
+    table.recent()[0].state = "done"  # copies
+    assert table.recent()[0].state == "starting"
+    clock.advance(60)
+    assert len(table.recent()) == 3  # running entries never expire

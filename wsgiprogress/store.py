@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 
 from .entry import ProgressEntry
 from .tracker import Tracker
@@ -63,6 +63,11 @@ class ProgressStore(abc.ABC):
     @abc.abstractmethod
     def counts(self) -> Dict[str, int]:
         """``{"running": n, "finished": m}`` for operators."""
+
+    @abc.abstractmethod
+    def recent(self, limit: int = 100) -> List[ProgressEntry]:
+        """Copies of the newest entries, running and not yet expired, newest
+        first, at most *limit*: what an operator's dashboard shows."""
 
     def track(self, progress_id: str, size: Optional[int]) -> Optional[Tracker]:
         """Begin tracking and return the request's :class:`Tracker`.

@@ -23,7 +23,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 
 from .entry import STARTING, ProgressEntry
 from .store import ProgressStore
@@ -81,8 +81,9 @@ class ProgressTable(ProgressStore):
             record = self._records.get(progress_id)
             duplicate = record is not None and record.entry.running
             if not duplicate:
-                if record is not None:
-                    del self._expiries[progress_id]  # finished: the ID starts fresh
+                if record is not None:  # finished: the ID starts fresh, as the newest
+                    del self._expiries[progress_id]
+                    del self._records[progress_id]
                 elif len(self._records) >= self.capacity:
                     if not self._expiries:
                         self._refuse(now)
@@ -131,6 +132,13 @@ class ProgressTable(ProgressStore):
             self._expire(now)
             finished = len(self._expiries)
             return {"running": len(self._records) - finished, "finished": finished}
+
+    def recent(self, limit: int = 100) -> List[ProgressEntry]:
+        now = self.clock()
+        with self._lock:  # O(limit): records are kept in the order they began
+            self._expire(now)
+            newest = itertools.islice(reversed(self._records.values()), max(0, limit))
+            return [record.entry.copy() for record in newest]
 
     def __len__(self) -> int:
         with self._lock:
