@@ -31,6 +31,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=7", "pytest-timeout>=2", "webtest>=3", "hypothesis>=6", "pastedeploy>=2.0",
+            "flask>=2.0", "pyramid>=1.10", "redis>=4.2", "gunicorn>=20.1", "selenium>=4.10",
         ],
         "flask": ["flask>=2.0"],
         "redis": ["redis>=4.2"],
@@ -39,6 +40,7 @@ setup(
     entry_points={
         "console_scripts": ["wsgiprogress-serve = wsgiprogress.cli:main"],
         "paste.server_runner": ["main = wsgiprogress.server:serve_paste"],
+        "paste.filter_app_factory": ["main = wsgiprogress.paste:filter_app_factory"],
     },
     classifiers=[
         "Development Status :: 3 - Alpha",
