@@ -51,7 +51,7 @@ def test_bad_settings_fail_at_construction(settings: Dict[str, Any], message: st
 
 
 def test_ttl_belongs_to_a_passed_table() -> None:
-    with pytest.raises(ConfigurationError, match="ttl and capacity belong to the table"):
+    with pytest.raises(ConfigurationError, match="ttl belongs to the table"):
         create_server(app, host="127.0.0.1", port=0, table=ProgressTable(), ttl=5)
 
 

@@ -103,7 +103,7 @@ def test_oversize_chunked_body_is_an_error_when_it_crosses_the_limit(port: int) 
     assert len(received_while(seen, "uploading")) >= 2
     final = seen[-1]
     assert (final["state"], final["reason"], final["status"]) == ("error", "too_large", 413)
-    assert LIMIT * 3 < final["received"] < LIMIT * 4
+    assert LIMIT * 3 < final["received"] <= LIMIT * 4  # waitress refuses at the limit
 
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])

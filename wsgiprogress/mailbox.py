@@ -31,7 +31,7 @@ import collections
 import secrets
 import threading
 import time
-from typing import Callable, Deque, Dict, Iterable, List, NamedTuple, Optional, Union
+from typing import Callable, Deque, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 from .errors import ProgressError
 from .waiters import Waiters
@@ -202,7 +202,7 @@ class Mailbox(MailboxStore):
             box.last_read = now
             self._boxes.move_to_end(name)
             self._trim(box, now)
-            return _select(box, after, limit)
+            return select(box.messages, box.base, box.last_id, after, limit)
 
     def stats(self) -> Dict[str, int]:
         with self._lock:
@@ -230,13 +230,14 @@ class Mailbox(MailboxStore):
             del boxes[name]
 
 
-def _select(box: _Box, after: Optional[int], limit: int) -> ReadResult:
-    """The read of *box* after *after*; the caller holds the lock."""
-    messages = box.messages
-    first_kept = messages[0].id if messages else box.last_id + 1
-    if after is not None and not box.base <= after <= box.last_id:
+def select(messages: Sequence[Message], base: int, last_id: int, after: Optional[int],
+           limit: int) -> ReadResult:
+    """The read after *after* of a mailbox that holds *messages* and issued
+    the ids after *base* up to *last_id*: what every store answers."""
+    first_kept = messages[0].id if messages else last_id + 1
+    if after is not None and not base <= after <= last_id:
         chosen = list(messages)[:limit]
-        return ReadResult(chosen, _cursor(chosen, box.last_id), 0, True)
+        return ReadResult(chosen, _cursor(chosen, last_id), 0, True)
     start = 0 if after is None else after
     dropped = max(0, first_kept - start - 1) if after is not None else 0
     skip = max(0, start - first_kept + 1)

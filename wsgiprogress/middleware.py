@@ -25,9 +25,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
+from .backends import open_stores
 from .entry import APP_ERROR, TOO_LARGE
 from .errors import ConfigurationError
 from .ids import IdFinder, is_valid_id
+from .mailbox import MailboxStore
 from .mailbox_app import Authorize, MailboxApp
 from .probe import ProgressProbe
 from .settings import (
@@ -38,7 +40,7 @@ from .settings import (
     resolve,
 )
 from .stream import CountingInput
-from .table import ProgressTable
+from .waiters import Waiters
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .mailbox import MailboxStore
     from .store import ProgressStore
     from .tracker import Tracker
 
@@ -83,21 +84,15 @@ class ProgressMiddleware:
     """
 
     def __init__(self, app: WSGIApplication, *, table: Optional[ProgressStore] = None,
-                 mailbox: Optional[MailboxStore] = None,
+                 mailbox: Union[MailboxStore, bool, None] = None,
                  authorize: Optional[Authorize] = None, **settings: Any) -> None:
         options = resolve(MIDDLEWARE_SETTINGS, settings)
-        if table is None:
-            waiters = mailbox.waiters if mailbox is not None else None
-            table = ProgressTable(ttl=options["ttl"], capacity=options["capacity"],
-                                  waiters=waiters)
-        elif "ttl" in settings or "capacity" in settings:
-            raise ConfigurationError(
-                "ttl and capacity belong to the table you passed: "
-                "ProgressTable(ttl=..., capacity=...)")
+        waiters = mailbox.waiters if isinstance(mailbox, MailboxStore) else Waiters(50)
+        table, store, self.backend = open_stores(options, settings, table, mailbox, waiters)
         self.app = app
         self.mailbox_app: Optional[MailboxApp] = None
-        if mailbox is not None:
-            self.mailbox_app = MailboxApp(mailbox, authorize=authorize, table=table, **{
+        if store is not None:
+            self.mailbox_app = MailboxApp(store, authorize=authorize, table=table, **{
                 s.name: options[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
         elif authorize is not None:
             raise ConfigurationError("authorize guards mailboxes: pass mailbox=Mailbox() too")

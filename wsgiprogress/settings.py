@@ -151,8 +151,34 @@ PROBE_SETTINGS: Tuple[Setting, ...] = (
             "log every tracked request and every probe answer"),
 )
 
+#: The backend URL schemes :func:`wsgiprogress.backends.backend_from_url` knows.
+BACKEND_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
+
+
+def as_backend(value: Any) -> str:
+    """``memory://`` or a Redis URL such as ``redis://127.0.0.1:6379/0``."""
+    if not isinstance(value, str) or not (value == "memory://" or (
+            value.startswith(BACKEND_SCHEMES[1:]) and not any(c.isspace() for c in value))):
+        raise ValueError(f"expected memory:// or a Redis URL such as "
+                         f"redis://127.0.0.1:6379/0, not {value!r}")
+    return value
+
+
+def as_prefix(value: Any) -> str:
+    """A Redis key prefix: 1-64 printable characters without spaces."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isprintable() \
+            or " " in value:
+        raise ValueError(f"expected 1-64 printable characters without spaces, not {value!r}")
+    return value
+
+
 #: What the table accepts when the middleware or server makes one.
 TABLE_SETTINGS: Tuple[Setting, ...] = (
+    Setting("backend", as_backend, "memory://",
+            "where progress and mailboxes live: memory:// (this process) or "
+            "redis://host:port/db (shared by every process using it)"),
+    Setting("key_prefix", as_prefix, "wsgiprogress:",
+            "prefix of every Redis key, so applications can share one Redis"),
     Setting("ttl", as_seconds, 30.0,
             "seconds a finished request's progress stays visible"),
     Setting("capacity", as_count, 10_000,

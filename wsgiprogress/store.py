@@ -69,6 +69,14 @@ class ProgressStore(abc.ABC):
         """Copies of the newest entries, running and not yet expired, newest
         first, at most *limit*: what an operator's dashboard shows."""
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every change made so far is readable by :meth:`get`
+        (stores that write in the background); True when it is."""
+        return True
+
+    def close(self) -> None:  # noqa: B027 (a default, not a stub)
+        """Write what is pending and release resources; the default has none."""
+
     def track(self, progress_id: str, size: Optional[int]) -> Optional[Tracker]:
         """Begin tracking and return the request's :class:`Tracker`.
 

@@ -81,6 +81,14 @@ class Waiters:
             event.set()
         return len(events)
 
+    def wake_all(self) -> int:
+        """Wake every waiter (after news may have been missed); returns how many."""
+        with self._lock:
+            events = [event for events in self._events.values() for event in events]
+        for event in events:
+            event.set()
+        return len(events)
+
     def __len__(self) -> int:
         with self._lock:
             return self._count

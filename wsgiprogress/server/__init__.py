@@ -46,8 +46,9 @@ from waitress.adjustments import Adjustments
 from waitress.adjustments import asbool as waitress_asbool
 from waitress.server import BaseWSGIServer
 
+from ..backends import open_stores
 from ..errors import ConfigurationError
-from ..mailbox import Mailbox, MailboxStore
+from ..mailbox import MailboxStore
 from ..mailbox_app import Authorize, MailboxApp
 from ..probe import ProgressProbe
 from ..settings import (
@@ -59,7 +60,6 @@ from ..settings import (
     as_bool,
     resolve,
 )
-from ..table import ProgressTable
 from ..waiters import Waiters, default_waiter_limit
 from .channel import ProgressChannel
 from .dispatch import ProgressDispatcher, ServedApp
@@ -138,15 +138,10 @@ def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None
         mailbox = None
     ours, theirs = split_settings(settings)
     waiters = Waiters(ours["max_waiters"] or default_waiter_limit(ours["threads"]))
-    if table is None:
-        table = ProgressTable(ttl=ours["ttl"], capacity=ours["capacity"], waiters=waiters)
-    elif "ttl" in settings or "capacity" in settings:
-        raise ConfigurationError("ttl and capacity belong to the table you passed: "
-                                 "ProgressTable(ttl=..., capacity=...)")
-    if mailbox is None and ours["mailbox"]:
-        mailbox = Mailbox(waiters=waiters)
-    mailbox_app = None if mailbox is None else MailboxApp(
-        mailbox, authorize=authorize, table=table,
+    table, store, backend = open_stores(ours, settings, table, mailbox or ours["mailbox"],
+                                        waiters)
+    mailbox_app = None if store is None else MailboxApp(
+        store, authorize=authorize, table=table,
         **{s.name: ours[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
     probe = ProgressProbe(table, **{s.name: ours[s.name]
                                     for s in PROBE_SETTINGS + WAIT_SETTINGS})
@@ -161,7 +156,8 @@ def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None
         listener.channel_class = ProgressChannel
         listener.progress_tracking = tracking
     server.progress_table = table
-    server.mailbox = mailbox
+    server.mailbox = store
+    server.progress_backend = backend
     return server
 
 
@@ -170,7 +166,11 @@ def serve(app: WSGIApplication, **settings: Any) -> None:
     logging.basicConfig()  # idempotent; waitress's own serve() does the same
     server = create_server(app, **settings)
     server.print_listen("Serving on http://{}:{}")
-    server.run()
+    try:
+        server.run()
+    finally:
+        if server.progress_backend is not None:
+            server.progress_backend.close()
 
 
 def serve_paste(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = None,

@@ -1,0 +1,70 @@
+"""A real redis-server for tests: started on a free loopback port in a
+temporary directory, stopped (or killed) at the end."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Iterator
+
+import redis
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process; :meth:`stop` and :meth:`start` simulate an outage."""
+
+    def __init__(self, directory: str) -> None:
+        executable = shutil.which("redis-server")
+        assert executable, "redis-server is not installed (apt-get install redis-server)"
+        self.executable = executable
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://{HOST}:{self.port}/0"
+        self.process: "subprocess.Popen[bytes] | None" = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.executable, "--bind", HOST, "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", self.directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host=HOST, port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def client(self) -> "redis.Redis[str]":
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=2)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory(prefix="wsgiprogress-redis-") as directory:
+        server = RedisServer(directory)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()

@@ -1,0 +1,203 @@
+"""
+Mailboxes on Redis
+==================
+
+:class:`RedisMailbox` keeps mailboxes in Redis with the semantics of the
+in-memory :class:`~wsgiprogress.mailbox.Mailbox`: dense integer ids per
+mailbox issued by Redis itself (``HINCRBY`` from a random base; no clocks),
+the same bounds (messages, bytes and age per mailbox, the number of
+mailboxes, the size of one message), the same gap signal, and removal of a
+mailbox nobody read for ``mailbox_ttl`` seconds (by Redis key expiry).
+
+.. code-block:: python
+
+    backend = backend_from_url("redis://127.0.0.1:6379/0")
+    backend.mailbox.post(["alice-3f2a…", "bob-9c1d…"], '{"text": "hello"}')
+
+A post to many mailboxes is one script and one ``PUBLISH`` in one round
+trip; the publish wakes the mailboxes' waiters in every process through each
+process's single subscriber (:class:`~wsgiprogress.redis_events.RedisWakeups`).
+When Redis cannot be reached a post or read raises
+:class:`~wsgiprogress.mailbox.MailboxError` (answered 503 by the endpoint).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
+
+from .mailbox import (
+    MailboxError,
+    MailboxStore,
+    Message,
+    MessageTooLarge,
+    ReadResult,
+    TooManyMailboxes,
+    select,
+)
+from .waiters import Waiters
+
+if TYPE_CHECKING:
+    import redis
+
+# shared by both scripts: the clock, expiry of the mailbox index, trimming
+_COMMON = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local boxes, stats = KEYS[#KEYS - 1], KEYS[#KEYS]
+local max_messages, max_bytes, max_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_mailboxes, ttl_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', boxes, '-inf', now * 1000)
+local function trim(meta, list)
+  while true do
+    local head = redis.call('LINDEX', list, 0)
+    if not head then return end
+    local message = cjson.decode(head)
+    if redis.call('LLEN', list) > max_messages
+        or tonumber(redis.call('HGET', meta, 'nbytes')) > max_bytes
+        or message.time < now - max_age then
+      redis.call('LPOP', list)
+      redis.call('HINCRBY', meta, 'nbytes', -string.len(message.data))
+      redis.call('HINCRBY', stats, 'dropped', 1)
+    else
+      return
+    end
+  end
+end
+local function create(meta, name, base)
+  redis.call('HSET', meta, 'base', base, 'last', base, 'nbytes', 0)
+  redis.call('PEXPIRE', meta, ttl_ms)
+  redis.call('ZADD', boxes, now * 1000 + ttl_ms, name)
+end
+"""
+
+# KEYS: meta and list of each mailbox, index, stats.  ARGV: bounds, data,
+# then a name and a random base per mailbox.
+_POST = _COMMON + """
+local data = ARGV[6]
+local count = (#KEYS - 2) / 2
+local missing = 0
+for i = 1, count do
+  if redis.call('EXISTS', KEYS[2 * i - 1]) == 0 then missing = missing + 1 end
+end
+if missing > 0 and redis.call('ZCARD', boxes) + missing > max_mailboxes then
+  return 'too_many'
+end
+local ids = {}
+for i = 1, count do
+  local meta, list = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('EXISTS', meta) == 0 then
+    create(meta, ARGV[5 + 2 * i], ARGV[6 + 2 * i])
+    redis.call('DEL', list)
+  end
+  local id = redis.call('HINCRBY', meta, 'last', 1)
+  redis.call('RPUSH', list, cjson.encode({id = id, data = data, time = now}))
+  redis.call('PEXPIRE', list, redis.call('PTTL', meta))
+  redis.call('HINCRBY', meta, 'nbytes', string.len(data))
+  trim(meta, list)
+  ids[i] = id
+end
+redis.call('HINCRBY', stats, 'posted', count)
+return ids
+"""
+
+# KEYS: meta, list, index, stats.  ARGV: bounds, name, random base.
+_READ = _COMMON + """
+local meta, list = KEYS[1], KEYS[2]
+if redis.call('EXISTS', meta) == 0 then
+  if redis.call('ZCARD', boxes) >= max_mailboxes then return 'too_many' end
+  create(meta, ARGV[6], ARGV[7])
+  redis.call('DEL', list)
+end
+redis.call('PEXPIRE', meta, ttl_ms)
+redis.call('PEXPIRE', list, ttl_ms)
+redis.call('ZADD', boxes, now * 1000 + ttl_ms, ARGV[6])
+trim(meta, list)
+local header = redis.call('HMGET', meta, 'base', 'last')
+return {header[1], header[2], redis.call('LRANGE', list, 0, -1)}
+"""
+
+
+class RedisMailbox(MailboxStore):
+    """Mailboxes in Redis, shared by every process that uses *client*'s server.
+
+    The bounds are those of :class:`~wsgiprogress.mailbox.Mailbox`; *waiters*
+    are this process's, woken by :class:`~wsgiprogress.redis_events.RedisWakeups`.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "wsgiprogress:",
+                 max_messages: int = 100, max_bytes: int = 1024 * 1024,
+                 max_age: float = 3600.0, max_mailboxes: int = 10_000,
+                 max_message_bytes: int = 64 * 1024, mailbox_ttl: float = 300.0,
+                 waiters: Optional[Waiters] = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.max_message_bytes = max_message_bytes
+        self.bounds = [max_messages, max_bytes, float(max_age), max_mailboxes,
+                       int(mailbox_ttl * 1000)]
+        self.waiters = waiters if waiters is not None else Waiters(50)
+        self.clock = clock
+        self.channel = prefix + "mail"
+        self._index = prefix + "mailboxes"
+        self._stats = prefix + "mailbox-stats"
+        self._post = client.register_script(_POST)
+        self._read = client.register_script(_READ)
+
+    def _keys(self, name: str) -> List[str]:
+        return [f"{self.prefix}m:{name}", f"{self.prefix}m:{name}:messages"]
+
+    def post(self, names: Union[str, Iterable[str]], data: str) -> Dict[str, int]:
+        targets = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+        size = len(data.encode("utf-8"))
+        if size > self.max_message_bytes:
+            raise MessageTooLarge(f"message of {size} bytes is over the "
+                                  f"{self.max_message_bytes}-byte limit")
+        keys: List[str] = []
+        args: List[Any] = [*self.bounds, data]
+        for name in targets:
+            keys += self._keys(name)
+            args += [name, secrets.randbelow(2 ** 31)]
+        pipe = self.client.pipeline(transaction=False)
+        self._post(keys=keys + [self._index, self._stats], args=args, client=pipe)
+        pipe.publish(self.channel, " ".join(targets))
+        ids = self._call(pipe.execute)[0]
+        if ids == "too_many":
+            raise TooManyMailboxes(f"{self.bounds[3]} mailboxes exist already")
+        return {name: int(i) for name, i in zip(targets, ids)}
+
+    def read(self, name: str, after: Optional[int], limit: int = 100) -> ReadResult:
+        answer = self._call(lambda: self._read(
+            keys=self._keys(name) + [self._index, self._stats],
+            args=[*self.bounds, name, secrets.randbelow(2 ** 31)]))
+        if answer == "too_many":
+            raise TooManyMailboxes(f"{self.bounds[3]} mailboxes exist already")
+        base, last, raw = answer
+        messages = [Message(m["id"], m["data"], m["time"]) for m in map(json.loads, raw)]
+        return select(messages, int(base), int(last), after, limit)
+
+    def stats(self) -> Dict[str, int]:
+        def count() -> List[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zremrangebyscore(self._index, "-inf", self.clock() * 1000)
+            pipe.zrange(self._index, 0, -1)
+            pipe.hmget(self._stats, "posted", "dropped")
+            _, names, counters = pipe.execute()
+            lengths = self.client.pipeline(transaction=False)
+            for name in names:
+                lengths.llen(self._keys(name)[1])
+            return [len(names), sum(lengths.execute()), *counters]
+        mailboxes, messages, posted, dropped = self._call(count)
+        return {"mailboxes": mailboxes, "messages": messages,
+                "posted": int(posted or 0), "dropped": int(dropped or 0)}
+
+    @staticmethod
+    def _call(operation: Callable[[], Any]) -> Any:
+        try:
+            return operation()
+        except MailboxError:
+            raise
+        except Exception as exc:
+            raise MailboxError(f"mailbox store unavailable ({exc.__class__.__name__})") \
+                from exc

@@ -1,0 +1,207 @@
+"""
+Progress on Redis
+=================
+
+:class:`RedisProgressStore` shares progress entries between processes and
+hosts.  It implements the same :class:`~wsgiprogress.store.ProgressStore`
+interface as the in-memory table, so the middleware, the server and the probe
+do not know the difference.
+
+.. code-block:: python
+
+    from wsgiprogress.backends import backend_from_url
+
+    backend = backend_from_url("redis://127.0.0.1:6379/0")
+    app = ProgressMiddleware(app, table=backend.progress)
+
+Writes go through a :class:`~wsgiprogress.redis_writer.CoalescingWriter`:
+``begin`` returns a token at once and the claim is made by the writer's
+thread, so counting threads never wait on Redis.  Each write is one script
+that claims or updates the entry atomically: a running entry of another
+request refuses it (the duplicate runs untracked), the ``capacity`` bound on
+running entries refuses new claims, and a finished entry expires by Redis
+itself ``ttl`` seconds later.  Writers name the entries they changed on one
+pub/sub channel, which wakes waiting probes in every process.  Reads time out
+(``socket_timeout``) and degrade to ``unknown`` with a warning.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
+
+from .entry import STARTING, ProgressEntry
+from .redis_writer import CoalescingWriter, Snapshot
+from .store import ProgressStore
+from .waiters import Waiters
+
+if TYPE_CHECKING:
+    import redis
+
+log = logging.getLogger("wsgiprogress")
+
+#: A running entry nobody has written for this long is abandoned (its process died).
+RUNNING_TTL = 3600.0
+#: Seconds between two "cannot read" warnings.
+WARNING_INTERVAL = 10.0
+
+# KEYS: entry, running set, finished set.  ARGV: id, token, snapshot, final,
+# ttl ms, running ttl ms, capacity, entry key prefix.
+_WRITE = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local current = redis.call('GET', KEYS[1])
+local own = false
+if current then
+  local doc = cjson.decode(current)
+  own = doc.token == ARGV[2]
+  if not own and (doc.state == 'starting' or doc.state == 'uploading'
+                  or doc.state == 'processing') then
+    return 'refused'
+  end
+end
+if not own and ARGV[4] == '0' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if redis.call('EXISTS', ARGV[8] .. member) == 0 then
+      redis.call('ZREM', KEYS[2], member)
+    end
+  end
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then return 'refused' end
+end
+if ARGV[4] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  if tonumber(ARGV[5]) > 0 then
+    redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
+    redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[5]), ARGV[1])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+  return 'settled'
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[6])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
+return 'written'
+"""
+
+_FIELDS = ProgressEntry.__slots__
+
+
+class RedisProgressStore(ProgressStore):
+    """Progress entries in Redis, shared by every process that uses *client*'s server.
+
+    :param client: a ``redis.Redis`` made with ``decode_responses=True`` and
+        socket timeouts (see :func:`wsgiprogress.backends.backend_from_url`).
+    :param prefix: prefix of every key, so several applications share a Redis.
+    :param ttl: seconds a finished entry stays visible.
+    :param capacity: the most running entries, across all processes.
+    :param waiters: this process's waiters; the wake-ups come from
+        :class:`~wsgiprogress.redis_events.RedisWakeups`.
+    :param interval: seconds between two writes of one upload (0.2: five a second).
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "wsgiprogress:",
+                 ttl: float = 30.0, capacity: int = 10_000,
+                 waiters: Optional[Waiters] = None, interval: float = 0.2,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = float(ttl)
+        self.capacity = capacity
+        self.clock = clock
+        self.waiters = waiters if waiters is not None else Waiters(50)
+        self.channel = prefix + "changed"
+        self._running_key = prefix + "running"
+        self._finished_key = prefix + "finished"
+        self._write = client.register_script(_WRITE)
+        self._last_warning = -WARNING_INTERVAL
+        self.writer = CoalescingWriter(self._write_batch, interval=interval, limit=capacity,
+                                       name="wsgiprogress-redis-writer")
+
+    def entry_key(self, progress_id: str) -> str:
+        return f"{self.prefix}p:{progress_id}"
+
+    # -- writing: never on the caller's thread ---------------------------------
+
+    def begin(self, progress_id: str, size: Optional[int]) -> Optional[str]:
+        token = uuid.uuid4().hex
+        snapshot: Snapshot = {
+            "id": progress_id, "token": token, "state": STARTING, "received": 0,
+            "size": size, "sent": 0, "response_size": None, "status": None,
+            "reason": None, "started": self.clock(), "finished": None, "speed": 0.0}
+        if not self.writer.put(token, snapshot, urgent=True):
+            log.warning("progress writer full (%d requests); request %r untracked",
+                        self.capacity, progress_id)
+            return None
+        return token
+
+    def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
+        self.writer.put(str(token), dict(fields), urgent="state" in fields)
+
+    def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
+        self.writer.put(str(token), dict(fields), urgent=True, last=True)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self.writer.flush(timeout)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def _write_batch(self, batch: List[Tuple[str, Snapshot]]) -> Dict[str, str]:
+        pipe = self.client.pipeline(transaction=False)
+        ttl_ms, running_ms = int(self.ttl * 1000), int(RUNNING_TTL * 1000)
+        for token, snapshot in batch:
+            progress_id = snapshot["id"]
+            final = "1" if snapshot.get("finished") is not None else "0"
+            self._write(keys=[self.entry_key(progress_id), self._running_key,
+                              self._finished_key],
+                        args=[progress_id, token, json.dumps(snapshot), final, ttl_ms,
+                              running_ms, self.capacity, self.prefix + "p:"],
+                        client=pipe)
+        pipe.publish(self.channel, " ".join({s["id"] for _, s in batch}))
+        outcomes = pipe.execute()[:-1]
+        return {token: outcome for (token, _), outcome in zip(batch, outcomes)}
+
+    # -- reading: on the probe's thread, with a timeout ---------------------------
+
+    def get(self, progress_id: str) -> Optional[ProgressEntry]:
+        try:
+            raw = self.client.get(self.entry_key(progress_id))
+        except Exception as exc:
+            self._warn(exc)
+            return None
+        return None if raw is None else _entry(str(raw))
+
+    def counts(self) -> Dict[str, int]:
+        now_ms = int(self.clock() * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zremrangebyscore(self._finished_key, "-inf", now_ms)
+        pipe.zcard(self._running_key)
+        pipe.zcard(self._finished_key)
+        _, running, finished = pipe.execute()
+        return {"running": int(running), "finished": int(finished)}
+
+    def recent(self, limit: int = 100) -> List[ProgressEntry]:
+        if limit <= 0:
+            return []
+        ids = [str(i) for key in (self._running_key, self._finished_key)
+               for i in self.client.zrevrange(key, 0, limit - 1)]
+        if not ids:
+            return []
+        raws = self.client.mget([self.entry_key(i) for i in ids])
+        entries = [_entry(str(raw)) for raw in raws if raw is not None]
+        entries.sort(key=lambda entry: entry.started or 0.0, reverse=True)
+        return entries[:limit]
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= WARNING_INTERVAL:
+            log.warning("progress backend unreachable (%s); probes answer unknown", exc)
+            self._last_warning = now
+
+
+def _entry(raw: str) -> ProgressEntry:
+    doc = json.loads(raw)
+    return ProgressEntry(**{name: doc.get(name) for name in _FIELDS if name in doc})
