@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+import pytest
 from waitress.trigger import trigger
 
 from wsgiprogress.server import create_server
@@ -232,3 +238,37 @@ def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[
         buffer += piece
     return [line for line in buffer.decode().splitlines()
             if line.startswith(("id: ", "data: ", "event: "))]
+
+
+TESTS = Path(__file__).parent
+SERVING = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")
+
+
+def start_process(args: List[str]) -> "tuple[subprocess.Popen[str], int]":
+    """Start a wsgiprogress server process in tests/ and wait (bounded) for the
+    port it prints."""
+    process = subprocess.Popen(args, cwd=TESTS, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 20
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()  # type: ignore[union-attr]
+        if not line:
+            break
+        seen.append(line)
+        match = SERVING.search(line)
+        if match:
+            return process, int(match.group(1))
+    process.kill()
+    process.wait(5)
+    pytest.fail("server did not start: " + "".join(seen))
+
+
+def stop_process(process: "subprocess.Popen[str]", signum: int = signal.SIGINT) -> int:
+    process.send_signal(signum)
+    try:
+        return process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)

@@ -1,13 +1,10 @@
 """``wsgiprogress-serve`` and the PasteDeploy server runner, in real processes."""
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Iterator, List
 
@@ -15,39 +12,14 @@ import pytest
 
 from wsgiprogress.cli import run
 
-from server_support import exchange, probe, wait_for_state
-
-TESTS = Path(__file__).parent
-SERVING = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")
-
-
-def start(args: List[str]) -> "tuple[subprocess.Popen[str], int]":
-    """Start a server process in tests/ and wait (bounded) for its port."""
-    process = subprocess.Popen(args, cwd=TESTS, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 20
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()  # type: ignore[union-attr]
-        if not line:
-            break
-        seen.append(line)
-        match = SERVING.search(line)
-        if match:
-            return process, int(match.group(1))
-    process.kill()
-    process.wait(5)
-    pytest.fail("server did not start: " + "".join(seen))
-
-
-def stop(process: "subprocess.Popen[str]", signum: int = signal.SIGINT) -> int:
-    process.send_signal(signum)
-    try:
-        return process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
+from server_support import (
+    TESTS,
+    exchange,
+    probe,
+    start_process,
+    stop_process,
+    wait_for_state,
+)
 
 
 def upload_and_probe(port: int, progress_id: str) -> dict:
@@ -64,18 +36,18 @@ def upload_and_probe(port: int, progress_id: str) -> dict:
     pytest.param(["--call", "server_apps:create_app"], signal.SIGTERM, id="factory-sigterm"),
 ])
 def test_cli_serves_with_progress(args: List[str], signum: int) -> None:
-    process, port = start([sys.executable, "-m", "wsgiprogress", "--listen",
+    process, port = start_process([sys.executable, "-m", "wsgiprogress", "--listen",
                            "127.0.0.1:0", "--ttl", "5", *args])
     try:
         entry = upload_and_probe(port, "cliupload1")
         assert (entry["received"], entry["size"], entry["status"]) == (300_000, 300_000, 200)
         assert probe(port, "cliupload1", "&dialect=nginx") is not None
     finally:
-        assert stop(process, signum) == 0
+        assert stop_process(process, signum) == 0
 
 
 def test_cli_address_in_use_exits_1() -> None:
-    first, port = start([sys.executable, "-m", "wsgiprogress", "--listen",
+    first, port = start_process([sys.executable, "-m", "wsgiprogress", "--listen",
                          "127.0.0.1:0", "server_apps:app"])
     try:
         second = subprocess.run(
@@ -84,7 +56,7 @@ def test_cli_address_in_use_exits_1() -> None:
         assert second.returncode == 1
         assert "cannot serve" in second.stderr and "in use" in second.stderr
     finally:
-        assert stop(first) == 0
+        assert stop_process(first) == 0
 
 
 def test_paste_server_runner(tmp_path: Path) -> None:
@@ -105,14 +77,14 @@ def test_paste_server_runner(tmp_path: Path) -> None:
               "from paste.deploy import loadapp, loadserver;"
               "uri = 'config:' + sys.argv[1];"
               "loadserver(uri)(loadapp(uri))")
-    process, port = start([sys.executable, "-c", script, str(ini)])
+    process, port = start_process([sys.executable, "-c", script, str(ini)])
     try:
         upload_and_probe(port, "pasteupload1")
         reply = exchange(port, b"GET /progress?X-Progress-ID=pasteupload1 HTTP/1.1\r\n"
                                b"Host: t\r\n\r\n", until=b"}\r\n")
         assert reply.endswith(b'\r\n\r\n{ "state" : "done" }\r\n'), reply
     finally:
-        assert stop(process) == 0
+        assert stop_process(process) == 0
 
 
 @pytest.mark.parametrize("argv, code, message", [

@@ -1,0 +1,145 @@
+"""Several processes sharing one real redis-server: progress of an upload
+through one server polled through another, a mailbox message crossing
+processes, gunicorn with four sync workers, and Redis killed and restarted
+in the middle of an upload."""
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import pytest
+
+from gunicorn_support import gunicorn
+from redis_support import RedisServer, redis_server
+from server_support import (
+    HOST,
+    SlowUpload,
+    probe,
+    received_while,
+    start_process,
+    stop_process,
+    wait_for_state,
+    watch,
+)
+
+MiB = 1024 * 1024
+TOKEN = "redis-live-token-0123456789"
+NAME = "0123456789abcdef0123456789abcdef"
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def servers(redis: RedisServer) -> Iterator[Tuple[int, int]]:
+    """Two wsgiprogress-serve processes on one Redis, with mailboxes."""
+    prefix = f"live{next(_prefixes)}:"
+    args = [sys.executable, "-m", "wsgiprogress", "--listen", f"{HOST}:0", "--backend",
+            redis.url, "--key-prefix", prefix, "--mailbox", "--publish", "--publish-token",
+            TOKEN, "server_apps:app"]
+    first, first_port = start_process(args)
+    try:
+        second, second_port = start_process(args)
+        try:
+            yield first_port, second_port
+        finally:
+            stop_process(second)
+    finally:
+        stop_process(first)
+
+
+def test_progress_through_one_server_is_live_at_the_other(servers: Tuple[int, int]) -> None:
+    upload_port, probe_port = servers
+    client = SlowUpload(upload_port, "/upload?X-Progress-ID=across-01", 8 * MiB,
+                        piece=256 * 1024, delay=0.05)
+    client.start()
+    seen = watch(probe_port, "across-01", until=lambda: False, interval=0.05)
+    client.join(30)
+    assert client.reply.endswith(b"%d" % (8 * MiB))
+    uploading = received_while(seen, "uploading")
+    assert len(uploading) >= 3 and uploading == sorted(uploading), seen
+    final = seen[-1]
+    assert (final["state"], final["received"], final["size"]) == ("done", 8 * MiB, 8 * MiB)
+
+
+def get_json(port: int, path: str, timeout: float = 15) -> Tuple[int, dict]:
+    conn = HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_a_message_posted_in_one_process_reaches_a_waiter_in_the_other(
+        servers: Tuple[int, int]) -> None:
+    publish_port, wait_port = servers
+    _, first = get_json(wait_port, f"/mailbox/{NAME}")
+    conn = HTTPConnection(HOST, wait_port, timeout=15)
+    conn.request("GET", f"/mailbox/{NAME}?after={first['cursor']}&wait=10")
+    time.sleep(0.3)  # parked in the other process
+    publisher = HTTPConnection(HOST, publish_port, timeout=5)
+    published = time.monotonic()
+    publisher.request("POST", f"/mailbox/{NAME}", b"hello across",
+                      {"Authorization": f"Bearer {TOKEN}"})
+    assert publisher.getresponse().status == 201
+    answer = json.loads(conn.getresponse().read())
+    delay = time.monotonic() - published
+    conn.close()
+    assert [m["data"] for m in answer["messages"]] == ["hello across"]
+    assert delay < 2.0  # woken by the other process's post, not by the 10 s timeout
+
+
+def test_four_gunicorn_sync_workers_share_progress(redis: RedisServer,
+                                                   tmp_path: Path) -> None:
+    env = {"WSGIPROGRESS_BACKEND": redis.url, "WSGIPROGRESS_PREFIX": "gunicorn:"}
+    with gunicorn(tmp_path / "gunicorn.log", "redis_apps:make_app()", "sync",
+                  workers=4, env=env) as port:
+        client = SlowUpload(port, "/upload?X-Progress-ID=gunicorn-4w", 8 * MiB,
+                            piece=256 * 1024, delay=0.05)
+        client.start()
+        # the uploading worker is busy: every poll lands on one of the other three
+        seen = watch(port, "gunicorn-4w", until=lambda: False, interval=0.05)
+        client.join(30)
+    assert client.reply.endswith(b"%d" % (8 * MiB))
+    assert len(received_while(seen, "uploading")) >= 3, seen
+    assert (seen[-1]["state"], seen[-1]["received"]) == ("done", 8 * MiB)
+
+
+def test_redis_killed_and_restarted_mid_upload(redis: RedisServer) -> None:
+    prefix = f"fault{next(_prefixes)}:"
+    process, port = start_process([sys.executable, "-m", "wsgiprogress", "--listen",
+                                   f"{HOST}:0", "--backend", redis.url, "--key-prefix",
+                                   prefix, "server_apps:app"])
+    try:
+        client = SlowUpload(port, "/upload?X-Progress-ID=survives-1", 6 * MiB,
+                            piece=128 * 1024, delay=0.05)
+        client.start()
+        assert wait_for_state(port, "survives-1", ("uploading",))["received"] > 0
+        redis.stop()
+        states: List[str] = []
+        try:
+            for _ in range(10):  # probes still answer, with what they can know
+                states.append(probe(port, "survives-1")["state"])
+                time.sleep(0.05)
+        finally:
+            redis.start()
+        client.join(30)
+        assert client.error is None
+        assert client.reply.startswith(b"HTTP/1.1 200 ")
+        assert client.reply.endswith(b"%d" % (6 * MiB))  # the upload never noticed
+        assert "unknown" in states
+        final = wait_for_state(port, "survives-1", ("done",), deadline=15)
+        assert (final["received"], final["size"]) == (6 * MiB, 6 * MiB)  # recovered
+    finally:
+        stop_process(process)
