@@ -9,11 +9,12 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
-from redis_support import RedisServer, redis_server
 from wsgiprogress.backends import Backend, backend_from_url
 from wsgiprogress.entry import ProgressEntry
 from wsgiprogress.mailbox import MessageTooLarge, TooManyMailboxes
 from wsgiprogress.tracker import Tracker
+
+from redis_support import RedisServer, redis_server
 
 ID = "contract-0001"
 _prefixes = itertools.count()
