@@ -30,8 +30,14 @@ from .store import ProgressStore
 from .table import ProgressTable
 from .waiters import Waiters
 
-#: Seconds any Redis call may take before it counts as a failure.
-REDIS_TIMEOUT = 1.0
+#: Seconds any Redis call, or the wait for a pooled connection, may take
+#: before it counts as a failure: a burst of a thousand long-polls queues for
+#: the pool's connections.
+REDIS_TIMEOUT = 5.0
+#: Seconds to open a connection.
+REDIS_CONNECT_TIMEOUT = 2.0
+#: Connections to Redis per process, at most (one more for the wake-ups).
+REDIS_CONNECTIONS = 32
 
 
 class Backend:
@@ -113,9 +119,14 @@ def backend_from_url(url: str = "memory://", *, waiters: Optional[Waiters] = Non
     from .redis_mailbox import RedisMailbox
     from .redis_progress import RedisProgressStore
 
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=REDIS_TIMEOUT,
-                                  socket_connect_timeout=REDIS_TIMEOUT,
-                                  health_check_interval=30)
+    # a bounded pool that makes a thread wait for a free connection (up to
+    # the timeout) instead of failing: a burst of 1000 long-polls needs no
+    # 1000 connections
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_TIMEOUT, decode_responses=True,
+        socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        health_check_interval=30)
+    client = redis.Redis(connection_pool=pool)
     progress = RedisProgressStore(client, prefix=prefix, ttl=ttl, capacity=capacity,
                                   waiters=waiters)
     mailbox = RedisMailbox(client, prefix=prefix, waiters=waiters, **mailbox_options)

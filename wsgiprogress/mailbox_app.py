@@ -182,26 +182,29 @@ class MailboxApp:
     def _wait(self, environ: WSGIEnvironment, name: str, after: Optional[int],
               wait: float, limit: int) -> Optional[ReadResult]:
         """Read now; if nothing is there, wait up to *wait* seconds for a post.
-        ``None`` when the waiter cap is reached."""
-        result = self.store.read(name, after, limit)
-        if result.messages or wait <= 0 or _gap(result) is not None:
-            return result
+        ``None`` when the waiter cap is reached and nothing is there yet."""
+        if wait <= 0:
+            return self.store.read(name, after, limit)
         waiters = self.store.waiters
+        # register before reading, so a post in between is not missed; one
+        # read, not two, when something is there already (a round trip on Redis)
         event = waiters.register(name)
-        if event is None:
-            return None
         try:
             deadline = time.monotonic() + wait
             client = ClientWatch(environ)
             while True:
-                # read after registering: a post in between is not missed
                 result = self.store.read(name, after, limit)
+                if result.messages or _gap(result) is not None:
+                    return result
                 left = deadline - time.monotonic()
-                if result.messages or left <= 0 or not client.wait(event, left):
+                if event is None:
+                    return None
+                if left <= 0 or not client.wait(event, left):
                     return result
                 event.clear()
         finally:
-            waiters.unregister(name, event)
+            if event is not None:
+                waiters.unregister(name, event)
 
     def _stream(self, environ: WSGIEnvironment, start_response: StartResponse,
                 name: str, params: Dict[str, str]) -> Iterable[bytes]:
