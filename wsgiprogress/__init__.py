@@ -30,3 +30,12 @@ __all__ = [
     "ConfigurationError", "ProgressEntry", "ProgressError", "ProgressMiddleware",
     "ProgressProbe", "ProgressStore", "ProgressTable", "Tracker", "is_valid_id",
 ]
+
+
+def includeme(config: object) -> None:
+    """Pyramid's ``config.include("wsgiprogress")``; see :mod:`wsgiprogress.pyramid`.
+
+    Imports Pyramid only when called, so importing this package does not."""
+    from .pyramid import includeme as include_pyramid
+
+    include_pyramid(config)

@@ -1,0 +1,114 @@
+"""examples/plain_wsgi.py: tracked through WebTest, watched live under both
+servers the README names, and started with the commands its docstring gives."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator, List
+
+import pytest
+import webtest
+
+from server_support import (
+    SlowUpload,
+    exchange,
+    received_while,
+    running,
+    running_werkzeug,
+    wait_for_state,
+    watch,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from examples.plain_wsgi import app  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def test_a_tracked_upload_through_webtest() -> None:
+    client = webtest.TestApp(app, lint=True)
+    assert client.post("/upload?X-Progress-ID=plain-upload-1", b"x" * 100_000).text == \
+        "100000 bytes\n"
+    entry = client.get("/progress?X-Progress-ID=plain-upload-1").json
+    assert (entry["state"], entry["received"], entry["size"]) == ("done", 100_000, 100_000)
+
+
+@contextmanager
+def on_waitress(wsgi_app: Any) -> Iterator[int]:
+    with running(wsgi_app) as (_, port):
+        yield port
+
+
+@pytest.mark.parametrize("serve", [
+    pytest.param(on_waitress, id="wsgiprogress-server"),
+    pytest.param(running_werkzeug, id="werkzeug"),
+])
+def test_progress_is_seen_while_the_body_arrives(
+        serve: Callable[[Any], ContextManager[int]]) -> None:
+    size = 6 * MiB
+    with serve(app) as port:
+        client = SlowUpload(port, "/upload?X-Progress-ID=plain-slow-1", size,
+                            piece=256 * 1024, delay=0.03)
+        client.start()
+        answers = watch(port, "plain-slow-1", until=lambda: not client.is_alive())
+        client.join(30)
+        assert client.error is None, client.error
+        assert client.reply.endswith(f"\r\n\r\n{size} bytes\n".encode()), client.reply[:300]
+        growing = received_while(answers, "uploading")
+        assert len(growing) >= 3, answers
+        assert growing == sorted(set(growing)), growing
+        entry = wait_for_state(port, "plain-slow-1", ("done",))
+    # counted once: by the server on waitress, by the middleware on werkzeug
+    assert (entry["received"], entry["size"], entry["status"]) == (size, size, 200)
+
+
+LISTENING = re.compile(r"(?:Serving|Running) on http://127\.0\.0\.1:(\d+)")
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param([sys.executable, "examples/plain_wsgi.py", "127.0.0.1", "0"], id="script"),
+    pytest.param([sys.executable, "-m", "wsgiprogress", "--listen", "127.0.0.1:0",
+                  "examples.plain_wsgi:app"], id="wsgiprogress-serve"),
+])
+def test_the_documented_commands_serve_it(command: List[str]) -> None:
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        port = listening_port(process)
+        body = b"x" * 300_000
+        reply = exchange(port, b"POST /upload?X-Progress-ID=plain-cmd-1 HTTP/1.1\r\n"
+                               b"Host: t\r\nContent-Length: 300000\r\n\r\n" + body,
+                         read_for=5, until=b"bytes\n")
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"300000 bytes\n"), reply
+        entry = wait_for_state(port, "plain-cmd-1", ("done",))
+        assert (entry["received"], entry["size"]) == (300_000, 300_000)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            assert process.wait(10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+
+
+def listening_port(process: "subprocess.Popen[str]") -> int:
+    deadline = time.monotonic() + 20
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()  # type: ignore[union-attr]
+        if not line:
+            break
+        seen.append(line)
+        match = LISTENING.search(line)
+        if match:
+            return int(match.group(1))
+    pytest.fail("server did not start: " + "".join(seen))

@@ -1,0 +1,149 @@
+"""
+PasteDeploy filter
+==================
+
+:func:`filter_app_factory` is the ``paste.filter_app_factory`` behind
+``use = egg:wsgiprogress``: it wraps the next application of a pipeline in
+:class:`~wsgiprogress.middleware.ProgressMiddleware`, configured from the
+filter's section.
+
+.. code-block:: ini
+
+    [filter:progress]
+    use = egg:wsgiprogress
+    ttl = 60
+    methods = POST PUT
+    max_request_size = 100M
+
+    [pipeline:main]
+    pipeline =
+        progress
+        myapp
+
+Every setting of the middleware is accepted as its ini string and converted
+by the converter declared in :mod:`wsgiprogress.settings`; ``mailbox = true``
+also serves the backend's mailboxes at ``mailbox_url`` and puts the store in
+``environ["wsgiprogress.mailbox"]``, as ``wsgiprogress-serve --mailbox`` does.
+An unknown name or a bad value raises
+:class:`~wsgiprogress.errors.ConfigurationError` when the ini file is loaded.
+Values in ``[DEFAULT]`` (PasteDeploy's ``global_conf``) are not read: they
+belong to every section.
+
+Under :mod:`wsgiprogress.server` the filter stands aside and the server
+counts, so ``[server:main] use = egg:wsgiprogress`` and this filter can share
+an ini file; the filter counts when another server (gunicorn, werkzeug) runs
+the same pipeline.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Tuple
+
+from .errors import ConfigurationError
+from .middleware import ProgressMiddleware
+from .settings import MAILBOX_SETTINGS, MIDDLEWARE_SETTINGS, SERVER_SETTINGS, Setting, resolve
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .mailbox import MailboxStore
+
+__all__ = ["FILTER_SETTINGS", "MAILBOX_KEY", "MailboxInEnviron", "convert",
+           "filter_app_factory", "make_middleware"]
+
+#: Where the application finds the mailbox store; the key the server uses too.
+MAILBOX_KEY = "wsgiprogress.mailbox"
+
+#: The middleware's settings plus the server's ``mailbox`` switch.
+FILTER_SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + tuple(
+    s for s in SERVER_SETTINGS
+    if s.name == "mailbox" and s.name not in {m.name for m in MIDDLEWARE_SETTINGS})
+
+_MAILBOX_ONLY = frozenset(s.name for s in MAILBOX_SETTINGS)
+
+
+def filter_app_factory(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = None,
+                       **local_conf: str) -> ProgressMiddleware:
+    """PasteDeploy ``paste.filter_app_factory``: ``[filter:x] use = egg:wsgiprogress``.
+
+    :raises ConfigurationError: for an unknown setting or a bad value.
+    """
+    return make_middleware(app, local_conf)
+
+
+def make_middleware(app: WSGIApplication, given: Mapping[str, Any],
+                    prefix: str = "") -> ProgressMiddleware:
+    """*app* in a :class:`~wsgiprogress.middleware.ProgressMiddleware` made from
+    *given*, a mapping of :data:`FILTER_SETTINGS` names to values (ini strings
+    or native values).
+
+    .. code-block:: python
+
+        make_middleware(app, {"ttl": "60", "mailbox": "true"})
+
+    :param prefix: how the names appear where they were written, for error
+        messages (``"wsgiprogress."`` for Pyramid settings).
+    :raises ConfigurationError: for an unknown name (with a suggestion), a bad
+        value, or a mailbox setting without ``mailbox`` on.
+    """
+    options = convert(given, prefix)
+    if not options.pop("mailbox", False):
+        stray = sorted(_MAILBOX_ONLY.intersection(options))
+        if stray:
+            raise ConfigurationError(
+                f"{prefix}{stray[0]} configures mailboxes: set {prefix}mailbox = true too")
+        return ProgressMiddleware(app, **options)
+    exposed = MailboxInEnviron(app)
+    middleware = ProgressMiddleware(exposed, mailbox=True, **options)
+    mailbox_app = middleware.mailbox_app
+    exposed.store = mailbox_app.store if mailbox_app is not None else None
+    return middleware
+
+
+def convert(given: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """The values of *given*, converted by the :data:`FILTER_SETTINGS` they name.
+
+    .. code-block:: python
+
+        convert({"ttl": "60", "methods": "POST PUT"})
+        # {"ttl": 60.0, "methods": ("POST", "PUT")}
+
+    :raises ConfigurationError: for an unknown name or a bad value, naming the
+        setting as ``prefix + name``.
+    """
+    known = [s.name for s in FILTER_SETTINGS]
+    for name in given:
+        if name not in known:
+            raise ConfigurationError(f"unknown setting {prefix + name!r}"
+                                     f"{_suggestion(name, known, prefix)}")
+    try:
+        resolved = resolve(FILTER_SETTINGS, given)
+    except ConfigurationError as exc:
+        # resolve() names the setting first: "ttl: expected ..."
+        raise ConfigurationError(f"{prefix}{exc}") from None
+    return {name: resolved[name] for name in given}
+
+
+def _suggestion(name: str, known: Iterable[str], prefix: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        return f"; did you mean {prefix + close[0]!r}?"
+    return "; known settings: " + ", ".join(prefix + k for k in sorted(known))
+
+
+class MailboxInEnviron:
+    """Puts *store* in ``environ["wsgiprogress.mailbox"]`` for *app*, unless a
+    layer outside (:mod:`wsgiprogress.server` with ``mailbox`` on) already put
+    the store it serves there."""
+
+    __slots__ = ("app", "store")
+
+    def __init__(self, app: WSGIApplication, store: Optional[MailboxStore] = None) -> None:
+        self.app = app
+        self.store = store
+
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        if self.store is not None:
+            environ.setdefault(MAILBOX_KEY, self.store)
+        return self.app(environ, start_response)
