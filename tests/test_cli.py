@@ -34,6 +34,7 @@ def upload_and_probe(port: int, progress_id: str) -> dict:
 @pytest.mark.parametrize("args, signum", [
     pytest.param(["server_apps:app"], signal.SIGINT, id="module-attr"),
     pytest.param(["--call", "server_apps:create_app"], signal.SIGTERM, id="factory-sigterm"),
+    pytest.param(["server_apps:create_app()"], signal.SIGINT, id="factory-call-syntax"),
 ])
 def test_cli_serves_with_progress(args: List[str], signum: int) -> None:
     process, port = start_process([sys.executable, "-m", "wsgiprogress", "--listen",

@@ -116,8 +116,12 @@ def _show(default: Any) -> str:
 
 
 def load_app(spec: str, call: bool = False) -> Any:
-    """Import ``module:attribute.path`` from the current directory or sys.path."""
+    """Import ``module:attribute.path`` from the current directory or sys.path;
+    call it when *call* is true or the path ends with ``()`` (an app factory,
+    as gunicorn and Flask accept: ``myproject:create_app()``)."""
     module_name, sep, attr_path = spec.partition(":")
+    if attr_path.endswith("()"):
+        attr_path, call = attr_path[:-2], True
     if not sep or not module_name or not attr_path:
         raise ValueError(f"expected module:app, such as myproject.wsgi:app, not {spec!r}")
     if os.getcwd() not in sys.path:
