@@ -77,6 +77,12 @@ def wait_for_state(port: int, progress_id: str, states: Tuple[str, ...],
         time.sleep(0.02)
 
 
+def status_of(reply: bytes) -> int:
+    """The status code of a raw HTTP/1.x reply (werkzeug 2.0 answers HTTP/1.0); 0 if none."""
+    match = re.match(rb"HTTP/1\.[01] (\d{3}) ", reply)
+    return int(match.group(1)) if match else 0
+
+
 def exchange(port: int, request: bytes, read_for: float = 1.0,
              until: Optional[bytes] = None) -> bytes:
     """Send raw *request* bytes; collect what comes back for up to *read_for*

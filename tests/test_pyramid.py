@@ -31,6 +31,7 @@ from server_support import (
     SlowUpload,
     received_while,
     running_werkzeug,
+    status_of,
     wait_for_state,
     watch,
 )
@@ -330,7 +331,7 @@ def slow_upload_is_seen_live(port: int, progress_id: str, size: int) -> Dict[str
     answers = watch(port, progress_id, until=lambda: not client.is_alive())
     client.join(30)
     assert client.error is None, client.error
-    assert client.reply.startswith(b"HTTP/1.1 200 "), client.reply[:200]
+    assert status_of(client.reply) == 200, client.reply[:200]
     assert json.loads(client.reply.partition(b"\r\n\r\n")[2]) == {"bytes": size, "name": None}
     growing = received_while(answers, "uploading")
     assert len(growing) >= 3, answers
