@@ -7,12 +7,15 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import threading
 import time
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
 import pytest
+
+from wsgiprogress.backends import backend_from_url
 
 from gunicorn_support import gunicorn
 from redis_support import RedisServer, redis_server
@@ -143,3 +146,28 @@ def test_redis_killed_and_restarted_mid_upload(redis: RedisServer) -> None:
         assert (final["received"], final["size"]) == (6 * MiB, 6 * MiB)  # recovered
     finally:
         stop_process(process)
+
+
+def test_overlapping_reads_of_one_mailbox_share_one_round_trip(redis: RedisServer) -> None:
+    backend = backend_from_url(redis.url, prefix=f"flight{next(_prefixes)}:")
+    try:
+        mailbox = backend.mailbox
+        cursor = mailbox.read("shared-inbox", None).cursor
+        mailbox.post("shared-inbox", "for everyone")
+        admin = redis.client()
+        before = admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")  # the first read waits
+        results: List[str] = []
+        threads = [threading.Thread(
+            target=lambda: results.extend(m.data for m in mailbox.read("shared-inbox",
+                                                                       cursor).messages))
+            for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        after = admin.info("commandstats")["cmdstat_evalsha"]["calls"]
+        assert results == ["for everyone"] * 20
+        assert after - before <= 2  # one read, maybe one that started after it ended
+    finally:
+        backend.close()

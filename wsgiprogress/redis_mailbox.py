@@ -19,13 +19,18 @@ trip; the publish wakes the mailboxes' waiters in every process through each
 process's single subscriber (:class:`~wsgiprogress.redis_events.RedisWakeups`).
 When Redis cannot be reached a post or read raises
 :class:`~wsgiprogress.mailbox.MailboxError` (answered 503 by the endpoint).
+
+Reads of the same mailbox after the same cursor that overlap in time share
+one round trip: when a post wakes a thousand waiters of one mailbox, Redis
+answers one read, not a thousand.
 """
 from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .mailbox import (
     MailboxError,
@@ -40,6 +45,9 @@ from .waiters import Waiters
 
 if TYPE_CHECKING:
     import redis
+
+#: Seconds a read waits for an identical read in progress (pool wait plus call).
+FOLLOW_TIMEOUT = 12.0
 
 # shared by both scripts: the clock, expiry of the mailbox index, trimming
 _COMMON = """
@@ -119,6 +127,17 @@ return {header[1], header[2], redis.call('LRANGE', list, 0, -1)}
 """
 
 
+class _Flight:
+    """One read in progress, which later identical reads wait for."""
+
+    __slots__ = ("done", "result", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Optional[ReadResult] = None
+        self.error: Optional[BaseException] = None
+
+
 class RedisMailbox(MailboxStore):
     """Mailboxes in Redis, shared by every process that uses *client*'s server.
 
@@ -144,6 +163,8 @@ class RedisMailbox(MailboxStore):
         self._stats = prefix + "mailbox-stats"
         self._post = client.register_script(_POST)
         self._read = client.register_script(_READ)
+        self._flights: Dict[Tuple[str, Optional[int], int], _Flight] = {}
+        self._flights_lock = threading.Lock()
 
     def _keys(self, name: str) -> List[str]:
         return [f"{self.prefix}m:{name}", f"{self.prefix}m:{name}:messages"]
@@ -168,6 +189,31 @@ class RedisMailbox(MailboxStore):
         return {name: int(i) for name, i in zip(targets, ids)}
 
     def read(self, name: str, after: Optional[int], limit: int = 100) -> ReadResult:
+        key = (name, after, limit)
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leading:
+            if not flight.done.wait(FOLLOW_TIMEOUT):
+                raise MailboxError("mailbox store unavailable (a read took too long)")
+            if flight.error is not None:
+                raise flight.error
+            assert flight.result is not None
+            return flight.result
+        try:
+            flight.result = self._read_now(name, after, limit)
+            return flight.result
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._flights_lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _read_now(self, name: str, after: Optional[int], limit: int) -> ReadResult:
         answer = self._call(lambda: self._read(
             keys=self._keys(name) + [self._index, self._stats],
             args=[*self.bounds, name, secrets.randbelow(2 ** 31)]))
