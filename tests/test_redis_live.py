@@ -171,3 +171,23 @@ def test_overlapping_reads_of_one_mailbox_share_one_round_trip(redis: RedisServe
         assert after - before <= 2  # one read, maybe one that started after it ended
     finally:
         backend.close()
+
+
+def test_mailboxes_answer_503_while_redis_is_away_and_recover(servers: Tuple[int, int],
+                                                              redis: RedisServer) -> None:
+    port = servers[0]
+    assert get_json(port, f"/mailbox/{NAME}")[0] == 200
+    redis.stop()
+    try:
+        conn = HTTPConnection(HOST, port, timeout=15)
+        conn.request("GET", f"/mailbox/{NAME}?wait=1")
+        response = conn.getresponse()
+        assert (response.status, response.getheader("Retry-After")) == (503, "5")
+        assert b"mailbox store unavailable" in response.read()
+        conn.request("POST", "/upload?X-Progress-ID=while-away", b"x" * 1000)
+        upload = conn.getresponse()
+        assert (upload.status, upload.read()) == (200, b"1000")  # the app is unaffected
+        conn.close()
+    finally:
+        redis.start()
+    assert get_json(port, f"/mailbox/{NAME}")[0] == 200  # back by itself
