@@ -165,9 +165,10 @@ class Progress:
         _check_keys(given)
         resolved = resolve(CONFIG_SETTINGS, given)
         settings = {s.name: resolved[c.name] for s, c in zip(SETTINGS, CONFIG_SETTINGS)}
-        if self.authorize is not None and not settings["mailbox"]:
-            raise ConfigurationError(
-                "authorize guards mailboxes: set PROGRESS_MAILBOX = True too")
+        if self.authorize is not None and not (settings["mailbox"]
+                                               or settings["dashboard_url"]):
+            raise ConfigurationError("authorize guards mailboxes and the dashboard: set "
+                                     "PROGRESS_MAILBOX = True or PROGRESS_DASHBOARD_URL too")
         middleware = ProgressMiddleware(
             app.wsgi_app, mailbox=settings["mailbox"], authorize=self.authorize,
             **{s.name: settings[s.name] for s in MIDDLEWARE_SETTINGS})

@@ -168,9 +168,14 @@ def test_bad_options_raise_at_construction(options: Dict[str, Any], message: str
         Progress(**options)
 
 
-def test_authorize_needs_mailboxes() -> None:
+def test_authorize_needs_mailboxes_or_the_dashboard() -> None:
     with pytest.raises(ConfigurationError, match="set PROGRESS_MAILBOX = True"):
         Progress(Flask(__name__), authorize=lambda environ, name, action: True)
+    app = Flask(__name__)
+    app.config["PROGRESS_DASHBOARD_URL"] = "/_dash"
+    Progress(app, authorize=lambda environ, name, action: action == "stats")
+    client = webtest.TestApp(app, lint=True)
+    assert client.get("/_dash/data").json["running"] == []
 
 
 def test_a_second_init_app_on_the_same_app_raises() -> None:

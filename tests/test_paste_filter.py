@@ -151,3 +151,15 @@ def test_global_conf_is_not_read() -> None:
     app = filter_app_factory(server_apps.app, {"here": "/srv", "__file__": "/srv/x.ini",
                                                "debug": "true"}, ttl="7")
     assert app.table.ttl == 7.0 and app.debug is False
+
+
+def test_the_publish_token_guards_a_dashboard_without_mailboxes() -> None:
+    from wsgiprogress.paste import make_middleware
+
+    token = "dashboard-token-0123456789"
+    middleware = make_middleware(lambda environ, start_response: [],
+                                 {"dashboard_url": "/_dash", "publish_token": token})
+    client = webtest.TestApp(middleware, lint=True)
+    client.get("/_dash/data", status=403)
+    feed = client.get("/_dash/data", headers={"Authorization": f"Bearer {token}"}).json
+    assert feed["running"] == [] and feed["mailboxes"] is None

@@ -26,6 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from .backends import open_stores
+from .dashboard import Dashboard
 from .entry import APP_ERROR, TOO_LARGE
 from .errors import ConfigurationError
 from .ids import IdFinder, is_valid_id
@@ -73,13 +74,14 @@ class ProgressMiddleware:
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
         under ``mailbox_url`` (see :mod:`wsgiprogress.mailbox_app`); none by
         default.
-    :param authorize: who may read and publish mailboxes; see
-        :func:`wsgiprogress.mailbox_app.unguessable_names`.
+    :param authorize: who may read and publish mailboxes and open the
+        dashboard; see :func:`wsgiprogress.mailbox_app.unguessable_names`.
     :param settings: ``methods`` (``("POST",)``), ``ttl`` (30.0), ``capacity``
         (10000), ``progress_url`` (``"/progress"``), ``max_request_size``
         (``None``), ``dialect`` (``"native"``), ``id_name``
-        (``"X-Progress-ID"``), ``allowed_origins`` (none), ``debug`` (False);
-        see :mod:`wsgiprogress.settings`.
+        (``"X-Progress-ID"``), ``allowed_origins`` (none), ``debug`` (False),
+        ``dashboard_url`` (off; see :mod:`wsgiprogress.dashboard`); see
+        :mod:`wsgiprogress.settings`.
     :raises ConfigurationError: for an unknown setting or a bad value.
     """
 
@@ -94,8 +96,14 @@ class ProgressMiddleware:
         if store is not None:
             self.mailbox_app = MailboxApp(store, authorize=authorize, table=table, **{
                 s.name: options[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
-        elif authorize is not None:
-            raise ConfigurationError("authorize guards mailboxes: pass mailbox=Mailbox() too")
+        elif authorize is not None and options["dashboard_url"] is None:
+            raise ConfigurationError("authorize guards mailboxes and the dashboard: pass "
+                                     "mailbox=Mailbox() or dashboard_url too")
+        self.dashboard: Optional[Dashboard] = None
+        if options["dashboard_url"] is not None:
+            self.dashboard = Dashboard(table, self.mailbox_app, authorize=authorize,
+                                       token=options["publish_token"],
+                                       url=options["dashboard_url"])
         self.table = table
         self.methods = frozenset(options["methods"])
         self.progress_url: str = options["progress_url"]
@@ -110,6 +118,8 @@ class ProgressMiddleware:
         path = environ.get("PATH_INFO", "")
         if path == self.progress_url:
             return self.probe(environ, start_response)
+        if self.dashboard is not None and self.dashboard.handles(path):
+            return self.dashboard(environ, start_response)
         if self.mailbox_app is not None and self.mailbox_app.handles(path):
             return self.mailbox_app(environ, start_response)
         if environ.get("REQUEST_METHOD") not in self.methods or SERVER_COUNTS_KEY in environ:

@@ -89,6 +89,8 @@ def make_middleware(app: WSGIApplication, given: Mapping[str, Any],
     options = convert(given, prefix)
     if not options.pop("mailbox", False):
         stray = sorted(_MAILBOX_ONLY.intersection(options))
+        if options.get("dashboard_url"):  # the token guards the dashboard too
+            stray = [name for name in stray if name != "publish_token"]
         if stray:
             raise ConfigurationError(
                 f"{prefix}{stray[0]} configures mailboxes: set {prefix}mailbox = true too")

@@ -111,6 +111,17 @@ def as_path(value: Any) -> str:
     return value
 
 
+def as_optional_path(value: Any) -> Optional[str]:
+    """``None`` (off), or a URL path starting with ``/``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    try:
+        return as_path(value)
+    except ValueError:
+        raise ValueError(f"expected a URL path starting with '/', such as '/_dashboard', "
+                         f"or None for off, not {value!r}") from None
+
+
 def as_dialect(value: Any) -> str:
     """One of ``native``, ``lighttpd``, ``nginx``."""
     if value not in DIALECTS:
@@ -214,14 +225,19 @@ MAILBOX_SETTINGS: Tuple[Setting, ...] = (
     Setting("publish", as_bool, False,
             "accept POST <mailbox_url>/<name> to publish (needs authorize or publish_token)"),
     Setting("publish_token", as_optional_token, None,
-            "bearer token that allows publishing and reading stats"),
+            "bearer token that allows publishing, reading stats and the dashboard"),
 )
 
 _METHODS = Setting("methods", as_methods, ("POST",),
                    "HTTP methods whose requests are tracked")
 
+#: Where :class:`~wsgiprogress.dashboard.Dashboard` answers; off by default.
+DASHBOARD_URL = Setting("dashboard_url", as_optional_path, None,
+                        "URL path of the operator dashboard, protected like the stats "
+                        "(needs publish_token or authorize); none: off")
+
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts.
-_SHARED = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS
+_SHARED = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS + (DASHBOARD_URL,)
 MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = _SHARED + (
     _METHODS,
     Setting("max_request_size", as_optional_size, None,

@@ -18,8 +18,9 @@ threads of their own, and fix waitress's ``Expect: 100-continue`` handling.
 wsgiprogress's own (:data:`wsgiprogress.settings.SERVER_SETTINGS`: ``ttl``,
 ``capacity``, ``methods``, ``progress_url``, ``dialect``, ``id_name``,
 ``allowed_origins``, ``debug``, ``probe_threads``, ``mailbox``,
-``max_waiters`` and the mailbox and waiting settings), ``table``, the progress
-store to use, and ``authorize``, the mailbox access hook.
+``max_waiters``, ``dashboard_url`` and the mailbox and waiting settings),
+``table``, the progress store to use, and ``authorize``, the mailbox and
+dashboard access hook.
 
 Clients that wait (long-polls with ``wait=``, event streams) each hold a
 worker thread; at most ``max_waiters`` wait at once (default: ``threads``
@@ -47,6 +48,7 @@ from waitress.adjustments import asbool as waitress_asbool
 from waitress.server import BaseWSGIServer
 
 from ..backends import open_stores
+from ..dashboard import Dashboard
 from ..errors import ConfigurationError
 from ..mailbox import MailboxStore
 from ..mailbox_app import Authorize, MailboxApp
@@ -129,8 +131,8 @@ def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
         under ``mailbox_url``, or true for a new in-memory one.  The
         application finds it in ``environ["wsgiprogress.mailbox"]``.
-    :param authorize: who may read and publish mailboxes; see
-        :func:`wsgiprogress.mailbox_app.unguessable_names`.
+    :param authorize: who may read and publish mailboxes and open the
+        dashboard; see :func:`wsgiprogress.mailbox_app.unguessable_names`.
     :raises ConfigurationError: for an unknown setting or a bad value.
     """
     if mailbox is not None and not isinstance(mailbox, MailboxStore):
@@ -147,7 +149,10 @@ def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None
                                     for s in PROBE_SETTINGS + WAIT_SETTINGS})
     dispatcher = ProgressDispatcher(ours["probe_threads"])
     dispatcher.set_thread_count(ours["threads"])
-    served = ServedApp(app, probe, ours["progress_url"], mailbox_app)
+    dashboard = None if ours["dashboard_url"] is None else Dashboard(
+        table, mailbox_app, authorize=authorize, token=ours["publish_token"],
+        url=ours["dashboard_url"])
+    served = ServedApp(app, probe, ours["progress_url"], mailbox_app, dashboard)
     server = waitress.create_server(served, _dispatcher=dispatcher, **theirs)
     tracking = ServerTracking(table, frozenset(ours["methods"]),
                               ours["url_prefix"] + ours["progress_url"],

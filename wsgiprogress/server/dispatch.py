@@ -6,8 +6,9 @@ waitress queues every request in one FIFO in front of its worker threads, so
 a probe waits behind every long-running request (measured: 9.5 s).
 :class:`ProgressDispatcher` gives probes threads of their own: a request that
 is a probe goes to the probe lane, everything else to the application's
-threads.  :class:`ServedApp` answers the probe path with the probe and passes
-everything else to the application.
+threads.  :class:`ServedApp` answers the probe path with the probe (and the
+mailbox and dashboard paths with theirs) and passes everything else to the
+application.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from waitress.task import ThreadedTaskDispatcher
 
+from ..dashboard import Dashboard
 from ..mailbox_app import MailboxApp
 
 #: Where the application finds the server's mailbox store.
@@ -50,22 +52,26 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
 
 class ServedApp:
-    """Routes the probe path to *probe*, mailbox paths to *mailbox_app* and
-    everything else to *app*, which finds the mailbox store in
-    ``environ["wsgiprogress.mailbox"]``."""
+    """Routes the probe path to *probe*, the dashboard's paths to *dashboard*,
+    mailbox paths to *mailbox_app* and everything else to *app*, which finds
+    the mailbox store in ``environ["wsgiprogress.mailbox"]``."""
 
     def __init__(self, app: WSGIApplication, probe: WSGIApplication, progress_url: str,
-                 mailbox_app: Optional[MailboxApp] = None) -> None:
+                 mailbox_app: Optional[MailboxApp] = None,
+                 dashboard: Optional[Dashboard] = None) -> None:
         self.app = app
         self.probe = probe
         self.progress_url = progress_url
         self.mailbox_app = mailbox_app
+        self.dashboard = dashboard
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == self.progress_url:
             return self.probe(environ, start_response)
+        if self.dashboard is not None and self.dashboard.handles(path):
+            return self.dashboard(environ, start_response)
         mailbox_app = self.mailbox_app
         if mailbox_app is not None:
             if mailbox_app.handles(path):
