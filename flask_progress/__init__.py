@@ -65,13 +65,14 @@ import os
 import secrets
 from typing import Any, Dict, Iterable, NamedTuple, Optional, Tuple, Union
 
-from flask import Blueprint, Flask, current_app, json, url_for
+from flask import Blueprint, Flask, current_app, has_request_context, json, request, url_for
 from markupsafe import Markup
 
 import wsgiprogress
 from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore
 from wsgiprogress.mailbox import MailboxStore
 from wsgiprogress.mailbox_app import Authorize
+from wsgiprogress.middleware import TABLE_KEY
 from wsgiprogress.settings import MIDDLEWARE_SETTINGS, Setting, as_bool, resolve
 
 __all__ = ["CONFIG_SETTINGS", "Progress", "ProgressState", "config_key"]
@@ -203,8 +204,11 @@ class Progress:
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
         """The current application's progress entry for *progress_id*, or
-        ``None`` when unknown or expired."""
-        return self.state().table.get(progress_id)
+        ``None`` when unknown or expired.  During a request it reads the store
+        that tracks requests: our server's, when the application runs on it."""
+        table: Optional[ProgressStore] = request.environ.get(TABLE_KEY) \
+            if has_request_context() else None
+        return (table or self.state().table).get(progress_id)
 
     def post(self, names: Union[str, Iterable[str]], data: Any) -> Dict[str, int]:
         """Post *data* to one mailbox or to each of several at once.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from http.client import HTTPConnection
 from typing import Any, Dict, Optional
 
 import pytest
@@ -17,6 +18,7 @@ from wsgiprogress import ConfigurationError
 from wsgiprogress.settings import MIDDLEWARE_SETTINGS
 
 from redis_support import redis_server
+from server_support import HOST, running
 
 PID = "flask-upload-0001"
 BODY = b"0123456789abcdef" * 6250  # 100 000 bytes
@@ -41,6 +43,11 @@ def make_app(progress: Progress, config: Optional[Dict[str, Any]] = None) -> Fla
     @app.post("/notify")
     def notify() -> Dict[str, int]:
         return progress.post(request.args.getlist("to"), {"text": request.args["text"]})
+
+    @app.get("/state/<progress_id>")
+    def state(progress_id: str) -> str:
+        entry = progress.get(progress_id)
+        return "unknown" if entry is None else f"{entry.state} {entry.received}"
 
     @app.get("/helpers")
     def helpers() -> str:
@@ -278,3 +285,15 @@ def test_a_redis_backend_is_shared_by_apps_in_different_processes() -> None:
         finally:
             for app in (writer, reader):
                 app.extensions["progress"].middleware.backend.close()
+
+
+def test_views_read_the_servers_table_when_it_counts() -> None:
+    app = make_app(Progress())
+    with running(app) as (server, port):
+        conn = HTTPConnection(HOST, port, timeout=10)
+        conn.request("POST", "/upload?X-Progress-ID=served-by-ours", b"x" * 5000)
+        assert conn.getresponse().read() == b"5000 bytes"
+        conn.request("GET", "/state/served-by-ours")
+        assert conn.getresponse().read() == b"done 5000"  # the server's entry
+        conn.close()
+    assert app.extensions["progress"].table.get("served-by-ours") is None  # not counted twice

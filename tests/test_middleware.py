@@ -452,3 +452,38 @@ def test_a_failing_store_never_breaks_the_request(broken: str,
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "store" in warnings[0].getMessage()
     assert client.get(f"/progress?X-Progress-ID={PID}").status_int == 200
+
+
+def test_the_application_finds_the_stores_in_the_environ() -> None:
+    from wsgiprogress.mailbox import Mailbox
+    from wsgiprogress.middleware import MAILBOX_KEY, TABLE_KEY
+
+    seen: Dict[str, Any] = {}
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        seen.update(table=environ.get(TABLE_KEY), mailbox=environ.get(MAILBOX_KEY))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    mailbox = Mailbox()
+    middleware = ProgressMiddleware(app, mailbox=mailbox)
+    webtest.TestApp(middleware, lint=True).get("/anything")
+    assert seen == {"table": middleware.table, "mailbox": mailbox}
+    outer = ProgressTable()  # a layer outside (our server) put its own: it wins
+    webtest.TestApp(middleware, lint=True, extra_environ={TABLE_KEY: outer}).get("/x")
+    assert seen["table"] is outer
+
+
+def test_max_waiters_bounds_the_clients_that_wait() -> None:
+    middleware = ProgressMiddleware(lambda environ, start_response: [], mailbox=True,
+                                    max_waiters=1)
+    assert middleware.mailbox_app is not None
+    waiters = middleware.mailbox_app.store.waiters
+    held = waiters.register("someone-else")  # the one allowed waiter
+    client = webtest.TestApp(middleware, lint=True)
+    name = "f" * 32
+    reply = client.get(f"/mailbox/{name}?wait=5", status=503)
+    assert reply.headers["Retry-After"] and "too many waiting clients" in reply.text
+    assert held is not None
+    waiters.unregister("someone-else", held)
+    assert client.get(f"/mailbox/{name}?wait=0.01").json["messages"] == []

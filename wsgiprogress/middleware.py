@@ -62,6 +62,14 @@ TRACKER_KEY = "wsgiprogress.tracker"
 #: Set by a server that counts request and response bytes itself; the
 #: middleware then leaves the request alone so nothing is counted twice.
 SERVER_COUNTS_KEY = "wsgiprogress.server_counts"
+#: The progress store that tracks the request, for the application (the
+#: outermost layer's: our server's when it counts).
+TABLE_KEY = "wsgiprogress.table"
+#: The mailbox store served next to the application, for the application.
+MAILBOX_KEY = "wsgiprogress.mailbox"
+#: Clients that may wait at once under the middleware, which cannot know the
+#: server's threads: set ``max_waiters`` below your thread count.
+DEFAULT_MAX_WAITERS = 50
 
 
 class ProgressMiddleware:
@@ -72,16 +80,15 @@ class ProgressMiddleware:
         default a new :class:`~wsgiprogress.table.ProgressTable` made with
         ``ttl`` and ``capacity``.
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
-        under ``mailbox_url`` (see :mod:`wsgiprogress.mailbox_app`); none by
-        default.
+        under ``mailbox_url`` (see :mod:`wsgiprogress.mailbox_app`), or true
+        for the backend's; none by default.
     :param authorize: who may read and publish mailboxes and open the
         dashboard; see :func:`wsgiprogress.mailbox_app.unguessable_names`.
-    :param settings: ``methods`` (``("POST",)``), ``ttl`` (30.0), ``capacity``
-        (10000), ``progress_url`` (``"/progress"``), ``max_request_size``
-        (``None``), ``dialect`` (``"native"``), ``id_name``
-        (``"X-Progress-ID"``), ``allowed_origins`` (none), ``debug`` (False),
-        ``dashboard_url`` (off; see :mod:`wsgiprogress.dashboard`); see
-        :mod:`wsgiprogress.settings`.
+    :param settings: every name of
+        :data:`wsgiprogress.settings.MIDDLEWARE_SETTINGS`, e.g. ``methods``,
+        ``ttl``, ``capacity``, ``backend``, ``progress_url``, ``dialect``,
+        ``max_request_size``, the mailbox and waiting settings,
+        ``max_waiters`` and ``dashboard_url``.
     :raises ConfigurationError: for an unknown setting or a bad value.
     """
 
@@ -89,7 +96,8 @@ class ProgressMiddleware:
                  mailbox: Union[MailboxStore, bool, None] = None,
                  authorize: Optional[Authorize] = None, **settings: Any) -> None:
         options = resolve(MIDDLEWARE_SETTINGS, settings)
-        waiters = mailbox.waiters if isinstance(mailbox, MailboxStore) else Waiters(50)
+        waiters = mailbox.waiters if isinstance(mailbox, MailboxStore) else \
+            Waiters(options["max_waiters"] or DEFAULT_MAX_WAITERS)
         table, store, self.backend = open_stores(options, settings, table, mailbox, waiters)
         self.app = app
         self.mailbox_app: Optional[MailboxApp] = None
@@ -120,8 +128,11 @@ class ProgressMiddleware:
             return self.probe(environ, start_response)
         if self.dashboard is not None and self.dashboard.handles(path):
             return self.dashboard(environ, start_response)
-        if self.mailbox_app is not None and self.mailbox_app.handles(path):
-            return self.mailbox_app(environ, start_response)
+        environ.setdefault(TABLE_KEY, self.table)
+        if self.mailbox_app is not None:
+            if self.mailbox_app.handles(path):
+                return self.mailbox_app(environ, start_response)
+            environ.setdefault(MAILBOX_KEY, self.mailbox_app.store)
         if environ.get("REQUEST_METHOD") not in self.methods or SERVER_COUNTS_KEY in environ:
             return self.app(environ, start_response)
         progress_id = self.finder.find(environ)

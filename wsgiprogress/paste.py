@@ -44,15 +44,13 @@ from .middleware import ProgressMiddleware
 from .settings import MAILBOX_SETTINGS, MIDDLEWARE_SETTINGS, SERVER_SETTINGS, Setting, resolve
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIApplication
 
-    from .mailbox import MailboxStore
 
-__all__ = ["FILTER_SETTINGS", "MAILBOX_KEY", "MailboxInEnviron", "convert",
+__all__ = ["FILTER_SETTINGS", "convert",
            "filter_app_factory", "make_middleware"]
 
 #: Where the application finds the mailbox store; the key the server uses too.
-MAILBOX_KEY = "wsgiprogress.mailbox"
 
 #: The middleware's settings plus the server's ``mailbox`` switch.
 FILTER_SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + tuple(
@@ -95,11 +93,7 @@ def make_middleware(app: WSGIApplication, given: Mapping[str, Any],
             raise ConfigurationError(
                 f"{prefix}{stray[0]} configures mailboxes: set {prefix}mailbox = true too")
         return ProgressMiddleware(app, **options)
-    exposed = MailboxInEnviron(app)
-    middleware = ProgressMiddleware(exposed, mailbox=True, **options)
-    mailbox_app = middleware.mailbox_app
-    exposed.store = mailbox_app.store if mailbox_app is not None else None
-    return middleware
+    return ProgressMiddleware(app, mailbox=True, **options)
 
 
 def convert(given: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -131,21 +125,3 @@ def _suggestion(name: str, known: Iterable[str], prefix: str) -> str:
     if close:
         return f"; did you mean {prefix + close[0]!r}?"
     return "; known settings: " + ", ".join(prefix + k for k in sorted(known))
-
-
-class MailboxInEnviron:
-    """Puts *store* in ``environ["wsgiprogress.mailbox"]`` for *app*, unless a
-    layer outside (:mod:`wsgiprogress.server` with ``mailbox`` on) already put
-    the store it serves there."""
-
-    __slots__ = ("app", "store")
-
-    def __init__(self, app: WSGIApplication, store: Optional[MailboxStore] = None) -> None:
-        self.app = app
-        self.store = store
-
-    def __call__(self, environ: WSGIEnvironment,
-                 start_response: StartResponse) -> Iterable[bytes]:
-        if self.store is not None:
-            environ.setdefault(MAILBOX_KEY, self.store)
-        return self.app(environ, start_response)

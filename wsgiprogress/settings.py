@@ -102,6 +102,16 @@ def as_optional_count(value: Any) -> Optional[int]:
     return as_count(value)
 
 
+def as_optional_token(value: Any) -> Optional[str]:
+    """``None`` (no token), or a secret of at least 16 characters."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) < 16 or any(c.isspace() for c in value):
+        raise ValueError("expected a secret of at least 16 characters without spaces, "
+                         "e.g. from secrets.token_urlsafe()")
+    return value
+
+
 def as_path(value: Any) -> str:
     """A URL path starting with ``/``."""
     if not isinstance(value, str) or not value.startswith("/") or any(
@@ -196,16 +206,6 @@ TABLE_SETTINGS: Tuple[Setting, ...] = (
             "most progress entries held; beyond it new requests run untracked"),
 )
 
-def as_optional_token(value: Any) -> Optional[str]:
-    """``None`` (no token), or a secret of at least 16 characters."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) < 16 or any(c.isspace() for c in value):
-        raise ValueError("expected a secret of at least 16 characters without spaces, "
-                         "e.g. from secrets.token_urlsafe()")
-    return value
-
-
 #: How waiting clients are served: long-polls (``wait=``) and SSE streams.
 WAIT_SETTINGS: Tuple[Setting, ...] = (
     Setting("max_wait", as_seconds, 30.0,
@@ -237,7 +237,13 @@ DASHBOARD_URL = Setting("dashboard_url", as_optional_path, None,
                         "(needs publish_token or authorize); none: off")
 
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts.
-_SHARED = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS + (DASHBOARD_URL,)
+_MAX_WAITERS = Setting("max_waiters", as_optional_count, None,
+                       "most clients waiting at once (long-polls, streams), each holding a "
+                       "thread; beyond it 503 with Retry-After; default: the server's "
+                       "threads minus a quarter, under the middleware 50")
+
+_SHARED = PROBE_SETTINGS + TABLE_SETTINGS + MAILBOX_SETTINGS + WAIT_SETTINGS + (
+    DASHBOARD_URL, _MAX_WAITERS)
 MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = _SHARED + (
     _METHODS,
     Setting("max_request_size", as_optional_size, None,
@@ -250,11 +256,8 @@ SERVER_SETTINGS: Tuple[Setting, ...] = _SHARED + (
     Setting("probe_threads", as_count, 2,
             "threads that answer probes, apart from the application's threads"),
     Setting("mailbox", as_bool, False,
-            "serve in-memory mailboxes at mailbox_url (the app finds the store in "
+            "serve the backend's mailboxes at mailbox_url (the app finds the store in "
             "environ['wsgiprogress.mailbox'])"),
-    Setting("max_waiters", as_optional_count, None,
-            "most clients waiting at once (long-polls, streams); default: threads "
-            "minus a quarter, so ordinary requests keep threads"),
 )
 
 #: waitress settings whose defaults :mod:`wsgiprogress.server` changes, and why.

@@ -18,9 +18,10 @@ from waitress.task import ThreadedTaskDispatcher
 
 from ..dashboard import Dashboard
 from ..mailbox_app import MailboxApp
+from ..middleware import MAILBOX_KEY, TABLE_KEY
+from ..probe import ProgressProbe
 
 #: Where the application finds the server's mailbox store.
-MAILBOX_KEY = "wsgiprogress.mailbox"
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -54,9 +55,10 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 class ServedApp:
     """Routes the probe path to *probe*, the dashboard's paths to *dashboard*,
     mailbox paths to *mailbox_app* and everything else to *app*, which finds
-    the mailbox store in ``environ["wsgiprogress.mailbox"]``."""
+    the progress store in ``environ["wsgiprogress.table"]`` and the mailbox
+    store in ``environ["wsgiprogress.mailbox"]``."""
 
-    def __init__(self, app: WSGIApplication, probe: WSGIApplication, progress_url: str,
+    def __init__(self, app: WSGIApplication, probe: ProgressProbe, progress_url: str,
                  mailbox_app: Optional[MailboxApp] = None,
                  dashboard: Optional[Dashboard] = None) -> None:
         self.app = app
@@ -72,6 +74,7 @@ class ServedApp:
             return self.probe(environ, start_response)
         if self.dashboard is not None and self.dashboard.handles(path):
             return self.dashboard(environ, start_response)
+        environ[TABLE_KEY] = self.probe.store
         mailbox_app = self.mailbox_app
         if mailbox_app is not None:
             if mailbox_app.handles(path):
