@@ -47,6 +47,14 @@ def test_the_id_is_attached_to_urls(url: str, expected: str) -> None:
     assert call("withId", url, "abc") == expected
 
 
+def test_the_probe_url_follows_the_servers_id_name_and_dialect() -> None:
+    assert call("probeUrlFor", "abc", {}) == \
+        "/progress?X-Progress-ID=abc&dialect=native&format=json"
+    assert call("probeUrlFor", "abc", {"url": "/p?x=1", "idName": "Upload-Key",
+                                       "dialect": "nginx"}, "&wait=5") == \
+        "/p?x=1&Upload-Key=abc&dialect=nginx&format=json&wait=5"
+
+
 UPLOADING = ProgressEntry("client-test", "uploading", received=250, size=1000, speed=50.0)
 CHUNKED = ProgressEntry("client-test", "uploading", received=250, size=None, speed=50.0)
 DONE = ProgressEntry("client-test", "done", received=1000, size=1000, status=200)

@@ -140,16 +140,23 @@
     if (text) { text.textContent = describe(p); }
   }
 
+  /* The probe's URL for id: options.url (default /progress), options.idName
+     (default X-Progress-ID, as the server's id_name), options.dialect. */
+  function probeUrlFor(id, options, extra) {
+    return withId(options.url || "/progress", id, options.idName) + "&dialect=" +
+      encodeURIComponent(options.dialect || "native") + "&format=json" + (extra || "");
+  }
+
   /*
-   * Follow the progress of `id`.  Options: url ("/progress"), dialect
-   * ("native"), interval (500 ms), maxUnknown (20 answers "unknown" in a row
-   * stop it), maxErrors (5 network errors in a row stop it), push (true: use
-   * EventSource when possible), bar, text, onProgress, onDone, onError.
-   * Returns {stop: function}.
+   * Follow the progress of `id`.  Options: url ("/progress"), idName
+   * ("X-Progress-ID"), dialect ("native"), interval (500 ms), maxUnknown (20
+   * answers "unknown" in a row stop it), maxErrors (5 network errors in a row
+   * stop it), push (true: use EventSource when possible), bar, text,
+   * onProgress, onDone, onError.  Returns {stop: function}.
    */
+
   function track(id, options) {
     options = options || {};
-    var url = options.url || "/progress";
     var dialect = options.dialect || "native";
     var interval = options.interval || 500;
     var maxUnknown = options.maxUnknown || 20;
@@ -172,9 +179,7 @@
       else if (unknown >= maxUnknown) { finish({ state: "error", reason: "unknown", status: null }); }
     }
 
-    function probeUrl(extra) {
-      return withId(url, id) + "&dialect=" + encodeURIComponent(dialect) + "&format=json" + (extra || "");
-    }
+    function probeUrl(extra) { return probeUrlFor(id, options, extra); }
 
     function poll() {
       if (stopped) { return; }
@@ -227,7 +232,7 @@
     var data = isForm ? new root.FormData(formOrData) : formOrData;
     var action = options.action || (isForm ? formOrData.action : "/upload");
     var xhr = new root.XMLHttpRequest();
-    xhr.open("POST", withId(action, id));
+    xhr.open("POST", withId(action, id, options.idName));
     var tracker = track(id, options);
     xhr.onerror = function () {
       tracker.stop();
@@ -240,12 +245,13 @@
   /* Give a plain <form> an ID and follow it while the browser submits it. */
   function attach(form, options) {
     var id = makeId();
-    form.action = withId(form.getAttribute("action") || "", id);
+    form.action = withId(form.getAttribute("action") || "", id, (options || {}).idName);
     return { id: id, start: function () { return track(id, options); } };
   }
 
   var api = {
-    makeId: makeId, withId: withId, normalize: normalize, Estimator: Estimator,
+    makeId: makeId, withId: withId, probeUrlFor: probeUrlFor, normalize: normalize,
+    Estimator: Estimator,
     describe: describe, track: track, upload: upload, attach: attach
   };
   if (typeof module !== "undefined" && module.exports) { module.exports = api; }
