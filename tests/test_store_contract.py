@@ -230,3 +230,24 @@ def test_a_post_wakes_the_mailbox_waiters(make: Callable[..., Backend]) -> None:
     assert event is not None
     backend.mailbox.post("inbox-wake", "news")
     assert event.wait(5)
+
+
+def test_when_full_the_oldest_empty_mailbox_makes_room(make: Callable[..., Backend]) -> None:
+    mailbox = make(max_mailboxes=3).mailbox
+    kept = mailbox.read("holds-a-message", None).cursor
+    mailbox.post("holds-a-message", "keep me")
+    invented = mailbox.read("invented-name-1", None).cursor  # nothing in it
+    mailbox.read("invented-name-2", None)
+    time.sleep(0.01)
+    mailbox.read("a-newcomer-box", None)  # full: the oldest empty one goes
+    again = mailbox.read("invented-name-1", invented)
+    assert again.unknown_cursor  # its reader is told, nothing was lost
+    assert [m.data for m in mailbox.read("holds-a-message", kept).messages] == ["keep me"]
+    assert mailbox.stats()["mailboxes"] == 3
+
+
+def test_mailboxes_that_hold_messages_are_never_evicted(make: Callable[..., Backend]) -> None:
+    mailbox = make(max_mailboxes=2).mailbox
+    mailbox.post(["full-box-one", "full-box-two"], "x")
+    with pytest.raises(TooManyMailboxes):
+        mailbox.read("one-more-box", None)

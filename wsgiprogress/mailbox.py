@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import itertools
 import secrets
 import threading
 import time
@@ -35,6 +36,9 @@ from typing import Callable, Deque, Dict, Iterable, List, NamedTuple, Optional, 
 
 from .errors import ProgressError
 from .waiters import Waiters
+
+#: Least recently read mailboxes examined for an empty one to remove when full.
+EVICTION_SCAN = 16
 
 
 class MailboxError(ProgressError):
@@ -174,7 +178,7 @@ class Mailbox(MailboxStore):
         with self._lock:
             self._expire(now)
             missing = sum(1 for name in targets if name not in self._boxes)
-            if missing and len(self._boxes) + missing > self.max_mailboxes:
+            if missing and not self._make_room(missing, keep=targets):
                 raise TooManyMailboxes(f"{self.max_mailboxes} mailboxes exist already")
             for name in targets:
                 box = self._boxes.get(name)
@@ -196,7 +200,7 @@ class Mailbox(MailboxStore):
             self._expire(now)
             box = self._boxes.get(name)
             if box is None:
-                if len(self._boxes) >= self.max_mailboxes:
+                if not self._make_room(1, keep=(name,)):
                     raise TooManyMailboxes(f"{self.max_mailboxes} mailboxes exist already")
                 box = self._boxes[name] = _Box(now)
             box.last_read = now
@@ -219,6 +223,25 @@ class Mailbox(MailboxStore):
             dropped = messages.popleft()
             box.nbytes -= len(dropped.data.encode("utf-8"))
             self._dropped += 1
+
+    def _make_room(self, needed: int, keep: Iterable[str]) -> bool:
+        """Room for *needed* new mailboxes, made by removing the least recently
+        read *empty* ones if need be: they hold nothing, and a reader that comes
+        back to one is told its cursor is unknown (no message is lost).  Without
+        this, anyone could fill the table with invented names for
+        ``mailbox_ttl`` seconds.  Looks at no more than :data:`EVICTION_SCAN`."""
+        boxes = self._boxes
+        excess = len(boxes) + needed - self.max_mailboxes
+        if excess <= 0:
+            return True
+        keep = set(keep)
+        empty = [name for name, box in itertools.islice(boxes.items(), EVICTION_SCAN)
+                 if not box.messages and name not in keep][:excess]
+        if len(empty) < excess:
+            return False
+        for name in empty:
+            del boxes[name]
+        return True
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.mailbox_ttl

@@ -33,6 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .mailbox import (
+    EVICTION_SCAN,
     MailboxError,
     MailboxStore,
     Message,
@@ -49,14 +50,32 @@ if TYPE_CHECKING:
 #: Seconds a read waits for an identical read in progress (pool wait plus call).
 FOLLOW_TIMEOUT = 12.0
 
-# shared by both scripts: the clock, expiry of the mailbox index, trimming
-_COMMON = """
+# shared by both scripts: the clock, expiry of the mailbox index, room, trimming
+_COMMON = f"local EVICTION_SCAN = {EVICTION_SCAN}\n" + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local boxes, stats = KEYS[#KEYS - 1], KEYS[#KEYS]
 local max_messages, max_bytes, max_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_mailboxes, ttl_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_mailboxes, ttl_ms, key_prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 redis.call('ZREMRANGEBYSCORE', boxes, '-inf', now * 1000)
+-- room for new mailboxes: remove the least recently read empty ones, as in memory
+local function make_room(needed, keep)
+  local excess = redis.call('ZCARD', boxes) + needed - max_mailboxes
+  if excess <= 0 then return true end
+  local victims = {}
+  for _, name in ipairs(redis.call('ZRANGE', boxes, 0, EVICTION_SCAN - 1)) do
+    if #victims >= excess then break end
+    if not keep[name] and redis.call('LLEN', key_prefix .. name .. ':messages') == 0 then
+      victims[#victims + 1] = name
+    end
+  end
+  if #victims < excess then return false end
+  for _, name in ipairs(victims) do
+    redis.call('DEL', key_prefix .. name, key_prefix .. name .. ':messages')
+    redis.call('ZREM', boxes, name)
+  end
+  return true
+end
 local function trim(meta, list)
   while true do
     local head = redis.call('LINDEX', list, 0)
@@ -80,23 +99,25 @@ local function create(meta, name, base)
 end
 """
 
-# KEYS: meta and list of each mailbox, index, stats.  ARGV: bounds, data,
-# then a name and a random base per mailbox.
+# KEYS: meta and list of each mailbox, index, stats.  ARGV: bounds and key
+# prefix, data, then a name and a random base per mailbox.
 _POST = _COMMON + """
-local data = ARGV[6]
+local data = ARGV[7]
 local count = (#KEYS - 2) / 2
 local missing = 0
+local targets = {}
 for i = 1, count do
+  targets[ARGV[6 + 2 * i]] = true
   if redis.call('EXISTS', KEYS[2 * i - 1]) == 0 then missing = missing + 1 end
 end
-if missing > 0 and redis.call('ZCARD', boxes) + missing > max_mailboxes then
+if missing > 0 and not make_room(missing, targets) then
   return 'too_many'
 end
 local ids = {}
 for i = 1, count do
   local meta, list = KEYS[2 * i - 1], KEYS[2 * i]
   if redis.call('EXISTS', meta) == 0 then
-    create(meta, ARGV[5 + 2 * i], ARGV[6 + 2 * i])
+    create(meta, ARGV[6 + 2 * i], ARGV[7 + 2 * i])
     redis.call('DEL', list)
   end
   local id = redis.call('HINCRBY', meta, 'last', 1)
@@ -110,17 +131,17 @@ redis.call('HINCRBY', stats, 'posted', count)
 return ids
 """
 
-# KEYS: meta, list, index, stats.  ARGV: bounds, name, random base.
+# KEYS: meta, list, index, stats.  ARGV: bounds and key prefix, name, random base.
 _READ = _COMMON + """
 local meta, list = KEYS[1], KEYS[2]
 if redis.call('EXISTS', meta) == 0 then
-  if redis.call('ZCARD', boxes) >= max_mailboxes then return 'too_many' end
-  create(meta, ARGV[6], ARGV[7])
+  if not make_room(1, {[ARGV[7]] = true}) then return 'too_many' end
+  create(meta, ARGV[7], ARGV[8])
   redis.call('DEL', list)
 end
 redis.call('PEXPIRE', meta, ttl_ms)
 redis.call('PEXPIRE', list, ttl_ms)
-redis.call('ZADD', boxes, now * 1000 + ttl_ms, ARGV[6])
+redis.call('ZADD', boxes, now * 1000 + ttl_ms, ARGV[7])
 trim(meta, list)
 local header = redis.call('HMGET', meta, 'base', 'last')
 return {header[1], header[2], redis.call('LRANGE', list, 0, -1)}
@@ -154,8 +175,8 @@ class RedisMailbox(MailboxStore):
         self.client = client
         self.prefix = prefix
         self.max_message_bytes = max_message_bytes
-        self.bounds = [max_messages, max_bytes, float(max_age), max_mailboxes,
-                       int(mailbox_ttl * 1000)]
+        self.bounds: List[Any] = [max_messages, max_bytes, float(max_age), max_mailboxes,
+                                  int(mailbox_ttl * 1000), f"{prefix}m:"]
         self.waiters = waiters if waiters is not None else Waiters(50)
         self.clock = clock
         self.channel = prefix + "mail"
