@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.mailbox import Mailbox
-from wsgiprogress.waiters import Waiters
 
 NAME = "0123456789abcdef0123456789abcdef"
 TOKEN = "s3cret-token-of-24-chars"
@@ -27,8 +26,9 @@ def inner(environ: Dict[str, Any], start_response: Any) -> Any:
 
 
 def make(**settings: Any) -> "tuple[webtest.TestApp, Mailbox]":
-    mailbox = Mailbox(max_messages=5, waiters=Waiters(2))
+    mailbox = Mailbox(max_messages=5)
     settings.setdefault("max_wait", 2.0)
+    settings.setdefault("max_waiters", 2)  # the middleware's waiters serve the mailbox
     app = ProgressMiddleware(inner, mailbox=mailbox, **settings)
     return webtest.TestApp(app, lint=True), mailbox
 

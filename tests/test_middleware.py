@@ -487,3 +487,19 @@ def test_max_waiters_bounds_the_clients_that_wait() -> None:
     assert held is not None
     waiters.unregister("someone-else", held)
     assert client.get(f"/mailbox/{name}?wait=0.01").json["messages"] == []
+
+
+def test_an_inner_middleware_stands_aside_for_an_outer_one() -> None:
+    inner_table, outer_table = ProgressTable(), ProgressTable()
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d" % len(body)]
+
+    stacked = ProgressMiddleware(ProgressMiddleware(app, table=inner_table), table=outer_table)
+    reply = webtest.TestApp(stacked, lint=True).post("/u?X-Progress-ID=stacked-01", b"x" * 99)
+    assert reply.body == b"99"
+    outer = outer_table.get("stacked-01")
+    assert outer is not None and (outer.state, outer.received) == ("done", 99)
+    assert inner_table.get("stacked-01") is None  # counted once

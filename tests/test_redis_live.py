@@ -191,3 +191,26 @@ def test_mailboxes_answer_503_while_redis_is_away_and_recover(servers: Tuple[int
     finally:
         redis.start()
     assert get_json(port, f"/mailbox/{NAME}")[0] == 200  # back by itself
+
+
+def test_a_read_never_joins_one_that_started_before_a_post_it_was_told_of(
+        redis: RedisServer) -> None:
+    backend = backend_from_url(redis.url, prefix=f"flight{next(_prefixes)}:")
+    try:
+        mailbox = backend.mailbox
+        cursor = mailbox.read("generations", None).cursor
+        admin = redis.client()
+        before = admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+        admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")  # the first read waits
+        results: List[int] = []
+        first = threading.Thread(target=lambda: results.append(
+            len(mailbox.read("generations", cursor).messages)))
+        first.start()
+        time.sleep(0.05)
+        mailbox.posted(["generations"])  # as if another process announced a post
+        results.append(len(mailbox.read("generations", cursor).messages))
+        first.join(10)
+        after = admin.info("commandstats")["cmdstat_evalsha"]["calls"]
+        assert after - before == 2  # the second read went to Redis itself
+    finally:
+        backend.close()

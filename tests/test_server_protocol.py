@@ -174,3 +174,23 @@ def test_file_wrapper_downloads_count_sent_bytes(tmp_path: Any) -> None:
         assert reply.endswith(b"\r\n\r\n" + b"f" * 3_000_000)
         entry = wait_for_state(port, "wrapped-file", ("done",))
     assert (entry["sent"], entry["response_size"]) == (3_000_000, 3_000_000)
+
+
+def test_blank_lines_before_a_request_are_skipped_as_waitress_does(server_port: int) -> None:
+    request = b"\r\n\r\n" + post("blank-lines", b"abc")
+    reply = exchange(server_port, request, read_for=3.0, until=b'"length": 3')
+    assert reply.startswith(b"HTTP/1.1 200 ") and b'"length": 3' in reply
+    assert wait_for_state(server_port, "blank-lines", ("done",))["received"] == 3
+
+
+@pytest.mark.parametrize("waiting", ["%77ait=5", "%74ransport=sse", "WAIT=5"])
+def test_an_encoded_wait_cannot_hold_the_probe_threads(waiting: str) -> None:
+    with running(lambda environ, start_response: [], probe_threads=1, max_wait=5) as (_, port):
+        holder = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            holder.sendall(f"GET /progress?X-Progress-ID=abcdefgh-1&{waiting} HTTP/1.1\r\n"
+                           "Host: t\r\n\r\n".encode())
+            threading.Event().wait(0.3)  # it waits, on an application thread
+            assert probe(port, "nobody123", timeout=2.0)["state"] == "unknown"
+        finally:
+            holder.close()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import socket
+import threading
 from typing import Any, Dict, Iterable
 
 import pytest
@@ -78,3 +80,26 @@ def test_every_listener_tracks() -> None:
             assert exchange(port, request, until=b"abc").endswith(b"abc")
             # both listeners share one table: ask the other one
             assert wait_for_state(ports[1 - number], progress_id, ("done",))["received"] == 3
+
+
+def test_max_waiters_bounds_a_mailbox_passed_in() -> None:
+    from wsgiprogress.mailbox import Mailbox
+
+    mailbox = Mailbox()
+    with running(lambda environ, start_response: [], mailbox=mailbox, threads=4,
+                 max_waiters=1) as (server, port):
+        assert mailbox.waiters is server.progress_table.waiters  # one pool, one bound
+        assert mailbox.waiters.limit == 1
+        name = "f" * 32
+        first = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            first.sendall(f"GET /mailbox/{name}?wait=5 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            for _ in range(100):
+                if len(mailbox.waiters) == 1:
+                    break
+                threading.Event().wait(0.02)
+            reply = exchange(port, f"GET /mailbox/{name}?wait=5 HTTP/1.1\r\nHost: t\r\n"
+                             "Connection: close\r\n\r\n".encode(), read_for=3)
+            assert reply.startswith(b"HTTP/1.1 503 ")
+        finally:
+            first.close()

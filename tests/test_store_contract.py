@@ -251,3 +251,19 @@ def test_mailboxes_that_hold_messages_are_never_evicted(make: Callable[..., Back
     mailbox.post(["full-box-one", "full-box-two"], "x")
     with pytest.raises(TooManyMailboxes):
         mailbox.read("one-more-box", None)
+
+
+def test_late_changes_after_the_end_change_nothing_and_break_nothing(
+        make: Callable[..., Backend]) -> None:
+    backend = make()
+    aborted = track(backend, "late-changes")
+    aborted.add_received(10)
+    aborted.fail("aborted")
+    aborted.start_response(400, 5)  # the application answers anyway
+    aborted.add_sent(5)
+    aborted.finish()
+    got = entry(backend, "late-changes")
+    assert (got.state, got.reason, got.received) == ("error", "aborted", 10)
+    later = track(backend, "after-that")  # the store still works
+    later.body_complete()
+    assert entry(backend, "after-that").state == "processing"

@@ -73,6 +73,8 @@ def open_stores(options: Mapping[str, Any], given: Iterable[str],
     """The stores an entry point serves: *table* and *mailbox* when given as
     objects, else made from the resolved *options* (``backend``, ``ttl``,
     ``capacity``, ``key_prefix``); ``mailbox=True`` asks for the backend's.
+    Both share *waiters*, stores passed in included, so the entry point's
+    ``max_waiters`` bounds every waiting client.
 
     :raises ConfigurationError: when table settings come with a table object.
     """
@@ -89,9 +91,12 @@ def open_stores(options: Mapping[str, Any], given: Iterable[str],
     if table is None:
         assert backend is not None
         table = backend.progress
-    if isinstance(mailbox, MailboxStore):
-        return table, mailbox, backend
-    return table, backend.mailbox if mailbox and backend else None, backend
+    if not isinstance(mailbox, MailboxStore):
+        mailbox = backend.mailbox if mailbox and backend else None
+    for store in (table, mailbox):
+        if store is not None:
+            store.waiters = waiters
+    return table, mailbox, backend
 
 
 def backend_from_url(url: str = "memory://", *, waiters: Optional[Waiters] = None,
@@ -115,7 +120,7 @@ def backend_from_url(url: str = "memory://", *, waiters: Optional[Waiters] = Non
     except ImportError:
         raise ConfigurationError(
             f"backend {url!r} needs redis-py: pip install \"wsgiprogress[redis]\"") from None
-    from .redis_events import RedisWakeups
+    from .redis_events import RedisWakeups, waker
     from .redis_mailbox import RedisMailbox
     from .redis_progress import RedisProgressStore
 
@@ -130,5 +135,6 @@ def backend_from_url(url: str = "memory://", *, waiters: Optional[Waiters] = Non
     progress = RedisProgressStore(client, prefix=prefix, ttl=ttl, capacity=capacity,
                                   waiters=waiters)
     mailbox = RedisMailbox(client, prefix=prefix, waiters=waiters, **mailbox_options)
-    wakeups = RedisWakeups(client, [progress.channel, mailbox.channel], waiters)
+    wakeups = RedisWakeups(client, {progress.channel: waker(lambda: progress.waiters),
+                                    mailbox.channel: mailbox.posted})
     return Backend(progress, lambda: mailbox, [progress.close, wakeups.close, client.close])

@@ -42,8 +42,8 @@ def query_param(query: str, name_lower: str) -> Optional[str]:
 
     Only whole parameter names match; values are percent-decoded.
     """
-    if name_lower not in query.lower():
-        return None
+    if name_lower not in query.lower() and "%" not in query:
+        return None  # fast path; a percent-encoded name is decoded below
     for pair in query.split("&"):
         key, sep, value = pair.partition("=")
         if sep and unquote_plus(key).lower() == name_lower:

@@ -96,8 +96,7 @@ class ProgressMiddleware:
                  mailbox: Union[MailboxStore, bool, None] = None,
                  authorize: Optional[Authorize] = None, **settings: Any) -> None:
         options = resolve(MIDDLEWARE_SETTINGS, settings)
-        waiters = mailbox.waiters if isinstance(mailbox, MailboxStore) else \
-            Waiters(options["max_waiters"] or DEFAULT_MAX_WAITERS)
+        waiters = Waiters(options["max_waiters"] or DEFAULT_MAX_WAITERS)
         table, store, self.backend = open_stores(options, settings, table, mailbox, waiters)
         self.app = app
         self.mailbox_app: Optional[MailboxApp] = None
@@ -133,7 +132,8 @@ class ProgressMiddleware:
             if self.mailbox_app.handles(path):
                 return self.mailbox_app(environ, start_response)
             environ.setdefault(MAILBOX_KEY, self.mailbox_app.store)
-        if environ.get("REQUEST_METHOD") not in self.methods or SERVER_COUNTS_KEY in environ:
+        if environ.get("REQUEST_METHOD") not in self.methods or SERVER_COUNTS_KEY in environ \
+                or TRACKER_KEY in environ:  # counted by the server or an outer middleware
             return self.app(environ, start_response)
         progress_id = self.finder.find(environ)
         if progress_id is None:

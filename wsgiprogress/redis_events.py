@@ -6,13 +6,14 @@ Waiting clients (long-polls, event streams, probes with ``wait=``) wait on
 per-process :class:`~wsgiprogress.waiters.Waiters`.  With Redis, the change
 they wait for may happen in another process, so each process runs **one**
 :class:`RedisWakeups`: one subscriber connection, whatever the number of
-waiters, that wakes the local waiters named in each published message.
-After a lost connection it subscribes again with backoff and wakes every
-local waiter once, since it may have missed news meanwhile.
+waiters, that hands the names in each published message to its channel's
+handler (which wakes the local waiters of those names).  After a lost
+connection it subscribes again with backoff and calls every handler with
+``None`` (wake everyone), since it may have missed news meanwhile.
 
 .. code-block:: python
 
-    wakeups = RedisWakeups(client, ["wsgiprogress:changed", "wsgiprogress:mail"], waiters)
+    wakeups = RedisWakeups(client, {"wsgiprogress:changed": waker(lambda: store.waiters)})
     ...
     wakeups.close()
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, List
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 from .redis_writer import MAX_BACKOFF
 
@@ -31,14 +32,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wsgiprogress")
 
+#: Called with the names in a message, or ``None`` for "maybe anything".
+Handler = Callable[[Optional[List[str]]], None]
+
+
+def waker(get_waiters: Callable[[], Waiters]) -> Handler:
+    """A handler that wakes the waiters of the names (all of them for ``None``)
+    in the :class:`Waiters` *get_waiters* returns at that moment."""
+    def wake(names: Optional[List[str]]) -> None:
+        waiters = get_waiters()
+        if names is None:
+            waiters.wake_all()
+        else:
+            for name in names:
+                waiters.wake(name)
+    return wake
+
 
 class RedisWakeups:
-    """Wakes *waiters* for the names published on *channels*, from one thread."""
+    """Hands the names published on each channel to its handler, from one thread."""
 
-    def __init__(self, client: redis.Redis, channels: Iterable[str], waiters: Waiters) -> None:
+    def __init__(self, client: redis.Redis, handlers: Mapping[str, Handler]) -> None:
         self.client = client
-        self.channels: List[str] = list(channels)
-        self.waiters = waiters
+        self.handlers: Dict[str, Handler] = dict(handlers)
         self.connected = threading.Event()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wsgiprogress-wakeups",
@@ -56,12 +72,13 @@ class RedisWakeups:
             pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]
                 ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(*self.channels)
+                pubsub.subscribe(*self.handlers)
                 self.connected.set()
                 if failing:
                     log.warning("wake-up channel to Redis restored")
                     failing = False
-                self.waiters.wake_all()  # whatever happened while we were away
+                for handler in self.handlers.values():
+                    handler(None)  # whatever happened while we were away
                 backoff = 0.1
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=0.5)
@@ -79,9 +96,9 @@ class RedisWakeups:
                 pubsub.close()
 
     def _wake(self, message: Any) -> None:
-        data = message.get("data")
+        channel, data = message.get("channel"), message.get("data")
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
-        if isinstance(data, str):
-            for name in data.split():
-                self.waiters.wake(name)
+        handler = self.handlers.get(channel)
+        if handler is not None and isinstance(data, str):
+            handler(data.split())

@@ -42,6 +42,7 @@ from .mailbox import (
     TooManyMailboxes,
     select,
 )
+from .redis_events import waker
 from .waiters import Waiters
 
 if TYPE_CHECKING:
@@ -184,7 +185,11 @@ class RedisMailbox(MailboxStore):
         self._stats = prefix + "mailbox-stats"
         self._post = client.register_script(_POST)
         self._read = client.register_script(_READ)
-        self._flights: Dict[Tuple[str, Optional[int], int], _Flight] = {}
+        # bumped by every post any process announces: a read may only join a
+        # read in flight that started after the posts it knows of
+        self.generation = 0
+        self._wake = waker(lambda: self.waiters)
+        self._flights: Dict[Tuple[str, Optional[int], int, int], _Flight] = {}
         self._flights_lock = threading.Lock()
 
     def _keys(self, name: str) -> List[str]:
@@ -210,7 +215,7 @@ class RedisMailbox(MailboxStore):
         return {name: int(i) for name, i in zip(targets, ids)}
 
     def read(self, name: str, after: Optional[int], limit: int = 100) -> ReadResult:
-        key = (name, after, limit)
+        key = (name, after, limit, self.generation)
         with self._flights_lock:
             flight = self._flights.get(key)
             leading = flight is None
@@ -243,6 +248,12 @@ class RedisMailbox(MailboxStore):
         base, last, raw = answer
         messages = [Message(m["id"], m["data"], m["time"]) for m in map(json.loads, raw)]
         return select(messages, int(base), int(last), after, limit)
+
+    def posted(self, names: Optional[List[str]]) -> None:
+        """A post reached *names* (``None``: anything may have): called by
+        :class:`~wsgiprogress.redis_events.RedisWakeups` before any waiter wakes."""
+        self.generation += 1
+        self._wake(names)
 
     def stats(self) -> Dict[str, int]:
         def count() -> List[Any]:

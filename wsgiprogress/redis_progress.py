@@ -47,8 +47,8 @@ RUNNING_TTL = 3600.0
 #: Seconds between two "cannot read" warnings.
 WARNING_INTERVAL = 10.0
 
-# KEYS: entry, running set, finished set.  ARGV: id, token, snapshot, final,
-# ttl ms, running ttl ms, capacity, entry key prefix.
+# KEYS: entry, running set (scored by last write), finished set (scored by
+# expiry).  ARGV: id, token, snapshot, final, ttl ms, running ttl ms, capacity.
 _WRITE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -63,11 +63,9 @@ if current then
   end
 end
 if not own and ARGV[4] == '0' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-    if redis.call('EXISTS', ARGV[8] .. member) == 0 then
-      redis.call('ZREM', KEYS[2], member)
-    end
-  end
+  -- entries nobody wrote for the running TTL were abandoned (their process
+  -- died) and their keys expired: scored by last write, they go in O(log n)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[6]))
   if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then return 'refused' end
 end
 if ARGV[4] == '1' then
@@ -158,7 +156,7 @@ class RedisProgressStore(ProgressStore):
             self._write(keys=[self.entry_key(progress_id), self._running_key,
                               self._finished_key],
                         args=[progress_id, token, json.dumps(snapshot), final, ttl_ms,
-                              running_ms, self.capacity, self.prefix + "p:"],
+                              running_ms, self.capacity],
                         client=pipe)
         pipe.publish(self.channel, " ".join({s["id"] for _, s in batch}))
         outcomes = pipe.execute()[:-1]

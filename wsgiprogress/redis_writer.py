@@ -74,6 +74,8 @@ class CoalescingWriter:
                     del self._refused[key]
                 return True
             old = self._known.get(key)
+            if old is None and "id" not in fields:
+                return True  # a late change to a request already written for good
             if old is None and len(self._known) >= self.limit:
                 return False
             self._known[key] = self._dirty[key] = fields if old is None else {**old, **fields}
@@ -114,9 +116,9 @@ class CoalescingWriter:
                 batch = list(self._dirty.items())
                 self._dirty.clear()
                 self._urgent = False
-            if not batch:
-                self._idle.set()
-                continue
+                if not batch:
+                    self._idle.set()  # under the lock: a put cannot slip in between
+                    continue
             try:
                 settled = self._flush(batch)
             except Exception as exc:

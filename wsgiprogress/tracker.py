@@ -187,6 +187,9 @@ class Tracker:
         return None if self.status is None else self.produced
 
     def _publish(self, measure: bool = True, full: bool = True) -> None:
+        if self.state in (DONE, ERROR):
+            return  # ended and written: a late change (the app answering an aborted
+            # upload, say) must not reach a store that has let the entry go
         now = self._clock()
         if measure and self.state == UPLOADING:
             self._measure(now)

@@ -9,6 +9,7 @@ publishes.
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Optional
 
 from waitress.parser import HTTPRequestParser
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from ..tracker import Tracker
     from .tracking import ServerTracking
 
+
+log = logging.getLogger("wsgiprogress")
 
 class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """Parses one request and feeds its :class:`~wsgiprogress.tracker.Tracker`.
@@ -72,6 +75,16 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         self.inspected = True
         if self.error is not None and self.error.code != 413:
             return  # unreadable headers: waitress answers 400/431/501 untracked
+        if self.empty:
+            return  # a blank line before a request: waitress skips it
+        try:
+            self._decide()
+        except Exception:  # on the I/O thread: never let tracking drop a connection
+            log.warning("could not decide how to track %r; request untracked",
+                        getattr(self, "path", None), exc_info=True)
+            self.tracker = None
+
+    def _decide(self) -> None:
         command = self.command
         self.is_probe = self.error is None and self.tracking.is_probe(
             command, self.path, self.query, self.headers)

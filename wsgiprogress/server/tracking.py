@@ -44,8 +44,9 @@ class ServerTracking:
         """True for a GET or HEAD of the probe that answers at once; probes
         that wait (``wait=``, event streams) run on the application's threads."""
         return (path == self.probe_path and command in ("GET", "HEAD")
-                and "wait=" not in query and "transport=" not in query
-                and "event-stream" not in headers.get("ACCEPT", ""))
+                and not (query and (query_param(query, "wait") or
+                                    query_param(query, "transport")))
+                and "event-stream" not in headers.get("ACCEPT", "").lower())
 
     def track(self, command: str, path: str, headers: Dict[str, str], query: str,
               size: Optional[int]) -> Optional[Tracker]:
