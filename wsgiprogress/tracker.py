@@ -61,6 +61,7 @@ class Tracker:
         "store", "id", "token", "size", "received", "sent", "produced",
         "declared_response_size", "state", "status", "reason", "speed",
         "started", "_clock", "_last_time", "_last_received", "_unpublished",
+        "_publish_at_bytes", "_publish_at_time",
         "_first_time", "_first_received", "_store_failed",
     )
 
@@ -84,6 +85,8 @@ class Tracker:
         self._first_time = self.started
         self._first_received = 0
         self._unpublished = 0
+        self._publish_at_bytes = self.publish_bytes
+        self._publish_at_time = self.started + self.publish_interval
         self._store_failed = False
 
     @property
@@ -95,12 +98,11 @@ class Tracker:
 
     def add_received(self, n: int) -> None:
         """Count *n* request body bytes."""
-        self.received += n
+        received = self.received = self.received + n
         if self.state != STARTING:
-            # _throttled() inlined: this runs for every read of every upload
-            self._unpublished += n
-            if (self._unpublished >= self.publish_bytes
-                    or self._clock() - self._last_time >= self.publish_interval):
+            # this runs for every read of every upload: two comparisons with
+            # thresholds _publish() sets, one clock call
+            if received >= self._publish_at_bytes or self._clock() >= self._publish_at_time:
                 self._publish(full=False)
             return
         self.state = UPLOADING
@@ -196,6 +198,8 @@ class Tracker:
         self._last_time = now
         self._last_received = self.received
         self._unpublished = 0
+        self._publish_at_bytes = self.received + self.publish_bytes
+        self._publish_at_time = now + self.publish_interval
         if self._store_failed:
             return
         # between state changes only the counters move: publish just those
