@@ -57,6 +57,8 @@ def _say(environ: Dict[str, Any], start_response: Any, room: str) -> Iterable[by
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return _answer(start_response, "400 Bad Request", "invalid Content-Length")
+    if length < 0:
+        return _answer(start_response, "400 Bad Request", "invalid Content-Length")
     if length > 4 * (MAX_NAME + MAX_TEXT) + 100:
         return _answer(start_response, "413 Payload Too Large", "message too long")
     form = parse_qs(environ["wsgi.input"].read(length).decode("utf-8", "replace"))

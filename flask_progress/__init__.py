@@ -73,7 +73,13 @@ from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, 
 from wsgiprogress.mailbox import MailboxStore
 from wsgiprogress.mailbox_app import Authorize
 from wsgiprogress.middleware import TABLE_KEY
-from wsgiprogress.settings import MIDDLEWARE_SETTINGS, Setting, as_bool, resolve
+from wsgiprogress.settings import (
+    MIDDLEWARE_SETTINGS,
+    Setting,
+    as_bool,
+    mailbox_strays,
+    resolve,
+)
 
 __all__ = ["CONFIG_SETTINGS", "Progress", "ProgressState", "config_key"]
 
@@ -144,6 +150,7 @@ class Progress:
         self.authorize = authorize
         self._defaults = {config_key(name): value
                           for name, value in resolve(SETTINGS, options).items()}
+        self._given = frozenset(config_key(name) for name in options)
         if app is not None:
             self.init_app(app)
 
@@ -160,12 +167,19 @@ class Progress:
                 "A 'Progress' instance has already been registered on this Flask app "
                 f"{app.name!r}. Import and use that instance instead of calling "
                 "init_app again.")
+        explicit = self._given.union(key for key in app.config if key.startswith(PREFIX))
         for key, value in self._defaults.items():
             app.config.setdefault(key, value)
         given = {key: value for key, value in app.config.items() if key.startswith(PREFIX)}
         _check_keys(given)
         resolved = resolve(CONFIG_SETTINGS, given)
         settings = {s.name: resolved[c.name] for s, c in zip(SETTINGS, CONFIG_SETTINGS)}
+        if not settings["mailbox"]:
+            strays = mailbox_strays([s.name for s, c in zip(SETTINGS, CONFIG_SETTINGS)
+                                     if c.name in explicit], bool(settings["dashboard_url"]))
+            if strays:
+                raise ConfigurationError(f"{config_key(strays[0])} configures mailboxes: "
+                                         "set PROGRESS_MAILBOX = True too")
         if self.authorize is not None and not (settings["mailbox"]
                                                or settings["dashboard_url"]):
             raise ConfigurationError("authorize guards mailboxes and the dashboard: set "

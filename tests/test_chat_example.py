@@ -18,7 +18,7 @@ import webtest
 from server_support import HOST, read_events, running, running_werkzeug
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.chat import MAX_TEXT, app  # noqa: E402
+from examples.chat import MAX_TEXT, app, chat  # noqa: E402
 
 ROOM = "c0ffee" * 5 + "ab"  # 32 characters
 
@@ -107,3 +107,14 @@ def test_browsers_get_messages_pushed_and_resume_where_they_left(port: int) -> N
             f"id: {third}", 'data: {"name": "bo", "text": "three"}']
     finally:
         sock.close()
+
+
+def test_a_negative_content_length_is_refused_before_reading() -> None:
+    import io
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/say", "QUERY_STRING": f"room={ROOM}",
+               "CONTENT_LENGTH": "-1", "wsgi.input": io.BytesIO(b"text=" + b"x" * 10_000)}
+    answer: Any = []
+    body = b"".join(chat(environ, lambda status, headers, exc_info=None: answer.append(status)))
+    assert answer == ["400 Bad Request"] and body == b"invalid Content-Length"
+    assert environ["wsgi.input"].tell() == 0  # nothing read

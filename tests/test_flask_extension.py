@@ -175,6 +175,18 @@ def test_bad_options_raise_at_construction(options: Dict[str, Any], message: str
         Progress(**options)
 
 
+@pytest.mark.parametrize("key, value", [
+    ("PROGRESS_PUBLISH", True), ("PROGRESS_PUBLISH_TOKEN", "t" * 20),
+    ("PROGRESS_MAILBOX_URL", "/inbox"),
+])
+def test_mailbox_settings_without_mailboxes_are_refused(key: str, value: Any) -> None:
+    app = Flask(__name__)
+    app.config[key] = value
+    with pytest.raises(ConfigurationError,
+                       match=f"{key} configures mailboxes: set PROGRESS_MAILBOX = True"):
+        Progress(app)
+
+
 def test_authorize_needs_mailboxes_or_the_dashboard() -> None:
     with pytest.raises(ConfigurationError, match="set PROGRESS_MAILBOX = True"):
         Progress(Flask(__name__), authorize=lambda environ, name, action: True)

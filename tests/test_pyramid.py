@@ -282,6 +282,16 @@ def test_example_pipeline_pages_and_a_tracked_form_upload(example_ini: Path) -> 
     assert entry["received"] == entry["size"] == int(reply.request.environ["CONTENT_LENGTH"])
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded",
+                                          "application/octet-stream"])
+def test_example_streams_a_raw_body_whatever_its_type(example_ini: Path,
+                                                      content_type: str) -> None:
+    # curl --data-binary says urlencoded: WebOb would parse that in memory
+    client = client_for(loadapp(f"config:{example_ini}"))
+    reply = client.post("/upload", b"a=" + b"z" * 300_000, content_type=content_type)
+    assert reply.json == {"bytes": 300_002, "name": None}
+
+
 def start(args: List[str], env: Dict[str, str]) -> "tuple[subprocess.Popen[str], int]":
     """Start a server process in the repository root; wait (bounded) for its port."""
     process = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True,

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from .errors import ConfigurationError
 from .middleware import ProgressMiddleware
-from .settings import MAILBOX_SETTINGS, MIDDLEWARE_SETTINGS, SERVER_SETTINGS, Setting, resolve
+from .settings import MIDDLEWARE_SETTINGS, SERVER_SETTINGS, Setting, mailbox_strays, resolve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -57,7 +57,6 @@ FILTER_SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + tuple(
     s for s in SERVER_SETTINGS
     if s.name == "mailbox" and s.name not in {m.name for m in MIDDLEWARE_SETTINGS})
 
-_MAILBOX_ONLY = frozenset(s.name for s in MAILBOX_SETTINGS)
 
 
 def filter_app_factory(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = None,
@@ -86,9 +85,7 @@ def make_middleware(app: WSGIApplication, given: Mapping[str, Any],
     """
     options = convert(given, prefix)
     if not options.pop("mailbox", False):
-        stray = sorted(_MAILBOX_ONLY.intersection(options))
-        if options.get("dashboard_url"):  # the token guards the dashboard too
-            stray = [name for name in stray if name != "publish_token"]
+        stray = mailbox_strays(options, bool(options.get("dashboard_url")))
         if stray:
             raise ConfigurationError(
                 f"{prefix}{stray[0]} configures mailboxes: set {prefix}mailbox = true too")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 from .errors import ConfigurationError
 from .ids import IdFinder
@@ -269,6 +269,14 @@ TUNED_WAITRESS_DEFAULTS: Dict[str, Tuple[Any, str]] = {
     "channel_request_lookahead": (1, "lets a running request see that its client left "
                                      "(waitress.client_disconnected)"),
 }
+
+
+def mailbox_strays(names: Iterable[str], dashboard: bool) -> List[str]:
+    """The mailbox settings among *names*, which do nothing while mailboxes
+    are off (``publish_token`` also guards a *dashboard*): an entry point
+    refuses them rather than ignore them silently."""
+    strays = sorted(set(names) & {s.name for s in MAILBOX_SETTINGS})
+    return [name for name in strays if not (dashboard and name == "publish_token")]
 
 
 def resolve(settings: Iterable[Setting], given: Mapping[str, Any]) -> Dict[str, Any]:

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from flask import Flask, abort, render_template, request
+from flask import Flask, Request, abort, render_template, request
 
 from flask_progress import Progress
 
@@ -35,10 +35,21 @@ progress = Progress()
 CHUNK = 256 * 1024
 
 
+class UploadRequest(Request):
+    """Form fields that are not files stay small in memory.  Werkzeug before
+    2.2.3 checks this per piece read only (CVE-2023-25577): there only
+    ``MAX_CONTENT_LENGTH`` bounds them, so upgrade if you can."""
+
+    max_form_memory_size = 500_000
+
+
 def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     """The demo application; *config* overrides its defaults."""
     app = Flask(__name__)
-    app.config.from_mapping(PROGRESS_MAX_REQUEST_SIZE="1G")
+    app.request_class = UploadRequest
+    # every request, tracked or not, is capped; the progress setting answers a
+    # tracked one with 413 before anything is read
+    app.config.from_mapping(MAX_CONTENT_LENGTH=1 << 30, PROGRESS_MAX_REQUEST_SIZE="1G")
     app.config.from_mapping(config or {})
     progress.init_app(app)
 

@@ -38,7 +38,10 @@ def upload(request: Request) -> Dict[str, Any]:
     """Stores a form's ``file`` field (the page, or ``curl -F file=@big.iso``),
     else the raw body; here it only counts the bytes, reading them in pieces
     as a real handler would."""
-    field = request.POST.get("file")
+    # only a multipart form is parsed (its file parts are spooled to disk); any
+    # other body is streamed: WebOb would parse an urlencoded one in memory
+    multipart = request.content_type == "multipart/form-data"
+    field = request.POST.get("file") if multipart else None
     name: Optional[str] = getattr(field, "filename", None)
     stream: IO[bytes] = field.file if name is not None else request.body_file
     size = 0
