@@ -36,8 +36,7 @@ the same pipeline.
 """
 from __future__ import annotations
 
-import difflib
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigurationError
 from .middleware import ProgressMiddleware
@@ -104,21 +103,5 @@ def convert(given: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     :raises ConfigurationError: for an unknown name or a bad value, naming the
         setting as ``prefix + name``.
     """
-    known = [s.name for s in FILTER_SETTINGS]
-    for name in given:
-        if name not in known:
-            raise ConfigurationError(f"unknown setting {prefix + name!r}"
-                                     f"{_suggestion(name, known, prefix)}")
-    try:
-        resolved = resolve(FILTER_SETTINGS, given)
-    except ConfigurationError as exc:
-        # resolve() names the setting first: "ttl: expected ..."
-        raise ConfigurationError(f"{prefix}{exc}") from None
+    resolved = resolve(FILTER_SETTINGS, given, prefix)
     return {name: resolved[name] for name in given}
-
-
-def _suggestion(name: str, known: Iterable[str], prefix: str) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    if close:
-        return f"; did you mean {prefix + close[0]!r}?"
-    return "; known settings: " + ", ".join(prefix + k for k in sorted(known))

@@ -279,19 +279,32 @@ def mailbox_strays(names: Iterable[str], dashboard: bool) -> List[str]:
     return [name for name in strays if not (dashboard and name == "publish_token")]
 
 
-def resolve(settings: Iterable[Setting], given: Mapping[str, Any]) -> Dict[str, Any]:
+def unknown_setting(name: str, known: Iterable[str], prefix: str = "",
+                    list_known: bool = True) -> ConfigurationError:
+    """The error for setting *name*, which is none of *known*: it suggests the
+    closest one, else lists them all (when *list_known*); every name is shown
+    with *prefix*, as it was written (``wsgiprogress.`` in Pyramid settings)."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        hint = f"; did you mean {prefix + close[0]!r}?"
+    else:
+        hint = "; known settings: " + ", ".join(prefix + k for k in known) if list_known else ""
+    return ConfigurationError(f"unknown setting {prefix + name!r}{hint}")
+
+
+def resolve(settings: Iterable[Setting], given: Mapping[str, Any],
+            prefix: str = "") -> Dict[str, Any]:
     """Defaults overlaid with the converted *given* values.
 
+    :param prefix: how the names were written, for error messages.
     :raises ConfigurationError: for an unknown name (with a suggestion) or a
         value its converter rejects.
     """
     table = {s.name: s for s in settings}
     for name in given:
         if name not in table:
-            close = difflib.get_close_matches(name, list(table), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else (
-                f"; known settings: {', '.join(sorted(table))}")
-            raise ConfigurationError(f"unknown setting {name!r}{hint}")
+            raise unknown_setting(name, table, prefix)
     resolved = {}
     for name, setting in table.items():
         if name not in given:
@@ -300,5 +313,5 @@ def resolve(settings: Iterable[Setting], given: Mapping[str, Any]) -> Dict[str, 
         try:
             resolved[name] = setting.convert(given[name])
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"{name}: {exc}") from None
+            raise ConfigurationError(f"{prefix}{name}: {exc}") from None
     return resolved

@@ -38,7 +38,6 @@ the middleware sees that the server counts and stands aside.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
@@ -61,6 +60,7 @@ from ..settings import (
     WAIT_SETTINGS,
     as_bool,
     resolve,
+    unknown_setting,
 )
 from ..waiters import Waiters, default_waiter_limit
 from .channel import ProgressChannel
@@ -88,9 +88,7 @@ def split_settings(settings: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str,
     """
     for name in settings:
         if name not in _OUR_NAMES and name not in _WAITRESS_NAMES:
-            close = difflib.get_close_matches(name, sorted(_OUR_NAMES | _WAITRESS_NAMES), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"unknown setting {name!r}{hint}")
+            raise unknown_setting(name, _OUR_NAMES | _WAITRESS_NAMES, list_known=False)
     ours = resolve(SERVER_SETTINGS, {k: v for k, v in settings.items() if k in _OUR_NAMES})
     theirs = {name: default for name, (default, _) in TUNED_WAITRESS_DEFAULTS.items()}
     theirs.update((k, v) for k, v in settings.items() if k in _WAITRESS_NAMES)
