@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 from urllib.parse import parse_qs
 
 from .errors import ConfigurationError
-from .responses import json_body, plain, respond
+from .responses import has_bearer_token, json_body, plain, respond
 from .settings import as_optional_token, as_path
 
 if TYPE_CHECKING:
@@ -160,12 +160,10 @@ class Dashboard:
 
     def _allowed(self, environ: WSGIEnvironment, page: bool) -> bool:
         token = self.token
-        if token is not None:
-            given = environ.get("HTTP_AUTHORIZATION", "")
-            if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return True
-            if page and _same(_query_token(environ), token):
-                return True
+        if has_bearer_token(environ, token):
+            return True
+        if token is not None and page and _same(_query_token(environ), token):
+            return True
         return self.authorize is not None and bool(self.authorize(environ, None, "stats"))
 
 

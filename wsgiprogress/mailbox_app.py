@@ -47,7 +47,6 @@ that left (``waitress.client_disconnected``, with ``channel_request_lookahead``
 """
 from __future__ import annotations
 
-import hmac
 import json
 import threading
 import time
@@ -58,7 +57,7 @@ from urllib.parse import parse_qs
 from .ids import ID_RULE, is_valid_id
 from .mailbox import MailboxError, ReadResult
 from .mailbox_stream import MailboxStream
-from .responses import json_body, plain, respond, start_event_stream
+from .responses import has_bearer_token, json_body, plain, respond, start_event_stream
 from .settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve
 from .waiters import ClientWatch, parse_wait
 
@@ -227,7 +226,7 @@ class MailboxApp:
 
     def _publish(self, environ: WSGIEnvironment, start_response: StartResponse,
                  name: str) -> Iterable[bytes]:
-        if not (self._has_token(environ) or self.authorize(environ, name, "publish")):
+        if not (has_bearer_token(environ, self.token) or self.authorize(environ, name, "publish")):
             return plain(start_response, "403 Forbidden", "publishing needs the bearer token")
         limit = getattr(self.store, "max_message_bytes", 64 * 1024)
         try:
@@ -246,7 +245,7 @@ class MailboxApp:
 
     def _stats(self, environ: WSGIEnvironment,
                start_response: StartResponse) -> Iterable[bytes]:
-        if not (self._has_token(environ) or self.authorize(environ, None, "stats")):
+        if not (has_bearer_token(environ, self.token) or self.authorize(environ, None, "stats")):
             return plain(start_response, "403 Forbidden", "stats need the bearer token")
         waiters = self.store.waiters
         stats = dict(self.store.stats(), waiters=len(waiters),
@@ -255,10 +254,6 @@ class MailboxApp:
             stats["uploads"] = self.table.counts()["running"]
         return json_body(start_response, "200 OK", stats)
 
-    def _has_token(self, environ: WSGIEnvironment) -> bool:
-        given = environ.get("HTTP_AUTHORIZATION", "")
-        return self.token is not None and hmac.compare_digest(
-            given.encode(), f"Bearer {self.token}".encode())
 
 
 def _params(environ: WSGIEnvironment) -> Dict[str, str]:

@@ -1,8 +1,9 @@
-"""Small WSGI response helpers shared by the probe and the mailbox endpoints."""
+"""Small WSGI helpers shared by the probe, the mailbox endpoints and the dashboard."""
 from __future__ import annotations
 
+import hmac
 import json
-from typing import TYPE_CHECKING, Any, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple
 
 from . import sse
 
@@ -27,6 +28,14 @@ def respond(start_response: StartResponse, status: str, content_type: str, body:
     start_response(status, [*NO_CACHE_HEADERS, *headers, ("Content-Type", content_type),
                             ("Content-Length", str(len(body)))])
     return [] if head_only else [body]
+
+
+def has_bearer_token(environ: Mapping[str, Any], token: Optional[str]) -> bool:
+    """True when the request says ``Authorization: Bearer <token>`` (compared
+    in constant time); never for no *token*."""
+    given = environ.get("HTTP_AUTHORIZATION", "")
+    return token is not None and hmac.compare_digest(str(given).encode(),
+                                                     f"Bearer {token}".encode())
 
 
 def start_event_stream(start_response: StartResponse,
