@@ -32,7 +32,18 @@ import itertools
 import secrets
 import threading
 import time
-from typing import Callable, Deque, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
+from typing import (
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from .errors import ProgressError
 from .waiters import Waiters
@@ -168,11 +179,7 @@ class Mailbox(MailboxStore):
         self._dropped = 0
 
     def post(self, names: Union[str, Iterable[str]], data: str) -> Dict[str, int]:
-        targets = [names] if isinstance(names, str) else list(dict.fromkeys(names))
-        size = len(data.encode("utf-8"))
-        if size > self.max_message_bytes:
-            raise MessageTooLarge(f"message of {size} bytes is over the "
-                                  f"{self.max_message_bytes}-byte limit")
+        targets, size = post_targets(names, data, self.max_message_bytes)
         now = self.clock()
         ids: Dict[str, int] = {}
         with self._lock:
@@ -251,6 +258,20 @@ class Mailbox(MailboxStore):
             if box.last_read > cutoff:
                 break
             del boxes[name]
+
+
+def post_targets(names: Union[str, Iterable[str]], data: str,
+                 max_message_bytes: int) -> Tuple[List[str], int]:
+    """The distinct mailboxes of a post, in order, and the size of its *data*
+    in bytes: what every store checks first.
+
+    :raises MessageTooLarge: when *data* is over *max_message_bytes*.
+    """
+    size = len(data.encode("utf-8"))
+    if size > max_message_bytes:
+        raise MessageTooLarge(f"message of {size} bytes is over the "
+                              f"{max_message_bytes}-byte limit")
+    return ([names] if isinstance(names, str) else list(dict.fromkeys(names))), size
 
 
 def select(messages: Sequence[Message], base: int, last_id: int, after: Optional[int],

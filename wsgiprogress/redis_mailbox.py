@@ -37,9 +37,9 @@ from .mailbox import (
     MailboxError,
     MailboxStore,
     Message,
-    MessageTooLarge,
     ReadResult,
     TooManyMailboxes,
+    post_targets,
     select,
 )
 from .redis_events import waker
@@ -196,11 +196,7 @@ class RedisMailbox(MailboxStore):
         return [f"{self.prefix}m:{name}", f"{self.prefix}m:{name}:messages"]
 
     def post(self, names: Union[str, Iterable[str]], data: str) -> Dict[str, int]:
-        targets = [names] if isinstance(names, str) else list(dict.fromkeys(names))
-        size = len(data.encode("utf-8"))
-        if size > self.max_message_bytes:
-            raise MessageTooLarge(f"message of {size} bytes is over the "
-                                  f"{self.max_message_bytes}-byte limit")
+        targets, _ = post_targets(names, data, self.max_message_bytes)
         keys: List[str] = []
         args: List[Any] = [*self.bounds, data]
         for name in targets:
