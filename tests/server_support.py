@@ -250,11 +250,13 @@ TESTS = Path(__file__).parent
 SERVING = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")
 
 
-def start_process(args: List[str]) -> "tuple[subprocess.Popen[str], int]":
-    """Start a wsgiprogress server process in tests/ and wait (bounded) for the
-    port it prints."""
-    process = subprocess.Popen(args, cwd=TESTS, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def start_process(args: List[str], cwd: Path = TESTS, env: Optional[Dict[str, str]] = None,
+                  pattern: "re.Pattern[str]" = SERVING) -> "tuple[subprocess.Popen[str], int]":
+    """Start a server process in *cwd* (default tests/) and wait (bounded) for
+    the port it prints on stderr, found by *pattern*."""
+    process = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     deadline = time.monotonic() + 20
     seen = []
     while time.monotonic() < deadline:
@@ -262,7 +264,7 @@ def start_process(args: List[str]) -> "tuple[subprocess.Popen[str], int]":
         if not line:
             break
         seen.append(line)
-        match = SERVING.search(line)
+        match = pattern.search(line)
         if match:
             return process, int(match.group(1))
     process.kill()

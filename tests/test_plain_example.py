@@ -2,12 +2,8 @@
 servers the README names, and started with the commands its docstring gives."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, List
@@ -21,7 +17,9 @@ from server_support import (
     received_while,
     running,
     running_werkzeug,
+    start_process,
     status_of,
+    stop_process,
     wait_for_state,
     watch,
 )
@@ -79,11 +77,8 @@ LISTENING = re.compile(r"(?:Serving|Running) on http://127\.0\.0\.1:(\d+)")
                   "examples.plain_wsgi:app"], id="wsgiprogress-serve"),
 ])
 def test_the_documented_commands_serve_it(command: List[str]) -> None:
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process, port = start_process(command, cwd=ROOT, pattern=LISTENING)
     try:
-        port = listening_port(process)
         body = b"x" * 300_000
         reply = exchange(port, b"POST /upload?X-Progress-ID=plain-cmd-1 HTTP/1.1\r\n"
                                b"Host: t\r\nContent-Length: 300000\r\n\r\n" + body,
@@ -92,24 +87,6 @@ def test_the_documented_commands_serve_it(command: List[str]) -> None:
         entry = wait_for_state(port, "plain-cmd-1", ("done",))
         assert (entry["received"], entry["size"]) == (300_000, 300_000)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            assert process.wait(10) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(5)
+        assert stop_process(process) == 0
 
 
-def listening_port(process: "subprocess.Popen[str]") -> int:
-    deadline = time.monotonic() + 20
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()  # type: ignore[union-attr]
-        if not line:
-            break
-        seen.append(line)
-        match = LISTENING.search(line)
-        if match:
-            return int(match.group(1))
-    pytest.fail("server did not start: " + "".join(seen))

@@ -5,12 +5,9 @@ development.ini and served by the real server from the same file."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -31,14 +28,15 @@ from server_support import (
     SlowUpload,
     received_while,
     running_werkzeug,
+    start_process,
     status_of,
+    stop_process,
     wait_for_state,
     watch,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_INI = ROOT / "examples" / "pyramid_app" / "development.ini"
-SERVING = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")
 MiB = 1024 * 1024
 
 
@@ -292,35 +290,6 @@ def test_example_streams_a_raw_body_whatever_its_type(example_ini: Path,
     assert reply.json == {"bytes": 300_002, "name": None}
 
 
-def start(args: List[str], env: Dict[str, str]) -> "tuple[subprocess.Popen[str], int]":
-    """Start a server process in the repository root; wait (bounded) for its port."""
-    process = subprocess.Popen(args, cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
-    deadline = time.monotonic() + 20
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()  # type: ignore[union-attr]
-        if not line:
-            break
-        seen.append(line)
-        match = SERVING.search(line)
-        if match:
-            return process, int(match.group(1))
-    process.kill()
-    process.wait(5)
-    pytest.fail("server did not start: " + "".join(seen))
-
-
-def stop(process: "subprocess.Popen[str]") -> int:
-    process.send_signal(signal.SIGINT)
-    try:
-        return process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
-
-
 def get(port: int, path: str) -> "tuple[int, bytes]":
     conn = HTTPConnection(HOST, port, timeout=5)
     try:
@@ -367,7 +336,8 @@ def test_example_served_by_the_server_from_its_ini(example_ini: Path,
     text = example_ini.read_text().replace(
         "[filter:progress]\n", "[filter:progress]\nprogress_url = /filter-progress\n")
     example_ini.write_text(text)
-    process, port = start([*command, str(example_ini)], {"PYTHONPATH": str(ROOT)})
+    process, port = start_process([*command, str(example_ini)], cwd=ROOT,
+                                  env={"PYTHONPATH": str(ROOT)})
     try:
         status, body = get(port, "/")
         assert status == 200 and b"/static/progress.js" in body
@@ -377,7 +347,7 @@ def test_example_served_by_the_server_from_its_ini(example_ini: Path,
         status, body = get(port, "/filter-progress?X-Progress-ID=pyramid-served-1")
         assert status == 200 and json.loads(body)["state"] == "unknown"
     finally:
-        assert stop(process) == 0
+        assert stop_process(process) == 0
 
 
 def test_example_pipeline_under_werkzeug_the_filter_counts(example_ini: Path) -> None:
