@@ -55,6 +55,15 @@ class RedisServer:
             self.process.wait(10)
             self.process = None
 
+    def script_calls(self) -> int:
+        """How many scripts (EVALSHA) the server has run so far."""
+        stats = self.client().info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    def pause_writes(self, milliseconds: int) -> None:
+        """Hold every command that may write (scripts included) for a while."""
+        self.client().execute_command("CLIENT", "PAUSE", str(milliseconds), "WRITE")
+
     def client(self) -> "redis.Redis[str]":
         return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=2)
 

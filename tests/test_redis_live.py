@@ -18,7 +18,7 @@ import pytest
 from wsgiprogress.backends import backend_from_url
 
 from gunicorn_support import gunicorn
-from redis_support import RedisServer, redis_server
+from redis_support import RedisServer
 from server_support import (
     HOST,
     SlowUpload,
@@ -34,12 +34,6 @@ MiB = 1024 * 1024
 TOKEN = "redis-live-token-0123456789"
 NAME = "0123456789abcdef0123456789abcdef"
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture
@@ -154,9 +148,8 @@ def test_overlapping_reads_of_one_mailbox_share_one_round_trip(redis: RedisServe
         mailbox = backend.mailbox
         cursor = mailbox.read("shared-inbox", None).cursor
         mailbox.post("shared-inbox", "for everyone")
-        admin = redis.client()
-        before = admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
-        admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")  # the first read waits
+        before = redis.script_calls()
+        redis.pause_writes(300)  # the first read waits
         results: List[str] = []
         threads = [threading.Thread(
             target=lambda: results.extend(m.data for m in mailbox.read("shared-inbox",
@@ -166,7 +159,7 @@ def test_overlapping_reads_of_one_mailbox_share_one_round_trip(redis: RedisServe
             thread.start()
         for thread in threads:
             thread.join(10)
-        after = admin.info("commandstats")["cmdstat_evalsha"]["calls"]
+        after = redis.script_calls()
         assert results == ["for everyone"] * 20
         assert after - before <= 2  # one read, maybe one that started after it ended
     finally:
@@ -199,9 +192,8 @@ def test_a_read_never_joins_one_that_started_before_a_post_it_was_told_of(
     try:
         mailbox = backend.mailbox
         cursor = mailbox.read("generations", None).cursor
-        admin = redis.client()
-        before = admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
-        admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")  # the first read waits
+        before = redis.script_calls()
+        redis.pause_writes(300)  # the first read waits
         results: List[int] = []
         first = threading.Thread(target=lambda: results.append(
             len(mailbox.read("generations", cursor).messages)))
@@ -210,7 +202,7 @@ def test_a_read_never_joins_one_that_started_before_a_post_it_was_told_of(
         mailbox.posted(["generations"])  # as if another process announced a post
         results.append(len(mailbox.read("generations", cursor).messages))
         first.join(10)
-        after = admin.info("commandstats")["cmdstat_evalsha"]["calls"]
+        after = redis.script_calls()
         assert after - before == 2  # the second read went to Redis itself
     finally:
         backend.close()

@@ -14,16 +14,8 @@ from wsgiprogress.entry import ProgressEntry
 from wsgiprogress.mailbox import MessageTooLarge, TooManyMailboxes
 from wsgiprogress.tracker import Tracker
 
-from redis_support import RedisServer, redis_server
-
 ID = "contract-0001"
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "redis"])
