@@ -16,18 +16,19 @@ Prints figures, ratios and PASS or MISS; always exits 0.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, ContextManager, Dict, Iterable, List, Tuple
+
+import bench_support
+from bench_support import serve_until_stdin_closes
 
 HOST = "127.0.0.1"
 TOKEN = "bench-token-" + os.urandom(8).hex()
@@ -87,23 +88,12 @@ def serve(kind: str) -> None:
     else:
         tuned = {name: value for name, (value, _) in TUNED_WAITRESS_DEFAULTS.items()}
         server = waitress.create_server(Floor(), host=HOST, port=0, **sizing, **tuned)
-    print(server.effective_port, flush=True)
-    threading.Thread(target=lambda: (sys.stdin.read(), server.close()), daemon=True).start()
-    with contextlib.suppress(Exception):
-        server.run()
+    serve_until_stdin_closes(server)
 
 
-@contextlib.contextmanager
-def server_process(kind: str = "ours") -> Iterator[int]:
-    env = dict(os.environ, BENCH_TOKEN=TOKEN)
-    process = subprocess.Popen([sys.executable, __file__, "--serve", kind], env=env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        yield int(process.stdout.readline())
-    finally:
-        process.kill()
-        process.wait(10)
+def server_process(kind: str = "ours") -> ContextManager[int]:
+    """A server of *kind* (``ours``, ``floor`` or a Redis URL) in a subprocess."""
+    return bench_support.server_process(__file__, kind, dict(os.environ, BENCH_TOKEN=TOKEN))
 
 
 def http(sock: socket.socket, method: str, path: str, body: bytes = b"",

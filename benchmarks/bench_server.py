@@ -24,11 +24,13 @@ import json
 import logging
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Tuple
+
+import bench_support
+from bench_support import serve_until_stdin_closes
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024
@@ -79,26 +81,12 @@ def make_server(kind: str) -> Any:
 
 def serve(kind: str) -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # blocked on purpose
-    server = make_server(kind)
-    print(server.effective_port, flush=True)
-    threading.Thread(target=lambda: (sys.stdin.read(), server.close(),
-                                     server.task_dispatcher.shutdown(timeout=1)),
-                     daemon=True).start()
-    with contextlib.suppress(Exception):
-        server.run()
+    serve_until_stdin_closes(make_server(kind))
 
 
-@contextlib.contextmanager
-def server_process(kind: str) -> Iterator[int]:
+def server_process(kind: str) -> ContextManager[int]:
     """A server of *kind* in a subprocess; yields its port; always stopped."""
-    process = subprocess.Popen([sys.executable, __file__, "--serve", kind],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        yield int(process.stdout.readline())
-    finally:
-        process.kill()
-        process.wait(10)
+    return bench_support.server_process(__file__, kind)
 
 
 # -- the client side -----------------------------------------------------------------
