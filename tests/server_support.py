@@ -201,6 +201,21 @@ def watch(port: int, progress_id: str, until: Callable[[], bool], interval: floa
     return seen
 
 
+def watched_upload(port: int, progress_id: str, size: int, probe_port: int = 0,
+                   interval: float = 0.03, **options: Any
+                   ) -> Tuple[SlowUpload, List[Dict[str, Any]]]:
+    """POST *size* bytes to ``/upload?X-Progress-ID=<progress_id>`` in timed
+    pieces (*options* go to :class:`SlowUpload`) while polling *probe_port*
+    (default: the same server) until the upload has ended; the finished
+    client and every answer seen."""
+    client = SlowUpload(port, f"/upload?X-Progress-ID={progress_id}", size, **options)
+    client.start()
+    answers = watch(probe_port or port, progress_id, until=lambda: not client.is_alive(),
+                    interval=interval)
+    client.join(30)
+    return client, answers
+
+
 def received_while(answers: List[Dict[str, Any]], state: str) -> List[int]:
     """The distinct ``received`` values seen in *state*, in order."""
     values: List[int] = []

@@ -12,7 +12,6 @@ import pytest
 import webtest
 
 from server_support import (
-    SlowUpload,
     exchange,
     received_while,
     running,
@@ -21,7 +20,7 @@ from server_support import (
     status_of,
     stop_process,
     wait_for_state,
-    watch,
+    watched_upload,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,11 +52,8 @@ def test_progress_is_seen_while_the_body_arrives(
         serve: Callable[[Any], ContextManager[int]]) -> None:
     size = 6 * MiB
     with serve(app) as port:
-        client = SlowUpload(port, "/upload?X-Progress-ID=plain-slow-1", size,
-                            piece=256 * 1024, delay=0.03)
-        client.start()
-        answers = watch(port, "plain-slow-1", until=lambda: not client.is_alive())
-        client.join(30)
+        client, answers = watched_upload(port, "plain-slow-1", size, piece=256 * 1024,
+                                         delay=0.03)
         assert client.error is None, client.error
         assert client.reply.endswith(f"\r\n\r\n{size} bytes\n".encode()), client.reply[:300]
         growing = received_while(answers, "uploading")

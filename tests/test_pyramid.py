@@ -25,14 +25,13 @@ from wsgiprogress.pyramid import POLICY_KEY, ProgressExecutionPolicy
 
 from server_support import (
     HOST,
-    SlowUpload,
     received_while,
     running_werkzeug,
     start_process,
     status_of,
     stop_process,
     wait_for_state,
-    watch,
+    watched_upload,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,12 +302,8 @@ def get(port: int, path: str) -> "tuple[int, bytes]":
 def slow_upload_is_seen_live(port: int, progress_id: str, size: int) -> Dict[str, Any]:
     """Upload *size* bytes slowly; check the probe saw the body arrive and the
     final entry counts every byte exactly once; the final entry."""
-    client = SlowUpload(port, f"/upload?X-Progress-ID={progress_id}", size,
-                        piece=256 * 1024, delay=0.03,
-                        headers=("Content-Type: application/octet-stream",))
-    client.start()
-    answers = watch(port, progress_id, until=lambda: not client.is_alive())
-    client.join(30)
+    client, answers = watched_upload(port, progress_id, size, piece=256 * 1024, delay=0.03,
+                                     headers=("Content-Type: application/octet-stream",))
     assert client.error is None, client.error
     assert status_of(client.reply) == 200, client.reply[:200]
     assert json.loads(client.reply.partition(b"\r\n\r\n")[2]) == {"bytes": size, "name": None}

@@ -27,7 +27,7 @@ from server_support import (
     start_process,
     stop_process,
     wait_for_state,
-    watch,
+    watched_upload,
 )
 
 MiB = 1024 * 1024
@@ -56,16 +56,13 @@ def servers(redis: RedisServer) -> Iterator[Tuple[int, int]]:
 
 def test_progress_through_one_server_is_live_at_the_other(servers: Tuple[int, int]) -> None:
     upload_port, probe_port = servers
-    client = SlowUpload(upload_port, "/upload?X-Progress-ID=across-01", 8 * MiB,
-                        piece=256 * 1024, delay=0.05)
-    client.start()
-    seen = watch(probe_port, "across-01", until=lambda: False, interval=0.05)
-    client.join(30)
+    client, seen = watched_upload(upload_port, "across-01", 8 * MiB, probe_port, interval=0.05,
+                                  piece=256 * 1024, delay=0.05)
     assert client.reply.endswith(b"%d" % (8 * MiB))
     uploading = received_while(seen, "uploading")
     assert len(uploading) >= 3 and uploading == sorted(uploading), seen
-    final = seen[-1]
-    assert (final["state"], final["received"], final["size"]) == ("done", 8 * MiB, 8 * MiB)
+    final = wait_for_state(probe_port, "across-01", ("done",))
+    assert (final["received"], final["size"]) == (8 * MiB, 8 * MiB)
 
 
 def get_json(port: int, path: str, timeout: float = 15) -> Tuple[int, dict]:
@@ -102,15 +99,13 @@ def test_four_gunicorn_sync_workers_share_progress(redis: RedisServer,
     env = {"WSGIPROGRESS_BACKEND": redis.url, "WSGIPROGRESS_PREFIX": "gunicorn:"}
     with gunicorn(tmp_path / "gunicorn.log", "redis_apps:make_app()", "sync",
                   workers=4, env=env) as port:
-        client = SlowUpload(port, "/upload?X-Progress-ID=gunicorn-4w", 8 * MiB,
-                            piece=256 * 1024, delay=0.05)
-        client.start()
         # the uploading worker is busy: every poll lands on one of the other three
-        seen = watch(port, "gunicorn-4w", until=lambda: False, interval=0.05)
-        client.join(30)
+        client, seen = watched_upload(port, "gunicorn-4w", 8 * MiB, interval=0.05,
+                                      piece=256 * 1024, delay=0.05)
+        final = wait_for_state(port, "gunicorn-4w", ("done",))
     assert client.reply.endswith(b"%d" % (8 * MiB))
     assert len(received_while(seen, "uploading")) >= 3, seen
-    assert (seen[-1]["state"], seen[-1]["received"]) == ("done", 8 * MiB)
+    assert (final["state"], final["received"]) == ("done", 8 * MiB)
 
 
 def test_redis_killed_and_restarted_mid_upload(redis: RedisServer) -> None:
