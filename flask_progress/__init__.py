@@ -74,9 +74,9 @@ from wsgiprogress.mailbox import MailboxStore
 from wsgiprogress.mailbox_app import Authorize
 from wsgiprogress.middleware import TABLE_KEY
 from wsgiprogress.settings import (
+    MAILBOX_SWITCH,
     MIDDLEWARE_SETTINGS,
     Setting,
-    as_bool,
     mailbox_strays,
     resolve,
 )
@@ -91,10 +91,7 @@ PREFIX = "PROGRESS_"
 EXTENSION_KEY = "progress"
 
 #: The middleware's settings and the extension's own ``mailbox`` switch.
-SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + (
-    Setting("mailbox", as_bool, False,
-            "serve the backend's mailboxes at mailbox_url and let views post to them"),
-)
+SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + (MAILBOX_SWITCH,)
 
 
 def config_key(name: str) -> str:

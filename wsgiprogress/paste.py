@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigurationError
 from .middleware import ProgressMiddleware
-from .settings import MIDDLEWARE_SETTINGS, SERVER_SETTINGS, Setting, mailbox_strays, resolve
+from .settings import MAILBOX_SWITCH, MIDDLEWARE_SETTINGS, Setting, mailbox_strays, resolve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -52,9 +52,7 @@ __all__ = ["FILTER_SETTINGS", "convert",
 #: Where the application finds the mailbox store; the key the server uses too.
 
 #: The middleware's settings plus the server's ``mailbox`` switch.
-FILTER_SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + tuple(
-    s for s in SERVER_SETTINGS
-    if s.name == "mailbox" and s.name not in {m.name for m in MIDDLEWARE_SETTINGS})
+FILTER_SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + (MAILBOX_SWITCH,)
 
 
 

@@ -250,14 +250,19 @@ MIDDLEWARE_SETTINGS: Tuple[Setting, ...] = _SHARED + (
             "answer 413 to a tracked request whose Content-Length exceeds this"),
 )
 
+#: Whether an entry point serves mailboxes: the server, the Paste filter, the
+#: Pyramid include and Flask's ``PROGRESS_MAILBOX`` (the middleware takes a
+#: ``mailbox=`` argument instead).
+MAILBOX_SWITCH = Setting("mailbox", as_bool, False,
+                         "serve the backend's mailboxes at mailbox_url (the app finds the "
+                         "store in environ['wsgiprogress.mailbox'])")
+
 #: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
 SERVER_SETTINGS: Tuple[Setting, ...] = _SHARED + (
     _METHODS,
     Setting("probe_threads", as_count, 2,
             "threads that answer probes, apart from the application's threads"),
-    Setting("mailbox", as_bool, False,
-            "serve the backend's mailboxes at mailbox_url (the app finds the store in "
-            "environ['wsgiprogress.mailbox'])"),
+    MAILBOX_SWITCH,
 )
 
 #: waitress settings whose defaults :mod:`wsgiprogress.server` changes, and why.
