@@ -16,7 +16,7 @@ import timeit
 from typing import Any, Callable, Dict, Iterable, List
 
 from wsgiprogress import ProgressMiddleware, ProgressTable
-from wsgiprogress.stream import CountingInput
+from wsgiprogress.middleware import CountingInput
 
 REPEAT = 7
 

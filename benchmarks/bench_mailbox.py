@@ -1,5 +1,5 @@
 """
-Mailbox delivery on our waitress server, measured in one run on loopback.
+MemoryMailboxes delivery on our waitress server, measured in one run on loopback.
 
     python3 benchmarks/bench_mailbox.py [--quick]
 

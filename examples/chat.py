@@ -26,14 +26,14 @@ from typing import Any, Dict, Iterable
 from urllib.parse import parse_qs
 
 from wsgiprogress import ProgressMiddleware, is_valid_id
-from wsgiprogress.mailbox import Mailbox, MailboxStore
+from wsgiprogress.mailbox import MailboxStore, MemoryMailboxes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE = os.path.join(HERE, "chat.html")
 MAX_NAME = 40
 MAX_TEXT = 500
 #: The store when the server provides none (``environ["wsgiprogress.mailbox"]``).
-MAILBOX = Mailbox(max_messages=200)
+MAILBOX = MemoryMailboxes(max_messages=200)
 
 
 def _answer(start_response: Any, status: str, text: str,

@@ -49,37 +49,30 @@ are build-only, so ``url_for("progress.probe")`` and ``url_for("progress.mailbox
 name=...)`` give the right URL, ``SCRIPT_NAME`` included.
 
 Served by ``wsgiprogress-serve``, the server counts and answers probes at its
-own ``progress_url`` from its own table; the middleware stands aside, so
+own ``progress_url`` from its own store; the middleware stands aside, so
 nothing is counted twice.  Give the server the same ``--progress-url``,
 ``--dialect`` and ``--backend`` as the ``PROGRESS_*`` keys, and let
 ``PROGRESS_MAILBOX`` serve mailboxes (no ``--mailbox``, whose store the views
 would not post to).  Starting the server from Python,
-``serve(app, table=app.extensions["progress"].table)`` makes
+``serve(app, store=app.extensions["progress"].store)`` makes
 :meth:`Progress.get` see what the server counts.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import secrets
-from typing import Any, Dict, Iterable, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, NamedTuple, Optional, Union
 
 from flask import Blueprint, Flask, current_app, has_request_context, json, request, url_for
 from markupsafe import Markup
 
 import wsgiprogress
-from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore
+from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore, keys
 from wsgiprogress.mailbox import MailboxStore
-from wsgiprogress.mailbox_app import Authorize
-from wsgiprogress.middleware import TABLE_KEY
-from wsgiprogress.settings import (
-    MAILBOX_SWITCH,
-    MIDDLEWARE_SETTINGS,
-    Setting,
-    mailbox_strays,
-    resolve,
-)
+from wsgiprogress.settings import MIDDLEWARE_SETTINGS, resolve
+from wsgiprogress.web.front import Front
+from wsgiprogress.web.mailbox import Authorize
 
 __all__ = ["CONFIG_SETTINGS", "Progress", "ProgressState", "config_key"]
 
@@ -90,8 +83,9 @@ STATIC_FOLDER = os.path.join(os.path.dirname(wsgiprogress.__file__), "static")
 PREFIX = "PROGRESS_"
 EXTENSION_KEY = "progress"
 
-#: The middleware's settings and the extension's own ``mailbox`` switch.
-SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + (MAILBOX_SWITCH,)
+#: What the ``PROGRESS_*`` keys set: every setting of the middleware.
+SETTINGS = MIDDLEWARE_SETTINGS
+_NAMES = frozenset(s.name for s in SETTINGS)
 
 
 def config_key(name: str) -> str:
@@ -102,9 +96,15 @@ def config_key(name: str) -> str:
     return PREFIX + name.upper()
 
 
+def setting_name(key: str) -> str:
+    """The setting a ``PROGRESS_*`` *key* sets (the inverse of :func:`config_key`):
+    ``PROGRESS_URL`` is ``progress_url``."""
+    name = key[len(PREFIX):].lower()
+    return "progress_" + name if name not in _NAMES and "progress_" + name in _NAMES else name
+
+
 #: Every ``PROGRESS_*`` key with its converter, default and help.
-CONFIG_SETTINGS: Tuple[Setting, ...] = tuple(
-    s._replace(name=config_key(s.name)) for s in SETTINGS)
+CONFIG_SETTINGS = tuple(s._replace(name=config_key(s.name)) for s in SETTINGS)
 
 
 class ProgressState(NamedTuple):
@@ -114,8 +114,8 @@ class ProgressState(NamedTuple):
     extension: Progress
     #: The middleware installed around ``app.wsgi_app``.
     middleware: ProgressMiddleware
-    #: The application's progress table, which the probe reads.
-    table: ProgressStore
+    #: The application's progress store, which the probe reads.
+    store: ProgressStore
     #: The application's mailboxes, in ``PROGRESS_BACKEND``; ``None`` unless
     #: ``PROGRESS_MAILBOX``.
     mailbox: Optional[MailboxStore]
@@ -129,7 +129,7 @@ class Progress:
     :param app: the application; or call :meth:`init_app` later, once per
         application (application factories).
     :param authorize: who may read and publish mailboxes; see
-        :func:`wsgiprogress.mailbox_app.unguessable_names`.  Needs
+        :func:`wsgiprogress.web.mailbox.unguessable_names`.  Needs
         ``PROGRESS_MAILBOX``.
     :param options: defaults for the ``PROGRESS_*`` keys, by setting name
         (``ttl=60``, ``dialect="nginx"``, ``mailbox=True``); the
@@ -167,32 +167,18 @@ class Progress:
         explicit = self._given.union(key for key in app.config if key.startswith(PREFIX))
         for key, value in self._defaults.items():
             app.config.setdefault(key, value)
-        given = {key: value for key, value in app.config.items() if key.startswith(PREFIX)}
-        _check_keys(given)
-        resolved = resolve(CONFIG_SETTINGS, given)
-        settings = {s.name: resolved[c.name] for s, c in zip(SETTINGS, CONFIG_SETTINGS)}
-        if not settings["mailbox"]:
-            strays = mailbox_strays([s.name for s, c in zip(SETTINGS, CONFIG_SETTINGS)
-                                     if c.name in explicit], bool(settings["dashboard_url"]))
-            if strays:
-                raise ConfigurationError(f"{config_key(strays[0])} configures mailboxes: "
-                                         "set PROGRESS_MAILBOX = True too")
-        if self.authorize is not None and not (settings["mailbox"]
-                                               or settings["dashboard_url"]):
-            raise ConfigurationError("authorize guards mailboxes and the dashboard: set "
-                                     "PROGRESS_MAILBOX = True or PROGRESS_DASHBOARD_URL too")
-        middleware = ProgressMiddleware(
-            app.wsgi_app, mailbox=settings["mailbox"], authorize=self.authorize,
-            **{s.name: settings[s.name] for s in MIDDLEWARE_SETTINGS})
-        mailbox = middleware.mailbox_app.store if middleware.mailbox_app is not None else None
+        front = Front({setting_name(key): app.config[key] for key in explicit},
+                      authorize=self.authorize, spell=config_key)
+        settings = front.options
+        middleware = ProgressMiddleware(app.wsgi_app, front=front)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = ProgressState(
-            self, middleware, middleware.table, mailbox, settings)
+            self, middleware, front.store, front.mailboxes, settings)
         app.register_blueprint(_blueprint(settings))
         if settings["debug"]:
             log.info("progress for %s: probe at %s, mailboxes %s", app.name,
                      settings["progress_url"],
-                     settings["mailbox_url"] if mailbox is not None else "off")
+                     settings["mailbox_url"] if front.mailboxes is not None else "off")
 
     def state(self, app: Optional[Flask] = None) -> ProgressState:
         """The :class:`ProgressState` of *app* (default: the current app).
@@ -209,17 +195,17 @@ class Progress:
         return state
 
     @property
-    def table(self) -> ProgressStore:
-        """The current application's progress table."""
-        return self.state().table
+    def store(self) -> ProgressStore:
+        """The current application's progress store."""
+        return self.state().store
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
         """The current application's progress entry for *progress_id*, or
         ``None`` when unknown or expired.  During a request it reads the store
         that tracks requests: our server's, when the application runs on it."""
-        table: Optional[ProgressStore] = request.environ.get(TABLE_KEY) \
+        store: Optional[ProgressStore] = request.environ.get(keys.PROGRESS_STORE) \
             if has_request_context() else None
-        return (table or self.state().table).get(progress_id)
+        return (store or self.state().store).get(progress_id)
 
     def post(self, names: Union[str, Iterable[str]], data: Any) -> Dict[str, int]:
         """Post *data* to one mailbox or to each of several at once.
@@ -265,14 +251,3 @@ def _blueprint(settings: Dict[str, Any]) -> Blueprint:
     blueprint.add_app_template_global(progress_id)
     blueprint.add_app_template_global(progress_script)
     return blueprint
-
-
-def _check_keys(given: Dict[str, Any]) -> None:
-    """Refuse an unknown ``PROGRESS_*`` key, suggesting the closest known one."""
-    known = {s.name[len(PREFIX):]: s.name for s in CONFIG_SETTINGS}
-    for key in given:
-        if key[len(PREFIX):] not in known:
-            close = difflib.get_close_matches(key[len(PREFIX):], list(known), n=1)
-            hint = f"did you mean {known[close[0]]!r}?" if close else (
-                "known keys: " + ", ".join(sorted(known.values())))
-            raise ConfigurationError(f"unknown config key {key!r}; {hint}")

@@ -67,7 +67,7 @@ def all_at_once(work: Callable[[int], None]) -> None:
 
 def test_every_concurrent_upload_ends_with_its_own_exact_counts() -> None:
     table = ProgressTable()
-    app = ProgressMiddleware(echo_app, table=table)
+    app = ProgressMiddleware(echo_app, store=table)
     sizes = {f"upload-{n:05d}": 1000 + 7919 * n for n in range(THREADS)}
     answers: Dict[str, int] = {}
 
@@ -101,7 +101,7 @@ def test_racing_requests_with_one_id_track_exactly_one_at_a_time() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    app = ProgressMiddleware(slow_app, table=table)
+    app = ProgressMiddleware(slow_app, store=table)
     threads = [threading.Thread(target=post, args=(app, "shared-id-000", 10))
                for _ in range(THREADS)]
     for thread in threads:

@@ -16,8 +16,8 @@ import pytest
 import webtest
 
 from wsgiprogress import ConfigurationError, ProgressMiddleware, ProgressTable
-from wsgiprogress.dashboard import Dashboard
-from wsgiprogress.mailbox import Mailbox
+from wsgiprogress.mailbox import MemoryMailboxes
+from wsgiprogress.web.dashboard import Dashboard
 
 from server_support import HOST, SlowUpload, running
 
@@ -44,14 +44,14 @@ def client(**settings: Any) -> webtest.TestApp:
 # -- mounting and configuration ---------------------------------------------
 
 def test_off_by_default_the_path_reaches_the_app() -> None:
-    plain = webtest.TestApp(ProgressMiddleware(inner, publish_token=TOKEN), lint=True)
-    assert plain.app.dashboard is None
+    plain = webtest.TestApp(ProgressMiddleware(inner), lint=True)
+    assert plain.app.front.dashboard is None
     for path in ("/_dashboard", "/_dashboard/data", "/_dash"):
         assert plain.get(path, headers=AUTH).text == "inner 0"
 
 
 def test_off_by_default_under_our_server() -> None:
-    with running(inner, publish_token=TOKEN) as (_, port):
+    with running(inner) as (_, port):
         status, _, body = get(port, "/_dashboard/data", AUTH)
     assert (status, body) == (200, b"inner 0")
 
@@ -92,14 +92,15 @@ def test_the_server_refuses_the_same_configuration() -> None:
     pytest.param("None", None, id="none-string"), pytest.param("/ops/", "/ops/", id="path"),
 ])
 def test_setting_values(value: Optional[str], expected: Optional[str]) -> None:
-    app = ProgressMiddleware(inner, dashboard_url=value, publish_token=TOKEN)
-    assert (app.dashboard.url if app.dashboard else None) == expected
+    token = TOKEN if expected else None  # a token without a dashboard is refused
+    app = ProgressMiddleware(inner, dashboard_url=value, publish_token=token)
+    assert (app.front.dashboard.url if app.front.dashboard else None) == expected
 
 
 def test_authorize_alone_is_enough_without_mailboxes() -> None:
     app = ProgressMiddleware(inner, dashboard_url="/_dash", authorize=lambda e, n, a: False)
-    assert app.dashboard is not None and app.mailbox_app is None
-    with pytest.raises(ConfigurationError, match="pass mailbox=Mailbox.. or dashboard_url"):
+    assert app.front.dashboard is not None and app.front.mailbox_app is None
+    with pytest.raises(ConfigurationError, match="turn mailbox on or set dashboard_url too"):
         ProgressMiddleware(inner, authorize=lambda e, n, a: True)
 
 
@@ -192,7 +193,7 @@ def test_the_feed_lists_finished_uploads_and_counts() -> None:
     dash = client()
     dash.post("/upload?X-Progress-ID=finished-0001", b"x" * 1000)
     dash.post("/upload?X-Progress-ID=finished-0002", b"x" * 10)
-    dash.app.table.track("running-00001", 5000).add_received(1200)
+    dash.app.store.track("running-00001", 5000).add_received(1200)
     feed = dash.get("/_dash/data", headers=AUTH).json
     assert feed["counts"] == {"running": 1, "finished": 2}
     assert [e["id"] for e in feed["finished"]] == ["finished-0002", "finished-0001"]
@@ -214,7 +215,7 @@ def test_failed_uploads_show_why() -> None:
 
 
 def test_mailbox_counts_when_mailboxes_are_served() -> None:
-    mailbox = Mailbox()
+    mailbox = MemoryMailboxes()
     dash = client(mailbox=mailbox)
     mailbox.post("0123456789abcdef0123456789abcdef", "hello")
     boxes = dash.get("/_dash/data", headers=AUTH).json["mailboxes"]
@@ -236,7 +237,7 @@ def test_a_failing_store_answers_503() -> None:
         def recent(self, limit: int = 100) -> List[Any]:
             raise OSError("store down")
 
-    dash = client(table=Broken())
+    dash = client(store=Broken())
     answer = dash.get("/_dash/data", headers=AUTH, status=503)
     assert answer.headers["Retry-After"] == "2"
 

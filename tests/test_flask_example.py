@@ -115,4 +115,4 @@ def test_a_large_upload_is_followed_live(
     body = upload.reply.partition(b"\r\n\r\n")[2]
     assert json.loads(body) == {"filename": "request body", "size": size}
     # under our server the middleware stands aside: nothing is counted twice
-    assert (app.extensions["progress"].table.get(progress_id) is not None) is counted_by_app
+    assert (app.extensions["progress"].store.get(progress_id) is not None) is counted_by_app

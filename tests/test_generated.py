@@ -74,7 +74,7 @@ HYPO = settings(max_examples=300, deadline=None,
 @given(progress_id=id_like, in_header=st.booleans())
 def test_any_id_uploads_and_only_valid_ids_are_tracked(progress_id: str, in_header: bool) -> None:
     table = ProgressTable()
-    app = ProgressMiddleware(upload_app, table=table)
+    app = ProgressMiddleware(upload_app, store=table)
     if in_header:
         query, headers = "", {"HTTP_X_PROGRESS_ID": progress_id}
     else:

@@ -11,8 +11,8 @@ from typing import Any, List, Optional
 
 import pytest
 
-from wsgiprogress.dialects import render
-from wsgiprogress.entry import ProgressEntry
+from wsgiprogress.progress.entry import ProgressEntry
+from wsgiprogress.web.dialects import render
 
 HARNESS = Path(__file__).parent / "js" / "harness.js"
 

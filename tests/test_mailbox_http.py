@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsgiprogress import ProgressMiddleware
-from wsgiprogress.mailbox import Mailbox
+from wsgiprogress.mailbox import MemoryMailboxes
 
 NAME = "0123456789abcdef0123456789abcdef"
 TOKEN = "s3cret-token-of-24-chars"
@@ -25,8 +25,8 @@ def inner(environ: Dict[str, Any], start_response: Any) -> Any:
     return [b"inner"]
 
 
-def make(**settings: Any) -> "tuple[webtest.TestApp, Mailbox]":
-    mailbox = Mailbox(max_messages=5)
+def make(**settings: Any) -> "tuple[webtest.TestApp, MemoryMailboxes]":
+    mailbox = MemoryMailboxes(max_messages=5)
     settings.setdefault("max_wait", 2.0)
     settings.setdefault("max_waiters", 2)  # the middleware's waiters serve the mailbox
     app = ProgressMiddleware(inner, mailbox=mailbox, **settings)
@@ -123,7 +123,7 @@ def test_authorize_hook_decides() -> None:
         calls.append((name, action))
         return environ.get("REMOTE_USER") == "alice"
 
-    mailbox = Mailbox()
+    mailbox = MemoryMailboxes()
     app = ProgressMiddleware(inner, mailbox=mailbox, authorize=authorize, publish=True)
     client = webtest.TestApp(app, lint=True)
     client.get("/mailbox/short-name", status=403)
@@ -149,7 +149,7 @@ def test_stats_with_the_token() -> None:
     stats = client.get("/mailbox/_stats", headers=AUTH).json
     assert stats == {"mailboxes": 1, "messages": 1, "posted": 1, "dropped": 0,
                      "waiters": 0, "waiters_refused": 0, "delivered": 1, "uploads": 0}
-    client.app.table.track("running-upload", 100)
+    client.app.store.track("running-upload", 100)
     assert client.get("/mailbox/_stats", headers=AUTH).json["uploads"] == 1
 
 
@@ -190,7 +190,7 @@ def test_generated_requests_never_crash(name: str, after: str, wait: str) -> Non
 
 def test_progress_probe_wait_answers_on_change() -> None:
     client, mailbox = make()
-    table = client.app.table
+    table = client.app.store
     threading.Timer(0.2, lambda: table.track("waited-upload", 10)).start()
     started = time.monotonic()
     answer = client.get("/progress?X-Progress-ID=waited-upload&wait=5").json

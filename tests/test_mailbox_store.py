@@ -7,14 +7,11 @@ from typing import Callable, List
 
 import pytest
 
-from wsgiprogress.mailbox import Mailbox, MessageTooLarge, TooManyMailboxes
-from wsgiprogress.waiters import (
-    DEPARTURE_KEY,
-    ClientWatch,
-    Waiters,
-    default_waiter_limit,
-    parse_wait,
-)
+from wsgiprogress.keys import DEPARTURE
+from wsgiprogress.mailbox import MemoryMailboxes, MessageTooLarge, TooManyMailboxes
+from wsgiprogress.query import parse_wait
+from wsgiprogress.settings import waiter_limit
+from wsgiprogress.waiters import ClientWatch, Waiters
 
 
 class Clock:
@@ -30,12 +27,12 @@ def clock() -> Clock:
     return Clock()
 
 
-def fresh_cursor(mailbox: Mailbox, name: str) -> int:
+def fresh_cursor(mailbox: MemoryMailboxes, name: str) -> int:
     return mailbox.read(name, None).cursor
 
 
 def test_messages_come_in_order_with_dense_ids(clock: Clock) -> None:
-    mailbox = Mailbox(clock=clock)
+    mailbox = MemoryMailboxes(clock=clock)
     start = fresh_cursor(mailbox, "inbox-001")
     ids = [mailbox.post("inbox-001", f"m{n}")["inbox-001"] for n in range(5)]
     assert ids == list(range(start + 1, start + 6))
@@ -47,7 +44,7 @@ def test_messages_come_in_order_with_dense_ids(clock: Clock) -> None:
 
 
 def test_fan_out_posts_once_per_mailbox(clock: Clock) -> None:
-    mailbox = Mailbox(clock=clock)
+    mailbox = MemoryMailboxes(clock=clock)
     cursors = {name: fresh_cursor(mailbox, name) for name in ("alpha-01", "beta-002")}
     ids = mailbox.post(["alpha-01", "beta-002", "alpha-01"], "hello")
     assert set(ids) == {"alpha-01", "beta-002"}
@@ -64,7 +61,7 @@ def test_fan_out_posts_once_per_mailbox(clock: Clock) -> None:
 ])
 def test_retention_bounds_report_a_gap(clock: Clock, bound: dict, posts: List[str],
                                        kept: List[str]) -> None:
-    mailbox = Mailbox(clock=clock, **bound)
+    mailbox = MemoryMailboxes(clock=clock, **bound)
     start = fresh_cursor(mailbox, "bounded1")
     for data in posts:
         mailbox.post("bounded1", data)
@@ -75,7 +72,7 @@ def test_retention_bounds_report_a_gap(clock: Clock, bound: dict, posts: List[st
 
 
 def test_messages_expire_by_age(clock: Clock) -> None:
-    mailbox = Mailbox(clock=clock, max_age=60)
+    mailbox = MemoryMailboxes(clock=clock, max_age=60)
     start = fresh_cursor(mailbox, "aging-01")
     mailbox.post("aging-01", "old")
     clock.now += 30
@@ -86,7 +83,7 @@ def test_messages_expire_by_age(clock: Clock) -> None:
 
 
 def test_unread_mailboxes_expire_and_old_cursors_are_unknown(clock: Clock) -> None:
-    mailbox = Mailbox(clock=clock, mailbox_ttl=300)
+    mailbox = MemoryMailboxes(clock=clock, mailbox_ttl=300)
     start = fresh_cursor(mailbox, "visited1")
     last = mailbox.post("visited1", "before")["visited1"]
     clock.now += 299
@@ -101,14 +98,14 @@ def test_unread_mailboxes_expire_and_old_cursors_are_unknown(clock: Clock) -> No
 
 
 def test_posting_without_reads_expires_too(clock: Clock) -> None:
-    mailbox = Mailbox(clock=clock, mailbox_ttl=10)
+    mailbox = MemoryMailboxes(clock=clock, mailbox_ttl=10)
     mailbox.post("nobody-reads", "x")
     clock.now += 11
     assert mailbox.stats() == {"mailboxes": 0, "messages": 0, "posted": 1, "dropped": 0}
 
 
 def test_bounds_on_mailboxes_and_message_size(clock: Clock) -> None:
-    mailbox = Mailbox(clock=clock, max_mailboxes=2, max_message_bytes=8, max_bytes=64)
+    mailbox = MemoryMailboxes(clock=clock, max_mailboxes=2, max_message_bytes=8, max_bytes=64)
     mailbox.post(["first-01", "second-1"], "x")
     with pytest.raises(TooManyMailboxes):
         mailbox.post(["first-01", "third-01"], "y")
@@ -126,12 +123,12 @@ def test_bounds_on_mailboxes_and_message_size(clock: Clock) -> None:
 ])
 def test_bad_bounds_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Mailbox(**kwargs)
+        MemoryMailboxes(**kwargs)
 
 
 def test_a_post_wakes_the_waiters_of_that_mailbox_only() -> None:
     waiters = Waiters(10)
-    mailbox = Mailbox(waiters=waiters)
+    mailbox = MemoryMailboxes(waiters=waiters)
     mine, other = waiters.register("wake-me1"), waiters.register("not-me01")
     assert mine is not None and other is not None
     mailbox.post("wake-me1", "x")
@@ -173,7 +170,7 @@ def test_a_server_departure_notice_ends_the_wait_and_is_withdrawn() -> None:
         watched.append(event)
         return lambda: watched.remove(event)
 
-    client = ClientWatch({DEPARTURE_KEY: watch,
+    client = ClientWatch({DEPARTURE: watch,
                           "waitress.client_disconnected": left.is_set})
     event = threading.Event()
 
@@ -193,7 +190,7 @@ def test_a_server_departure_notice_ends_the_wait_and_is_withdrawn() -> None:
 
 @pytest.mark.parametrize("threads, limit", [(1, 1), (4, 3), (8, 6), (100, 75)])
 def test_default_waiter_limit_leaves_threads(threads: int, limit: int) -> None:
-    assert default_waiter_limit(threads) == limit
+    assert waiter_limit(None, threads) == limit
 
 
 @pytest.mark.parametrize("value, expected", [

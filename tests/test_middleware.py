@@ -59,7 +59,7 @@ def echo_app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
 def make(app: App = echo_app, **options: Any) -> Tuple[webtest.TestApp, ProgressTable, FakeClock]:
     clock = FakeClock()
     table = ProgressTable(clock=clock, ttl=30)
-    middleware = ProgressMiddleware(app, table=table, **options)
+    middleware = ProgressMiddleware(app, store=table, **options)
     return webtest.TestApp(middleware, lint=True), table, clock
 
 
@@ -366,7 +366,7 @@ def test_server_that_counts_itself_makes_the_middleware_stand_aside() -> None:
 def test_list_response_keeps_its_len() -> None:
     lengths: List[int] = []
     table = ProgressTable(clock=FakeClock())
-    middleware = ProgressMiddleware(echo_app, table=table)
+    middleware = ProgressMiddleware(echo_app, store=table)
 
     def server(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
         result = middleware(environ, start_response)
@@ -393,7 +393,7 @@ def test_configuration_errors_raise_at_construction(options: Dict[str, Any],
 
 def test_ttl_with_an_explicit_table_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="ProgressTable"):
-        ProgressMiddleware(echo_app, table=ProgressTable(), ttl=5)
+        ProgressMiddleware(echo_app, store=ProgressTable(), ttl=5)
 
 
 def _info_lines(caplog: pytest.LogCaptureFixture) -> List[str]:
@@ -447,7 +447,7 @@ class BrokenTable(ProgressTable):
 def test_a_failing_store_never_breaks_the_request(broken: str,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     table = BrokenTable(broken)
-    client = webtest.TestApp(ProgressMiddleware(echo_app, table=table), lint=True)
+    client = webtest.TestApp(ProgressMiddleware(echo_app, store=table), lint=True)
     assert upload(client).body == str(len(BODY)).encode()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "store" in warnings[0].getMessage()
@@ -455,30 +455,32 @@ def test_a_failing_store_never_breaks_the_request(broken: str,
 
 
 def test_the_application_finds_the_stores_in_the_environ() -> None:
-    from wsgiprogress.mailbox import Mailbox
-    from wsgiprogress.middleware import MAILBOX_KEY, TABLE_KEY
+    from wsgiprogress import keys
+    from wsgiprogress.mailbox import MemoryMailboxes
 
     seen: Dict[str, Any] = {}
 
     def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        seen.update(table=environ.get(TABLE_KEY), mailbox=environ.get(MAILBOX_KEY))
+        seen.update(store=environ.get(keys.PROGRESS_STORE), mailbox=environ.get(keys.MAILBOX),
+                    legacy=environ.get(keys.LEGACY_TABLE))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
-    mailbox = Mailbox()
+    mailbox = MemoryMailboxes()
     middleware = ProgressMiddleware(app, mailbox=mailbox)
     webtest.TestApp(middleware, lint=True).get("/anything")
-    assert seen == {"table": middleware.table, "mailbox": mailbox}
+    assert seen == {"store": middleware.store, "mailbox": mailbox, "legacy": middleware.store}
     outer = ProgressTable()  # a layer outside (our server) put its own: it wins
-    webtest.TestApp(middleware, lint=True, extra_environ={TABLE_KEY: outer}).get("/x")
-    assert seen["table"] is outer
+    webtest.TestApp(middleware, lint=True,
+                    extra_environ={keys.PROGRESS_STORE: outer}).get("/x")
+    assert seen["store"] is outer
 
 
 def test_max_waiters_bounds_the_clients_that_wait() -> None:
     middleware = ProgressMiddleware(lambda environ, start_response: [], mailbox=True,
                                     max_waiters=1)
-    assert middleware.mailbox_app is not None
-    waiters = middleware.mailbox_app.store.waiters
+    assert middleware.front.mailbox_app is not None
+    waiters = middleware.front.mailbox_app.store.waiters
     held = waiters.register("someone-else")  # the one allowed waiter
     client = webtest.TestApp(middleware, lint=True)
     name = "f" * 32
@@ -497,7 +499,7 @@ def test_an_inner_middleware_stands_aside_for_an_outer_one() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"%d" % len(body)]
 
-    stacked = ProgressMiddleware(ProgressMiddleware(app, table=inner_table), table=outer_table)
+    stacked = ProgressMiddleware(ProgressMiddleware(app, store=inner_table), store=outer_table)
     reply = webtest.TestApp(stacked, lint=True).post("/u?X-Progress-ID=stacked-01", b"x" * 99)
     assert reply.body == b"99"
     outer = outer_table.get("stacked-01")

@@ -48,14 +48,14 @@ def test_values_are_converted(tmp_path: Path) -> None:
         """))
     assert isinstance(app, ProgressMiddleware)
     assert app.app is server_apps.app
-    assert (app.table.ttl, app.table.capacity) == (60.0, 5)
-    assert app.methods == frozenset({"POST", "PUT"})
+    assert (app.store.ttl, app.store.capacity) == (60.0, 5)
+    assert app.rules.methods == frozenset({"POST", "PUT"})
     assert app.max_request_size == 1024
-    assert app.progress_url == "/upload-progress"
-    assert app.probe.dialect == "nginx"
-    assert app.probe.allowed_origins == ("https://a.example", "https://b.example")
+    assert app.front.progress_url == "/upload-progress"
+    assert app.front.probe.dialect == "nginx"
+    assert app.front.probe.allowed_origins == ("https://a.example", "https://b.example")
     # [DEFAULT]'s debug belongs to every section: the filter does not read it
-    assert app.debug is False
+    assert app.rules.debug is False
 
 
 def test_the_configured_filter_tracks_and_answers(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_filter_with_on_an_app_section(tmp_path: Path) -> None:
         ttl = 5
         """))
     app = loadapp(f"config:{ini}")
-    assert isinstance(app, ProgressMiddleware) and app.table.ttl == 5.0
+    assert isinstance(app, ProgressMiddleware) and app.store.ttl == 5.0
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -110,7 +110,7 @@ def test_filter_with_on_an_app_section(tmp_path: Path) -> None:
                  "did you mean 'max_request_size'?", id="server-setting-name"),
     pytest.param("zzzz = 1", "unknown setting 'zzzz'; known settings: allowed_origins, ",
                  id="unknown-name"),
-    pytest.param("publish = true", "publish configures mailboxes: set mailbox = true too",
+    pytest.param("publish = true", "publish configures mailboxes: turn mailbox on too",
                  id="mailbox-setting-without-mailbox"),
 ])
 def test_bad_settings_raise_when_loaded(tmp_path: Path, lines: str, message: str) -> None:
@@ -150,7 +150,7 @@ def test_mailbox_on_serves_mailboxes_and_hands_the_store_to_the_app(tmp_path: Pa
 def test_global_conf_is_not_read() -> None:
     app = filter_app_factory(server_apps.app, {"here": "/srv", "__file__": "/srv/x.ini",
                                                "debug": "true"}, ttl="7")
-    assert app.table.ttl == 7.0 and app.debug is False
+    assert app.store.ttl == 7.0 and app.rules.debug is False
 
 
 def test_the_publish_token_guards_a_dashboard_without_mailboxes() -> None:

@@ -41,7 +41,7 @@ def tiny_app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
 def make(**options: Any) -> Tuple[webtest.TestApp, ProgressTable, FakeClock]:
     clock = FakeClock()
     table = ProgressTable(clock=clock, ttl=30)
-    app = ProgressMiddleware(tiny_app, table=table, **options)
+    app = ProgressMiddleware(tiny_app, store=table, **options)
     return webtest.TestApp(app, lint=True), table, clock
 
 

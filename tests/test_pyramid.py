@@ -153,9 +153,9 @@ def test_settings_are_converted() -> None:
         "pyramid.reload_templates": "true", "wsgiprogress": "ignored", "tm.attempts": "3",
     })
     middleware = app.registry[POLICY_KEY].middleware
-    assert (middleware.table.ttl, middleware.table.capacity) == (60.0, 5)
-    assert middleware.methods == frozenset({"POST", "PUT"})
-    assert (middleware.max_request_size, middleware.debug) == (1024, False)
+    assert (middleware.store.ttl, middleware.store.capacity) == (60.0, 5)
+    assert middleware.rules.methods == frozenset({"POST", "PUT"})
+    assert (middleware.max_request_size, middleware.rules.debug) == (1024, False)
     client = client_for(app)
     assert client.put("/upload?X-Progress-ID=pyramid-put-1", b"x" * 1024).text == "1024 bytes"
     assert client.get("/upload-progress?X-Progress-ID=pyramid-put-1").text == \
@@ -185,7 +185,7 @@ def test_settings_are_converted() -> None:
                  "wsgiprogress.max_request_size: expected a size in bytes", id="bad-size"),
     pytest.param({"wsgiprogress.publish_token": "x" * 20},
                  "wsgiprogress.publish_token configures mailboxes: "
-                 "set wsgiprogress.mailbox = true too", id="mailbox-setting-alone"),
+                 "turn wsgiprogress.mailbox on too", id="mailbox-setting-alone"),
 ])
 def test_bad_settings_raise_from_config_include(settings: Dict[str, Any],
                                                  message: str) -> None:

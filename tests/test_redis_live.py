@@ -138,7 +138,7 @@ def test_redis_killed_and_restarted_mid_upload(redis: RedisServer) -> None:
 
 
 def test_overlapping_reads_of_one_mailbox_share_one_round_trip(redis: RedisServer) -> None:
-    backend = backend_from_url(redis.url, prefix=f"flight{next(_prefixes)}:")
+    backend = backend_from_url(redis.url, key_prefix=f"flight{next(_prefixes)}:")
     try:
         mailbox = backend.mailbox
         cursor = mailbox.read("shared-inbox", None).cursor
@@ -183,7 +183,7 @@ def test_mailboxes_answer_503_while_redis_is_away_and_recover(servers: Tuple[int
 
 def test_a_read_never_joins_one_that_started_before_a_post_it_was_told_of(
         redis: RedisServer) -> None:
-    backend = backend_from_url(redis.url, prefix=f"flight{next(_prefixes)}:")
+    backend = backend_from_url(redis.url, key_prefix=f"flight{next(_prefixes)}:")
     try:
         mailbox = backend.mailbox
         cursor = mailbox.read("generations", None).cursor

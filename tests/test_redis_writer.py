@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Dict, List, Tuple
 
-from wsgiprogress.redis_writer import REFUSED, SETTLED, WRITTEN, CoalescingWriter, Snapshot
+from wsgiprogress.backends.redis.writer import REFUSED, SETTLED, WRITTEN, CoalescingWriter, Snapshot
 
 
 class Backend:

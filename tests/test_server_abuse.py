@@ -25,7 +25,7 @@ def test_huge_headers_get_431_and_track_nothing() -> None:
         reply = exchange(port, request, read_for=3)
         assert reply.split(b" ", 2)[1] == b"431"
         assert probe(port, "huge-headers")["state"] == "unknown"
-        assert server.progress_table.counts() == {"running": 0, "finished": 0}
+        assert server.progress_store.counts() == {"running": 0, "finished": 0}
 
 
 def test_broken_chunk_framing_is_an_http_error() -> None:
@@ -56,7 +56,7 @@ def test_duplicate_ids_in_a_flood_track_one_request_only() -> None:
         for client in clients:
             client.start()
         wait_for_state(port, "same-id-flood", ("processing",))
-        assert server.progress_table.counts()["running"] == 1
+        assert server.progress_store.counts()["running"] == 1
         release.set()
         for client in clients:
             client.join(20)
@@ -87,4 +87,4 @@ def test_many_connections_that_vanish_leave_no_running_entries() -> None:
         for n in range(60):
             entry = wait_for_state(port, f"vanish-{n:04d}", ("error", "unknown"))
             assert entry["state"] == "unknown" or entry["reason"] == "aborted"
-        assert server.progress_table.counts()["running"] == 0
+        assert server.progress_store.counts()["running"] == 0

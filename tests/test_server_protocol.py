@@ -116,7 +116,7 @@ def test_untracked_requests_pass_through(server_port: int) -> None:
 
 def test_wrapped_app_is_not_counted_twice() -> None:
     inner_table = ProgressTable()
-    app = ProgressMiddleware(echo_app, table=inner_table)
+    app = ProgressMiddleware(echo_app, store=inner_table)
     with running(app) as (server, port):
         reply = exchange(port, post("wrapped01", b"12345"), until=b"}")
         assert b'"length": 5' in reply
@@ -124,7 +124,7 @@ def test_wrapped_app_is_not_counted_twice() -> None:
     body = reply.split(b"\r\n\r\n", 1)[1]
     assert (entry["received"], entry["size"], entry["sent"]) == (5, 5, len(body))
     assert inner_table.get("wrapped01") is None  # the middleware stood aside
-    assert server.progress_table.get("wrapped01") is not None
+    assert server.progress_store.get("wrapped01") is not None
 
 
 def test_probe_answers_while_every_worker_is_blocked() -> None:

@@ -22,13 +22,13 @@ def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 def test_tuned_defaults() -> None:
-    _, waitress_settings = split_settings({})
+    _, waitress_settings, _ = split_settings({})
     assert waitress_settings == {"recv_bytes": 262144, "asyncore_use_poll": True,
                                  "channel_request_lookahead": 1, "connection_limit": 100}
 
 
 def test_user_values_win_and_connection_limit_follows_threads() -> None:
-    _, waitress_settings = split_settings({"recv_bytes": "8192", "threads": 200})
+    _, waitress_settings, _ = split_settings({"recv_bytes": "8192", "threads": 200})
     assert waitress_settings["recv_bytes"] == "8192"
     assert waitress_settings["connection_limit"] == 400
 
@@ -53,14 +53,14 @@ def test_bad_settings_fail_at_construction(settings: Dict[str, Any], message: st
 
 
 def test_ttl_belongs_to_a_passed_table() -> None:
-    with pytest.raises(ConfigurationError, match="ttl belongs to the table"):
-        create_server(app, host="127.0.0.1", port=0, table=ProgressTable(), ttl=5)
+    with pytest.raises(ConfigurationError, match="ttl belongs to the progress store you passed"):
+        create_server(app, host="127.0.0.1", port=0, store=ProgressTable(), ttl=5)
 
 
 def test_passed_table_is_used() -> None:
     table = ProgressTable(ttl=60)
-    with running(app, table=table) as (server, port):
-        assert server.progress_table is table
+    with running(app, store=table) as (server, port):
+        assert server.progress_store is table
         exchange(port, b"POST /u?X-Progress-ID=given-table HTTP/1.1\r\nHost: t\r\n"
                        b"Content-Length: 2\r\n\r\nok", until=b"ok")
         wait_for_state(port, "given-table", ("done",))
@@ -83,12 +83,12 @@ def test_every_listener_tracks() -> None:
 
 
 def test_max_waiters_bounds_a_mailbox_passed_in() -> None:
-    from wsgiprogress.mailbox import Mailbox
+    from wsgiprogress.mailbox import MemoryMailboxes
 
-    mailbox = Mailbox()
+    mailbox = MemoryMailboxes()
     with running(lambda environ, start_response: [], mailbox=mailbox, threads=4,
                  max_waiters=1) as (server, port):
-        assert mailbox.waiters is server.progress_table.waiters  # one pool, one bound
+        assert mailbox.waiters is server.progress_store.waiters  # one pool, one bound
         assert mailbox.waiters.limit == 1
         name = "f" * 32
         first = socket.create_connection(("127.0.0.1", port), timeout=10)

@@ -10,9 +10,9 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 from wsgiprogress.backends import Backend, backend_from_url
-from wsgiprogress.entry import ProgressEntry
 from wsgiprogress.mailbox import MessageTooLarge, TooManyMailboxes
-from wsgiprogress.tracker import Tracker
+from wsgiprogress.progress.entry import ProgressEntry
+from wsgiprogress.progress.tracker import Tracker
 
 ID = "contract-0001"
 _prefixes = itertools.count()
@@ -27,7 +27,7 @@ def make(request: Any) -> Iterator[Callable[..., Backend]]:
         url = "memory://"
         if request.param == "redis":
             url = request.getfixturevalue("redis").url
-            options.setdefault("prefix", f"contract{next(_prefixes)}:")
+            options.setdefault("key_prefix", f"contract{next(_prefixes)}:")
         backend = backend_from_url(url, **options)
         made.append(backend)
         return backend

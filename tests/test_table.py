@@ -8,8 +8,8 @@ from typing import Any, Hashable, List, Mapping, Optional
 import pytest
 
 from wsgiprogress import ProgressTable
-from wsgiprogress.entry import ProgressEntry
-from wsgiprogress.tracker import Tracker
+from wsgiprogress.progress.entry import ProgressEntry
+from wsgiprogress.progress.tracker import Tracker
 
 ID = "0123456789abcdef"
 KiB = 1024
@@ -169,11 +169,12 @@ def test_ttl_zero_hides_a_finished_entry_at_once(clock: FakeClock) -> None:
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"ttl": -1}, "ttl must be a number of seconds >= 0"),
-    ({"ttl": "30"}, "ttl must be a number"),
-    ({"ttl": True}, "ttl must be a number"),
-    ({"capacity": 0}, "capacity must be a whole number >= 1"),
-    ({"capacity": 2.5}, "capacity must be a whole number"),
+    ({"ttl": -1}, "ttl: expected a number of seconds >= 0"),
+    ({"ttl": "soon"}, "ttl: expected a number of seconds"),
+    ({"ttl": True}, "ttl: expected a number of seconds"),
+    ({"capacity": 0}, "capacity: expected a whole number >= 1"),
+    ({"capacity": 2.5}, "capacity: expected a whole number"),
+    ({"tll": 5}, "unknown setting 'tll'; did you mean 'ttl'?"),
 ])
 def test_bad_settings_are_refused_with_a_fix(settings: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -3,7 +3,8 @@ wsgiprogress
 ============
 
 Live upload and download progress for WSGI applications on threaded servers,
-in the formats lighttpd's and nginx's upload-progress clients parse.
+in the formats lighttpd's and nginx's upload-progress clients parse, and
+mailboxes that push messages to browsers.
 
 .. code-block:: python
 
@@ -11,25 +12,31 @@ in the formats lighttpd's and nginx's upload-progress clients parse.
 
     app = ProgressMiddleware(app)
 
-Importing this package pulls in only the standard library.
+Importing this package pulls in only the standard library.  The package
+tree is the architecture (docs/architecture.md): :mod:`~wsgiprogress.settings`
+and :mod:`~wsgiprogress.keys` below everything; :mod:`~wsgiprogress.progress`
+and :mod:`~wsgiprogress.mailbox` (what is stored); :mod:`~wsgiprogress.backends`
+(where); :mod:`~wsgiprogress.web` (the HTTP faces and the one composition);
+:mod:`~wsgiprogress.middleware` and :mod:`~wsgiprogress.server` (the two
+front doors); :mod:`~wsgiprogress.paste`, :mod:`~wsgiprogress.pyramid` and
+:mod:`~wsgiprogress.cli` on top.
 """
 from __future__ import annotations
 
-from .entry import ProgressEntry
+from . import keys, moved
 from .errors import ConfigurationError, ProgressError
-from .ids import is_valid_id
 from .middleware import ProgressMiddleware
-from .probe import ProgressProbe
-from .store import ProgressStore
-from .table import ProgressTable
-from .tracker import Tracker
+from .progress import ProgressEntry, ProgressStore, ProgressTable, Tracker, is_valid_id
+from .web.probe import ProgressProbe
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "ConfigurationError", "ProgressEntry", "ProgressError", "ProgressMiddleware",
-    "ProgressProbe", "ProgressStore", "ProgressTable", "Tracker", "is_valid_id",
+    "ProgressProbe", "ProgressStore", "ProgressTable", "Tracker", "is_valid_id", "keys",
 ]
+
+moved.install()
 
 
 def includeme(config: object) -> None:

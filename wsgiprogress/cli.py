@@ -30,8 +30,9 @@ from waitress.adjustments import Adjustments
 from waitress.adjustments import asbool as waitress_asbool
 
 from .errors import ConfigurationError
-from .server import serve, split_settings
-from .settings import SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, as_bool
+from .server import check_settings, serve
+from .settings import SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS
+from .settings.converters import as_bool
 
 PROG = "wsgiprogress-serve"
 
@@ -74,7 +75,7 @@ def _waitress_help(name: str) -> str:
 
 def _add(group: Any, name: str, convert: Callable[[Any], Any], help_text: str,
          multiple: bool = False) -> None:
-    flag = "--" + name.replace("_", "-")
+    flag = _flag(name)
     if convert in (as_bool, waitress_asbool):
         group.add_argument(flag, dest=name, action="store_const", const=True,
                            default=None, help=help_text)
@@ -145,7 +146,7 @@ def run(argv: Sequence[str] = sys.argv, _serve: Callable[..., Any] = serve) -> i
     if "listen" in settings:
         settings["listen"] = " ".join(settings["listen"])
     try:
-        split_settings(settings)
+        check_settings(settings, spell=_flag)
     except ConfigurationError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -164,6 +165,11 @@ def run(argv: Sequence[str] = sys.argv, _serve: Callable[..., Any] = serve) -> i
         print(f"{PROG}: cannot serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _flag(name: str) -> str:
+    """Setting names as the command line spells them."""
+    return "--" + name.replace("_", "-")
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:

@@ -3,11 +3,12 @@ Progress middleware
 ===================
 
 :class:`ProgressMiddleware` tracks requests that carry a progress ID and
-answers progress probes.  It wraps ``wsgi.input`` in a counting stream and
-counts the response as it is produced, so it shows live progress under servers
-that stream the request body to the application (werkzeug, gunicorn).  Under
-waitress, which reads the whole body first, serve the application with
-:mod:`wsgiprogress.server` instead; the middleware then counts nothing itself.
+answers progress probes.  It wraps ``wsgi.input`` in a :class:`CountingInput`
+and the response in a :class:`TrackedResponse`, so it shows live progress
+under servers that stream the request body to the application (werkzeug,
+gunicorn's gthread worker).  Under waitress, which reads the whole body first,
+serve the application with :mod:`wsgiprogress.server` instead; the middleware
+then counts nothing itself.
 
 .. code-block:: python
 
@@ -18,147 +19,102 @@ waitress, which reads the whole body first, serve the application with
     # GET  /progress?X-Progress-ID=<id> answers its progress
 
 Requests without an ID, with an invalid or duplicate ID, or arriving when the
-table is full run untracked.  Tracking never makes a request fail.
+store is full run untracked.  Tracking never makes a request fail.  What it
+serves in front of the application (probe, mailboxes, dashboard) comes from
+:class:`~wsgiprogress.web.front.Front`, as on the server.
 """
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+import math
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
-from .backends import open_stores
-from .dashboard import Dashboard
-from .entry import APP_ERROR, TOO_LARGE
-from .errors import ConfigurationError
-from .ids import IdFinder, is_valid_id
-from .mailbox import MailboxStore
-from .mailbox_app import Authorize, MailboxApp
-from .probe import ProgressProbe
-from .settings import (
-    MAILBOX_SETTINGS,
-    MIDDLEWARE_SETTINGS,
-    PROBE_SETTINGS,
-    WAIT_SETTINGS,
-    resolve,
-)
-from .stream import CountingInput
-from .waiters import Waiters
+from . import keys
+from .progress.entry import ABORTED, APP_ERROR, TOO_LARGE
+from .progress.tracking import TrackingRules
+from .web.front import Front
+from .web.responses import too_large
 
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import Callable, List, Tuple, Type, Union
+    from typing import Tuple, Type, Union
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .store import ProgressStore
-    from .tracker import Tracker
+    from .mailbox import MailboxStore
+    from .progress.store import ProgressStore
+    from .progress.tracker import Tracker
+    from .web.mailbox import Authorize
 
     ExcInfo = Union[Tuple[Type[BaseException], BaseException, TracebackType],
                     Tuple[None, None, None]]
 
-log = logging.getLogger("wsgiprogress")
-
-#: The request's :class:`~wsgiprogress.tracker.Tracker`, for the application.
-TRACKER_KEY = "wsgiprogress.tracker"
-#: Set by a server that counts request and response bytes itself; the
-#: middleware then leaves the request alone so nothing is counted twice.
-SERVER_COUNTS_KEY = "wsgiprogress.server_counts"
-#: The progress store that tracks the request, for the application (the
-#: outermost layer's: our server's when it counts).
-TABLE_KEY = "wsgiprogress.table"
-#: The mailbox store served next to the application, for the application.
-MAILBOX_KEY = "wsgiprogress.mailbox"
-#: Clients that may wait at once under the middleware, which cannot know the
-#: server's threads: set ``max_waiters`` below your thread count.
-DEFAULT_MAX_WAITERS = 50
+#: The names these keys had before 0.2 (read :mod:`wsgiprogress.keys`).
+TRACKER_KEY = keys.TRACKER
+SERVER_COUNTS_KEY = keys.SERVER_COUNTS
+TABLE_KEY = keys.LEGACY_TABLE
+MAILBOX_KEY = keys.MAILBOX
 
 
 class ProgressMiddleware:
     """Track uploads and downloads of *app* and answer probes.
 
     :param app: the WSGI application to wrap.
-    :param table: the :class:`~wsgiprogress.store.ProgressStore` to use; by
-        default a new :class:`~wsgiprogress.table.ProgressTable` made with
-        ``ttl`` and ``capacity``.
+    :param store: the :class:`~wsgiprogress.progress.store.ProgressStore` to
+        use; by default the ``backend``'s, made with ``ttl`` and ``capacity``.
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
-        under ``mailbox_url`` (see :mod:`wsgiprogress.mailbox_app`), or true
+        under ``mailbox_url`` (see :mod:`wsgiprogress.web.mailbox`), or true
         for the backend's; none by default.
     :param authorize: who may read and publish mailboxes and open the
-        dashboard; see :func:`wsgiprogress.mailbox_app.unguessable_names`.
+        dashboard; see :func:`wsgiprogress.web.mailbox.unguessable_names`.
+    :param front: a :class:`~wsgiprogress.web.front.Front` made already (the
+        Paste filter, Pyramid and Flask make theirs, to name settings as their
+        users write them); the other arguments are then not given.
     :param settings: every name of
         :data:`wsgiprogress.settings.MIDDLEWARE_SETTINGS`, e.g. ``methods``,
         ``ttl``, ``capacity``, ``backend``, ``progress_url``, ``dialect``,
-        ``max_request_size``, the mailbox and waiting settings,
-        ``max_waiters`` and ``dashboard_url``.
-    :raises ConfigurationError: for an unknown setting or a bad value.
+        ``max_request_size``, the mailbox and waiting settings and
+        ``dashboard_url``.
+    :raises ConfigurationError: for an unknown setting, a bad value or
+        settings that contradict each other.
     """
 
-    def __init__(self, app: WSGIApplication, *, table: Optional[ProgressStore] = None,
+    def __init__(self, app: WSGIApplication, *, store: Optional[ProgressStore] = None,
                  mailbox: Union[MailboxStore, bool, None] = None,
-                 authorize: Optional[Authorize] = None, **settings: Any) -> None:
-        options = resolve(MIDDLEWARE_SETTINGS, settings)
-        waiters = Waiters(options["max_waiters"] or DEFAULT_MAX_WAITERS)
-        table, store, self.backend = open_stores(options, settings, table, mailbox, waiters)
+                 authorize: Optional[Authorize] = None, front: Optional[Front] = None,
+                 **settings: Any) -> None:
+        if front is None:
+            front = Front(settings, store=store, mailbox=mailbox, authorize=authorize)
+        options = front.options
         self.app = app
-        self.mailbox_app: Optional[MailboxApp] = None
-        if store is not None:
-            self.mailbox_app = MailboxApp(store, authorize=authorize, table=table, **{
-                s.name: options[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
-        elif authorize is not None and options["dashboard_url"] is None:
-            raise ConfigurationError("authorize guards mailboxes and the dashboard: pass "
-                                     "mailbox=Mailbox() or dashboard_url too")
-        self.dashboard: Optional[Dashboard] = None
-        if options["dashboard_url"] is not None:
-            self.dashboard = Dashboard(table, self.mailbox_app, authorize=authorize,
-                                       token=options["publish_token"],
-                                       url=options["dashboard_url"])
-        self.table = table
-        self.methods = frozenset(options["methods"])
-        self.progress_url: str = options["progress_url"]
+        self.front = front
+        self.store = front.store
         self.max_request_size: Optional[int] = options["max_request_size"]
-        self.debug: bool = options["debug"]
-        self.finder = IdFinder(options["id_name"])
-        self.probe = ProgressProbe(
-            table, **{s.name: options[s.name] for s in PROBE_SETTINGS + WAIT_SETTINGS})
+        self.rules = TrackingRules(front.store, frozenset(options["methods"]),
+                                   front.progress_url, options["id_name"], options["debug"])
+        self._id_key = self.rules.finder.environ_key
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == self.progress_url:
-            return self.probe(environ, start_response)
-        if self.dashboard is not None and self.dashboard.handles(path):
-            return self.dashboard(environ, start_response)
-        environ.setdefault(TABLE_KEY, self.table)
-        if self.mailbox_app is not None:
-            if self.mailbox_app.handles(path):
-                return self.mailbox_app(environ, start_response)
-            environ.setdefault(MAILBOX_KEY, self.mailbox_app.store)
-        if environ.get("REQUEST_METHOD") not in self.methods or SERVER_COUNTS_KEY in environ \
-                or TRACKER_KEY in environ:  # counted by the server or an outer middleware
-            return self.app(environ, start_response)
-        progress_id = self.finder.find(environ)
-        if progress_id is None:
-            return self.app(environ, start_response)
-        if not is_valid_id(progress_id):
-            if self.debug:
-                log.info("invalid progress ID %r; request untracked", progress_id[:200])
-            return self.app(environ, start_response)
+        endpoint = self.front.route(environ)
+        if endpoint is not None:
+            return endpoint(environ, start_response)
+        if keys.SERVER_COUNTS in environ or keys.TRACKER in environ:
+            return self.app(environ, start_response)  # the server or an outer layer counts
         size = content_length(environ)
-        tracker = self.table.track(progress_id, size)
+        tracker = self.rules.track(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""),
+                                   environ.get(self._id_key), environ.get("QUERY_STRING"), size)
         if tracker is None:
             return self.app(environ, start_response)
-        if self.debug:
-            log.info("tracking %s: %s %s, %s bytes", progress_id,
-                     environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), size)
         if self.max_request_size is not None and size is not None \
                 and size > self.max_request_size:
             tracker.fail(TOO_LARGE, 413)
-            return _too_large(start_response, self.max_request_size)
+            return too_large(start_response, self.max_request_size)
         return self._tracked(environ, start_response, tracker)
 
     def _tracked(self, environ: WSGIEnvironment, start_response: StartResponse,
                  tracker: Tracker) -> Iterable[bytes]:
         environ["wsgi.input"] = CountingInput(environ["wsgi.input"], tracker)
-        environ[TRACKER_KEY] = tracker
+        environ[keys.TRACKER] = tracker
         if tracker.size == 0:
             tracker.body_complete()
 
@@ -166,7 +122,7 @@ class ProgressMiddleware:
                                     exc_info: Optional[ExcInfo] = None
                                     ) -> Callable[[bytes], object]:
             write = start_response(status, headers, exc_info)
-            tracker.start_response(_status_code(status), _declared_length(headers))
+            tracker.start_response(status, _declared_length(headers))
 
             def counting_write(data: bytes) -> object:
                 result = write(data)
@@ -184,6 +140,72 @@ class ProgressMiddleware:
         if hasattr(app_iter, "__len__"):
             return _SizedTrackedResponse(app_iter, tracker)
         return TrackedResponse(app_iter, tracker)
+
+
+class CountingInput:
+    """A ``wsgi.input`` that counts what is read from *stream* into *tracker*.
+
+    It defines ``read``, ``readline``, ``readlines``, ``readinto`` and
+    ``__iter__`` itself (a ``__getattr__`` pass-through would let a method
+    skip the counter) and never closes the stream it wraps.  An empty read
+    before the declared size arrived, or an exception from the stream, marks
+    the request ``error``/``aborted``.
+    """
+
+    __slots__ = ("stream", "tracker", "_limit")
+
+    def __init__(self, stream: IO[bytes], tracker: Tracker) -> None:
+        self.stream = stream
+        self.tracker = tracker
+        self._limit = math.inf if tracker.size is None else tracker.size
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        return self._take(self.stream.read, size)
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        return self._take(self.stream.readline, size)
+
+    def _take(self, method: Callable[..., bytes], size: Optional[int]) -> bytes:
+        try:
+            data = method(size) if size is not None and size >= 0 else method()
+        except Exception:
+            self.tracker.fail(ABORTED)
+            raise
+        if data:
+            self.tracker.add_received(len(data))
+        elif size != 0:
+            self._end_of_stream()
+        return data
+
+    def readlines(self, hint: int = -1) -> List[bytes]:
+        lines = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline(65536)
+            if not line:
+                return
+            yield line
+
+    def _end_of_stream(self) -> None:
+        # complete, unless bytes the client declared are missing
+        tracker = self.tracker
+        if tracker.received < self._limit < math.inf:
+            tracker.fail(ABORTED)
+        else:
+            tracker.body_complete()
 
 
 class TrackedResponse:
@@ -250,13 +272,6 @@ def content_length(environ: WSGIEnvironment) -> Optional[int]:
     return 0
 
 
-def _status_code(status: str) -> int:
-    try:
-        return int(status[:3])
-    except ValueError:
-        return 500
-
-
 def _declared_length(headers: List[Tuple[str, str]]) -> Optional[int]:
     for name, value in headers:
         if name.lower() == "content-length":
@@ -265,11 +280,3 @@ def _declared_length(headers: List[Tuple[str, str]]) -> Optional[int]:
             except ValueError:
                 return None
     return None
-
-
-def _too_large(start_response: StartResponse, limit: int) -> List[bytes]:
-    body = f"request body too large: the limit is {limit} bytes\n".encode()
-    start_response("413 Request Entity Too Large", [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(body)))])
-    return [body]

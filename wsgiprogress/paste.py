@@ -36,24 +36,22 @@ the same pipeline.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
-from .errors import ConfigurationError
 from .middleware import ProgressMiddleware
-from .settings import MAILBOX_SWITCH, MIDDLEWARE_SETTINGS, Setting, mailbox_strays, resolve
+from .settings import MIDDLEWARE_SETTINGS, prefixed
+from .web.front import Front
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from .web.mailbox import Authorize
 
-__all__ = ["FILTER_SETTINGS", "convert",
-           "filter_app_factory", "make_middleware"]
 
-#: Where the application finds the mailbox store; the key the server uses too.
+__all__ = ["FILTER_SETTINGS", "filter_app_factory", "make_middleware"]
 
-#: The middleware's settings plus the server's ``mailbox`` switch.
-FILTER_SETTINGS: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS + (MAILBOX_SWITCH,)
-
+#: What the filter's section accepts: every setting of the middleware.
+FILTER_SETTINGS = MIDDLEWARE_SETTINGS
 
 
 def filter_app_factory(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = None,
@@ -65,8 +63,8 @@ def filter_app_factory(app: WSGIApplication, global_conf: Optional[Dict[str, str
     return make_middleware(app, local_conf)
 
 
-def make_middleware(app: WSGIApplication, given: Mapping[str, Any],
-                    prefix: str = "") -> ProgressMiddleware:
+def make_middleware(app: WSGIApplication, given: Mapping[str, Any], prefix: str = "",
+                    authorize: Optional[Authorize] = None) -> ProgressMiddleware:
     """*app* in a :class:`~wsgiprogress.middleware.ProgressMiddleware` made from
     *given*, a mapping of :data:`FILTER_SETTINGS` names to values (ini strings
     or native values).
@@ -78,28 +76,7 @@ def make_middleware(app: WSGIApplication, given: Mapping[str, Any],
     :param prefix: how the names appear where they were written, for error
         messages (``"wsgiprogress."`` for Pyramid settings).
     :raises ConfigurationError: for an unknown name (with a suggestion), a bad
-        value, or a mailbox setting without ``mailbox`` on.
+        value, or settings that contradict each other.
     """
-    options = convert(given, prefix)
-    if not options.pop("mailbox", False):
-        stray = mailbox_strays(options, bool(options.get("dashboard_url")))
-        if stray:
-            raise ConfigurationError(
-                f"{prefix}{stray[0]} configures mailboxes: set {prefix}mailbox = true too")
-        return ProgressMiddleware(app, **options)
-    return ProgressMiddleware(app, mailbox=True, **options)
-
-
-def convert(given: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """The values of *given*, converted by the :data:`FILTER_SETTINGS` they name.
-
-    .. code-block:: python
-
-        convert({"ttl": "60", "methods": "POST PUT"})
-        # {"ttl": 60.0, "methods": ("POST", "PUT")}
-
-    :raises ConfigurationError: for an unknown name or a bad value, naming the
-        setting as ``prefix + name``.
-    """
-    resolved = resolve(FILTER_SETTINGS, given, prefix)
-    return {name: resolved[name] for name in given}
+    return ProgressMiddleware(app, front=Front(given, authorize=authorize,
+                                               spell=prefixed(prefix)))

@@ -59,7 +59,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable
 from pyramid.interfaces import IExecutionPolicy  # type: ignore[import-untyped]
 from pyramid.router import default_execution_policy  # type: ignore[import-untyped]
 
-from .middleware import TRACKER_KEY, ProgressMiddleware
+from . import keys
+from .middleware import ProgressMiddleware
 from .paste import make_middleware
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class ProgressExecutionPolicy:
         self.middleware: ProgressMiddleware = make_middleware(self._invoke, settings, PREFIX)
 
     def __call__(self, environ: WSGIEnvironment, router: Any) -> WSGIApplication:
-        if TRACKER_KEY in environ:
+        if keys.TRACKER in environ:
             # an outer ProgressMiddleware or the server tracks this request
             return self.policy(environ, router)  # type: ignore[no-any-return]
         environ[ROUTER_KEY] = router

@@ -26,7 +26,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Set
+from typing import Any, Callable, Dict, Mapping, Optional, Set, TypeVar
+
+from .keys import DEPARTURE
+from .settings import waiter_limit
+from .settings.converters import as_optional_count
+
+T = TypeVar("T")
 
 #: Longest single wait before asking waitress whether the client left.
 WAIT_SLICE = 0.5
@@ -36,13 +42,12 @@ class Waiters:
     """Waiting threads by key, at most *limit* at once.
 
     :param limit: the most concurrent waiters; leave threads for ordinary
-        requests (see :func:`default_waiter_limit`).
+        requests (see :func:`wsgiprogress.settings.waiter_limit`, which
+        gives the default).
     """
 
-    def __init__(self, limit: int) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a whole number >= 1, not {limit!r}")
-        self.limit = limit
+    def __init__(self, limit: Optional[int] = None) -> None:
+        self.limit = waiter_limit(as_optional_count(limit))
         self._lock = threading.Lock()
         self._events: Dict[str, Set[threading.Event]] = {}
         self._count = 0
@@ -94,12 +99,6 @@ class Waiters:
             return self._count
 
 
-#: Set by a server that says when a client leaves: ``environ[DEPARTURE_KEY](event)``
-#: sets *event* when the connection closes and returns a function that stops
-#: watching.  :mod:`wsgiprogress.server` provides it.
-DEPARTURE_KEY = "wsgiprogress.departure"
-
-
 class ClientWatch:
     """Whether the client of a waiting request is still connected.
 
@@ -122,7 +121,7 @@ class ClientWatch:
     def __init__(self, environ: Mapping[str, Any]) -> None:
         self._gone: Optional[Callable[[], bool]] = environ.get("waitress.client_disconnected")
         self._watch: Optional[Callable[[threading.Event], Callable[[], None]]] = \
-            environ.get(DEPARTURE_KEY)
+            environ.get(DEPARTURE)
 
     def gone(self) -> bool:
         """True once the client is known to have left."""
@@ -150,23 +149,22 @@ class ClientWatch:
                 return False
 
 
-def parse_wait(value: Optional[str], cap: float) -> float:
-    """A ``wait=`` parameter in seconds, at most *cap*; absent means 0.
+def wait_for(check: Callable[[], Optional[T]], event: threading.Event, client: ClientWatch,
+             seconds: float) -> Optional[T]:
+    """Call *check* now and each time *event* is set, until it returns
+    something other than ``None``, *seconds* pass or the client leaves: the
+    one deadline loop of every waiting request.
 
-    :raises ValueError: for anything but a number >= 0.
+    :returns: what *check* returned, or ``None`` when the time ran out or the
+        client left.  Register *event* before calling, so a change during the
+        first check is not missed.
     """
-    if value is None or value == "":
-        return 0.0
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not 0 <= seconds < float("inf"):
-        raise ValueError("invalid wait: expected seconds >= 0")
-    return min(seconds, cap)
-
-
-def default_waiter_limit(threads: int) -> int:
-    """Waiters allowed on a server with *threads* worker threads: all but a
-    quarter (at least one), so ordinary requests and publishers still run."""
-    return max(1, threads - max(1, threads // 4))
+    deadline = time.monotonic() + seconds
+    while True:
+        event.clear()
+        found = check()
+        if found is not None:
+            return found
+        left = deadline - time.monotonic()
+        if left <= 0 or not client.wait(event, left):
+            return None

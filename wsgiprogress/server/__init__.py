@@ -19,8 +19,9 @@ wsgiprogress's own (:data:`wsgiprogress.settings.SERVER_SETTINGS`: ``ttl``,
 ``capacity``, ``methods``, ``progress_url``, ``dialect``, ``id_name``,
 ``allowed_origins``, ``debug``, ``probe_threads``, ``mailbox``,
 ``max_waiters``, ``dashboard_url`` and the mailbox and waiting settings),
-``table``, the progress store to use, and ``authorize``, the mailbox and
-dashboard access hook.
+``store``, the progress store to use, and ``authorize``, the mailbox and
+dashboard access hook.  What it serves in front of the application comes
+from :class:`~wsgiprogress.web.front.Front`, as under the middleware.
 
 Clients that wait (long-polls with ``wait=``, event streams) each hold a
 worker thread; at most ``max_waiters`` wait at once (default: ``threads``
@@ -39,57 +40,53 @@ the middleware sees that the server counts and stands aside.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import waitress
 from waitress.adjustments import Adjustments
 from waitress.adjustments import asbool as waitress_asbool
 from waitress.server import BaseWSGIServer
 
-from ..backends import open_stores
-from ..dashboard import Dashboard
 from ..errors import ConfigurationError
-from ..mailbox import MailboxStore
-from ..mailbox_app import Authorize, MailboxApp
-from ..probe import ProgressProbe
+from ..progress.tracking import TrackingRules
 from ..settings import (
-    MAILBOX_SETTINGS,
-    PROBE_SETTINGS,
     SERVER_SETTINGS,
     TUNED_WAITRESS_DEFAULTS,
-    WAIT_SETTINGS,
-    as_bool,
-    resolve,
+    Spell,
+    as_written,
     unknown_setting,
 )
-from ..waiters import Waiters, default_waiter_limit
+from ..settings.converters import as_bool
+from ..web.front import Front, front_options
 from .channel import ProgressChannel
-from .dispatch import ProgressDispatcher, ServedApp
-from .tracking import ServerTracking
+from .dispatch import ProgressDispatcher, RoutedApp
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-    from ..store import ProgressStore
+    from ..mailbox import MailboxStore
+    from ..progress.store import ProgressStore
+    from ..web.mailbox import Authorize
 
-__all__ = ["create_server", "serve", "serve_paste", "split_settings"]
+__all__ = ["check_settings", "create_server", "serve", "serve_paste", "split_settings"]
 
 _OUR_NAMES = frozenset(s.name for s in SERVER_SETTINGS)
 _WAITRESS_CONVERTERS = dict(Adjustments._params)
 _WAITRESS_NAMES = frozenset(_WAITRESS_CONVERTERS)
 
 
-def split_settings(settings: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
-    """Split *settings* into (wsgiprogress's, waitress's), converted and validated.
+def split_settings(settings: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any], int]:
+    """Split *settings* into (wsgiprogress's as given, waitress's converted
+    and validated, waitress's ``threads``).
 
     waitress's come back with the tuned defaults filled in.
 
-    :raises ConfigurationError: for an unknown name or a bad value.
+    :raises ConfigurationError: for an unknown name or a bad waitress value.
     """
     for name in settings:
-        if name not in _OUR_NAMES and name not in _WAITRESS_NAMES:
+        if name not in _OUR_NAMES and name not in _WAITRESS_NAMES and name != "table":
             raise unknown_setting(name, _OUR_NAMES | _WAITRESS_NAMES, list_known=False)
-    ours = resolve(SERVER_SETTINGS, {k: v for k, v in settings.items() if k in _OUR_NAMES})
+    ours = {k: v for k, v in settings.items() if k not in _WAITRESS_NAMES}
     theirs = {name: default for name, (default, _) in TUNED_WAITRESS_DEFAULTS.items()}
     theirs.update((k, v) for k, v in settings.items() if k in _WAITRESS_NAMES)
     for name, value in theirs.items():
@@ -113,54 +110,51 @@ def split_settings(settings: Dict[str, Any]) -> "tuple[Dict[str, Any], Dict[str,
             f"connection_limit {adj.connection_limit} leaves threads idle: waitress "
             f"counts its listener and trigger as connections, so set it to at least "
             f"threads + 2 ({adj.threads + 2})")
-    ours["url_prefix"] = adj.url_prefix
-    ours["threads"] = adj.threads
-    return ours, theirs
+    return ours, theirs, adj.threads
 
 
-def create_server(app: WSGIApplication, *, table: Optional[ProgressStore] = None,
+def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
+    """Every check :func:`create_server` makes of *settings*, without opening
+    a backend or listening: the command line validates with it.
+
+    :raises ConfigurationError: for an unknown setting, a bad value or
+        settings that contradict each other.
+    """
+    ours, _, _ = split_settings(settings)
+    front_options(ours, SERVER_SETTINGS, spell=spell)
+
+
+def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None,
                   mailbox: Union[MailboxStore, bool, str, None] = None,
                   authorize: Optional[Authorize] = None, **settings: Any) -> Any:
     """A waitress server for *app* that tracks progress; call ``.run()`` on it.
 
-    :param table: the progress store; by default a new
-        :class:`~wsgiprogress.table.ProgressTable` made with ``ttl`` and
-        ``capacity``.  The server keeps it as ``server.progress_table``.
+    :param store: the progress store; by default the ``backend``'s.  The
+        server keeps it as ``server.progress_store``.
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
-        under ``mailbox_url``, or true for a new in-memory one.  The
-        application finds it in ``environ["wsgiprogress.mailbox"]``.
+        under ``mailbox_url``, or true for the backend's.  The application
+        finds it in ``environ["wsgiprogress.mailbox"]``.
     :param authorize: who may read and publish mailboxes and open the
-        dashboard; see :func:`wsgiprogress.mailbox_app.unguessable_names`.
-    :raises ConfigurationError: for an unknown setting or a bad value.
+        dashboard; see :func:`wsgiprogress.web.mailbox.unguessable_names`.
+    :raises ConfigurationError: for an unknown setting, a bad value or
+        settings that contradict each other.
     """
-    if mailbox is not None and not isinstance(mailbox, MailboxStore):
-        settings["mailbox"] = mailbox
-        mailbox = None
-    ours, theirs = split_settings(settings)
-    waiters = Waiters(ours["max_waiters"] or default_waiter_limit(ours["threads"]))
-    table, store, backend = open_stores(ours, settings, table, mailbox or ours["mailbox"],
-                                        waiters)
-    mailbox_app = None if store is None else MailboxApp(
-        store, authorize=authorize, table=table,
-        **{s.name: ours[s.name] for s in MAILBOX_SETTINGS + WAIT_SETTINGS})
-    probe = ProgressProbe(table, **{s.name: ours[s.name]
-                                    for s in PROBE_SETTINGS + WAIT_SETTINGS})
-    dispatcher = ProgressDispatcher(ours["probe_threads"])
-    dispatcher.set_thread_count(ours["threads"])
-    dashboard = None if ours["dashboard_url"] is None else Dashboard(
-        table, mailbox_app, authorize=authorize, token=ours["publish_token"],
-        url=ours["dashboard_url"])
-    served = ServedApp(app, probe, ours["progress_url"], mailbox_app, dashboard)
-    server = waitress.create_server(served, _dispatcher=dispatcher, **theirs)
-    tracking = ServerTracking(table, frozenset(ours["methods"]),
-                              ours["url_prefix"] + ours["progress_url"],
-                              ours["id_name"], ours["debug"])
+    ours, theirs, threads = split_settings(settings)
+    front = Front(ours, settings=SERVER_SETTINGS, store=store, mailbox=mailbox,
+                  authorize=authorize, threads=threads)
+    options = front.options
+    dispatcher = ProgressDispatcher(options["probe_threads"])
+    dispatcher.set_thread_count(threads)
+    server = waitress.create_server(RoutedApp(app, front), _dispatcher=dispatcher, **theirs)
+    rules = TrackingRules(front.store, frozenset(options["methods"]),
+                          server.adj.url_prefix + front.progress_url, options["id_name"],
+                          options["debug"])
     for listener in _listeners(server):
         listener.channel_class = ProgressChannel
-        listener.progress_tracking = tracking
-    server.progress_table = table
-    server.mailbox = store
-    server.progress_backend = backend
+        listener.progress_rules = rules
+    server.progress_front = front
+    server.progress_store = server.progress_table = front.store
+    server.mailbox = front.mailboxes
     return server
 
 
@@ -172,8 +166,7 @@ def serve(app: WSGIApplication, **settings: Any) -> None:
     try:
         server.run()
     finally:
-        if server.progress_backend is not None:
-            server.progress_backend.close()
+        server.progress_front.close()
 
 
 def serve_paste(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = None,

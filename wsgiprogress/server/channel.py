@@ -28,23 +28,13 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Set
 
 from waitress.channel import HTTPChannel
 
-from ..entry import ABORTED
+from ..progress.entry import ABORTED
 from .parser import ProgressParser
+from .sending import SendWindow
 from .task import ProgressTask
 
 if TYPE_CHECKING:
-    from ..tracker import Tracker
-
-
-class SendWindow:
-    """The output positions one tracked response occupies on its channel."""
-
-    __slots__ = ("tracker", "start", "end")
-
-    def __init__(self, tracker: Tracker, start: int) -> None:
-        self.tracker = tracker
-        self.start = start
-        self.end: Optional[int] = None
+    from ..progress.tracker import Tracker
 
 
 class ProgressChannel(HTTPChannel):  # type: ignore[misc]
@@ -59,8 +49,7 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
-        self.parser_class = functools.partial(ProgressParser,
-                                              tracking=server.progress_tracking)
+        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules)
         self.send_windows: Deque[SendWindow] = collections.deque()
         self.departure_events: Set[threading.Event] = set()
 

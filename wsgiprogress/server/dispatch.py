@@ -6,25 +6,19 @@ waitress queues every request in one FIFO in front of its worker threads, so
 a probe waits behind every long-running request (measured: 9.5 s).
 :class:`ProgressDispatcher` gives probes threads of their own: a request that
 is a probe goes to the probe lane, everything else to the application's
-threads.  :class:`ServedApp` answers the probe path with the probe (and the
-mailbox and dashboard paths with theirs) and passes everything else to the
-application.
+threads.  :class:`RoutedApp` is what both run: the front door's router
+(:meth:`wsgiprogress.web.front.Front.route`) in front of the application.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable
 
 from waitress.task import ThreadedTaskDispatcher
 
-from ..dashboard import Dashboard
-from ..mailbox_app import MailboxApp
-from ..middleware import MAILBOX_KEY, TABLE_KEY
-from ..probe import ProgressProbe
-
-#: Where the application finds the server's mailbox store.
-
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..web.front import Front
 
 
 class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
@@ -52,32 +46,15 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         return bool(super().shutdown(cancel_pending, timeout))
 
 
-class ServedApp:
-    """Routes the probe path to *probe*, the dashboard's paths to *dashboard*,
-    mailbox paths to *mailbox_app* and everything else to *app*, which finds
-    the progress store in ``environ["wsgiprogress.table"]`` and the mailbox
-    store in ``environ["wsgiprogress.mailbox"]``."""
+class RoutedApp:
+    """*app* behind *front*'s router: the probe, mailbox and dashboard paths
+    go to their endpoints, everything else to *app*, which finds the stores
+    in the environ (:mod:`wsgiprogress.keys`)."""
 
-    def __init__(self, app: WSGIApplication, probe: ProgressProbe, progress_url: str,
-                 mailbox_app: Optional[MailboxApp] = None,
-                 dashboard: Optional[Dashboard] = None) -> None:
+    def __init__(self, app: WSGIApplication, front: Front) -> None:
         self.app = app
-        self.probe = probe
-        self.progress_url = progress_url
-        self.mailbox_app = mailbox_app
-        self.dashboard = dashboard
+        self.route = front.route
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == self.progress_url:
-            return self.probe(environ, start_response)
-        if self.dashboard is not None and self.dashboard.handles(path):
-            return self.dashboard(environ, start_response)
-        environ[TABLE_KEY] = self.probe.store
-        mailbox_app = self.mailbox_app
-        if mailbox_app is not None:
-            if mailbox_app.handles(path):
-                return mailbox_app(environ, start_response)
-            environ[MAILBOX_KEY] = mailbox_app.store
-        return self.app(environ, start_response)
+        return (self.route(environ) or self.app)(environ, start_response)

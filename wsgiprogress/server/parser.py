@@ -10,15 +10,16 @@ publishes.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from waitress.parser import HTTPRequestParser
 
-from ..entry import ABORTED, HTTP_ERROR, TOO_LARGE
+from ..progress.entry import ABORTED, HTTP_ERROR, TOO_LARGE
+from ..query import query_param, wants_event_stream
 
 if TYPE_CHECKING:
-    from ..tracker import Tracker
-    from .tracking import ServerTracking
+    from ..progress.tracker import Tracker
+    from ..progress.tracking import TrackingRules
 
 
 log = logging.getLogger("wsgiprogress")
@@ -27,7 +28,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """Parses one request and feeds its :class:`~wsgiprogress.tracker.Tracker`.
 
     Made per request by :class:`~wsgiprogress.server.channel.ProgressChannel`
-    as ``ProgressParser(adj, tracking)``.
+    as ``ProgressParser(adj, rules)``; *rules* see paths as the parser does
+    (``url_prefix`` included).
     """
 
     tracker: Optional[Tracker] = None
@@ -38,9 +40,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     #: True once a task began to run the application for this request.
     serviced = False
 
-    def __init__(self, adj: Any, tracking: ServerTracking) -> None:
+    def __init__(self, adj: Any, rules: TrackingRules) -> None:
         super().__init__(adj)
-        self.tracking = tracking
+        self.rules = rules
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
@@ -55,13 +57,13 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if body is not None:
             arrived = body.__len__() - tracker.received
             if arrived > 0:
-                tracker.add_received(arrived)
+                tracker.add_received(arrived)  # completes a declared size
         error = self.error
         if error is not None:
             code = error.code
             tracker.fail(TOO_LARGE if code == 413 else HTTP_ERROR, code)
         elif self.completed:
-            tracker.body_complete()
+            tracker.body_complete()  # a chunked body's last chunk
         return consumed
 
     def close(self) -> None:
@@ -85,11 +87,19 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             self.tracker = None
 
     def _decide(self) -> None:
-        command = self.command
-        self.is_probe = self.error is None and self.tracking.is_probe(
-            command, self.path, self.query, self.headers)
+        rules = self.rules
+        self.is_probe = self.error is None and self.path == rules.probe_path and \
+            answers_at_once(self.command, self.query, self.headers)
         if self.is_probe:
             return
         size = None if self.chunked else self.content_length
-        self.tracker = self.tracking.track(command, self.path, self.headers,
-                                           self.query, size)
+        self.tracker = rules.track(self.command, self.path,
+                                   self.headers.get(rules.finder.header_key), self.query, size)
+
+
+def answers_at_once(command: str, query: str, headers: Dict[str, str]) -> bool:
+    """True for a probe the probe lane answers: a GET or HEAD that neither
+    waits (``wait=``) nor streams; those run on the application's threads."""
+    return command in ("GET", "HEAD") and not (
+        query and query_param(query, "wait")) and not wants_event_stream(
+        headers.get("ACCEPT", ""), query_param(query, "transport") if query else None)

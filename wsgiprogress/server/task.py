@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 from waitress.channel import ClientDisconnected
 from waitress.task import WSGITask
 
-from ..entry import ABORTED, APP_ERROR
-from ..middleware import SERVER_COUNTS_KEY, TRACKER_KEY
-from ..waiters import DEPARTURE_KEY
+from .. import keys
+from ..progress.entry import ABORTED, APP_ERROR
 
 if TYPE_CHECKING:
-    from ..tracker import Tracker
-    from .channel import SendWindow
+    from ..progress.tracker import Tracker
+    from .sending import SendWindow
 
 
 class ProgressTask(WSGITask):  # type: ignore[misc]
@@ -36,11 +35,11 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
 
     def get_environment(self) -> Dict[str, Any]:
         environ: Dict[str, Any] = super().get_environment()
-        environ[SERVER_COUNTS_KEY] = True
-        environ[DEPARTURE_KEY] = self.channel.watch_departure
+        environ[keys.SERVER_COUNTS] = True
+        environ[keys.DEPARTURE] = self.channel.watch_departure
         tracker = self.tracker
         if tracker is not None:
-            environ[TRACKER_KEY] = tracker
+            environ[keys.TRACKER] = tracker
         return environ
 
     def service(self) -> None:
@@ -69,11 +68,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         if tracker is not None and self.send_window is not None:
             # the head is the first output of the request: sent counts the body
             self.send_window.start += len(header)
-            try:
-                code = int(self.status[:3])
-            except ValueError:
-                code = 500
-            tracker.start_response(code, self.content_length)
+            tracker.start_response(self.status, self.content_length)
         return header
 
     def write(self, data: bytes) -> None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
-from .entry import DONE, ERROR, PROCESSING, STARTING, UNKNOWN, UPLOADING, ProgressEntry
+from ..progress.entry import DONE, ERROR, PROCESSING, STARTING, UNKNOWN, UPLOADING, ProgressEntry
 
 JSON = "application/json"
 JAVASCRIPT = "application/javascript"

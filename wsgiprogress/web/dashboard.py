@@ -40,21 +40,19 @@ import logging
 import os
 import re
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
-from urllib.parse import parse_qs
 
-from .errors import ConfigurationError
+from ..query import query_params
 from .responses import has_bearer_token, json_body, plain, respond
-from .settings import as_optional_token, as_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from .mailbox_app import Authorize, MailboxApp
-    from .store import ProgressStore
+    from ..progress.store import ProgressStore
+    from .mailbox import Authorize, MailboxApp
 
 log = logging.getLogger("wsgiprogress")
 
-STATIC = os.path.join(os.path.dirname(__file__), "static")
+STATIC = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
 #: The feed's path below ``dashboard_url``.
 FEED = "/data"
 #: The query parameter that carries the token on the page's URL.
@@ -75,22 +73,17 @@ class Dashboard:
     :param token: the bearer token (``publish_token``) that opens it.
     :param url: where the page is; the feed is below it.
     :param limit: the most entries the feed lists (:meth:`ProgressStore.recent`).
-    :raises ConfigurationError: without *token* and *authorize*: nobody could
-        open it.
+
+    The front doors build it from validated settings
+    (:class:`~wsgiprogress.web.front.Front`), which refuse a dashboard that
+    neither *token* nor *authorize* could open.
     """
 
     def __init__(self, table: ProgressStore, mailbox_app: Optional[MailboxApp] = None, *,
-                 authorize: Optional[Authorize] = None, token: Optional[str] = None,
-                 url: str = "/_dashboard", limit: int = 100) -> None:
-        try:
-            self.token = as_optional_token(token)
-            self.url = as_path(url)
-        except ValueError as exc:
-            raise ConfigurationError(f"dashboard: {exc}") from None
-        if self.token is None and authorize is None:
-            raise ConfigurationError(
-                "dashboard_url needs publish_token or an authorize hook: without "
-                "either nobody could open the dashboard")
+                 url: str, authorize: Optional[Authorize] = None,
+                 token: Optional[str] = None, limit: int = 100) -> None:
+        self.token = token
+        self.url = url
         self.table = table
         self.mailbox_app = mailbox_app
         self.authorize = authorize
@@ -169,10 +162,9 @@ class Dashboard:
 
 def _query_token(environ: WSGIEnvironment) -> Optional[str]:
     try:
-        values = parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=8).get(TOKEN_PARAM)
+        return query_params(environ.get("QUERY_STRING", "")).get(TOKEN_PARAM)
     except ValueError:
         return None
-    return values[0] if values else None
 
 
 def _same(given: Optional[str], token: str) -> bool:

@@ -1,4 +1,12 @@
-"""Small WSGI helpers shared by the probe, the mailbox endpoints and the dashboard."""
+"""
+Responses
+=========
+
+The answers every endpoint of :mod:`wsgiprogress.web` shares: anti-cache
+headers, Content-Length on every body (so keep-alive survives), short
+plain-text reasons, JSON, the start of an event stream, and the two answers
+a bound gives (503 for too many waiting clients, 413 for a body too large).
+"""
 from __future__ import annotations
 
 import hmac
@@ -58,3 +66,17 @@ def json_body(start_response: StartResponse, status: str, data: Any,
     """A JSON answer."""
     return respond(start_response, status, "application/json; charset=utf-8",
                    json.dumps(data).encode(), headers, head_only)
+
+
+def too_many_waiters(start_response: StartResponse, headers: Sequence[Tuple[str, str]] = (),
+                     head_only: bool = False) -> List[bytes]:
+    """503 with ``Retry-After``: the waiter cap is reached."""
+    return plain(start_response, "503 Service Unavailable",
+                 "too many waiting clients; retry shortly",
+                 [*headers, ("Retry-After", "2")], head_only)
+
+
+def too_large(start_response: StartResponse, limit: int) -> List[bytes]:
+    """413 for a request body over *limit* bytes."""
+    return plain(start_response, "413 Request Entity Too Large",
+                 f"request body too large: the limit is {limit} bytes")

@@ -2,7 +2,7 @@
 Coalescing writer
 =================
 
-A :class:`~wsgiprogress.redis_progress.RedisProgressStore` never writes to
+A :class:`~wsgiprogress.backends.redis.progress.RedisProgressStore` never writes to
 Redis on the thread that counts bytes (waitress's I/O thread must not wait on
 the network).  Trackers hand their changes to a :class:`CoalescingWriter`:
 O(1) under a lock, merged into the newest snapshot of that request.

@@ -5,7 +5,7 @@ The progress storage interface
 Every part of wsgiprogress that reads or writes progress — the counting
 middleware, the waitress server hook, the probe — meets at this small
 interface, so a store shared by several processes (Redis) can replace the
-in-memory :class:`~wsgiprogress.table.ProgressTable` without touching them.
+in-memory :class:`~wsgiprogress.progress.table.ProgressTable` without touching them.
 
 A store keeps one entry per progress ID.  :meth:`ProgressStore.begin` claims an
 ID for one request and returns a *token*; only calls carrying that token may
@@ -24,9 +24,9 @@ import abc
 import logging
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 
+from ..waiters import Waiters
 from .entry import ProgressEntry
 from .tracker import Tracker
-from .waiters import Waiters
 
 log = logging.getLogger("wsgiprogress")
 

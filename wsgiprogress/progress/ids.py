@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Optional
-from urllib.parse import unquote_plus
+
+from ..query import query_param
+from ..settings import default
+from ..settings.converters import as_header_name
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -26,7 +29,6 @@ if TYPE_CHECKING:
 MIN_ID_LENGTH = 8
 MAX_ID_LENGTH = 128
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{%d,%d}\Z" % (MIN_ID_LENGTH, MAX_ID_LENGTH))
-_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}\Z")
 
 #: What a valid ID looks like, for error messages.
 ID_RULE = (f"{MIN_ID_LENGTH} to {MAX_ID_LENGTH} characters of A-Z a-z 0-9 . _ : -")
@@ -37,20 +39,6 @@ def is_valid_id(value: str) -> bool:
     return _VALID_ID.match(value) is not None
 
 
-def query_param(query: str, name_lower: str) -> Optional[str]:
-    """The first value of the parameter named *name_lower* (any case) in *query*.
-
-    Only whole parameter names match; values are percent-decoded.
-    """
-    if name_lower not in query.lower() and "%" not in query:
-        return None  # fast path; a percent-encoded name is decoded below
-    for pair in query.split("&"):
-        key, sep, value = pair.partition("=")
-        if sep and unquote_plus(key).lower() == name_lower:
-            return unquote_plus(value)
-    return None
-
-
 class IdFinder:
     """Finds the progress ID of a request: header first, then query.
 
@@ -59,23 +47,27 @@ class IdFinder:
         names contain ``_``.
     """
 
-    __slots__ = ("name", "environ_key", "name_lower")
+    __slots__ = ("name", "environ_key", "header_key", "name_lower")
 
-    def __init__(self, name: str = "X-Progress-ID") -> None:
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise ValueError(
-                f"id_name must be 1-64 letters, digits or '-', not {name!r} "
-                "(servers drop header names containing '_')")
-        self.name = name
-        self.environ_key = "HTTP_" + name.upper().replace("-", "_")
+    def __init__(self, name: str = default("id_name")) -> None:
+        try:
+            self.name = as_header_name(name)
+        except ValueError as exc:
+            raise ValueError(f"id_name: {exc}") from None
+        #: The header as waitress's parser keys it, and as the environ does.
+        self.header_key = name.upper().replace("-", "_")
+        self.environ_key = "HTTP_" + self.header_key
         self.name_lower = name.lower()
 
     def find(self, environ: WSGIEnvironment) -> Optional[str]:
         """The raw ID the request carries, valid or not; ``None`` when absent."""
-        value = environ.get(self.environ_key)
-        if value is not None:
-            return str(value).strip()
-        query = environ.get("QUERY_STRING")
+        return self.find_in(environ.get(self.environ_key), environ.get("QUERY_STRING"))
+
+    def find_in(self, header: Optional[str], query: Optional[str]) -> Optional[str]:
+        """The raw ID from the ID header's value and the query string, either
+        of which may be ``None``: what a server's parser sees."""
+        if header is not None:
+            return str(header).strip()
         if not query:
             return None
         return query_param(query, self.name_lower)

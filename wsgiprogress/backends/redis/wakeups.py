@@ -23,12 +23,12 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
-from .redis_writer import MAX_BACKOFF
+from .writer import MAX_BACKOFF
 
 if TYPE_CHECKING:
     import redis
 
-    from .waiters import Waiters
+    from ...waiters import Waiters
 
 log = logging.getLogger("wsgiprogress")
 

@@ -3,7 +3,7 @@ Progress on Redis
 =================
 
 :class:`RedisProgressStore` shares progress entries between processes and
-hosts.  It implements the same :class:`~wsgiprogress.store.ProgressStore`
+hosts.  It implements the same :class:`~wsgiprogress.progress.store.ProgressStore`
 interface as the in-memory table, so the middleware, the server and the probe
 do not know the difference.
 
@@ -14,7 +14,7 @@ do not know the difference.
     backend = backend_from_url("redis://127.0.0.1:6379/0")
     app = ProgressMiddleware(app, table=backend.progress)
 
-Writes go through a :class:`~wsgiprogress.redis_writer.CoalescingWriter`:
+Writes go through a :class:`~wsgiprogress.backends.redis.writer.CoalescingWriter`:
 ``begin`` returns a token at once and the claim is made by the writer's
 thread, so counting threads never wait on Redis.  Each write is one script
 that claims or updates the entry atomically: a running entry of another
@@ -32,10 +32,11 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
-from .entry import STARTING, ProgressEntry
-from .redis_writer import CoalescingWriter, Snapshot
-from .store import ProgressStore
-from .waiters import Waiters
+from ...progress.entry import STARTING, ProgressEntry
+from ...progress.store import ProgressStore
+from ...settings import STORE_SETTINGS, resolve
+from ...waiters import Waiters
+from .writer import CoalescingWriter, Snapshot
 
 if TYPE_CHECKING:
     import redis
@@ -92,30 +93,32 @@ class RedisProgressStore(ProgressStore):
 
     :param client: a ``redis.Redis`` made with ``decode_responses=True`` and
         socket timeouts (see :func:`wsgiprogress.backends.backend_from_url`).
-    :param prefix: prefix of every key, so several applications share a Redis.
-    :param ttl: seconds a finished entry stays visible.
-    :param capacity: the most running entries, across all processes.
+    :param settings: ``key_prefix``, the prefix of every key, so several
+        applications share a Redis; ``ttl``, seconds a finished entry stays
+        visible; ``capacity``, the most running entries across all processes
+        (:data:`wsgiprogress.settings.STORE_SETTINGS`).
     :param waiters: this process's waiters; the wake-ups come from
-        :class:`~wsgiprogress.redis_events.RedisWakeups`.
+        :class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`.
     :param interval: seconds between two writes of one upload (0.2: five a second).
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "wsgiprogress:",
-                 ttl: float = 30.0, capacity: int = 10_000,
-                 waiters: Optional[Waiters] = None, interval: float = 0.2,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: redis.Redis, *, waiters: Optional[Waiters] = None,
+                 interval: float = 0.2, clock: Callable[[], float] = time.time,
+                 **settings: Any) -> None:
+        options = resolve(STORE_SETTINGS, settings)
         self.client = client
-        self.prefix = prefix
-        self.ttl = float(ttl)
-        self.capacity = capacity
+        self.prefix = prefix = options["key_prefix"]
+        self.ttl: float = options["ttl"]
+        self.capacity: int = options["capacity"]
         self.clock = clock
-        self.waiters = waiters if waiters is not None else Waiters(50)
+        self.waiters = waiters if waiters is not None else Waiters()
         self.channel = prefix + "changed"
         self._running_key = prefix + "running"
         self._finished_key = prefix + "finished"
         self._write = client.register_script(_WRITE)
         self._last_warning = -WARNING_INTERVAL
-        self.writer = CoalescingWriter(self._write_batch, interval=interval, limit=capacity,
+        self.writer = CoalescingWriter(self._write_batch, interval=interval,
+                                       limit=self.capacity,
                                        name="wsgiprogress-redis-writer")
 
     def entry_key(self, progress_id: str) -> str:

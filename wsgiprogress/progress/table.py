@@ -2,7 +2,7 @@
 In-memory progress table
 ========================
 
-:class:`ProgressTable` is the default :class:`~wsgiprogress.store.ProgressStore`:
+:class:`ProgressTable` is the default :class:`~wsgiprogress.progress.store.ProgressStore`:
 one dictionary behind one lock, shared by every thread of a process.  Finished
 entries expire lazily ``ttl`` seconds after they end; the number of entries is
 bounded by ``capacity``.
@@ -25,12 +25,14 @@ import threading
 import time
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 
+from ..settings import STORE_SETTINGS, resolve
+from ..waiters import Waiters
 from .entry import STARTING, ProgressEntry
 from .store import ProgressStore
-from .waiters import Waiters
 
 log = logging.getLogger("wsgiprogress")
 
+_SETTINGS = tuple(s for s in STORE_SETTINGS if s.name in ("ttl", "capacity"))
 #: Seconds between two "table full" warnings.
 FULL_WARNING_INTERVAL = 10.0
 
@@ -46,26 +48,24 @@ class _Record:
 class ProgressTable(ProgressStore):
     """Progress entries of one process, in memory.
 
-    :param ttl: seconds a finished entry stays visible (``0`` hides it at once).
-    :param capacity: the most entries held.  When full, the oldest finished
-        entry makes room; when every entry is still running, new requests are
-        not tracked (they still run) and a warning is logged.
+    :param settings: ``ttl``, seconds a finished entry stays visible (``0``
+        hides it at once), and ``capacity``, the most entries held.  When
+        full, the oldest finished entry makes room; when every entry is still
+        running, new requests are not tracked (they still run) and a warning
+        is logged.  Defaults and checks: :mod:`wsgiprogress.settings`.
     :param clock: returns epoch seconds; tests pass a fake one.
     :param waiters: the process's waiters, woken when an entry changes (for
-        probes with ``wait=`` and progress streams); default a pool of 50.
+        probes with ``wait=`` and progress streams).
+    :raises ConfigurationError: for a bad ``ttl`` or ``capacity``.
     """
 
-    def __init__(self, *, ttl: float = 30.0, capacity: int = 10_000,
-                 clock: Callable[[], float] = time.time,
-                 waiters: Optional[Waiters] = None) -> None:
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl >= 0:
-            raise ValueError(f"ttl must be a number of seconds >= 0, not {ttl!r}")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be a whole number >= 1, not {capacity!r}")
-        self.ttl = float(ttl)
-        self.capacity = capacity
+    def __init__(self, *, clock: Callable[[], float] = time.time,
+                 waiters: Optional[Waiters] = None, **settings: Any) -> None:
+        options = resolve(_SETTINGS, settings)
+        self.ttl: float = options["ttl"]
+        self.capacity: int = options["capacity"]
         self.clock = clock
-        self.waiters = waiters if waiters is not None else Waiters(50)
+        self.waiters = waiters if waiters is not None else Waiters()
         self._lock = threading.Lock()
         self._records: Dict[str, _Record] = {}
         # finished IDs in the order they expire (ttl is the same for all)

@@ -4,8 +4,9 @@ Progress probe
 
 :class:`ProgressProbe` is the WSGI application that answers
 ``GET /progress?X-Progress-ID=<id>`` in the dialect the client parses (see
-:mod:`wsgiprogress.dialects`).  :class:`~wsgiprogress.middleware.ProgressMiddleware`
-mounts it at ``progress_url``; it can also be mounted on its own:
+:mod:`wsgiprogress.web.dialects`).  Both front doors mount it at
+``progress_url`` (:mod:`wsgiprogress.web.front`); it can also be mounted on
+its own:
 
 .. code-block:: python
 
@@ -16,7 +17,9 @@ mounts it at ``progress_url``; it can also be mounted on its own:
 
 Query parameters: the ID (unless sent as a header), ``dialect`` (``native``,
 ``lighttpd``, ``nginx``), ``format`` (``json``, ``jsonp``, ``legacy``) and the
-dialect's JSONP callback parameter.  A bad ID, dialect, format or callback is
+dialect's JSONP callback parameter; ``wait=<seconds>`` answers on the next
+change, and ``Accept: text/event-stream`` or ``transport=sse`` streams every
+change until the request ends.  A bad ID, dialect, format or callback is
 answered 400 with a short reason; nothing a client sends is ever reflected as
 script.  Every answer carries anti-cache headers.
 """
@@ -24,28 +27,27 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple
 
+from ..progress.entry import DONE, ERROR
+from ..progress.ids import ID_RULE, IdFinder, is_valid_id
+from ..query import parse_wait, query_params, wants_event_stream
+from ..settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
+from ..waiters import ClientWatch, wait_for
+from . import sse
 from .dialects import DIALECTS, render
-from .ids import ID_RULE, IdFinder, is_valid_id
-from .progress_stream import ProgressStream
-from .responses import NO_CACHE_HEADERS, plain, respond, start_event_stream
-from .settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
-from .waiters import ClientWatch, parse_wait
+from .event_stream import EventStream, StreamTiming
+from .responses import NO_CACHE_HEADERS, plain, respond, start_event_stream, too_many_waiters
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from .entry import ProgressEntry
-    from .store import ProgressStore
+    from ..progress.entry import ProgressEntry
+    from ..progress.store import ProgressStore
 
 log = logging.getLogger("wsgiprogress")
 
 MAX_CALLBACK_LENGTH = 64
-MAX_QUERY_FIELDS = 32
 _CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\Z", re.ASCII)
 
 def is_valid_callback(name: str) -> bool:
@@ -72,7 +74,7 @@ class ProbeQuery(NamedTuple):
 class ProgressProbe:
     """Answers progress probes from *store*.
 
-    :param store: the :class:`~wsgiprogress.store.ProgressStore` to read.
+    :param store: the :class:`~wsgiprogress.progress.store.ProgressStore` to read.
     :param settings: ``dialect``, ``id_name``, ``allowed_origins``, ``debug``
         (and ``progress_url``, which only the middleware uses), and the
         waiting settings ``max_wait``, ``sse_keepalive``, ``sse_retry``,
@@ -83,9 +85,7 @@ class ProgressProbe:
         options = resolve(PROBE_SETTINGS + WAIT_SETTINGS, settings)
         self.store = store
         self.max_wait: float = options["max_wait"]
-        self.sse_keepalive: float = options["sse_keepalive"]
-        self.sse_retry: int = options["sse_retry"]
-        self.sse_max_duration: float = options["sse_max_duration"]
+        self.timing = StreamTiming.from_options(options)
         self.dialect: str = options["dialect"]
         self.finder = IdFinder(options["id_name"])
         self.allowed_origins: Tuple[str, ...] = options["allowed_origins"]
@@ -111,18 +111,19 @@ class ProgressProbe:
         except ProbeRequestError as exc:
             return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
         if query.stream or query.wait > 0:
-            event = self.store.waiters.register(query.progress_id)
+            waiters = self.store.waiters
+            event = waiters.register(query.progress_id)
             if event is None:
-                return plain(start_response, "503 Service Unavailable",
-                             "too many waiting clients; retry shortly",
-                             headers + [("Retry-After", "2")], head_only)
+                return too_many_waiters(start_response, headers, head_only)
             if query.stream:
                 start_event_stream(start_response, headers)
-                return ProgressStream(self, query, event, ClientWatch(environ))
+                return EventStream(waiters, query.progress_id, event, ClientWatch(environ),
+                                   self._changes(query), self.timing)
             try:
-                body = self._wait_for_change(query, event, ClientWatch(environ))
+                body = wait_for(self._changed(query), event, ClientWatch(environ),
+                                query.wait) or self.render(query)
             finally:
-                self.store.waiters.unregister(query.progress_id, event)
+                waiters.unregister(query.progress_id, event)
         else:
             body = self.render(query)
         if self.debug:
@@ -137,40 +138,53 @@ class ProgressProbe:
         return render(query.dialect, query.format, query.callback, query.progress_id,
                       entry)[1]
 
-    def _wait_for_change(self, query: ProbeQuery, event: threading.Event,
-                         client: ClientWatch) -> bytes:
-        first = self.render(query)
-        deadline = time.monotonic() + query.wait
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not client.wait(event, left):
-                return self.render(query)
-            event.clear()
-            now = self.render(query)
-            if now != first:
-                return now
+    def _changed(self, query: ProbeQuery) -> Callable[[], Optional[bytes]]:
+        """For :func:`~wsgiprogress.waiters.wait_for`: the answer once it
+        differs from the first."""
+        first: List[bytes] = []
+
+        def changed() -> Optional[bytes]:
+            body = self.render(query)
+            if not first:
+                first.append(body)
+            return None if body == first[0] else body
+        return changed
+
+    def _changes(self, query: ProbeQuery) -> Callable[[], Tuple[List[bytes], bool]]:
+        """For an event stream: the native JSON each time it changes, until
+        the request ends."""
+        query = query._replace(format="json", callback=None)
+        last: List[bytes] = [b""]
+
+        def collect() -> Tuple[List[bytes], bool]:
+            entry = self.lookup(query.progress_id)
+            body = self.render(query, entry)
+            over = entry is not None and entry.state in (DONE, ERROR)
+            if body == last[0]:
+                return [], over
+            last[0] = body
+            return [sse.event(body.decode("utf-8").strip())], over
+        return collect
 
     def _parse(self, environ: WSGIEnvironment) -> ProbeQuery:
         try:
-            params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True,
-                              max_num_fields=MAX_QUERY_FIELDS)
-        except ValueError:
-            raise ProbeRequestError(
-                f"too many query parameters (at most {MAX_QUERY_FIELDS})") from None
+            params = query_params(environ.get("QUERY_STRING", ""))
+        except ValueError as exc:
+            raise ProbeRequestError(str(exc)) from None
         progress_id = self.finder.find(environ)
         if progress_id is None:
             raise ProbeRequestError(f"missing {self.finder.name} (header or query parameter)")
         if not is_valid_id(progress_id):
             raise ProbeRequestError(f"invalid {self.finder.name}: expected {ID_RULE}")
-        dialect = DIALECTS.get(_first(params, "dialect") or self.dialect)
+        dialect = DIALECTS.get(params.get("dialect") or self.dialect)
         if dialect is None:
             raise ProbeRequestError(f"unknown dialect; expected one of {', '.join(DIALECTS)}")
-        callback = _first(params, dialect.callback_param)
+        callback = params.get(dialect.callback_param)
         if callback is not None and not is_valid_callback(callback):
             raise ProbeRequestError(
                 f"invalid {dialect.callback_param}: expected a dotted JavaScript "
                 f"identifier of at most {MAX_CALLBACK_LENGTH} characters")
-        fmt = _first(params, "format") or ("jsonp" if callback is not None else "json")
+        fmt = params.get("format") or ("jsonp" if callback is not None else "json")
         if fmt not in dialect.formats:
             raise ProbeRequestError(f"the {dialect.name} dialect offers format "
                                     f"{', '.join(dialect.formats)}")
@@ -178,11 +192,10 @@ class ProgressProbe:
             if dialect.default_callback is None:
                 raise ProbeRequestError(f"format=jsonp needs {dialect.callback_param}=<name>")
             callback = dialect.default_callback
-        stream = _first(params, "transport") == "sse" or \
-            "text/event-stream" in environ.get("HTTP_ACCEPT", "")
+        stream = wants_event_stream(environ.get("HTTP_ACCEPT", ""), params.get("transport"))
         content_type = render(dialect.name, fmt, callback, progress_id, None)[0]
         try:
-            wait = parse_wait(_first(params, "wait"), self.max_wait)
+            wait = parse_wait(params.get("wait"), self.max_wait)
         except ValueError as exc:
             raise ProbeRequestError(str(exc)) from None
         return ProbeQuery(progress_id, dialect.name, fmt, callback, content_type, wait, stream)
@@ -205,8 +218,3 @@ class ProgressProbe:
         if origin in self.allowed_origins:
             return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         return [("Vary", "Origin")]
-
-
-def _first(params: Dict[str, List[str]], name: str) -> Optional[str]:
-    values = params.get(name)
-    return values[0] if values else None

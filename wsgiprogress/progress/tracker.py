@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Dict, Hashable, Optional
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Protocol, Union
 
 from .entry import (
     ABORTED,
@@ -34,15 +34,35 @@ from .entry import (
     UPLOADING,
 )
 
-if TYPE_CHECKING:
-    from .store import ProgressStore
-
 log = logging.getLogger("wsgiprogress")
 
 #: Time constant of the exponentially smoothed speed, in seconds.
 SPEED_TAU = 2.0
 #: Speed stays unknown (0) until body bytes have arrived for this long.
 MIN_SPEED_WINDOW = 0.1
+
+
+class ProgressSink(Protocol):
+    """What a tracker publishes to: the writing half of a
+    :class:`~wsgiprogress.progress.store.ProgressStore`."""
+
+    clock: Callable[[], float]
+
+    def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
+        ...
+
+    def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
+        ...
+
+
+def status_code(status: Union[str, int]) -> int:
+    """The code of a WSGI status line (``"200 OK"``); 500 when it has none."""
+    if isinstance(status, int):
+        return status
+    try:
+        return int(status[:3])
+    except ValueError:
+        return 500
 
 
 class Tracker:
@@ -65,7 +85,7 @@ class Tracker:
         "_first_time", "_first_received", "_store_failed",
     )
 
-    def __init__(self, store: ProgressStore, progress_id: str, token: Hashable,
+    def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
                  size: Optional[int]) -> None:
         self.store = store
         self.id = progress_id
@@ -85,7 +105,9 @@ class Tracker:
         self._first_time = self.started
         self._first_received = 0
         self._unpublished = 0
-        self._publish_at_bytes = self.publish_bytes
+        # the first body byte, and the last one of a declared size, take the
+        # slow path of add_received
+        self._publish_at_bytes = 1
         self._publish_at_time = self.started + self.publish_interval
         self._store_failed = False
 
@@ -97,18 +119,27 @@ class Tracker:
     # -- counting (hot path) -------------------------------------------------
 
     def add_received(self, n: int) -> None:
-        """Count *n* request body bytes."""
+        """Count *n* request body bytes as they arrive; once the declared size
+        has arrived the body is complete (:meth:`body_complete`).  The one
+        "bytes arrived" path of the middleware and the server."""
         received = self.received = self.received + n
-        if self.state != STARTING:
-            # this runs for every read of every upload: two comparisons with
-            # thresholds _publish() sets, one clock call
-            if received >= self._publish_at_bytes or self._clock() >= self._publish_at_time:
-                self._publish(full=False)
-            return
-        self.state = UPLOADING
-        self._first_time = self._clock()
-        self._first_received = self.received
-        self._publish()
+        # this runs for every read of every upload: two comparisons with
+        # thresholds _publish() sets, one clock call
+        if received >= self._publish_at_bytes or self._clock() >= self._publish_at_time:
+            self._news()
+
+    def _news(self) -> None:
+        if self.state == STARTING:
+            self.state = UPLOADING
+            self._first_time = self._clock()
+            self._first_received = self.received
+            full = True
+        else:
+            full = False
+        if self.size is not None and self.received >= self.size:
+            self.body_complete()
+        else:
+            self._publish(full=full)
 
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
@@ -138,9 +169,10 @@ class Tracker:
             self.state = PROCESSING
             self._publish(measure=False)
 
-    def start_response(self, status: int, content_length: Optional[int]) -> None:
-        """Record the response status and declared Content-Length."""
-        self.status = status
+    def start_response(self, status: Union[str, int], content_length: Optional[int]) -> None:
+        """Record the response status (a WSGI status line or its code) and the
+        declared Content-Length."""
+        self.status = status_code(status)
         self.declared_response_size = content_length
         self._publish()
 
@@ -198,7 +230,10 @@ class Tracker:
         self._last_time = now
         self._last_received = self.received
         self._unpublished = 0
+        size = self.size
         self._publish_at_bytes = self.received + self.publish_bytes
+        if size is not None and self.received < size < self._publish_at_bytes:
+            self._publish_at_bytes = size
         self._publish_at_time = now + self.publish_interval
         if self._store_failed:
             return

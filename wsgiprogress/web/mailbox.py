@@ -32,40 +32,45 @@ Mailbox endpoint
 
 .. code-block:: python
 
-    from wsgiprogress.mailbox import Mailbox
-    from wsgiprogress.mailbox_app import MailboxApp
+    from wsgiprogress.mailbox import MemoryMailboxes
+    from wsgiprogress.web.mailbox import MailboxApp
 
-    mailbox = Mailbox()
+    mailbox = MemoryMailboxes()
     endpoint = MailboxApp(mailbox, publish=True, publish_token=os.environ["TOKEN"])
     ...
     mailbox.post(user_mailbox_name, json.dumps({"text": "your report is ready"}))
 
 Waiting holds a worker thread, so waiters are capped (beyond the cap: 503 with
-``Retry-After``) and each waits in half-second slices that notice a client
-that left (``waitress.client_disconnected``, with ``channel_request_lookahead``
-1, as :mod:`wsgiprogress.server` sets it).
+``Retry-After``); a client that leaves wakes its waiter
+(:class:`~wsgiprogress.waiters.ClientWatch`).
 """
 from __future__ import annotations
 
 import json
 import threading
-import time
-from email.utils import formatdate, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from .ids import ID_RULE, is_valid_id
-from .mailbox import MailboxError, ReadResult
-from .mailbox_stream import MailboxStream
-from .responses import has_bearer_token, json_body, plain, respond, start_event_stream
-from .settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve
-from .waiters import ClientWatch, parse_wait
+from ..mailbox.store import MailboxError, ReadResult
+from ..progress.ids import ID_RULE, is_valid_id
+from ..query import parse_wait, query_params, wants_event_stream
+from ..settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve
+from ..waiters import ClientWatch, wait_for
+from . import nchan, sse
+from .cursors import BadRequest, cursor, gap
+from .event_stream import EventStream, StreamTiming
+from .responses import (
+    has_bearer_token,
+    json_body,
+    plain,
+    start_event_stream,
+    too_many_waiters,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from .mailbox import MailboxStore
-    from .store import ProgressStore
+    from ..mailbox.store import MailboxStore
+    from ..progress.store import ProgressStore
 
 #: ``authorize(environ, mailbox_name, action) -> bool``; action is ``"read"``,
 #: ``"publish"`` or ``"stats"`` (name ``None``).
@@ -74,8 +79,6 @@ Authorize = Callable[["WSGIEnvironment", Optional[str], str], bool]
 STATS_NAME = "_stats"
 #: The default policy reads only names this long: 128 random bits in hex.
 UNGUESSABLE_LENGTH = 32
-MAX_QUERY_FIELDS = 16
-
 
 def unguessable_names(environ: WSGIEnvironment, name: Optional[str], action: str) -> bool:
     """The default ``authorize``: anyone may read a mailbox whose name is at
@@ -84,8 +87,6 @@ def unguessable_names(environ: WSGIEnvironment, name: Optional[str], action: str
     return action == "read" and name is not None and len(name) >= UNGUESSABLE_LENGTH
 
 
-class BadRequest(ValueError):
-    """Answered 400 with the message as the reason."""
 
 
 class MailboxApp:
@@ -111,9 +112,7 @@ class MailboxApp:
         self.max_wait: float = options["max_wait"]
         self.publish_enabled: bool = options["publish"]
         self.token: Optional[str] = options["publish_token"]
-        self.sse_keepalive: float = options["sse_keepalive"]
-        self.sse_retry: int = options["sse_retry"]
-        self.sse_max_duration: float = options["sse_max_duration"]
+        self.timing = StreamTiming.from_options(options)
         self._lock = threading.Lock()
         self.delivered = 0
 
@@ -153,29 +152,27 @@ class MailboxApp:
         if not self.authorize(environ, name, "read"):
             return plain(start_response, "403 Forbidden", "not allowed to read this mailbox")
         params = _params(environ)
-        if params.get("transport") == "sse" or \
-                "text/event-stream" in environ.get("HTTP_ACCEPT", ""):
+        if wants_event_stream(environ.get("HTTP_ACCEPT", ""), params.get("transport")):
             return self._stream(environ, start_response, name, params)
-        nchan = params.get("protocol") == "nchan"
-        after = _nchan_cursor(environ) if nchan else None
+        as_nchan = params.get("protocol") == "nchan"
+        after = nchan.read_cursor(environ) if as_nchan else None
         if after is None:
-            after = _cursor(params.get("after"), "after")
+            after = cursor(params.get("after"), "after")
         try:
             wait = parse_wait(params.get("wait"), self.max_wait)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        result = self._wait(environ, name, after, wait, limit=1 if nchan else 100)
+        result = self._wait(environ, name, after, wait, limit=1 if as_nchan else 100)
         if result is None:
-            return plain(start_response, "503 Service Unavailable",
-                         "too many waiting clients; retry shortly", [("Retry-After", "2")])
+            return too_many_waiters(start_response)
         self.count_delivered(len(result.messages))
-        if nchan:
-            return _nchan_answer(start_response, result, head_only)
+        if as_nchan:
+            return nchan.answer(start_response, result, head_only)
         return json_body(start_response, "200 OK", {
             "mailbox": name,
             "messages": [m._asdict() for m in result.messages],
             "cursor": result.cursor,
-            "gap": _gap(result),
+            "gap": gap(result),
         }, head_only=head_only)
 
     def _wait(self, environ: WSGIEnvironment, name: str, after: Optional[int],
@@ -185,37 +182,52 @@ class MailboxApp:
         if wait <= 0:
             return self.store.read(name, after, limit)
         waiters = self.store.waiters
-        # register before reading, so a post in between is not missed; one
-        # read, not two, when something is there already (a round trip on Redis)
+
+        def news() -> Optional[ReadResult]:
+            result = self.store.read(name, after, limit)
+            return result if result.messages or gap(result) is not None else None
+        # registered before the first read, so a post in between is not
+        # missed; one read, not two, when something is there already (a
+        # round trip on Redis)
         event = waiters.register(name)
+        if event is None:
+            return news()
         try:
-            deadline = time.monotonic() + wait
-            client = ClientWatch(environ)
-            while True:
-                result = self.store.read(name, after, limit)
-                if result.messages or _gap(result) is not None:
-                    return result
-                left = deadline - time.monotonic()
-                if event is None:
-                    return None
-                if left <= 0 or not client.wait(event, left):
-                    return result
-                event.clear()
+            return wait_for(news, event, ClientWatch(environ), wait) or \
+                self.store.read(name, after, limit)
         finally:
-            if event is not None:
-                waiters.unregister(name, event)
+            waiters.unregister(name, event)
 
     def _stream(self, environ: WSGIEnvironment, start_response: StartResponse,
                 name: str, params: Dict[str, str]) -> Iterable[bytes]:
         last = environ.get("HTTP_LAST_EVENT_ID") or params.get("last_event_id") \
             or params.get("after")
-        after = _cursor(last, "Last-Event-ID")
-        event = self.store.waiters.register(name)
+        after = cursor(last, "Last-Event-ID")
+        waiters = self.store.waiters
+        event = waiters.register(name)
         if event is None:
-            return plain(start_response, "503 Service Unavailable",
-                         "too many waiting clients; retry shortly", [("Retry-After", "2")])
+            return too_many_waiters(start_response)
         start_event_stream(start_response)
-        return MailboxStream(self, name, after, event, ClientWatch(environ))
+        return EventStream(waiters, name, event, ClientWatch(environ),
+                           self._events(name, after), self.timing)
+
+    def _events(self, name: str, after: Optional[int]) -> Callable[[], Tuple[List[bytes], bool]]:
+        """For an event stream: every message after the cursor with its
+        ``id:``, and a ``gap`` event when messages were dropped or the cursor
+        is unknown."""
+        position = [after]
+
+        def collect() -> Tuple[List[bytes], bool]:
+            result = self.store.read(name, position[0])
+            events = []
+            missed = gap(result)
+            if missed is not None:
+                events.append(sse.event(json.dumps(missed), name="gap"))
+            events.extend(sse.event(m.data, id=m.id) for m in result.messages)
+            self.count_delivered(len(result.messages))
+            position[0] = result.cursor
+            return events, False
+        return collect
 
     def count_delivered(self, n: int) -> None:
         """Count *n* messages handed to clients, for the stats."""
@@ -228,7 +240,7 @@ class MailboxApp:
                  name: str) -> Iterable[bytes]:
         if not (has_bearer_token(environ, self.token) or self.authorize(environ, name, "publish")):
             return plain(start_response, "403 Forbidden", "publishing needs the bearer token")
-        limit = getattr(self.store, "max_message_bytes", 64 * 1024)
+        limit: int = self.store.max_message_bytes
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -258,53 +270,6 @@ class MailboxApp:
 
 def _params(environ: WSGIEnvironment) -> Dict[str, str]:
     try:
-        parsed = parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=MAX_QUERY_FIELDS)
-    except ValueError:
-        raise BadRequest(f"too many query parameters (at most {MAX_QUERY_FIELDS})") from None
-    return {key: values[0] for key, values in parsed.items()}
-
-
-def _cursor(value: Optional[str], what: str) -> Optional[int]:
-    if value is None or value == "":
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise BadRequest(f"invalid {what}: expected a message id (a whole number)")
-    return int(value)
-
-
-def _gap(result: ReadResult) -> Optional[Dict[str, Any]]:
-    if result.unknown_cursor:
-        return {"unknown_cursor": True}
-    if result.dropped:
-        return {"dropped": result.dropped}
-    return None
-
-
-def _nchan_cursor(environ: WSGIEnvironment) -> Optional[int]:
-    """The cursor of Nchan's long-poll client: the previous answer's Etag,
-    unless If-Modified-Since is the epoch (Nchan's "no cursor")."""
-    since = environ.get("HTTP_IF_MODIFIED_SINCE")
-    if since:
-        try:
-            if parsedate_to_datetime(since).timestamp() <= 0:
-                return None
-        except (TypeError, ValueError):
-            raise BadRequest("invalid If-Modified-Since") from None
-    etag = environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_ETAG")
-    return _cursor(etag.strip().strip('"') if etag else None, "If-None-Match")
-
-
-def _nchan_answer(start_response: StartResponse, result: ReadResult,
-                  head_only: bool) -> List[bytes]:
-    gap = _gap(result)
-    headers = [("Vary", "If-None-Match, If-Modified-Since")]
-    if gap is not None:
-        headers.append(("X-Mailbox-Gap", json.dumps(gap)))
-    if not result.messages:
-        return plain(start_response, "408 Request Timeout", "no message yet", headers,
-                     head_only)
-    message = result.messages[0]
-    headers += [("Etag", str(message.id)),
-                ("Last-Modified", formatdate(message.time, usegmt=True))]
-    return respond(start_response, "200 OK", "text/plain; charset=utf-8",
-                   message.data.encode("utf-8"), headers, head_only)
+        return query_params(environ.get("QUERY_STRING", ""))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None

@@ -3,7 +3,7 @@ Mailboxes on Redis
 ==================
 
 :class:`RedisMailbox` keeps mailboxes in Redis with the semantics of the
-in-memory :class:`~wsgiprogress.mailbox.Mailbox`: dense integer ids per
+in-memory :class:`~wsgiprogress.mailbox.MemoryMailboxes`: dense integer ids per
 mailbox issued by Redis itself (``HINCRBY`` from a random base; no clocks),
 the same bounds (messages, bytes and age per mailbox, the number of
 mailboxes, the size of one message), the same gap signal, and removal of a
@@ -16,7 +16,7 @@ mailbox nobody read for ``mailbox_ttl`` seconds (by Redis key expiry).
 
 A post to many mailboxes is one script and one ``PUBLISH`` in one round
 trip; the publish wakes the mailboxes' waiters in every process through each
-process's single subscriber (:class:`~wsgiprogress.redis_events.RedisWakeups`).
+process's single subscriber (:class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`).
 When Redis cannot be reached a post or read raises
 :class:`~wsgiprogress.mailbox.MailboxError` (answered 503 by the endpoint).
 
@@ -32,7 +32,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from .mailbox import (
+from ...mailbox.store import (
     EVICTION_SCAN,
     MailboxError,
     MailboxStore,
@@ -42,8 +42,9 @@ from .mailbox import (
     post_targets,
     select,
 )
-from .redis_events import waker
-from .waiters import Waiters
+from ...settings import default
+from ...waiters import Waiters
+from .wakeups import waker
 
 if TYPE_CHECKING:
     import redis
@@ -163,22 +164,21 @@ class _Flight:
 class RedisMailbox(MailboxStore):
     """Mailboxes in Redis, shared by every process that uses *client*'s server.
 
-    The bounds are those of :class:`~wsgiprogress.mailbox.Mailbox`; *waiters*
-    are this process's, woken by :class:`~wsgiprogress.redis_events.RedisWakeups`.
+    The bounds are those of :class:`~wsgiprogress.mailbox.MemoryMailboxes`,
+    by the same names; *key_prefix* prefixes every key; *waiters* are this
+    process's, woken by :class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "wsgiprogress:",
-                 max_messages: int = 100, max_bytes: int = 1024 * 1024,
-                 max_age: float = 3600.0, max_mailboxes: int = 10_000,
-                 max_message_bytes: int = 64 * 1024, mailbox_ttl: float = 300.0,
+    def __init__(self, client: redis.Redis, *, key_prefix: str = default("key_prefix"),
                  waiters: Optional[Waiters] = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, **limits: Any) -> None:
+        self._set_limits(limits)
         self.client = client
-        self.prefix = prefix
-        self.max_message_bytes = max_message_bytes
-        self.bounds: List[Any] = [max_messages, max_bytes, float(max_age), max_mailboxes,
-                                  int(mailbox_ttl * 1000), f"{prefix}m:"]
-        self.waiters = waiters if waiters is not None else Waiters(50)
+        self.prefix = prefix = key_prefix
+        self.bounds: List[Any] = [self.max_messages, self.max_bytes, self.max_age,
+                                  self.max_mailboxes, int(self.mailbox_ttl * 1000),
+                                  f"{prefix}m:"]
+        self.waiters = waiters if waiters is not None else Waiters()
         self.clock = clock
         self.channel = prefix + "mail"
         self._index = prefix + "mailboxes"
@@ -247,7 +247,7 @@ class RedisMailbox(MailboxStore):
 
     def posted(self, names: Optional[List[str]]) -> None:
         """A post reached *names* (``None``: anything may have): called by
-        :class:`~wsgiprogress.redis_events.RedisWakeups` before any waiter wakes."""
+        :class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups` before any waiter wakes."""
         self.generation += 1
         self._wake(names)
 

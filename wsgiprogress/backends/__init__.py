@@ -1,0 +1,88 @@
+"""
+Backends
+========
+
+A backend is where progress entries and mailboxes live: ``memory://`` (the
+default: one process) or ``redis://host:port/db`` (every process and host
+that uses that Redis).  Every entry point takes the URL as its ``backend``
+setting (``--backend`` on the command line).
+
+.. code-block:: python
+
+    from wsgiprogress.backends import backend_from_url
+
+    backend = backend_from_url("redis://127.0.0.1:6379/0", key_prefix="myapp:")
+    app = ProgressMiddleware(app, store=backend.progress, mailbox=backend.mailbox)
+    ...
+    backend.close()
+
+``redis`` (the ``wsgiprogress[redis]`` extra) is imported only for a
+``redis://`` or ``rediss://`` URL, by :mod:`wsgiprogress.backends.redis`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional
+
+from ..errors import ConfigurationError
+from ..mailbox import MailboxStore, MemoryMailboxes
+from ..progress import ProgressStore, ProgressTable
+from ..settings import MAILBOX_LIMITS, STORE_SETTINGS, resolve
+from ..settings.converters import as_backend
+from ..waiters import Waiters
+
+_TABLE = ("ttl", "capacity")
+_LIMITS = frozenset(s.name for s in MAILBOX_LIMITS)
+
+
+class Backend:
+    """The progress store and mailbox store of one backend, sharing *waiters*.
+
+    The mailbox store is made on first use, so a backend that never serves
+    mailboxes never creates one.
+    """
+
+    def __init__(self, progress: ProgressStore, make_mailbox: Callable[[], MailboxStore],
+                 closers: Optional[List[Callable[[], None]]] = None) -> None:
+        self.progress = progress
+        self._make_mailbox = make_mailbox
+        self._mailbox: Optional[MailboxStore] = None
+        self._closers = closers or []
+
+    @property
+    def mailbox(self) -> MailboxStore:
+        if self._mailbox is None:
+            self._mailbox = self._make_mailbox()
+        return self._mailbox
+
+    def close(self) -> None:
+        """Write what is pending and release connections and threads."""
+        for close in self._closers:
+            close()
+
+
+def backend_from_url(url: str = "memory://", *, waiters: Optional[Waiters] = None,
+                     **settings: Any) -> Backend:
+    """The backend *url* names.
+
+    :param waiters: the process's waiters, shared by both stores.
+    :param settings: the store settings ``key_prefix``, ``ttl``, ``capacity``
+        (:data:`wsgiprogress.settings.STORE_SETTINGS`) and the mailbox bounds
+        (:data:`wsgiprogress.settings.MAILBOX_LIMITS`).
+    :raises ConfigurationError: for an unknown scheme or setting, or
+        ``redis://`` without the ``redis`` package
+        (``pip install "wsgiprogress[redis]"``).
+    """
+    waiters = waiters if waiters is not None else Waiters()
+    try:
+        url = as_backend(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"backend: {exc}") from None
+    limits = {name: value for name, value in settings.items() if name in _LIMITS}
+    store = resolve(STORE_SETTINGS, {name: value for name, value in settings.items()
+                                     if name not in _LIMITS})
+    if url == "memory://":
+        return Backend(ProgressTable(waiters=waiters, **{n: store[n] for n in _TABLE}),
+                       lambda: MemoryMailboxes(waiters=waiters, **limits))
+    from .redis import redis_backend
+
+    return redis_backend(url, waiters, store, limits)

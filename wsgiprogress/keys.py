@@ -1,0 +1,33 @@
+"""
+Environ keys
+============
+
+Every ``wsgiprogress.*`` key that a front door puts in the WSGI environ, for
+the application and for the layers inside it.
+
+.. code-block:: python
+
+    from wsgiprogress import keys
+
+    def upload(environ, start_response):
+        tracker = environ.get(keys.TRACKER)      # None when untracked
+        mailboxes = environ.get(keys.MAILBOX)    # when mailboxes are served
+"""
+from __future__ import annotations
+
+#: The request's :class:`~wsgiprogress.progress.tracker.Tracker`, when tracked.
+TRACKER = "wsgiprogress.tracker"
+#: The progress store that tracks requests (the outermost layer's: our
+#: server's when it counts).
+PROGRESS_STORE = "wsgiprogress.progress_store"
+#: The same store under the name it had before 0.2; read :data:`PROGRESS_STORE`.
+LEGACY_TABLE = "wsgiprogress.table"
+#: The mailbox store served next to the application.
+MAILBOX = "wsgiprogress.mailbox"
+#: Set by a server that counts request and response bytes itself; a
+#: middleware inside it then leaves the request alone.
+SERVER_COUNTS = "wsgiprogress.server_counts"
+#: ``environ[DEPARTURE](event)`` sets *event* when the client's connection
+#: closes and returns the function that stops watching;
+#: :mod:`wsgiprogress.server` provides it.
+DEPARTURE = "wsgiprogress.departure"

@@ -1,0 +1,73 @@
+"""
+Which requests are tracked
+==========================
+
+:class:`TrackingRules` is the one place that decides whether a request is
+tracked: its method is one of ``methods``, it is not the probe, it carries a
+valid progress ID (header first, then query) and the store accepts it.  The
+middleware asks with values from the environ, the server's parser hook with
+values from the request head, on waitress's I/O thread.
+
+.. code-block:: python
+
+    rules = TrackingRules(store, methods=frozenset({"POST"}), probe_path="/progress")
+    tracker = rules.track("POST", "/upload", header_id, query, size)
+    if tracker is None:
+        ...                     # untracked: the request still runs
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, FrozenSet, Optional
+
+from ..settings import default
+from .ids import IdFinder, is_valid_id
+
+if TYPE_CHECKING:
+    from .store import ProgressStore
+    from .tracker import Tracker
+
+log = logging.getLogger("wsgiprogress")
+
+
+class TrackingRules:
+    """The store and the rules that pick the tracked requests.
+
+    :param store: where progress goes.
+    :param methods: HTTP methods whose requests are tracked.
+    :param probe_path: the probe's path as the caller sees it; requests for it
+        are never tracked.
+    :param id_name: the header and query parameter carrying the ID.
+    :param debug: log every tracked request and every refused ID.
+    """
+
+    def __init__(self, store: ProgressStore, methods: FrozenSet[str], probe_path: str,
+                 id_name: str = default("id_name"), debug: bool = False) -> None:
+        self.store = store
+        self.methods = methods
+        self.probe_path = probe_path
+        self.finder = IdFinder(id_name)
+        self.debug = debug
+
+    def track(self, method: str, path: str, header_id: Optional[str], query: Optional[str],
+              size: Optional[int]) -> Optional[Tracker]:
+        """A tracker for a request whose head just arrived, or ``None``.
+
+        :param header_id: the ID header's value, ``None`` when absent.
+        :param size: the declared body size, ``None`` when unknown (chunked).
+
+        O(1) apart from the store call: on our server this runs on the I/O thread.
+        """
+        if method not in self.methods or path == self.probe_path:
+            return None
+        progress_id = self.finder.find_in(header_id, query)
+        if progress_id is None:
+            return None
+        if not is_valid_id(progress_id):
+            if self.debug:
+                log.info("invalid progress ID %r; request untracked", progress_id[:200])
+            return None
+        tracker = self.store.track(progress_id, size)
+        if tracker is not None and self.debug:
+            log.info("tracking %s: %s %s, %s bytes", progress_id, method, path, size)
+        return tracker

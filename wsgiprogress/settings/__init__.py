@@ -1,0 +1,296 @@
+"""
+Settings
+========
+
+Every option of wsgiprogress is declared once here, as a :class:`Setting`
+with a converter (:mod:`wsgiprogress.settings.converters`), a default, a help
+text and the *scope* that reads it.  That one table drives keyword validation
+and defaults in every constructor, the command line's options, the PasteDeploy
+and Pyramid keys and Flask's ``PROGRESS_*`` keys; :func:`check_front` refuses
+the same mistakes between settings at every front door.
+
+.. code-block:: python
+
+    from wsgiprogress.settings import MIDDLEWARE_SETTINGS, resolve
+
+    options = resolve(MIDDLEWARE_SETTINGS, {"ttl": "60", "methods": "POST PUT"})
+    options["methods"]   # ('POST', 'PUT')
+
+Scopes, and who reads them: ``probe`` (:mod:`wsgiprogress.web.probe`),
+``backend`` (which backend :mod:`wsgiprogress.backends` opens), ``store``
+(the stores it opens), ``wait`` (long-polls and event streams of the probe and
+the mailboxes), ``waiters`` (their bound, :mod:`wsgiprogress.web.front`),
+``mailbox`` (:mod:`wsgiprogress.mailbox` and :mod:`wsgiprogress.web.mailbox`),
+``dashboard``, ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
+``middleware`` and ``server`` (one front door each).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, Collection, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
+
+from ..errors import ConfigurationError
+from .converters import (
+    as_backend,
+    as_bool,
+    as_count,
+    as_dialect,
+    as_header_name,
+    as_methods,
+    as_optional_count,
+    as_optional_path,
+    as_optional_size,
+    as_optional_token,
+    as_origins,
+    as_path,
+    as_positive_seconds,
+    as_prefix,
+    as_seconds,
+    as_size,
+)
+
+#: How a front door spells a setting's name in its messages.
+Spell = Callable[[str], str]
+
+
+class Setting(NamedTuple):
+    """One option: its *name*, a *convert* callable, a *default*, *help* and
+    the *scope* that reads it."""
+
+    name: str
+    convert: Callable[[Any], Any]
+    default: Any
+    help: str
+    scope: str
+
+
+#: Every setting, once.
+SETTINGS: Tuple[Setting, ...] = (
+    # -- the probe ------------------------------------------------------------
+    Setting("progress_url", as_path, "/progress",
+            "URL path of the progress probe", "probe"),
+    Setting("dialect", as_dialect, "native",
+            "default probe format: native, lighttpd or nginx", "probe"),
+    Setting("id_name", as_header_name, "X-Progress-ID",
+            "header and query parameter that carries the progress ID", "probe"),
+    Setting("allowed_origins", as_origins, (),
+            "origins allowed to poll the probe cross-origin ('*' for any); "
+            "empty: CORS off", "probe"),
+    Setting("debug", as_bool, False,
+            "log every tracked request and every probe answer", "probe"),
+    # -- where progress and mailboxes live -------------------------------------
+    Setting("backend", as_backend, "memory://",
+            "where progress and mailboxes live: memory:// (this process) or "
+            "redis://host:port/db (shared by every process using it)", "backend"),
+    Setting("key_prefix", as_prefix, "wsgiprogress:",
+            "prefix of every Redis key, so applications can share one Redis", "store"),
+    Setting("ttl", as_seconds, 30.0,
+            "seconds a finished request's progress stays visible", "store"),
+    Setting("capacity", as_count, 10_000,
+            "most progress entries held; beyond it new requests run untracked", "store"),
+    # -- waiting clients: long-polls (wait=) and event streams ------------------
+    Setting("max_wait", as_seconds, 30.0,
+            "longest a long-poll (wait=) waits for a change, in seconds", "wait"),
+    Setting("sse_keepalive", as_positive_seconds, 15.0,
+            "seconds between event-stream comment keepalives", "wait"),
+    Setting("sse_retry", as_count, 3000,
+            "reconnection delay hint sent to event-stream clients, in milliseconds", "wait"),
+    Setting("sse_max_duration", as_seconds, 300.0,
+            "seconds after which an event stream ends (the client resumes at once)", "wait"),
+    Setting("max_waiters", as_optional_count, None,
+            "most clients waiting at once (long-polls, streams), each holding a thread; "
+            "beyond it 503 with Retry-After; default: the server's threads minus a "
+            "quarter, under the middleware 50", "waiters"),
+    # -- mailboxes ------------------------------------------------------------
+    Setting("mailbox", as_bool, False,
+            "serve the backend's mailboxes at mailbox_url (the app finds the store in "
+            "environ['wsgiprogress.mailbox'])", "mailbox"),
+    Setting("mailbox_url", as_path, "/mailbox",
+            "URL path under which mailboxes are served: <mailbox_url>/<name>", "mailbox"),
+    Setting("publish", as_bool, False,
+            "accept POST <mailbox_url>/<name> to publish (needs authorize or "
+            "publish_token)", "mailbox"),
+    Setting("publish_token", as_optional_token, None,
+            "bearer token that allows publishing, reading stats and the dashboard",
+            "mailbox"),
+    Setting("max_messages", as_count, 100,
+            "messages kept per mailbox; older ones are dropped (readers see a gap)",
+            "mailbox"),
+    Setting("max_bytes", as_size, 1024 * 1024,
+            "bytes of message data kept per mailbox", "mailbox"),
+    Setting("max_message_bytes", as_size, 64 * 1024,
+            "the largest message accepted; above it 413", "mailbox"),
+    Setting("max_age", as_positive_seconds, 3600.0,
+            "seconds a message is kept", "mailbox"),
+    Setting("max_mailboxes", as_count, 10_000,
+            "mailboxes held at once; beyond it 503", "mailbox"),
+    Setting("mailbox_ttl", as_positive_seconds, 300.0,
+            "seconds after its last read that a mailbox is removed", "mailbox"),
+    # -- the operator dashboard --------------------------------------------------
+    Setting("dashboard_url", as_optional_path, None,
+            "URL path of the operator dashboard, protected like the stats (needs "
+            "publish_token or authorize); none: off", "dashboard"),
+    # -- which requests are counted ----------------------------------------------
+    Setting("methods", as_methods, ("POST",),
+            "HTTP methods whose requests are tracked", "tracking"),
+    # -- one front door each -----------------------------------------------------
+    Setting("max_request_size", as_optional_size, None,
+            "answer 413 to a tracked request whose Content-Length exceeds this "
+            "(our server: max_request_body_size)", "middleware"),
+    Setting("probe_threads", as_count, 2,
+            "threads that answer probes, apart from the application's threads", "server"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def scope(*scopes: str) -> Tuple[Setting, ...]:
+    """The settings of *scopes*, in table order."""
+    return tuple(s for s in SETTINGS if s.scope in scopes)
+
+
+PROBE_SETTINGS = scope("probe")
+STORE_SETTINGS = scope("store")
+WAIT_SETTINGS = scope("wait")
+MAILBOX_SETTINGS = scope("mailbox")
+#: The bounds of a mailbox store (memory or Redis).
+MAILBOX_LIMITS = tuple(s for s in MAILBOX_SETTINGS
+                       if s.name.startswith("max_") or s.name == "mailbox_ttl")
+#: What both front doors (middleware and server) serve in front of the application.
+FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox", "dashboard",
+                       "tracking")
+#: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts
+#: (and the Paste filter, the Pyramid include and Flask's keys).
+MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
+#: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
+SERVER_SETTINGS = FRONT_SETTINGS + scope("server")
+
+#: Waiting clients under the middleware, which cannot know the server's threads.
+MIDDLEWARE_WAITERS = 50
+
+#: waitress settings whose defaults :mod:`wsgiprogress.server` changes, and why.
+TUNED_WAITRESS_DEFAULTS: Dict[str, Tuple[Any, str]] = {
+    "recv_bytes": (262144, "256 KiB reads: about 1.1 GB/s instead of 290 MB/s with "
+                           "8 KiB, and far better while another thread is busy"),
+    "asyncore_use_poll": (True, "poll() instead of select(), which kills the process "
+                                "above about 1020 open descriptors"),
+    "channel_request_lookahead": (1, "lets a running request see that its client left "
+                                     "(waitress.client_disconnected)"),
+}
+
+
+def default(name: str) -> Any:
+    """The declared default of setting *name*."""
+    return _BY_NAME[name].default
+
+
+def waiter_limit(max_waiters: Optional[int], threads: Optional[int] = None) -> int:
+    """How many clients may wait at once: *max_waiters* when set; on a server
+    with *threads* worker threads all but a quarter (at least one), so ordinary
+    requests and publishers still run; elsewhere :data:`MIDDLEWARE_WAITERS`."""
+    if max_waiters is not None:
+        return max_waiters
+    if threads is None:
+        return MIDDLEWARE_WAITERS
+    return max(1, threads - max(1, threads // 4))
+
+
+def prefixed(prefix: str) -> Spell:
+    """Spells names as ``prefix + name`` (``wsgiprogress.ttl`` in Pyramid)."""
+    return lambda name: prefix + name
+
+
+def as_written(name: str) -> str:
+    """Spells names as they are: keyword arguments and ini keys."""
+    return name
+
+
+def unknown_setting(name: str, known: Iterable[str], spell: Spell = as_written,
+                    list_known: bool = True) -> ConfigurationError:
+    """The error for setting *name*, which is none of *known*: it suggests the
+    closest one, else lists them all (when *list_known*); names are shown as
+    *spell* writes them."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        hint = f"; did you mean {spell(close[0])!r}?"
+    else:
+        hint = "; known settings: " + ", ".join(spell(k) for k in known) if list_known else ""
+    return ConfigurationError(f"unknown setting {spell(name)!r}{hint}")
+
+
+def resolve(settings: Iterable[Setting], given: Mapping[str, Any],
+            spell: Spell = as_written) -> Dict[str, Any]:
+    """Defaults overlaid with the converted *given* values.
+
+    :param spell: how the names were written, for error messages.
+    :raises ConfigurationError: for an unknown name (with a suggestion) or a
+        value its converter rejects.
+    """
+    table = {s.name: s for s in settings}
+    for name in given:
+        if name not in table:
+            raise unknown_setting(name, table, spell)
+    resolved = {}
+    for name, setting in table.items():
+        if name not in given:
+            resolved[name] = setting.default
+            continue
+        try:
+            resolved[name] = setting.convert(given[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{spell(name)}: {exc}") from None
+    return resolved
+
+
+def check_mailbox_limits(options: Mapping[str, Any], spell: Spell = as_written) -> None:
+    """Refuse mailbox bounds that contradict each other.
+
+    :raises ConfigurationError: naming the settings as *spell* writes them.
+    """
+    if options["max_message_bytes"] > options["max_bytes"]:
+        raise ConfigurationError(f"{spell('max_message_bytes')} must not exceed "
+                                 f"{spell('max_bytes')}, or a message could never be kept")
+
+
+def check_front(options: Mapping[str, Any], given: Collection[str], *,
+                store_given: bool = False, mailbox_given: bool = False,
+                authorize_given: bool = False, spell: Spell = as_written) -> None:
+    """Refuse settings that contradict each other: the one place every front
+    door (CLI, ``serve``, middleware, Paste, Pyramid, Flask) checks them, so
+    each refuses the same mistakes with the same message.
+
+    :param options: the resolved settings.
+    :param given: the names set explicitly.
+    :param store_given: a progress store object was passed in.
+    :param mailbox_given: a mailbox store object was passed in.
+    :param authorize_given: an ``authorize`` hook was passed in.
+    :raises ConfigurationError: naming the settings as *spell* writes them.
+    """
+    mailboxes = options["mailbox"] or mailbox_given
+    dashboard = options["dashboard_url"] is not None
+    if not mailboxes:
+        for name in sorted(set(given) & {s.name for s in MAILBOX_SETTINGS} - {"mailbox"}):
+            # a value that is the default changes nothing: only a real one is a mistake
+            if options[name] != default(name) and not (dashboard and name == "publish_token"):
+                raise ConfigurationError(f"{spell(name)} configures mailboxes: turn "
+                                         f"{spell('mailbox')} on too")
+    if authorize_given and not (mailboxes or dashboard):
+        raise ConfigurationError(f"authorize guards mailboxes and the dashboard: turn "
+                                 f"{spell('mailbox')} on or set {spell('dashboard_url')} too")
+    can_authorize = authorize_given or options["publish_token"] is not None
+    if dashboard and not can_authorize:
+        raise ConfigurationError(f"{spell('dashboard_url')} needs {spell('publish_token')} "
+                                 "or an authorize hook: without either nobody could open "
+                                 "the dashboard")
+    if mailboxes and options["publish"] and not can_authorize:
+        raise ConfigurationError(f"{spell('publish')} needs {spell('publish_token')} or an "
+                                 "authorize hook: without either nobody could publish")
+    check_mailbox_limits(options, spell)
+    clash = [name for name in given if name in {s.name for s in scope("backend", "store")}]
+    if store_given and clash:
+        raise ConfigurationError(
+            f"{' and '.join(spell(n) for n in clash)} "
+            f"{'belongs' if len(clash) == 1 else 'belong'} to the progress store you "
+            "passed: configure it there, e.g. ProgressTable(ttl=..., capacity=...) or "
+            "backend_from_url(...).progress")

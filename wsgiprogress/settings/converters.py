@@ -1,0 +1,185 @@
+"""
+Converters
+==========
+
+Each setting of :mod:`wsgiprogress.settings` names one of these.  A converter
+takes a native value or its string form (from a command line, an ini file or
+a Flask config) and returns the value the code uses, or raises
+:class:`ValueError` with a message that says what it expected.
+
+.. code-block:: python
+
+    as_size("10M")          # 10485760
+    as_methods("POST, PUT")  # ('POST', 'PUT')
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Tuple
+
+#: The probe dialects, as :mod:`wsgiprogress.web.dialects` renders them.
+DIALECTS = ("native", "lighttpd", "nginx")
+#: The backend URL schemes :func:`wsgiprogress.backends.backend_from_url` knows.
+BACKEND_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
+
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
+_SIZE = re.compile(r"\s*(\d+)\s*([kmg]i?b?)?\s*\Z", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+_METHOD = re.compile(r"[A-Z]{1,20}\Z")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}\Z")
+_ORIGIN = re.compile(r"https?://[^/\s]+\Z")
+
+
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
+
+
+def as_bool(value: Any) -> bool:
+    """``True``/``False``, or one of 1/0, true/false, yes/no, on/off; a typo
+    is refused, never taken for false."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false (1/0, yes/no, on/off), not {value!r}")
+
+
+def as_seconds(value: Any) -> float:
+    """A number of seconds >= 0."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"expected a number of seconds >= 0, not {value!r}")
+    return seconds
+
+
+def as_positive_seconds(value: Any) -> float:
+    """A number of seconds > 0."""
+    seconds = as_seconds(value)
+    if seconds == 0:
+        raise ValueError(f"expected a number of seconds > 0, not {value!r}")
+    return seconds
+
+
+def as_count(value: Any) -> int:
+    """A whole number >= 1."""
+    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
+        raise ValueError(f"expected a whole number >= 1, not {value!r}")
+    return int(value)
+
+
+def as_optional_count(value: Any) -> Optional[int]:
+    """``None`` or a whole number >= 1."""
+    return None if _is_none(value) else as_count(value)
+
+
+def as_size(value: Any) -> int:
+    """Bytes >= 1, or a string such as ``"10M"`` (KiB, MiB, GiB)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"expected a size in bytes >= 1 such as 1048576 or '10M', "
+                         f"not {value!r}")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "")[:1].lower()]
+
+
+def as_optional_size(value: Any) -> Optional[int]:
+    """``None`` (no limit), or a size as :func:`as_size` takes it."""
+    if _is_none(value):
+        return None
+    try:
+        return as_size(value)
+    except ValueError:
+        raise ValueError(f"expected a size in bytes >= 1 such as 1048576 or '10M', "
+                         f"or None for no limit, not {value!r}") from None
+
+
+def as_methods(value: Any) -> Tuple[str, ...]:
+    """HTTP methods, as a list or a string separated by spaces or commas."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    methods = tuple(str(m).upper() for m in items)
+    if not methods or not all(_METHOD.match(m) for m in methods):
+        raise ValueError(f"expected HTTP methods such as 'POST PUT', not {value!r}")
+    return methods
+
+
+def as_optional_token(value: Any) -> Optional[str]:
+    """``None`` (no token), or a secret of at least 16 characters."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) < 16 or any(c.isspace() for c in value):
+        raise ValueError("expected a secret of at least 16 characters without spaces, "
+                         "e.g. from secrets.token_urlsafe()")
+    return value
+
+
+def as_path(value: Any) -> str:
+    """A URL path starting with ``/``."""
+    if not isinstance(value, str) or not value.startswith("/") or any(
+            c in value for c in "?# \t\r\n"):
+        raise ValueError(f"expected a URL path starting with '/', such as '/progress', "
+                         f"not {value!r}")
+    return value
+
+
+def as_optional_path(value: Any) -> Optional[str]:
+    """``None`` (off), or a URL path starting with ``/``."""
+    if _is_none(value):
+        return None
+    try:
+        return as_path(value)
+    except ValueError:
+        raise ValueError(f"expected a URL path starting with '/', such as '/_dashboard', "
+                         f"or None for off, not {value!r}") from None
+
+
+def as_dialect(value: Any) -> str:
+    """One of ``native``, ``lighttpd``, ``nginx``."""
+    if value not in DIALECTS:
+        raise ValueError(f"expected one of {', '.join(DIALECTS)}, not {value!r}")
+    return str(value)
+
+
+def as_header_name(value: Any) -> str:
+    """A header name of letters, digits and ``-`` (servers drop names with ``_``)."""
+    if not isinstance(value, str) or not _HEADER_NAME.match(value):
+        raise ValueError(f"expected 1-64 letters, digits or '-', not {value!r} "
+                         "(servers drop header names containing '_')")
+    return value
+
+
+def as_origins(value: Any) -> Tuple[str, ...]:
+    """Origins allowed to read cross-origin: ``*`` or a list of
+    ``scheme://host[:port]``; empty turns CORS off."""
+    if value is None:
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    for origin in items:
+        if origin != "*" and not _ORIGIN.match(str(origin)):
+            raise ValueError(f"expected '*' or origins such as 'https://example.com', "
+                             f"not {origin!r}")
+    return tuple(str(o) for o in items)
+
+
+def as_backend(value: Any) -> str:
+    """``memory://`` or a Redis URL such as ``redis://127.0.0.1:6379/0``."""
+    if not isinstance(value, str) or not (value == "memory://" or (
+            value.startswith(BACKEND_SCHEMES[1:]) and not any(c.isspace() for c in value))):
+        raise ValueError(f"expected memory:// or a Redis URL such as "
+                         f"redis://127.0.0.1:6379/0, not {value!r}")
+    return value
+
+
+def as_prefix(value: Any) -> str:
+    """A Redis key prefix: 1-64 printable characters without spaces."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64 or not value.isprintable() \
+            or " " in value:
+        raise ValueError(f"expected 1-64 printable characters without spaces, not {value!r}")
+    return value

@@ -1,0 +1,163 @@
+"""
+Front
+=====
+
+:class:`Front` is the one composition both front doors share: the
+middleware (:class:`~wsgiprogress.middleware.ProgressMiddleware`) and the
+server (:mod:`wsgiprogress.server`) each make one from their settings and
+route every request through :meth:`Front.route` before the application sees
+it.  It resolves and checks the settings (:func:`~wsgiprogress.settings.check_front`),
+opens the stores of the backend (:func:`~wsgiprogress.backends.backend_from_url`)
+unless store objects are passed in, bounds the waiting clients of both with
+one :class:`~wsgiprogress.waiters.Waiters`, and builds the probe, the mailbox
+endpoints and the dashboard.
+
+.. code-block:: python
+
+    front = Front({"ttl": 60, "mailbox": True})
+    endpoint = front.route(environ)     # the probe, a mailbox or the dashboard
+    if endpoint is not None:
+        return endpoint(environ, start_response)
+    return app(environ, start_response)  # finds the stores in the environ
+"""
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+
+from .. import keys
+from ..backends import Backend, backend_from_url
+from ..mailbox import MailboxStore
+from ..settings import (
+    MAILBOX_LIMITS,
+    MIDDLEWARE_SETTINGS,
+    PROBE_SETTINGS,
+    STORE_SETTINGS,
+    WAIT_SETTINGS,
+    Setting,
+    Spell,
+    as_written,
+    check_front,
+    resolve,
+    waiter_limit,
+)
+from ..waiters import Waiters
+from .dashboard import Dashboard
+from .mailbox import Authorize, MailboxApp
+from .probe import ProgressProbe
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+
+    from ..progress.store import ProgressStore
+
+
+def front_options(given: Mapping[str, Any], settings: Tuple[Setting, ...], *,
+                  store: Optional[ProgressStore] = None,
+                  mailbox: Union[MailboxStore, bool, str, None] = None,
+                  authorize: Optional[Authorize] = None, spell: Spell = as_written
+                  ) -> Tuple[Dict[str, Any], Optional[ProgressStore], Optional[MailboxStore]]:
+    """The settings a :class:`Front` is made with, resolved and checked, and
+    the store objects passed in (``table`` is the old name of *store*; a
+    *mailbox* that is no store is the ``mailbox`` setting).  Opens nothing:
+    the command line validates with it before it loads the application.
+
+    :raises ConfigurationError: as :class:`Front` does.
+    """
+    given = dict(given)
+    if "table" in given:
+        warnings.warn("table= is now store=", DeprecationWarning, stacklevel=4)
+        store = given.pop("table")
+    if mailbox is not None and not isinstance(mailbox, MailboxStore):
+        given["mailbox"] = mailbox
+        mailbox = None
+    options = resolve(settings, given, spell)
+    check_front(options, given, store_given=store is not None,
+                mailbox_given=mailbox is not None,
+                authorize_given=authorize is not None, spell=spell)
+    return options, store, mailbox
+
+
+def _subset(options: Mapping[str, Any], *groups: Tuple[Setting, ...]) -> Dict[str, Any]:
+    return {s.name: options[s.name] for group in groups for s in group}
+
+
+class Front:
+    """The stores and HTTP endpoints one front door serves.
+
+    :param given: the settings as given, by name (``progress_url``, ``ttl``,
+        ``mailbox``, …); ``table`` is the old name of *store*.
+    :param settings: the table they are resolved against: the middleware's
+        or the server's.
+    :param store: a :class:`~wsgiprogress.progress.store.ProgressStore` to
+        use instead of the backend's.
+    :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
+        instead of the backend's, or the ``mailbox`` setting.
+    :param authorize: who may read and publish mailboxes and open the
+        dashboard; see :func:`wsgiprogress.web.mailbox.unguessable_names`.
+    :param threads: the server's worker threads, which bound the waiting
+        clients by default; ``None`` under the middleware.
+    :param spell: how the front door writes setting names, for messages.
+    :raises ConfigurationError: for an unknown setting, a bad value or
+        settings that contradict each other.
+    """
+
+    def __init__(self, given: Mapping[str, Any], *,
+                 settings: Tuple[Setting, ...] = MIDDLEWARE_SETTINGS,
+                 store: Optional[ProgressStore] = None,
+                 mailbox: Union[MailboxStore, bool, str, None] = None,
+                 authorize: Optional[Authorize] = None, threads: Optional[int] = None,
+                 spell: Spell = as_written) -> None:
+        options, store, mailbox = front_options(given, settings, store=store, mailbox=mailbox,
+                                                authorize=authorize, spell=spell)
+        self.options = options
+        self.waiters = Waiters(waiter_limit(options["max_waiters"], threads))
+        self.backend: Optional[Backend] = None
+        if store is None or (mailbox is None and options["mailbox"]):
+            backend = self.backend = backend_from_url(
+                options["backend"], waiters=self.waiters,
+                **_subset(options, STORE_SETTINGS, MAILBOX_LIMITS))
+            store = backend.progress if store is None else store
+            mailbox = backend.mailbox if mailbox is None and options["mailbox"] else mailbox
+        self.store: ProgressStore = store
+        self.mailboxes: Optional[MailboxStore] = mailbox
+        for shared in (self.store, self.mailboxes):
+            if shared is not None:  # stores passed in wait within the same bound
+                shared.waiters = self.waiters
+        self.probe = ProgressProbe(self.store, **_subset(options, PROBE_SETTINGS, WAIT_SETTINGS))
+        self.mailbox_app: Optional[MailboxApp] = None
+        if self.mailboxes is not None:
+            self.mailbox_app = MailboxApp(
+                self.mailboxes, authorize=authorize, table=self.store,
+                **{name: options[name] for name in ("mailbox_url", "publish", "publish_token")},
+                **_subset(options, WAIT_SETTINGS))
+        self.dashboard: Optional[Dashboard] = None
+        if options["dashboard_url"] is not None:
+            self.dashboard = Dashboard(self.store, self.mailbox_app, authorize=authorize,
+                                       token=options["publish_token"],
+                                       url=options["dashboard_url"])
+        self.progress_url: str = options["progress_url"]
+
+    def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:
+        """The endpoint that answers this request (the probe, a mailbox, the
+        dashboard), or ``None`` for the application, after putting the stores
+        in the environ for it (an outer layer's stay)."""
+        path = environ.get("PATH_INFO", "")
+        if path == self.progress_url:
+            return self.probe
+        dashboard = self.dashboard
+        if dashboard is not None and dashboard.handles(path):
+            return dashboard
+        environ.setdefault(keys.PROGRESS_STORE, self.store)
+        environ.setdefault(keys.LEGACY_TABLE, self.store)
+        mailbox_app = self.mailbox_app
+        if mailbox_app is not None:
+            if mailbox_app.handles(path):
+                return mailbox_app
+            environ.setdefault(keys.MAILBOX, self.mailboxes)
+        return None
+
+    def close(self) -> None:
+        """Write what is pending and release the backend's connections."""
+        if self.backend is not None:
+            self.backend.close()
