@@ -12,7 +12,7 @@ import sys
 import time
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
 
@@ -62,11 +62,35 @@ def _stop(process: "subprocess.Popen[bytes]") -> None:
             process.wait(5)
 
 
+class Gunicorn(NamedTuple):
+    """A running gunicorn: the port it serves and its master's pid."""
+
+    port: int
+    pid: int
+
+    def workers(self) -> List[int]:
+        """The pids of the master's workers (its child processes)."""
+        workers = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                stat = Path("/proc", name, "stat").read_text()
+            except OSError:
+                continue  # exited while we looked
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+            if int(stat.rpartition(")")[2].split()[1]) == self.pid:
+                workers.append(int(name))
+        return workers
+
+
 @contextlib.contextmanager
-def gunicorn(log_path: Path, app: str, worker_class: str, *extra: str, workers: int = 1,
-             env: Optional[Dict[str, str]] = None) -> Iterator[int]:
-    """Run *app* (``module:name`` from the project or tests/) under gunicorn;
-    yields its port once a worker answers ``GET /``.  Always stopped on exit."""
+def running_gunicorn(log_path: Path, app: str, worker_class: str, *extra: str,
+                     workers: int = 1, env: Optional[Dict[str, str]] = None
+                     ) -> Iterator[Gunicorn]:
+    """Run *app* (``module:name`` from the project or tests/, or gunicorn's
+    ``module:factory()``) under gunicorn; yields it once a worker answers
+    ``GET /``.  Always stopped on exit."""
     path = [str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH")]
     env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, path))}
@@ -75,10 +99,18 @@ def gunicorn(log_path: Path, app: str, worker_class: str, *extra: str, workers: 
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=ROOT, env=env, start_new_session=True)
     try:
-        port = _wait_until_serving(process, log_path)
-        yield port
+        yield Gunicorn(_wait_until_serving(process, log_path), process.pid)
     finally:
         _stop(process)
+
+
+@contextlib.contextmanager
+def gunicorn(log_path: Path, app: str, worker_class: str, *extra: str, workers: int = 1,
+             env: Optional[Dict[str, str]] = None) -> Iterator[int]:
+    """:func:`running_gunicorn`, yielding only the port."""
+    with running_gunicorn(log_path, app, worker_class, *extra, workers=workers,
+                          env=env) as server:
+        yield server.port
 
 
 def _wait_until_serving(process: "subprocess.Popen[bytes]", log_path: Path) -> int:

@@ -13,14 +13,18 @@ import threading
 import time
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 import pytest
 from waitress.trigger import trigger
+from werkzeug.wsgi import get_input_stream
 
+from wsgiprogress import ProgressMiddleware
 from wsgiprogress.server import create_server
 
 HOST = "127.0.0.1"
+MiB = 1024 * 1024
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -65,16 +69,33 @@ def probe(port: int, progress_id: str, query: str = "", timeout: float = 5.0) ->
         conn.close()
 
 
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.02,
+               message: Optional[Callable[[], str]] = None) -> T:
+    """Call *predicate* every *interval* seconds until it returns something
+    true, and return that; fail the test after *timeout* seconds, with
+    *message()* when given."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= end:
+            pytest.fail(message() if message is not None
+                        else f"{getattr(predicate, '__name__', predicate)} still false "
+                             f"after {timeout} s")
+        time.sleep(interval)
+
+
 def wait_for_state(port: int, progress_id: str, states: Tuple[str, ...],
                    deadline: float = 5.0) -> Dict[str, Any]:
     """Poll until the entry reaches one of *states*; fail after *deadline* seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        answer = probe(port, progress_id)
-        if answer["state"] in states:
-            return answer
-        assert time.monotonic() < end, f"still {answer} after {deadline} s"
-        time.sleep(0.02)
+    last: Dict[str, Any] = {}
+
+    def reached() -> Optional[Dict[str, Any]]:
+        last.update(probe(port, progress_id))
+        return dict(last) if last["state"] in states else None
+
+    return wait_until(reached, deadline, message=lambda: f"still {last} after {deadline} s")
 
 
 def status_of(reply: bytes) -> int:
@@ -105,10 +126,9 @@ def exchange(port: int, request: bytes, read_for: float = 1.0,
     return received
 
 
-def open_fds() -> int:
-    """How many descriptors this process has open."""
-    import os
-    return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+def open_fds(pid: int = 0) -> int:
+    """How many descriptors process *pid* (default: this one) has open."""
+    return len(os.listdir(f"/proc/{pid or os.getpid()}/fd"))
 
 
 class SlowUpload(threading.Thread):
@@ -116,8 +136,9 @@ class SlowUpload(threading.Thread):
 
     ``chunked`` sends ``Transfer-Encoding: chunked``; ``abort_after`` closes
     the socket once that many body bytes went out (with an RST when
-    ``reset``, else a FIN).  ``reply`` holds what the
-    server answered; ``error`` an OSError the client met.
+    ``reset``, else a FIN).  ``sent`` counts the body bytes sent so far;
+    ``reply`` holds what the server answered; ``error`` an OSError the
+    client met.
     """
 
     def __init__(self, port: int, target: str, size: int, piece: int = 256 * 1024,
@@ -128,6 +149,7 @@ class SlowUpload(threading.Thread):
         self.port, self.target, self.size, self.piece = port, target, size, piece
         self.delay, self.chunked, self.abort_after = delay, chunked, abort_after
         self.reset, self.headers, self.timeout = reset, headers, timeout
+        self.sent = 0
         self.reply = b""
         self.error: Optional[OSError] = None
 
@@ -139,13 +161,12 @@ class SlowUpload(threading.Thread):
         sock = socket.create_connection((HOST, self.port), timeout=self.timeout)
         try:
             sock.sendall(head.encode())
-            sent = 0
-            while sent < self.size:
-                n = min(self.piece, self.size - sent)
+            while self.sent < self.size:
+                n = min(self.piece, self.size - self.sent)
                 data = b"u" * n
                 sock.sendall(b"%x\r\n%s\r\n" % (n, data) if self.chunked else data)
-                sent += n
-                if self.abort_after is not None and sent >= self.abort_after:
+                self.sent += n
+                if self.abort_after is not None and self.sent >= self.abort_after:
                     if self.reset:
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                         struct.pack("ii", 1, 0))
@@ -223,6 +244,50 @@ def received_while(answers: List[Dict[str, Any]], state: str) -> List[int]:
         if answer["state"] == state and (not values or answer["received"] != values[-1]):
             values.append(answer["received"])
     return values
+
+
+#: The largest body the live-upload suite's servers accept (our server's
+#: ``max_request_body_size``, the middleware's ``max_request_size``).
+LIVE_LIMIT = 16 * MiB
+#: The size of ``GET /download`` from :func:`live_app`.
+DOWNLOAD_SIZE = 24 * MiB
+
+
+def live_app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """The live-upload suite's application, the same under every server.
+
+    ``GET /download`` sends :data:`DOWNLOAD_SIZE` bytes in 64 KiB pieces.
+    Anything else reads its body in 64 KiB pieces as werkzeug and Flask do
+    (``get_input_stream``) and answers how many bytes came: ``/fail`` raises
+    once the body is read, ``/reject`` answers 400, and a POST works 0.3 s
+    first so that ``processing`` can be seen.
+    """
+    path = environ.get("PATH_INFO", "")
+    if path == "/download":
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(DOWNLOAD_SIZE))])
+        return (b"d" * 65536 for _ in range(DOWNLOAD_SIZE // 65536))
+    stream = get_input_stream(environ)
+    total = 0
+    while True:
+        piece = stream.read(65536)
+        if not piece:
+            break
+        total += len(piece)
+    if path == "/fail":
+        raise RuntimeError("application failure")
+    if environ["REQUEST_METHOD"] == "POST":
+        time.sleep(0.3)
+    body = str(total).encode()
+    status = "400 Bad Request" if path == "/reject" else "200 OK"
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def progress_app() -> ProgressMiddleware:
+    """:func:`live_app` behind the middleware, as werkzeug and gunicorn serve it
+    in the live-upload suite (gunicorn loads ``server_support:progress_app()``)."""
+    return ProgressMiddleware(live_app, max_request_size=LIVE_LIMIT, methods="POST GET")
 
 
 @contextlib.contextmanager
