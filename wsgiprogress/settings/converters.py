@@ -15,7 +15,7 @@ a Flask config) and returns the value the code uses, or raises
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 #: The probe dialects, as :mod:`wsgiprogress.web.dialects` renders them.
 DIALECTS = ("native", "lighttpd", "nginx")
@@ -52,7 +52,7 @@ def as_seconds(value: Any) -> float:
     """A number of seconds >= 0."""
     try:
         seconds = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         seconds = float("nan")
     if not seconds >= 0 or seconds == float("inf"):
         raise ValueError(f"expected a number of seconds >= 0, not {value!r}")
@@ -61,7 +61,10 @@ def as_seconds(value: Any) -> float:
 
 def as_positive_seconds(value: Any) -> float:
     """A number of seconds > 0."""
-    seconds = as_seconds(value)
+    try:
+        seconds = as_seconds(value)
+    except ValueError:
+        seconds = 0.0
     if seconds == 0:
         raise ValueError(f"expected a number of seconds > 0, not {value!r}")
     return seconds
@@ -76,7 +79,13 @@ def as_count(value: Any) -> int:
 
 def as_optional_count(value: Any) -> Optional[int]:
     """``None`` or a whole number >= 1."""
-    return None if _is_none(value) else as_count(value)
+    if _is_none(value):
+        return None
+    try:
+        return as_count(value)
+    except ValueError:
+        raise ValueError(f"expected a whole number >= 1, or None for the default, "
+                         f"not {value!r}") from None
 
 
 def as_size(value: Any) -> int:
@@ -101,9 +110,18 @@ def as_optional_size(value: Any) -> Optional[int]:
                          f"or None for no limit, not {value!r}") from None
 
 
+def _items(value: Any, expected: str) -> List[Any]:
+    """The items of a list, tuple or set, or of a string split at spaces and commas."""
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    raise ValueError(f"expected {expected}, not {value!r}")
+
+
 def as_methods(value: Any) -> Tuple[str, ...]:
     """HTTP methods, as a list or a string separated by spaces or commas."""
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    items = _items(value, "HTTP methods such as 'POST PUT'")
     methods = tuple(str(m).upper() for m in items)
     if not methods or not all(_METHOD.match(m) for m in methods):
         raise ValueError(f"expected HTTP methods such as 'POST PUT', not {value!r}")
@@ -160,7 +178,7 @@ def as_origins(value: Any) -> Tuple[str, ...]:
     ``scheme://host[:port]``; empty turns CORS off."""
     if value is None:
         return ()
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    items = _items(value, "'*' or origins such as 'https://example.com'")
     for origin in items:
         if origin != "*" and not _ORIGIN.match(str(origin)):
             raise ValueError(f"expected '*' or origins such as 'https://example.com', "
