@@ -205,7 +205,7 @@ class Progress:
         that tracks requests: our server's, when the application runs on it."""
         store: Optional[ProgressStore] = request.environ.get(keys.PROGRESS_STORE) \
             if has_request_context() else None
-        return (store or self.state().store).get(progress_id)
+        return (store or self.state().store).read(progress_id)
 
     def post(self, names: Union[str, Iterable[str]], data: Any) -> Dict[str, int]:
         """Post *data* to one mailbox or to each of several at once.

@@ -3,7 +3,7 @@ capacity, duplicate IDs, speed, ETA, throttling and store failures."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Hashable, List, Mapping, Optional
+from typing import Any, Dict, Hashable, List, Mapping, Optional
 
 import pytest
 
@@ -266,31 +266,88 @@ def test_speed_is_smoothed_after_a_change_of_pace(
     assert 256 * KiB < slowed < steady  # moves towards the new pace, not jumps
 
 
-def test_small_reads_are_published_by_bytes_or_time(
-        table: ProgressTable, clock: FakeClock) -> None:
+class CountingTable(ProgressTable):
+    """Counts what the tracker tells the store."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.updates: List[Dict[str, Any]] = []
+
+    def update(self, progress_id: str, token: Any, fields: Any) -> None:
+        self.updates.append(dict(fields))
+        super().update(progress_id, token, fields)
+
+
+def test_reads_see_every_byte_and_the_store_hears_only_state_changes(
+        clock: FakeClock) -> None:
+    table = CountingTable(clock=clock)
     tracker = track(table, size=10 * 1024 * KiB)
-    tracker.add_received(1)
-    seen = []
     for _ in range(300):
         tracker.add_received(KiB)
-        seen.append((tracker.received, entry(table).received))
-    assert max(true - shown for true, shown in seen) < 256 * KiB
-    assert len({shown for _, shown in seen}) <= 3  # far fewer publishes than reads
-    lagging = entry(table).received
-    clock.advance(Tracker.publish_interval * 1.01)  # float epoch seconds
-    tracker.add_received(1)
-    assert entry(table).received == tracker.received > lagging
+        assert entry(table).received == tracker.received  # no lag
+        assert table.read(ID).received == tracker.received
+    assert [u["state"] for u in table.updates] == ["uploading"]  # the first byte only
+    tracker.add_received(10 * 1024 * KiB - tracker.received)
+    assert [u["state"] for u in table.updates] == ["uploading", "processing"]
 
 
 def test_a_state_change_is_published_at_once(table: ProgressTable) -> None:
     tracker = track(table, size=100)
     tracker.add_received(1)
     tracker.add_received(98)
-    assert entry(table).received == 1  # throttled
-    tracker.add_received(1)
-    tracker.body_complete()
+    assert entry(table).received == 99  # live
+    tracker.add_received(1)  # the declared size arrived: the body is complete
     got = entry(table)
     assert (got.state, got.received) == ("processing", 100)
+
+
+def test_a_waiting_client_is_woken_by_counting_at_most_every_wake_interval(
+        table: ProgressTable, clock: FakeClock) -> None:
+    tracker = track(table, size=10 * 1024 * KiB)
+    tracker.add_received(1)
+    event = table.waiters.register(ID)
+    assert event is not None
+    table.watch(ID)
+    tracker.add_received(KiB)
+    assert event.is_set()  # the first change wakes at once
+    event.clear()
+    tracker.add_received(KiB)
+    assert not event.is_set()  # within wake_interval: no second wake-up
+    clock.advance(Tracker.wake_interval * 1.01)
+    tracker.add_received(KiB)
+    assert event.is_set()
+    table.waiters.unregister(ID, event)
+    event.clear()
+    clock.advance(Tracker.wake_interval * 1.01)
+    tracker.add_received(KiB)  # nobody waits: counting stops looking
+    tracker.add_received(KiB)
+    assert not event.is_set() and entry(table).received == tracker.received
+
+
+def test_a_client_waiting_before_the_request_starts_is_woken_by_its_bytes(
+        table: ProgressTable, clock: FakeClock) -> None:
+    event = table.waiters.register(ID)
+    assert event is not None
+    tracker = track(table, size=10 * KiB)  # no watch() call: the store sees the waiter
+    tracker.add_received(1)
+    event.clear()
+    clock.advance(Tracker.wake_interval * 1.01)
+    tracker.add_received(KiB)
+    assert event.is_set()
+    table.waiters.unregister(ID, event)
+
+
+def test_response_bytes_wake_a_waiting_client_too(
+        table: ProgressTable, clock: FakeClock) -> None:
+    tracker = track(table, size=0)
+    tracker.body_complete()
+    tracker.start_response("200 OK", 10 * KiB)
+    event = table.waiters.register(ID)
+    assert event is not None
+    table.watch(ID)
+    tracker.add_sent(KiB)
+    assert event.is_set() and entry(table).sent == KiB
+    table.waiters.unregister(ID, event)
 
 
 # -- a failing store ---------------------------------------------------------

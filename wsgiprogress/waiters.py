@@ -94,6 +94,10 @@ class Waiters:
             event.set()
         return len(events)
 
+    def __contains__(self, key: object) -> bool:
+        """True while someone waits for *key* (no lock: a hint for counters)."""
+        return key in self._events
+
     def __len__(self) -> int:
         with self._lock:
             return self._count

@@ -16,7 +16,12 @@ change the entry, so a duplicate or late request can never corrupt it.
     tracker = store.track("3f2a9c0d1e7b4a55", size=1024)
     if tracker is not None:          # None: untracked, the request still runs
         tracker.add_received(512)
+        store.read("3f2a9c0d1e7b4a55").received    # 512, live
         tracker.finish()
+
+While a request runs in this process, :meth:`ProgressStore.read` answers from
+its tracker's live counters; a store hears of state changes only (and a store
+that other processes read pulls the counters on its own clock).
 """
 from __future__ import annotations
 
@@ -38,6 +43,12 @@ class ProgressStore(abc.ABC):
     clock: Callable[[], float]
     #: Woken with the progress ID whenever an entry changes.
     waiters: Waiters
+
+    def __init__(self, clock: Callable[[], float], waiters: Optional[Waiters]) -> None:
+        self.clock = clock
+        self.waiters = waiters if waiters is not None else Waiters()
+        #: The trackers of the requests running in this process, by ID.
+        self.live: Dict[str, Tracker] = {}
 
     @abc.abstractmethod
     def begin(self, progress_id: str, size: Optional[int]) -> Optional[Hashable]:
@@ -69,6 +80,26 @@ class ProgressStore(abc.ABC):
         """Copies of the newest entries, running and not yet expired, newest
         first, at most *limit*: what an operator's dashboard shows."""
 
+    def read(self, progress_id: str) -> Optional[ProgressEntry]:
+        """The progress of *progress_id* as it stands: the live counters of
+        a request running in this process, else :meth:`get`."""
+        tracker = self.live.get(progress_id)
+        if tracker is not None and not tracker.finished:
+            return tracker.entry()
+        return self.get(progress_id)
+
+    def watch(self, progress_id: str) -> None:
+        """A client waits for the next change of *progress_id* (register its
+        waiter first): counting in this process will wake it."""
+        tracker = self.live.get(progress_id)
+        if tracker is not None:
+            tracker.watch()
+
+    def release(self, tracker: Tracker) -> None:
+        """*tracker*'s request ended: its entry holds the final counters."""
+        if self.live.get(tracker.id) is tracker:
+            del self.live[tracker.id]
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every change made so far is readable by :meth:`get`
         (stores that write in the background); True when it is."""
@@ -91,4 +122,7 @@ class ProgressStore(abc.ABC):
             return None
         if token is None:
             return None
-        return Tracker(self, progress_id, token, size)
+        tracker = self.live[progress_id] = Tracker(self, progress_id, token, size)
+        if progress_id in self.waiters:  # a client waits for it to start
+            tracker.watch()
+        return tracker

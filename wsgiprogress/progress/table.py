@@ -5,7 +5,8 @@ In-memory progress table
 :class:`ProgressTable` is the default :class:`~wsgiprogress.progress.store.ProgressStore`:
 one dictionary behind one lock, shared by every thread of a process.  Finished
 entries expire lazily ``ttl`` seconds after they end; the number of entries is
-bounded by ``capacity``.
+bounded by ``capacity``.  A running entry is read from its tracker's live
+counters.
 
 .. code-block:: python
 
@@ -64,8 +65,7 @@ class ProgressTable(ProgressStore):
         options = resolve(_SETTINGS, settings)
         self.ttl: float = options["ttl"]
         self.capacity: int = options["capacity"]
-        self.clock = clock
-        self.waiters = waiters if waiters is not None else Waiters()
+        super().__init__(clock, waiters)
         self._lock = threading.Lock()
         self._records: Dict[str, _Record] = {}
         # finished IDs in the order they expire (ttl is the same for all)
@@ -124,7 +124,7 @@ class ProgressTable(ProgressStore):
         with self._lock:
             self._expire(now)
             record = self._records.get(progress_id)
-            return None if record is None else record.entry.copy()
+            return None if record is None else self._current(record)
 
     def counts(self) -> Dict[str, int]:
         now = self.clock()
@@ -138,11 +138,20 @@ class ProgressTable(ProgressStore):
         with self._lock:  # O(limit): records are kept in the order they began
             self._expire(now)
             newest = itertools.islice(reversed(self._records.values()), max(0, limit))
-            return [record.entry.copy() for record in newest]
+            return [self._current(record) for record in newest]
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._records)
+
+    def _current(self, record: _Record) -> ProgressEntry:
+        # a running request's entry holds its last state; its counters are live
+        entry = record.entry
+        if entry.running:
+            tracker = self.live.get(entry.id)
+            if tracker is not None and tracker.token == record.token and not tracker.finished:
+                return tracker.entry(entry.started)
+        return entry.copy()
 
     def _expire(self, now: float) -> None:
         expiries = self._expiries

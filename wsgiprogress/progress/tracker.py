@@ -2,19 +2,22 @@
 Per-request progress tracker
 ============================
 
-A :class:`Tracker` counts the bytes of one tracked request and publishes them
-to its store.  Counting is O(1); publishing is throttled to every
-:attr:`Tracker.publish_bytes` bytes or :attr:`Tracker.publish_interval`
-seconds, plus every state change, so the store sees a value at most that far
-behind.  Whoever owns the request (the middleware, or the server hook on
-waitress's I/O thread) drives it:
+A :class:`Tracker` counts the bytes of one tracked request.  Its counters
+*are* the live progress: a probe in this process reads them through
+:meth:`~wsgiprogress.progress.store.ProgressStore.read` with no lag, so
+counting costs an addition and a comparison (the comparison catches the
+first byte, the last byte of a declared size, and a client waiting for the
+next change).  The store hears of state changes; a store that other
+processes read (Redis) pulls the counters on its own clock.  Whoever owns the
+request (the middleware, or the server hook on waitress's I/O thread) drives
+it:
 
 .. code-block:: python
 
-    tracker = table.track(progress_id, size=content_length)
+    tracker = store.track(progress_id, size=content_length)
     tracker.add_received(len(chunk))     # while the body arrives
-    tracker.body_complete()              # -> processing
-    tracker.start_response(200, None)
+    tracker.body_complete()              # -> processing (a chunked body's end)
+    tracker.start_response("200 OK", None)
     tracker.add_sent(len(data))
     tracker.finish()                     # -> done (or error for status >= 400)
 """
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Protocol, Union
 
+from ..waiters import Waiters
 from .entry import (
     ABORTED,
     DONE,
@@ -32,6 +37,7 @@ from .entry import (
     PROCESSING,
     STARTING,
     UPLOADING,
+    ProgressEntry,
 )
 
 log = logging.getLogger("wsgiprogress")
@@ -43,15 +49,19 @@ MIN_SPEED_WINDOW = 0.1
 
 
 class ProgressSink(Protocol):
-    """What a tracker publishes to: the writing half of a
+    """What a tracker talks to: the writing half of a
     :class:`~wsgiprogress.progress.store.ProgressStore`."""
 
     clock: Callable[[], float]
+    waiters: Waiters
 
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         ...
 
     def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
+        ...
+
+    def release(self, tracker: Tracker) -> None:
         ...
 
 
@@ -66,23 +76,21 @@ def status_code(status: Union[str, int]) -> int:
 
 
 class Tracker:
-    """Counts one request's bytes and publishes them to a store.
+    """Counts one request's bytes; its counters are the live progress.
 
     Trackers are made by :meth:`ProgressStore.track`; a tracker never raises
     into the request it tracks: store failures are logged once and ignored.
     """
 
-    #: Publish after this many unpublished bytes ...
-    publish_bytes = 256 * 1024
-    #: ... or when this many seconds have passed since the last publish.
-    publish_interval = 0.05
+    #: Clients waiting for a change are woken at most this often by counting.
+    wake_interval = 0.05
 
     __slots__ = (
         "store", "id", "token", "size", "received", "sent", "produced",
         "declared_response_size", "state", "status", "reason", "speed",
-        "started", "_clock", "_last_time", "_last_received", "_unpublished",
-        "_publish_at_bytes", "_publish_at_time",
-        "_first_time", "_first_received", "_store_failed",
+        "started", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
+        "_last_received", "_first_time", "_first_received", "_store_failed",
+        "_measuring",
     )
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
@@ -100,16 +108,14 @@ class Tracker:
         self.reason: Optional[str] = None
         self.speed = 0.0
         self._clock = store.clock
-        self.started = self._last_time = self._clock()
-        self._last_received = 0
-        self._first_time = self.started
-        self._first_received = 0
-        self._unpublished = 0
-        # the first body byte, and the last one of a declared size, take the
-        # slow path of add_received
-        self._publish_at_bytes = 1
-        self._publish_at_time = self.started + self.publish_interval
+        self.started = self._last_time = self._first_time = self._clock()
+        self._last_received = self._first_received = 0
+        # add_received takes its slow path at this count: the first byte now
+        self._check_at: float = 1
+        self._watched = False
+        self._wake_at = 0.0
         self._store_failed = False
+        self._measuring = threading.Lock()
 
     @property
     def finished(self) -> bool:
@@ -123,34 +129,46 @@ class Tracker:
         has arrived the body is complete (:meth:`body_complete`).  The one
         "bytes arrived" path of the middleware and the server."""
         received = self.received = self.received + n
-        # this runs for every read of every upload: two comparisons with
-        # thresholds _publish() sets, one clock call
-        if received >= self._publish_at_bytes or self._clock() >= self._publish_at_time:
+        if received >= self._check_at:
             self._news()
-
-    def _news(self) -> None:
-        if self.state == STARTING:
-            self.state = UPLOADING
-            self._first_time = self._clock()
-            self._first_received = self.received
-            full = True
-        else:
-            full = False
-        if self.size is not None and self.received >= self.size:
-            self.body_complete()
-        else:
-            self._publish(full=full)
 
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
         self.sent += n
-        self._throttled(n)
+        if self._watched:
+            self._wake_watchers()
 
-    def _throttled(self, n: int) -> None:
-        self._unpublished += n
-        if (self._unpublished >= self.publish_bytes
-                or self._clock() - self._last_time >= self.publish_interval):
-            self._publish(full=False)
+    def watch(self) -> None:
+        """A client waits for this request's next change: counting wakes it
+        (at most every :attr:`wake_interval`) until nobody waits."""
+        self._watched = True
+        self._check_at = 0
+
+    def _news(self) -> None:
+        if self.state == STARTING:
+            self.state = UPLOADING
+            self._first_time = self._last_time = self._clock()
+            self._first_received = self._last_received = self.received
+            self._publish()
+        if self.size is not None and self.received >= self.size:
+            self.body_complete()
+            return
+        self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        waiters = self.store.waiters
+        if self.id in waiters:
+            now = self._clock()
+            if now >= self._wake_at:
+                self._wake_at = now + self.wake_interval
+                waiters.wake(self.id)
+            self._check_at = self.received + 1
+            return
+        self._watched = False
+        self._check_at = math.inf if self.size is None else self.size
+        if self.id in waiters:  # registered meanwhile: its watch() may have been undone
+            self._watched = True
+            self._check_at = self.received + 1
 
     def add_produced(self, n: int) -> None:
         """Count *n* response bytes produced by the application."""
@@ -167,7 +185,7 @@ class Tracker:
             if self.size is None:
                 self.size = self.received  # a chunked body's size is known now
             self.state = PROCESSING
-            self._publish(measure=False)
+            self._publish()
 
     def start_response(self, status: Union[str, int], content_length: Optional[int]) -> None:
         """Record the response status (a WSGI status line or its code) and the
@@ -202,7 +220,7 @@ class Tracker:
             self.state = DONE
         self._end()
 
-    # -- publishing ----------------------------------------------------------
+    # -- reading and publishing ------------------------------------------------
 
     def fields(self) -> Dict[str, Any]:
         """The fields this tracker owns, as the store should hold them."""
@@ -212,6 +230,23 @@ class Tracker:
             "status": self.status, "reason": self.reason, "speed": self.speed,
         }
 
+    def counters(self) -> Dict[str, Any]:
+        """What moves between state changes, with the speed measured now:
+        what a store that other processes read pulls on its own clock."""
+        self.measure()
+        return {"received": self.received, "sent": self.sent, "speed": self.speed,
+                "response_size": self.response_size}
+
+    def entry(self, started: Optional[float] = None) -> ProgressEntry:
+        """The live progress as a probe shows it, the speed measured now.
+
+        :param started: when the store says the entry began (its clock).
+        """
+        self.measure()
+        return ProgressEntry(self.id, self.state, self.received, self.size, self.sent,
+                             self.response_size, self.status, self.reason,
+                             self.started if started is None else started, None, self.speed)
+
     @property
     def response_size(self) -> Optional[int]:
         """The declared Content-Length, else the bytes produced once the
@@ -220,52 +255,47 @@ class Tracker:
             return self.declared_response_size
         return None if self.status is None else self.produced
 
-    def _publish(self, measure: bool = True, full: bool = True) -> None:
-        if self.state in (DONE, ERROR):
+    def measure(self) -> None:
+        """Update the smoothed speed from the bytes counted since the last
+        measurement; readers call it, never the counting thread."""
+        if self.state != UPLOADING:
+            return
+        with self._measuring:
+            now = self._clock()
+            # measured from the first body bytes: the first piece often
+            # arrives with the headers and says nothing about the client's speed
+            elapsed = now - self._first_time
+            dt = now - self._last_time
+            if elapsed < MIN_SPEED_WINDOW or dt <= 0:
+                return
+            received = self.received
+            if elapsed <= SPEED_TAU or self.speed == 0.0:
+                self.speed = (received - self._first_received) / elapsed
+            else:
+                rate = (received - self._last_received) / dt
+                self.speed += (1.0 - math.exp(-dt / SPEED_TAU)) * (rate - self.speed)
+            self._last_time = now
+            self._last_received = received
+
+    def _publish(self) -> None:
+        """Tell the store of a state change."""
+        if self.state in (DONE, ERROR) or self._store_failed:
             return  # ended and written: a late change (the app answering an aborted
             # upload, say) must not reach a store that has let the entry go
-        now = self._clock()
-        if measure and self.state == UPLOADING:
-            self._measure(now)
-        self._last_time = now
-        self._last_received = self.received
-        self._unpublished = 0
-        size = self.size
-        self._publish_at_bytes = self.received + self.publish_bytes
-        if size is not None and self.received < size < self._publish_at_bytes:
-            self._publish_at_bytes = size
-        self._publish_at_time = now + self.publish_interval
-        if self._store_failed:
-            return
-        # between state changes only the counters move: publish just those
-        fields = self.fields() if full else {
-            "received": self.received, "sent": self.sent, "speed": self.speed,
-            "response_size": self.response_size}
         try:
-            self.store.update(self.id, self.token, fields)
+            self.store.update(self.id, self.token, self.fields())
         except Exception:
             self._store_failure("update")
 
-    def _measure(self, now: float) -> None:
-        # measured from the first body bytes: the first piece often arrives
-        # with the headers and says nothing about the client's speed
-        elapsed = now - self._first_time
-        dt = now - self._last_time
-        if elapsed < MIN_SPEED_WINDOW or dt <= 0:
-            return
-        if elapsed <= SPEED_TAU or self.speed == 0.0:
-            self.speed = (self.received - self._first_received) / elapsed
-        else:
-            rate = (self.received - self._last_received) / dt
-            self.speed += (1.0 - math.exp(-dt / SPEED_TAU)) * (rate - self.speed)
-
     def _end(self) -> None:
+        self.measure()
         fields = self.fields()
         fields["finished"] = self._clock()
         try:
             self.store.finish(self.id, self.token, fields)
         except Exception:
             self._store_failure("finish")
+        self.store.release(self)
 
     def _store_failure(self, what: str) -> None:
         if not self._store_failed:

@@ -115,6 +115,7 @@ class ProgressProbe:
             event = waiters.register(query.progress_id)
             if event is None:
                 return too_many_waiters(start_response, headers, head_only)
+            self.store.watch(query.progress_id)
             if query.stream:
                 start_event_stream(start_response, headers)
                 return EventStream(waiters, query.progress_id, event, ClientWatch(environ),
@@ -203,7 +204,7 @@ class ProgressProbe:
     def lookup(self, progress_id: str) -> Optional[ProgressEntry]:
         """The entry, or ``None`` when unknown or the store failed (logged)."""
         try:
-            return self.store.get(progress_id)
+            return self.store.read(progress_id)
         except Exception:
             log.warning("progress store failed to read %r; answering unknown",
                         progress_id, exc_info=True)

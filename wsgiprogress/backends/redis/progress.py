@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, 
 
 from ...progress.entry import STARTING, ProgressEntry
 from ...progress.store import ProgressStore
+from ...progress.tracker import Tracker
 from ...settings import STORE_SETTINGS, resolve
 from ...waiters import Waiters
 from .writer import CoalescingWriter, Snapshot
@@ -110,16 +111,17 @@ class RedisProgressStore(ProgressStore):
         self.prefix = prefix = options["key_prefix"]
         self.ttl: float = options["ttl"]
         self.capacity: int = options["capacity"]
-        self.clock = clock
-        self.waiters = waiters if waiters is not None else Waiters()
+        super().__init__(clock, waiters)
         self.channel = prefix + "changed"
         self._running_key = prefix + "running"
         self._finished_key = prefix + "finished"
         self._write = client.register_script(_WRITE)
         self._last_warning = -WARNING_INTERVAL
+        # the counters each running request last had written, by token
+        self._written: Dict[str, Tuple[int, int]] = {}
         self.writer = CoalescingWriter(self._write_batch, interval=interval,
                                        limit=self.capacity,
-                                       name="wsgiprogress-redis-writer")
+                                       name="wsgiprogress-redis-writer", poll=self._poll)
 
     def entry_key(self, progress_id: str) -> str:
         return f"{self.prefix}p:{progress_id}"
@@ -146,6 +148,24 @@ class RedisProgressStore(ProgressStore):
 
     def flush(self, timeout: float = 5.0) -> bool:
         return self.writer.flush(timeout)
+
+    def release(self, tracker: Tracker) -> None:
+        super().release(tracker)
+        self._written.pop(str(tracker.token), None)
+
+    def _poll(self) -> None:
+        """On the writer's thread, once a round (``interval``): the counters of
+        this process's running requests that moved since they were written.
+        Counting itself never calls the store between state changes."""
+        written = self._written
+        for tracker in list(self.live.values()):
+            if tracker.finished:
+                continue
+            token = str(tracker.token)
+            now = (tracker.received, tracker.sent)
+            if written.get(token) != now:
+                written[token] = now
+                self.writer.put(token, tracker.counters())
 
     def close(self) -> None:
         self.writer.close()

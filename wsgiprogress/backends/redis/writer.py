@@ -46,11 +46,15 @@ class CoalescingWriter:
     :param interval: seconds between two writes of the same key, at most.
     :param limit: the most keys held; :meth:`put` of a new key beyond it is
         refused (the caller leaves that request untracked).
+    :param poll: called on the writer's thread before each round, to
+        :meth:`put` what changed since (the live counters of running requests).
     """
 
     def __init__(self, flush: Flush, *, interval: float = 0.2, limit: int = 10_000,
-                 name: str = "wsgiprogress-writer") -> None:
+                 name: str = "wsgiprogress-writer",
+                 poll: Callable[[], None] = lambda: None) -> None:
         self._flush = flush
+        self._poll = poll
         self.interval = interval
         self.limit = limit
         self._lock = threading.Condition(threading.Lock())
@@ -111,6 +115,11 @@ class CoalescingWriter:
             with self._lock:
                 if not self._urgent and not self._closed:
                     self._lock.wait(self.interval)
+            try:
+                self._poll()
+            except Exception:
+                log.warning("progress writer: polling the counters failed", exc_info=True)
+            with self._lock:
                 if self._closed and not self._dirty:
                     return
                 batch = list(self._dirty.items())
