@@ -27,10 +27,12 @@ setup(
     include_package_data=True,
     zip_safe=False,
     python_requires=">=3.8",
-    install_requires=["werkzeug>=2.0", "waitress>=2.1"],
+    # only what the package imports: waitress (wsgiprogress.server)
+    install_requires=["waitress>=2.1"],
     extras_require={
         "test": [
             "pytest>=7", "pytest-timeout>=2", "webtest>=3", "hypothesis>=6", "pastedeploy>=2.0",
+            "werkzeug>=2.0",
             "flask>=2.0", "pyramid>=1.10", "redis>=4.2", "gunicorn>=20.1", "selenium>=4.10",
         ],
         "flask": ["flask>=2.0"],

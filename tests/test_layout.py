@@ -127,3 +127,17 @@ def test_old_module_paths_still_import(old: str, new: str) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         module = __import__(old, fromlist=["_"])
     assert module is sys.modules[new]
+
+
+def test_every_required_dependency_is_imported_by_the_package() -> None:
+    setup = (PACKAGE.parent / "setup.py").read_text()
+    required = ast.literal_eval(setup.split("install_requires=", 1)[1].split("]", 1)[0] + "]")
+    names = {req.split(">")[0].split("=")[0].split("<")[0].strip().lower() for req in required}
+    imported = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+    assert names and names <= imported, names - imported

@@ -32,7 +32,7 @@ class Backend:
 
 def test_counter_updates_are_merged_and_written_a_few_times_a_second() -> None:
     backend = Backend()
-    writer = CoalescingWriter(backend.flush, interval=0.2)
+    writer = CoalescingWriter(backend.flush, interval=0.2, limit=100)
     writer.put("upload", {"id": "a", "state": "uploading", "received": 0}, urgent=True)
     started = time.monotonic()
     received = 0
@@ -50,7 +50,7 @@ def test_counter_updates_are_merged_and_written_a_few_times_a_second() -> None:
 def test_while_the_backend_is_down_only_the_newest_state_is_kept() -> None:
     backend = Backend()
     backend.down.set()
-    writer = CoalescingWriter(backend.flush, interval=0.05)
+    writer = CoalescingWriter(backend.flush, interval=0.05, limit=100)
     for n in range(10_000):
         writer.put(f"upload-{n % 10}", {"id": f"u{n % 10}", "received": n})
     assert not writer.flush(timeout=0.3)

@@ -50,7 +50,7 @@ class CoalescingWriter:
         :meth:`put` what changed since (the live counters of running requests).
     """
 
-    def __init__(self, flush: Flush, *, interval: float = 0.2, limit: int = 10_000,
+    def __init__(self, flush: Flush, *, limit: int, interval: float = 0.2,
                  name: str = "wsgiprogress-writer",
                  poll: Callable[[], None] = lambda: None) -> None:
         self._flush = flush
