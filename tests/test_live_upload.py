@@ -224,7 +224,9 @@ def test_client_leaving_mid_body_is_aborted_without_leaks(server: Server, reset:
                abort_after=MiB, reset=reset)
         entry = wait_for_state(server.port, progress_id, ("error", "done"), deadline=10)
         assert (entry["state"], entry["reason"]) == ("error", "aborted"), entry
-        assert 256 * 1024 <= entry["received"] <= MiB and entry["size"] == 8 * MiB, entry
+        # a reset drops what the kernel held unread: some bytes, never more than sent
+        least = 1 if reset else 256 * 1024
+        assert least <= entry["received"] <= MiB and entry["size"] == 8 * MiB, entry
 
     def descriptors_closed() -> bool:
         gc.collect()

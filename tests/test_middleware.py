@@ -420,7 +420,9 @@ def test_no_debug_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
 
 
 class BrokenTable(ProgressTable):
-    """A store whose chosen operation always raises."""
+    """A store whose chosen operation always raises, heard as a remote store is."""
+
+    shared = True
 
     def __init__(self, broken: str) -> None:
         super().__init__(clock=FakeClock())

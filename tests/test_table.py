@@ -278,17 +278,25 @@ class CountingTable(ProgressTable):
         super().update(progress_id, token, fields)
 
 
+@pytest.mark.parametrize("shared, heard", [
+    pytest.param(False, [], id="this-process"),  # reads come from the live tracker
+    pytest.param(True, ["uploading", "processing"], id="shared"),  # as Redis
+])
 def test_reads_see_every_byte_and_the_store_hears_only_state_changes(
-        clock: FakeClock) -> None:
+        clock: FakeClock, shared: bool, heard: List[str]) -> None:
     table = CountingTable(clock=clock)
+    table.shared = shared
     tracker = track(table, size=10 * 1024 * KiB)
     for _ in range(300):
         tracker.add_received(KiB)
         assert entry(table).received == tracker.received  # no lag
         assert table.read(ID).received == tracker.received
-    assert [u["state"] for u in table.updates] == ["uploading"]  # the first byte only
+    assert entry(table).state == "uploading"
     tracker.add_received(10 * 1024 * KiB - tracker.received)
-    assert [u["state"] for u in table.updates] == ["uploading", "processing"]
+    assert entry(table).state == "processing"
+    assert [u["state"] for u in table.updates] == heard
+    tracker.finish()
+    assert entry(table).state == "error"  # no response started: aborted
 
 
 def test_a_state_change_is_published_at_once(table: ProgressTable) -> None:
@@ -354,7 +362,9 @@ def test_response_bytes_wake_a_waiting_client_too(
 
 
 class BrokenTable(ProgressTable):
-    """A table whose writes fail after *after* successful begins."""
+    """A table whose *broken* write fails, heard as a remote store is."""
+
+    shared = True
 
     def __init__(self, broken: str, **kw: Any) -> None:
         super().__init__(**kw)
@@ -413,3 +423,17 @@ def test_recent_lists_the_newest_entries_first(table: ProgressTable, clock: Fake
     assert table.recent()[0].state == "starting"
     clock.advance(60)
     assert len(table.recent()) == 3  # running entries never expire
+
+
+def test_reads_in_quick_succession_see_the_same_entry(
+        table: ProgressTable, clock: FakeClock) -> None:
+    # an event stream sends an event per change: reading must not be a change
+    tracker = track(table, size=10 * 1024 * KiB)
+    tracker.add_received(1)
+    clock.advance(1.0)
+    tracker.add_received(512 * KiB)
+    first = table.read(ID)
+    clock.advance(0.01)
+    assert table.read(ID) == first
+    clock.advance(0.5)
+    assert table.read(ID).speed != first.speed  # measured again once time has passed

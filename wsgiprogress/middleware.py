@@ -98,10 +98,12 @@ class ProgressMiddleware:
         endpoint = self.front.route(environ)
         if endpoint is not None:
             return endpoint(environ, start_response)
-        if keys.SERVER_COUNTS in environ or keys.TRACKER in environ:
-            return self.app(environ, start_response)  # the server or an outer layer counts
+        method = environ.get("REQUEST_METHOD", "")
+        if not self.rules.wants(method) or keys.SERVER_COUNTS in environ \
+                or keys.TRACKER in environ:  # the server or an outer layer counts
+            return self.app(environ, start_response)
         size = content_length(environ)
-        tracker = self.rules.track(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""),
+        tracker = self.rules.track(method, environ.get("PATH_INFO", ""),
                                    environ.get(self._id_key), environ.get("QUERY_STRING"), size)
         if tracker is None:
             return self.app(environ, start_response)

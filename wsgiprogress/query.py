@@ -38,8 +38,17 @@ def query_param(query: str, name_lower: str) -> Optional[str]:
     """The first value of the parameter named *name_lower* (any case) in
     *query*, percent-decoded; ``None`` when absent (a name without ``=``
     has no value)."""
-    if name_lower not in query.lower() and "%" not in query:
-        return None  # fast path; a percent-encoded name is decoded below
+    lowered = query.lower()
+    if "%" not in query and "+" not in query:
+        # fast path (every tracked request on the I/O thread): the name as sent
+        at = lowered.find(name_lower + "=")
+        while at > 0 and query[at - 1] != "&":
+            at = lowered.find(name_lower + "=", at + 1)
+        if at < 0:
+            return None
+        start = at + len(name_lower) + 1
+        end = query.find("&", start)
+        return query[start:] if end < 0 else query[start:end]
     for key, value in _pairs(query):
         if key.lower() == name_lower:
             return unquote_plus(value)

@@ -43,6 +43,10 @@ class ProgressStore(abc.ABC):
     clock: Callable[[], float]
     #: Woken with the progress ID whenever an entry changes.
     waiters: Waiters
+    #: True for a store other processes read (Redis): it hears of every state
+    #: change.  A store of this process only hears of the start and the end;
+    #: reads in between come from the live tracker.
+    shared = False
 
     def __init__(self, clock: Callable[[], float], waiters: Optional[Waiters]) -> None:
         self.clock = clock

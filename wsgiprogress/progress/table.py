@@ -76,6 +76,9 @@ class ProgressTable(ProgressStore):
 
     def begin(self, progress_id: str, size: Optional[int]) -> Optional[int]:
         now = self.clock()
+        # made before the lock is taken: its holders only look and swap
+        token = next(self._tokens)
+        fresh = _Record(ProgressEntry(progress_id, STARTING, size=size, started=now), token)
         with self._lock:
             self._expire(now)
             record = self._records.get(progress_id)
@@ -90,9 +93,7 @@ class ProgressTable(ProgressStore):
                         return None
                     oldest, _ = self._expiries.popitem(last=False)
                     del self._records[oldest]
-                token = next(self._tokens)
-                entry = ProgressEntry(progress_id, STARTING, size=size, started=now)
-                self._records[progress_id] = _Record(entry, token)
+                self._records[progress_id] = fresh
         if duplicate:
             log.warning("progress ID %r is already in use by a running request; "
                         "this request runs untracked", progress_id)
@@ -110,11 +111,15 @@ class ProgressTable(ProgressStore):
 
     def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         now = self.clock()
+        record = self._records.get(progress_id)
+        if record is None or record.token != token:
+            return
+        final = record.entry.copy()  # made before the lock is taken
+        _assign(final, fields)
         with self._lock:
-            record = self._records.get(progress_id)
-            if record is None or record.token != token or not record.entry.running:
+            if self._records.get(progress_id) is not record or not record.entry.running:
                 return
-            _assign(record.entry, fields)
+            record.entry = final
             self._expiries[progress_id] = now + self.ttl
             self._expire(now)
         self.waiters.wake(progress_id)

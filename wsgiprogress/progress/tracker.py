@@ -46,6 +46,10 @@ log = logging.getLogger("wsgiprogress")
 SPEED_TAU = 2.0
 #: Speed stays unknown (0) until body bytes have arrived for this long.
 MIN_SPEED_WINDOW = 0.1
+#: The speed is measured again at most this often, however often it is read.
+MEASURE_INTERVAL = 0.1
+#: Readers measure speeds one at a time (rare, and never the counting thread).
+_MEASURING = threading.Lock()
 
 
 class ProgressSink(Protocol):
@@ -54,6 +58,7 @@ class ProgressSink(Protocol):
 
     clock: Callable[[], float]
     waiters: Waiters
+    shared: bool
 
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         ...
@@ -90,7 +95,6 @@ class Tracker:
         "declared_response_size", "state", "status", "reason", "speed",
         "started", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
         "_last_received", "_first_time", "_first_received", "_store_failed",
-        "_measuring",
     )
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
@@ -115,7 +119,6 @@ class Tracker:
         self._watched = False
         self._wake_at = 0.0
         self._store_failed = False
-        self._measuring = threading.Lock()
 
     @property
     def finished(self) -> bool:
@@ -149,7 +152,8 @@ class Tracker:
             self.state = UPLOADING
             self._first_time = self._last_time = self._clock()
             self._first_received = self._last_received = self.received
-            self._publish()
+            if self.size is None or self.received < self.size:
+                self._publish()  # else the body is complete at once: one change
         if self.size is not None and self.received >= self.size:
             self.body_complete()
             return
@@ -260,14 +264,14 @@ class Tracker:
         measurement; readers call it, never the counting thread."""
         if self.state != UPLOADING:
             return
-        with self._measuring:
+        with _MEASURING:
             now = self._clock()
             # measured from the first body bytes: the first piece often
             # arrives with the headers and says nothing about the client's speed
             elapsed = now - self._first_time
             dt = now - self._last_time
-            if elapsed < MIN_SPEED_WINDOW or dt <= 0:
-                return
+            if elapsed < MIN_SPEED_WINDOW or dt < MEASURE_INTERVAL:
+                return  # readers in between see the same speed: no change to report
             received = self.received
             if elapsed <= SPEED_TAU or self.speed == 0.0:
                 self.speed = (received - self._first_received) / elapsed
@@ -278,12 +282,18 @@ class Tracker:
             self._last_received = received
 
     def _publish(self) -> None:
-        """Tell the store of a state change."""
+        """A state changed: tell a store that other processes read, and wake
+        the clients waiting here (a store of this process reads the tracker)."""
         if self.state in (DONE, ERROR) or self._store_failed:
             return  # ended and written: a late change (the app answering an aborted
             # upload, say) must not reach a store that has let the entry go
+        store = self.store
+        if not store.shared:
+            if self.id in store.waiters:
+                store.waiters.wake(self.id)
+            return
         try:
-            self.store.update(self.id, self.token, self.fields())
+            store.update(self.id, self.token, self.fields())
         except Exception:
             self._store_failure("update")
 

@@ -49,6 +49,11 @@ class TrackingRules:
         self.finder = IdFinder(id_name)
         self.debug = debug
 
+    def wants(self, method: str) -> bool:
+        """True when requests with *method* may be tracked: the check that
+        turns most requests away, before anything else is looked at."""
+        return method in self.methods
+
     def track(self, method: str, path: str, header_id: Optional[str], query: Optional[str],
               size: Optional[int]) -> Optional[Tracker]:
         """A tracker for a request whose head just arrived, or ``None``.
@@ -58,7 +63,7 @@ class TrackingRules:
 
         O(1) apart from the store call: on our server this runs on the I/O thread.
         """
-        if method not in self.methods or path == self.probe_path:
+        if not self.wants(method) or path == self.probe_path:
             return None
         progress_id = self.finder.find_in(header_id, query)
         if progress_id is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import functools
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Set
 
 from waitress.channel import HTTPChannel
 
@@ -51,6 +51,9 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         super().__init__(server, sock, addr, adj, map=map)
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules)
         self.send_windows: Deque[SendWindow] = collections.deque()
+        # requests whose last byte was sent, finished once outbuf_lock is free:
+        # a store call under the lock would make the I/O thread spin on it
+        self.sent_in_full: List[Tracker] = []
         self.departure_events: Set[threading.Event] = set()
 
     # -- bytes sent ----------------------------------------------------------
@@ -109,7 +112,29 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             if window.end is None or total < window.end:
                 return
             windows.popleft()
+            self.sent_in_full.append(tracker)
+
+    def finish_sent(self) -> None:
+        """Finish the requests whose last byte was sent; call without
+        ``outbuf_lock`` (after a flush)."""
+        sent_in_full = self.sent_in_full
+        while sent_in_full:
+            try:
+                tracker = sent_in_full.pop()
+            except IndexError:  # another thread took the last one
+                return
             tracker.finish()
+
+    def handle_write(self) -> None:
+        super().handle_write()
+        if self.sent_in_full:
+            self.finish_sent()
+
+    def service(self) -> None:
+        # after a task, waitress may flush what is left on the worker thread
+        super().service()
+        if self.sent_in_full:
+            self.finish_sent()
 
     # -- disconnects ---------------------------------------------------------
 
@@ -133,6 +158,7 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def handle_close(self) -> None:
         super().handle_close()
         self._announce_departure()
+        self.finish_sent()
         with self.outbuf_lock:
             self.progress_closed = True
             # a running task's window is judged when the task ends

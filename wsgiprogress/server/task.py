@@ -61,6 +61,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         finally:
             with channel.outbuf_lock:
                 channel.close_send_window(window)
+            channel.finish_sent()
 
     def build_response_header(self) -> bytes:
         header: bytes = super().build_response_header()
@@ -76,3 +77,5 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         if tracker is not None and data:
             tracker.add_produced(len(data))
         super().write(data)
+        if tracker is not None and self.channel.sent_in_full:
+            self.channel.finish_sent()

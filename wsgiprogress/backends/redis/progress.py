@@ -103,6 +103,8 @@ class RedisProgressStore(ProgressStore):
     :param interval: seconds between two writes of one upload (0.2: five a second).
     """
 
+    shared = True
+
     def __init__(self, client: redis.Redis, *, waiters: Optional[Waiters] = None,
                  interval: float = 0.2, clock: Callable[[], float] = time.time,
                  **settings: Any) -> None:
