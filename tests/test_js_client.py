@@ -1,5 +1,7 @@
-"""The JS client (wsgiprogress/static/progress.js) under Node: it parses what
-our probe really sends, in every dialect."""
+"""The JS client (wsgiprogress/static/progress.js) under Node (tests/js/harness.js):
+it parses what our probe really sends, in every dialect; its IDs come from
+crypto only; upload() follows a redirect after the POST as the browser would;
+docs/js-client.md covers its whole API."""
 from __future__ import annotations
 
 import json
@@ -7,7 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -15,24 +17,64 @@ from wsgiprogress.progress.entry import ProgressEntry
 from wsgiprogress.web.dialects import render
 
 HARNESS = Path(__file__).parent / "js" / "harness.js"
+CLIENT = Path(__file__).parents[1] / "wsgiprogress" / "static" / "progress.js"
 
 
-def call(name: str, *args: Any) -> Any:
+def run(request: Dict[str, Any]) -> Dict[str, Any]:
+    """The harness's whole answer to *request*: result or error, and how often
+    Math.random was called (the harness's stub throws; it must never be)."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is needed for the JS client tests: apt-get install -y nodejs")
-    done = subprocess.run([node, str(HARNESS)], input=json.dumps({"call": name, "args": args}),
+    done = subprocess.run([node, str(HARNESS)], input=json.dumps(request),
                           capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(done.stdout)
+    answer: Dict[str, Any] = json.loads(done.stdout)
+    assert answer["mathRandomCalls"] == 0, answer
+    return answer
+
+
+def call(name: str, *args: Any, **request: Any) -> Any:
+    answer = run(dict(request, call=name, args=args))
+    assert "error" not in answer, answer["error"]
+    return answer["result"]
 
 
 def probe_body(dialect: str, entry: Optional[ProgressEntry]) -> str:
     return render(dialect, "json", None, "client-test", entry)[1].decode()
 
 
-def test_ids_are_32_random_hex_digits() -> None:
-    ids = {call("makeId") for _ in range(3)}
-    assert len(ids) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.mark.parametrize("crypto", [None, "getRandomValues", "randomUUID", "msCrypto"])
+def test_ids_are_32_random_hex_digits_from_crypto(crypto: Optional[str]) -> None:
+    # None: Node's own globalThis.crypto, which has both
+    request = {} if crypto is None else {"crypto": crypto}
+    ids = call("makeId", repeat=10_000, **request)
+    assert len(set(ids)) == 10_000
+    assert all(HEX32.fullmatch(i) for i in ids), [i for i in ids if not HEX32.fullmatch(i)][:3]
+
+
+def test_without_crypto_there_is_no_id_rather_than_a_guessable_one() -> None:
+    answer = run({"call": "makeId", "args": [], "crypto": "none"})
+    assert answer["error"]["name"] == "Error"
+    message = answer["error"]["message"]
+    assert "crypto.getRandomValues" in message and "crypto.randomUUID" in message
+    assert "options.id" in message  # and what to do instead
+    # upload() makes its ID the same way, unless the page gives one
+    scenario: Dict[str, Any] = {"form": "/upload", "probes": [native("done")]}
+    assert run({"call": "upload", "args": [scenario], "crypto": "none"})["error"]["message"] \
+        == message
+    given = "0123456789abcdef0123456789abcdef"
+    scenario["options"] = {"id": given}
+    assert run({"call": "upload", "args": [scenario], "crypto": "none"})["result"]["id"] == given
+
+
+def test_the_source_never_calls_math_random() -> None:
+    # the harness's stub catches the paths the tests take; this, the others
+    code = re.sub(r"/\*.*?\*/|(?<!:)//[^\n]*", "", CLIENT.read_text(), flags=re.DOTALL)
+    assert "upload progress bars" not in code and "function makeId()" in code  # only code left
+    assert not re.search(r"Math\s*(\.\s*random|\[)", code)
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -102,3 +144,146 @@ def test_native_speed_and_eta_are_used_as_sent() -> None:
     only = call("samples", [[0, probe_body("native", entry)]])[0]
     assert (only["speed"], only["eta"]) == (250000, 2)
     assert only["text"] == "50 % · 250.0 kB/s · 2 s left"
+
+
+# -- upload(): a form that redirects after its POST still navigates -------------
+
+def native(state: str, received: int = 1000, status: Optional[int] = None) -> Dict[str, Any]:
+    entry = ProgressEntry("client-test", state, received=received, size=1000, status=status)
+    return json.loads(probe_body("native", entry))
+
+
+def upload(**scenario: Any) -> Dict[str, Any]:
+    """upload() in the harness's fake browser, its page at http://app.test/page;
+    the probes are polled every millisecond."""
+    scenario.setdefault("options", {})
+    scenario["options"] = dict({"interval": 1, "bar": True, "text": True}, **scenario["options"])
+    result: Dict[str, Any] = call("upload", scenario)
+    assert HEX32.fullmatch(result["id"]) or scenario["options"].get("id") == result["id"]
+    return result
+
+
+def posted(job: Dict[str, Any]) -> str:
+    (url,) = [url for method, url in job["requests"] if method == "POST"]
+    return url
+
+
+UPLOADING_HALF = native("uploading", received=500)
+PAGE = "http://app.test"
+
+
+def test_a_form_that_redirects_after_its_post_navigates_where_it_led() -> None:
+    # Post/Redirect/Get: POST /upload answers 303 See Other, Location /thanks?saved=1;
+    # the XHR follows it, so its final URL (responseURL) is /thanks?saved=1
+    job = upload(form=f"{PAGE}/upload", probes=[UPLOADING_HALF], uploadAfter=1,
+                 upload={"status": 200, "redirectTo": "/thanks?saved=1"})
+    assert posted(job) == f"{PAGE}/upload?X-Progress-ID={job['id']}"
+    assert job["assigned"] == [f"{PAGE}/thanks?saved=1"]
+    # the upload is over once it is answered: done, then away, and no more probes
+    assert job["events"] == [["progress", "uploading", None], ["answered", 200],
+                             ["done", "done", 100, None], ["assign", f"{PAGE}/thanks?saved=1"]]
+    assert sorted(method for method, _ in job["requests"]) == ["GET", "POST"]
+    assert (job["bar"]["value"], job["text"]["textContent"]) == (100, "done")
+
+
+def test_a_redirect_seen_by_the_probe_before_the_answer_arrives() -> None:
+    job = upload(form=f"{PAGE}/upload", uploadAfter=3,
+                 probes=[UPLOADING_HALF, native("processing", status=303),
+                         native("done", status=303)],
+                 upload={"redirectTo": f"{PAGE}/list"})
+    assert job["events"] == [
+        ["progress", "uploading", None], ["progress", "processing", 303],
+        ["progress", "done", 303], ["done", "done", 100, 303], ["answered", 200],
+        ["assign", f"{PAGE}/list"]]
+
+
+@pytest.mark.parametrize("upload_after", [1, 2], ids=["answer-first", "probe-first"])
+def test_a_redirect_back_to_the_same_url_is_told_by_the_probes_status(upload_after: int) -> None:
+    # redirect(request.url): the final URL is the one posted to, X-Progress-ID and
+    # all; only the native probe's status (303) tells that the answer redirected
+    job = upload(form=f"{PAGE}/upload", uploadAfter=upload_after,
+                 probes=[UPLOADING_HALF, native("done", status=303)], upload={})
+    same = f"{PAGE}/upload?X-Progress-ID={job['id']}"
+    assert job["assigned"] == [same] and job["events"][-1] == ["assign", same]
+    assert job["events"].count(["done", "done", 100, 303]) == 1
+    assert job["events"].count(["answered", 200]) == 1
+
+
+@pytest.mark.parametrize("upload_after", [0, 1, 2])
+def test_a_json_answer_leaves_the_page_where_it_is(upload_after: int) -> None:
+    job = upload(form=f"{PAGE}/upload", uploadAfter=upload_after,
+                 probes=[UPLOADING_HALF, native("done", status=200)],
+                 upload={"status": 200, "responseText": '{"size": 1000}'})
+    assert job["assigned"] == []
+    # the probe is followed to its end, as before
+    assert job["events"].count(["done", "done", 100, 200]) == 1
+    assert job["events"].count(["answered", 200]) == 1
+    assert [e for e in job["events"] if e[0] == "progress"][-1] == ["progress", "done", 200]
+    assert (job["bar"]["value"], job["text"]["textContent"]) == (100, "done")
+
+
+def test_follow_false_keeps_the_page_whatever_the_answer() -> None:
+    job = upload(form=f"{PAGE}/upload", options={"follow": False}, uploadAfter=1,
+                 probes=[UPLOADING_HALF, native("done", status=303)],
+                 upload={"redirectTo": "/thanks"})
+    assert job["assigned"] == []
+    assert job["events"][-1] == ["done", "done", 100, 303]
+
+
+@pytest.mark.parametrize("follow, assigned", [
+    pytest.param(None, [], id="default-off"),
+    pytest.param(True, [f"{PAGE}/thanks"], id="follow"),
+])
+def test_formdata_follows_a_redirect_only_when_asked(follow: Optional[bool],
+                                                    assigned: List[str]) -> None:
+    options = {"action": "/upload?kind=raw"} if follow is None else \
+        {"action": "/upload?kind=raw", "follow": follow}
+    job = upload(options=options, uploadAfter=1, probes=[UPLOADING_HALF, native("done")],
+                 upload={"redirectTo": "/thanks"})
+    assert posted(job) == f"/upload?kind=raw&X-Progress-ID={job['id']}"
+    assert job["assigned"] == assigned
+
+
+def test_a_relative_action_that_did_not_redirect_is_not_followed() -> None:
+    # the posted URL is relative, responseURL absolute: the same place
+    job = upload(options={"action": "/upload#top", "follow": True}, uploadAfter=1,
+                 probes=[UPLOADING_HALF, native("done", status=200)], upload={})
+    assert job["assigned"] == [] and job["events"][-1] == ["done", "done", 100, 200]
+
+
+def test_without_callbacks_a_redirect_still_navigates_and_fills_the_bar() -> None:
+    job = upload(form=f"{PAGE}/upload", callbacks=False, uploadAfter=1,
+                 probes=[UPLOADING_HALF], upload={"redirectTo": "/thanks"})
+    assert job["assigned"] == [f"{PAGE}/thanks"]
+    assert (job["bar"]["value"], job["text"]["textContent"]) == (100, "done")
+
+
+def test_a_network_error_navigates_nowhere() -> None:
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1, probes=[UPLOADING_HALF],
+                 upload={"error": True})
+    assert job["assigned"] == []
+    assert job["events"] == [["progress", "uploading", None], ["answered", 0],
+                             ["error", "network", None]]
+
+
+def test_the_page_may_give_the_id() -> None:
+    given = "0123456789abcdef0123456789abcdef"
+    job = upload(form="/upload", options={"id": given}, probes=[native("done")], upload={})
+    assert job["id"] == given
+    assert posted(job) == f"/upload?X-Progress-ID={given}"
+    assert job["requests"][0][1].startswith(
+        f"/progress?X-Progress-ID={given}&dialect=native&format=json&_=")
+
+
+# -- docs/js-client.md stays the reference -------------------------------------
+
+def test_the_reference_covers_every_function_and_option() -> None:
+    source = CLIENT.read_text()
+    reference = (CLIENT.parents[2] / "docs" / "js-client.md").read_text()
+    exported = re.search(r"var api = \{(.*?)\};", source, re.DOTALL)
+    assert exported is not None
+    functions = set(re.findall(r"(\w+):", exported.group(1)))
+    options = set(re.findall(r"options\.(\w+)", source))
+    assert len(functions) == 9 and len(options) == 15, (functions, options)
+    rows = set(re.findall(r"^\| `(\w+)[`(]", reference, re.MULTILINE))
+    assert functions - rows == set() and options - rows == set()

@@ -15,8 +15,9 @@
  *
  * It understands the probe's three dialects (native, lighttpd, nginx), follows
  * progress by server-sent events when the browser has EventSource and the
- * dialect is native, and polls otherwise.  Under Node it exports the same
- * object, for tests.
+ * dialect is native, and polls otherwise.  A form whose POST answers with a
+ * redirect (Post/Redirect/Get) still navigates there (option follow).  Under
+ * Node it exports the same object, for tests.  Reference: docs/js-client.md.
  */
 (function (root) {
   "use strict";
@@ -24,18 +25,25 @@
   var ID_PARAM = "X-Progress-ID";
   var FINAL = { done: true, error: true };
 
-  /* A random 32-hex-digit ID, the shape existing clients use. */
+  /* A random ID of 32 lowercase hex digits: 128 bits from
+     crypto.getRandomValues, or crypto.randomUUID's 122 without its dashes.
+     Never Math.random (a guessable ID lets others read the upload's progress):
+     without either, it throws, and the page can pass an ID of its own. */
   function makeId() {
-    var bytes = new Uint8Array(16);
-    var cryptoObj = root.crypto || (typeof require === "function" && require("crypto").webcrypto);
-    if (cryptoObj && cryptoObj.getRandomValues) {
-      cryptoObj.getRandomValues(bytes);
-    } else {
-      for (var i = 0; i < 16; i++) { bytes[i] = Math.floor(Math.random() * 256); }
-    }
+    var cryptoObj = root.crypto || root.msCrypto;
     var hex = "";
-    for (var j = 0; j < 16; j++) { hex += (bytes[j] + 256).toString(16).slice(1); }
-    return hex;
+    if (cryptoObj && typeof cryptoObj.getRandomValues === "function") {
+      var bytes = new Uint8Array(16);
+      cryptoObj.getRandomValues(bytes);
+      for (var i = 0; i < 16; i++) { hex += (bytes[i] + 256).toString(16).slice(1); }
+      return hex;
+    }
+    if (cryptoObj && typeof cryptoObj.randomUUID === "function") {
+      return cryptoObj.randomUUID().replace(/-/g, "").toLowerCase();
+    }
+    throw new Error("WSGIProgress.makeId: this browser has neither crypto.getRandomValues " +
+      "nor crypto.randomUUID, so it cannot make an unguessable progress ID; " +
+      "pass options.id (32 random hex digits, e.g. made by the server) instead");
   }
 
   /* url with X-Progress-ID=id, replacing an old ID and keeping the rest of the
@@ -221,9 +229,30 @@
     return { stop: stop };
   }
 
+  /* url made absolute against the page and without its fragment, as
+     xhr.responseURL is, so the two compare equal when nothing redirected. */
+  function absolute(url) {
+    var resolved = url;
+    if (typeof root.URL === "function" && root.location && root.location.href) {
+      try { resolved = new root.URL(url, root.location.href).href; } catch (e) { resolved = url; }
+    }
+    var hashAt = resolved.indexOf("#");
+    return hashAt >= 0 ? resolved.slice(0, hashAt) : resolved;
+  }
+
+  function isRedirect(status) { return status >= 300 && status < 400; }
+
   /*
    * Upload a form (or FormData with options.action) with XHR while following
-   * its progress on the server.  Returns {id, xhr, tracker}.
+   * its progress on the server (the options of track, plus id, action and
+   * follow).  Returns {id, xhr, tracker}.
+   *
+   * follow (default: true for a <form>, false for FormData): when the server
+   * answered the upload with a redirect (Post/Redirect/Get: the XHR's final
+   * URL, xhr.responseURL, is not the URL it posted to, or the native probe
+   * reports a 3xx status), go where the redirect led with location.assign,
+   * as the browser would have without this client.  An answer that did not
+   * redirect (JSON, say) leaves the page where it is.
    */
   function upload(formOrData, options) {
     options = options || {};
@@ -231,9 +260,52 @@
     var isForm = typeof root.HTMLFormElement !== "undefined" && formOrData instanceof root.HTMLFormElement;
     var data = isForm ? new root.FormData(formOrData) : formOrData;
     var action = options.action || (isForm ? formOrData.action : "/upload");
+    var follow = options.follow === undefined ? isForm : !!options.follow;
+    var target = withId(action, id, options.idName);
+    var loaded = false, redirected = false, settled = false, navigated = false, last = null;
+
+    // track's callbacks, watched: did the probe see a redirect, has it ended?
+    var watched = {};
+    for (var key in options) {
+      if (Object.prototype.hasOwnProperty.call(options, key)) { watched[key] = options[key]; }
+    }
+    watched.onProgress = function (p) {
+      last = p;
+      if (isRedirect(p.status)) { redirected = true; }
+      if (options.onProgress) { options.onProgress(p); }
+    };
+    watched.onDone = function (p) {
+      settled = true;
+      if (options.onDone) { options.onDone(p); }
+      navigate();
+    };
+    watched.onError = function (p) {
+      settled = true;
+      if (options.onError) { options.onError(p); }
+    };
+
     var xhr = new root.XMLHttpRequest();
-    xhr.open("POST", withId(action, id, options.idName));
-    var tracker = track(id, options);
+    xhr.open("POST", target);
+
+    function navigate() {
+      var to = xhr.responseURL;
+      if (!follow || !loaded || navigated || !to) { return; }
+      if (!redirected && absolute(to) === absolute(target)) { return; }
+      navigated = true;
+      if (tracker) { tracker.stop(); }
+      if (!settled) {
+        // the answer has come, so the upload is over whatever the probe last said
+        var done = normalize(last ? { state: "done", size: last.size, received: last.size !== null
+          ? last.size : last.received, status: last.status } : { state: "done" });
+        show(options, done);
+        settled = true;
+        if (options.onDone) { options.onDone(done); }
+      }
+      root.location.assign(to);
+    }
+
+    var tracker = track(id, watched);
+    xhr.addEventListener("load", function () { loaded = true; navigate(); });
     xhr.onerror = function () {
       tracker.stop();
       if (options.onError) { options.onError({ state: "error", reason: "network", status: null }); }
@@ -242,10 +314,12 @@
     return { id: id, xhr: xhr, tracker: tracker };
   }
 
-  /* Give a plain <form> an ID and follow it while the browser submits it. */
+  /* Give a plain <form> an ID (options.id, or a new one) and follow it while
+     the browser submits it: the browser itself follows any redirect. */
   function attach(form, options) {
-    var id = makeId();
-    form.action = withId(form.getAttribute("action") || "", id, (options || {}).idName);
+    options = options || {};
+    var id = options.id || makeId();
+    form.action = withId(form.getAttribute("action") || "", id, options.idName);
     return { id: id, start: function () { return track(id, options); } };
   }
 
