@@ -12,9 +12,11 @@ opens it with :func:`server_process`.
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, Dict, Iterator, Optional
 
 
@@ -41,3 +43,16 @@ def server_process(script: str, kind: str,
     finally:
         process.kill()
         process.wait(10)
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Return once something accepts connections on *host*:*port*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)

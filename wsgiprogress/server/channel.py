@@ -45,6 +45,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     progress_bytes_sent = 0
     #: True once the connection closed; no byte is sent after that.
     progress_closed = False
+    #: True while a probe waits to be answered on the I/O loop.
+    probe_on_loop = False
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[Dict[int, Any]] = None) -> None:
@@ -135,6 +137,28 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         super().service()
         if self.sent_in_full:
             self.finish_sent()
+
+    # -- probes answered on the I/O loop ---------------------------------------
+
+    def answer_on_loop(self) -> bool:
+        """Take the probe at the head of the queue on the I/O loop, right
+        after this read (no worker thread, no hand-off back and forth); False
+        when it must go to the probe lane: the store may block (Redis), this
+        is not the I/O thread, or output is backed up.  Called by the
+        dispatcher with ``requests_lock`` held."""
+        server = self.server
+        if server.progress_rules.store.shared or threading.get_ident() != server.io_thread \
+                or self.total_outbufs_len >= self.adj.outbuf_high_watermark // 2:
+            return False
+        self.probe_on_loop = True
+        return True
+
+    def handle_read(self) -> None:
+        self.server.io_thread = threading.get_ident()
+        super().handle_read()
+        while self.probe_on_loop:  # set again when the next queued request is a probe
+            self.probe_on_loop = False
+            self.service()
 
     # -- disconnects ---------------------------------------------------------
 

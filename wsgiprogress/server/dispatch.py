@@ -4,9 +4,10 @@ Probe lane
 
 waitress queues every request in one FIFO in front of its worker threads, so
 a probe waits behind every long-running request (measured: 9.5 s).
-:class:`ProgressDispatcher` gives probes threads of their own: a request that
-is a probe goes to the probe lane, everything else to the application's
-threads.  :class:`RoutedApp` is what both run: the front door's router
+:class:`ProgressDispatcher` answers a probe on the I/O loop itself when its
+store answers without blocking (the memory store), gives the other probes
+threads of their own (the probe lane, for Redis), and everything else to the
+application's threads.  :class:`RoutedApp` is what both run: the front door's router
 (:meth:`wsgiprogress.web.front.Front.route`) in front of the application.
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         # channel will service requests[0] next
         requests = getattr(channel, "requests", None)
         if requests and getattr(requests[0], "is_probe", False):
-            self.probe_lane.add_task(channel)
+            if not channel.answer_on_loop():
+                self.probe_lane.add_task(channel)
         else:
             super().add_task(channel)
 
