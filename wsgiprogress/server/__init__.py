@@ -39,11 +39,12 @@ the middleware sees that the server counts and stands aside.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import waitress
-from waitress.adjustments import Adjustments
+from waitress.adjustments import Adjustments, aslist
 from waitress.adjustments import asbool as waitress_asbool
 from waitress.server import BaseWSGIServer
 
@@ -56,7 +57,7 @@ from ..settings import (
     as_written,
     unknown_setting,
 )
-from ..settings.converters import as_bool
+from ..settings.converters import as_bool, as_size
 from ..web.front import Front, front_options
 from .channel import ProgressChannel
 from .dispatch import ProgressDispatcher, RoutedApp
@@ -73,55 +74,115 @@ __all__ = ["check_settings", "create_server", "serve", "serve_paste", "split_set
 _OUR_NAMES = frozenset(s.name for s in SERVER_SETTINGS)
 _WAITRESS_CONVERTERS = dict(Adjustments._params)
 _WAITRESS_NAMES = frozenset(_WAITRESS_CONVERTERS)
+#: waitress's settings in bytes, which take sizes such as ``"10M"`` here as
+#: in ini files and Flask (those of the installed waitress, which may lack some).
+WAITRESS_SIZES = frozenset({
+    "max_request_body_size", "max_request_header_size", "inbuf_overflow",
+    "outbuf_overflow", "outbuf_high_watermark", "send_bytes", "recv_bytes",
+}) & _WAITRESS_NAMES
+#: The least value of waitress's whole-number settings that can work: waitress
+#: itself takes any integer, and ``threads=0`` starts a server that never answers.
+_LEAST = {"threads": 1, "backlog": 1, "cleanup_interval": 1, "channel_timeout": 1,
+          "channel_request_lookahead": 0, "trusted_proxy_count": 1}
+_PORTS = range(65536)
 
 
-def split_settings(settings: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any], int]:
+def split_settings(settings: Dict[str, Any], spell: Spell = as_written
+                   ) -> Tuple[Dict[str, Any], Dict[str, Any], int]:
     """Split *settings* into (wsgiprogress's as given, waitress's converted
     and validated, waitress's ``threads``).
 
-    waitress's come back with the tuned defaults filled in.
+    waitress's come back with the tuned defaults filled in; a size with a
+    suffix (``max_request_body_size="1G"``) comes back in bytes.
 
+    :param spell: how the names were written, for error messages.
     :raises ConfigurationError: for an unknown name or a bad waitress value.
     """
     for name in settings:
         if name not in _OUR_NAMES and name not in _WAITRESS_NAMES and name != "table":
-            raise unknown_setting(name, _OUR_NAMES | _WAITRESS_NAMES, list_known=False)
+            raise unknown_setting(name, _OUR_NAMES | _WAITRESS_NAMES, spell, list_known=False)
     ours = {k: v for k, v in settings.items() if k not in _WAITRESS_NAMES}
     theirs = {name: default for name, (default, _) in TUNED_WAITRESS_DEFAULTS.items()}
     theirs.update((k, v) for k, v in settings.items() if k in _WAITRESS_NAMES)
     for name, value in theirs.items():
-        convert = _WAITRESS_CONVERTERS[name]
         try:
-            if convert is waitress_asbool:
-                # waitress's asbool turns a typo into False; ours refuses it
-                theirs[name] = as_bool(value)
-            else:
-                convert(value)
+            theirs[name] = _waitress_value(name, value)
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"{name}: {exc}") from None
+            raise ConfigurationError(f"{spell(name)}: {exc}") from None
+    _check_addresses(theirs, spell)
     try:
         adj = Adjustments(**theirs)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(str(exc)) from None
+        raise ConfigurationError(_adjustments_error(str(exc), theirs, spell)) from None
     if "connection_limit" not in settings:
         theirs["connection_limit"] = adj.connection_limit = max(100, 2 * adj.threads)
     if adj.connection_limit < adj.threads + 2:
         raise ConfigurationError(
-            f"connection_limit {adj.connection_limit} leaves threads idle: waitress "
-            f"counts its listener and trigger as connections, so set it to at least "
-            f"threads + 2 ({adj.threads + 2})")
+            f"{spell('connection_limit')} {adj.connection_limit} leaves threads idle: "
+            f"waitress counts its listener and trigger as connections, so set it to at "
+            f"least {spell('threads')} + 2 ({adj.threads + 2})")
     return ours, theirs, adj.threads
+
+
+def _waitress_value(name: str, value: Any) -> Any:
+    """*value* as waitress is to get it, or :class:`ValueError`."""
+    convert = _WAITRESS_CONVERTERS[name]
+    if convert is waitress_asbool:
+        return as_bool(value)  # waitress's asbool turns a typo into False; ours refuses it
+    if name in WAITRESS_SIZES:
+        size = as_size(value)
+        # a plain number goes to waitress as given; its int() cannot read "10M"
+        return value if str(value).strip().isdigit() else size
+    number = convert(value)
+    least = _LEAST.get(name)
+    if least is not None and number < least:
+        raise ValueError(f"expected a whole number >= {least}, not {value!r}")
+    if name == "port" and number not in _PORTS:
+        raise ValueError(f"expected a port from 0 to 65535, not {value!r}")
+    return value
+
+
+def _check_addresses(theirs: Dict[str, Any], spell: Spell) -> None:
+    """Refuse a ``listen`` address whose port is no number from 0 to 65535:
+    the resolver would take 99999 modulo 65536 and listen on another port."""
+    for address in aslist(theirs.get("listen", "")):
+        host, colon, port = address.rpartition(":")
+        if not colon or "]" in port:
+            continue  # a host alone: waitress adds the port setting
+        if not host or not port.isdigit() or int(port) not in _PORTS:
+            raise ConfigurationError(
+                f"{spell('listen')}: expected host:port with a port from 0 to 65535, "
+                f"such as 127.0.0.1:8080, not {address!r}")
+
+
+def _adjustments_error(message: str, theirs: Dict[str, Any], spell: Spell) -> str:
+    """waitress's own error, naming the address it could not resolve."""
+    if message != "Invalid host/port specified.":
+        return message
+    if "listen" in theirs:
+        return (f"{spell('listen')}: cannot resolve {theirs['listen']!r}; expected "
+                "host:port such as 127.0.0.1:8080")
+    return (f"{spell('host')}: cannot resolve {theirs.get('host', Adjustments.host)!r}; "
+            "expected an address or host name such as 127.0.0.1")
 
 
 def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
     """Every check :func:`create_server` makes of *settings*, without opening
-    a backend or listening: the command line validates with it.
+    a backend or listening: the command line validates with it.  A Redis
+    backend is checked only for redis-py being importable.
 
     :raises ConfigurationError: for an unknown setting, a bad value or
         settings that contradict each other.
     """
-    ours, _, _ = split_settings(settings)
-    front_options(ours, SERVER_SETTINGS, spell=spell)
+    ours, _, _ = split_settings(settings, spell)
+    options, _, _ = front_options(ours, SERVER_SETTINGS, spell=spell)
+    if options["backend"] != "memory://":
+        try:
+            importlib.import_module("redis")
+        except ImportError:
+            raise ConfigurationError(
+                f"{spell('backend')} {options['backend']!r} needs redis-py, which is not "
+                "installed: pip install redis, or use memory://") from None
 
 
 def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None,
@@ -152,6 +213,7 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
     for listener in _listeners(server):
         listener.channel_class = ProgressChannel
         listener.progress_rules = rules
+        listener.io_thread = None  # the thread that runs the I/O loop, once it reads
     server.progress_front = front
     server.progress_store = server.progress_table = front.store
     server.mailbox = front.mailboxes
