@@ -86,6 +86,60 @@ def test_nchan_long_poll_protocol() -> None:
     assert client.get(f"/mailbox/{NAME}?protocol=nchan", headers=epoch).body == b"first"
 
 
+def test_nchan_holds_a_subscriber_that_has_caught_up() -> None:
+    # NchanSubscriber sends no wait=: like Nchan, the answer waits for a post
+    client, mailbox = make(max_wait=5.0)
+    mailbox.post(NAME, "seen")
+    first = client.get(f"/mailbox/{NAME}?protocol=nchan")
+    follow = {"If-None-Match": first.headers["Etag"],
+              "If-Modified-Since": first.headers["Last-Modified"]}
+    poster = threading.Timer(0.3, mailbox.post, (NAME, "next"))
+    started = time.monotonic()
+    poster.start()
+    try:
+        held = client.get(f"/mailbox/{NAME}?protocol=nchan", headers=follow)
+    finally:
+        poster.join()
+    assert held.body == b"next" and 0.25 <= time.monotonic() - started < 4.0
+
+
+def test_nchan_answers_408_after_max_wait() -> None:
+    client, mailbox = make(max_wait=0.3)
+    mailbox.post(NAME, "seen")
+    first = client.get(f"/mailbox/{NAME}?protocol=nchan")
+    started = time.monotonic()
+    client.get(f"/mailbox/{NAME}?protocol=nchan", status=408,
+               headers={"If-None-Match": first.headers["Etag"],
+                        "If-Modified-Since": first.headers["Last-Modified"]})
+    assert time.monotonic() - started >= 0.25
+
+
+ORIGIN = "https://app.example"
+
+
+def test_allowed_origins_may_read_mailboxes_and_their_cursor_headers() -> None:
+    client, mailbox = make(allowed_origins=ORIGIN)
+    mailbox.post(NAME, "hi")
+    answer = client.get(f"/mailbox/{NAME}?protocol=nchan", headers={"Origin": ORIGIN})
+    assert answer.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert answer.headers["Access-Control-Expose-Headers"] == "Last-Modified, Etag"
+    assert "Origin" in answer.headers["Vary"]
+    preflight = client.options(f"/mailbox/{NAME}", headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "if-none-match, if-modified-since"}, status=204)
+    allowed = preflight.headers["Access-Control-Allow-Headers"]
+    assert "If-None-Match" in allowed and "If-Modified-Since" in allowed
+    stranger = client.get(f"/mailbox/{NAME}", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in stranger.headers
+
+
+def test_without_allowed_origins_mailboxes_send_no_cors_headers() -> None:
+    client, _ = make()
+    answer = client.get(f"/mailbox/{NAME}", headers={"Origin": ORIGIN})
+    assert not any(name.startswith("Access-Control") for name in answer.headers)
+    client.options(f"/mailbox/{NAME}", headers={"Origin": ORIGIN}, status=405)
+
+
 def test_publishing_is_off_by_default() -> None:
     client, _ = make()
     answer = client.post(f"/mailbox/{NAME}", "x", headers=AUTH, status=405)

@@ -129,7 +129,8 @@ class Front:
         if self.mailboxes is not None:
             self.mailbox_app = MailboxApp(
                 self.mailboxes, authorize=authorize, table=self.store,
-                **{name: options[name] for name in ("mailbox_url", "publish", "publish_token")},
+                **{name: options[name] for name in ("mailbox_url", "publish", "publish_token",
+                                                    "allowed_origins")},
                 **_subset(options, WAIT_SETTINGS))
         self.dashboard: Optional[Dashboard] = None
         if options["dashboard_url"] is not None:

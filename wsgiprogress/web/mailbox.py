@@ -19,8 +19,11 @@ Mailbox endpoint
 
 ``GET …?protocol=nchan``
     Nchan's long-poll protocol (``Etag`` + ``Last-Modified`` answered,
-    ``If-None-Match`` + ``If-Modified-Since`` read; one message per answer,
-    408 on timeout), so Nchan's ``NchanSubscriber`` works unchanged.
+    ``If-None-Match`` + ``If-Modified-Since`` read; one message per answer; a
+    client that has caught up is held up to ``max_wait``, then 408), so
+    Nchan's ``NchanSubscriber`` works unchanged.  With ``allowed_origins``,
+    every answer carries CORS headers exposing ``Last-Modified`` and ``Etag``,
+    and ``OPTIONS`` answers the preflight of those request headers.
 
 ``POST /mailbox/<name>``
     Publish the body as one message.  Off by default; when ``publish`` is on
@@ -53,17 +56,20 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 from ..mailbox.store import MailboxError, ReadResult
 from ..progress.ids import ID_RULE, is_valid_id
 from ..query import parse_wait, query_params, wants_event_stream
-from ..settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve
+from ..settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve, scope
 from ..waiters import ClientWatch, wait_for
 from . import nchan, sse
 from .cursors import BadRequest, cursor, gap
 from .event_stream import EventStream, StreamTiming
 from .responses import (
+    NO_CACHE_HEADERS,
+    cors_headers,
     has_bearer_token,
     json_body,
     plain,
     start_event_stream,
     too_many_waiters,
+    with_headers,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +83,12 @@ if TYPE_CHECKING:
 Authorize = Callable[["WSGIEnvironment", Optional[str], str], bool]
 
 STATS_NAME = "_stats"
+#: What a page may read of a mailbox answer, as Nchan exposes it.
+EXPOSED_HEADERS = ("Last-Modified", "Etag")
+#: Request headers a page may send, for the CORS preflight.
+REQUEST_HEADERS = "If-None-Match, If-Modified-Since, Last-Event-ID, Authorization, Content-Type"
+_SETTINGS = MAILBOX_SETTINGS + WAIT_SETTINGS + tuple(
+    s for s in scope("probe") if s.name == "allowed_origins")
 #: The default policy reads only names this long: 128 random bits in hex.
 UNGUESSABLE_LENGTH = 32
 
@@ -104,7 +116,7 @@ class MailboxApp:
 
     def __init__(self, store: MailboxStore, *, authorize: Optional[Authorize] = None,
                  table: Optional[ProgressStore] = None, **settings: Any) -> None:
-        options = resolve(MAILBOX_SETTINGS + WAIT_SETTINGS, settings)
+        options = resolve(_SETTINGS, settings)
         self.store = store
         self.table = table
         self.authorize = authorize or unguessable_names
@@ -113,6 +125,7 @@ class MailboxApp:
         self.publish_enabled: bool = options["publish"]
         self.token: Optional[str] = options["publish_token"]
         self.timing = StreamTiming.from_options(options)
+        self.allowed_origins: Tuple[str, ...] = options["allowed_origins"]
         self._lock = threading.Lock()
         self.delivered = 0
 
@@ -126,6 +139,11 @@ class MailboxApp:
         method = environ.get("REQUEST_METHOD", "GET")
         if not self.handles(path):
             return plain(start_response, "404 Not Found", "not a mailbox URL")
+        cors = cors_headers(environ, self.allowed_origins, EXPOSED_HEADERS)
+        if cors:
+            if method == "OPTIONS":
+                return self._preflight(start_response, cors)
+            start_response = with_headers(start_response, cors)
         name = path[len(self.prefix):]
         try:
             if name == STATS_NAME and method in ("GET", "HEAD"):
@@ -145,6 +163,15 @@ class MailboxApp:
         return plain(start_response, "405 Method Not Allowed",
                      f"mailboxes answer {allow}", [("Allow", allow)])
 
+    def _preflight(self, start_response: StartResponse, cors: List[Tuple[str, str]]
+                   ) -> Iterable[bytes]:
+        methods = "GET, HEAD, POST" if self.publish_enabled else "GET, HEAD"
+        start_response("204 No Content", [*NO_CACHE_HEADERS, *cors,
+                                          ("Access-Control-Allow-Methods", methods),
+                                          ("Access-Control-Allow-Headers", REQUEST_HEADERS),
+                                          ("Access-Control-Max-Age", "600")])
+        return []
+
     # -- reading -------------------------------------------------------------
 
     def _read(self, environ: WSGIEnvironment, start_response: StartResponse,
@@ -159,7 +186,9 @@ class MailboxApp:
         if after is None:
             after = cursor(params.get("after"), "after")
         try:
-            wait = parse_wait(params.get("wait"), self.max_wait)
+            # Nchan holds a subscriber that has caught up until the next post
+            wait = self.max_wait if as_nchan and "wait" not in params else \
+                parse_wait(params.get("wait"), self.max_wait)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         result = self._wait(environ, name, after, wait, limit=1 if as_nchan else 100)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from . import sse
 
@@ -80,3 +80,28 @@ def too_large(start_response: StartResponse, limit: int) -> List[bytes]:
     """413 for a request body over *limit* bytes."""
     return plain(start_response, "413 Request Entity Too Large",
                  f"request body too large: the limit is {limit} bytes")
+
+
+def cors_headers(environ: Mapping[str, Any], allowed_origins: Sequence[str],
+                 expose: Sequence[str] = ()) -> Headers:
+    """The CORS headers for a request from ``environ["HTTP_ORIGIN"]``: none
+    when CORS is off, ``*`` when any origin may read, else the origin itself
+    when it is allowed (and ``Vary: Origin`` either way); *expose* names
+    response headers a page may read (``Access-Control-Expose-Headers``)."""
+    if not allowed_origins:
+        return []
+    exposed = [("Access-Control-Expose-Headers", ", ".join(expose))] if expose else []
+    if "*" in allowed_origins:
+        return [("Access-Control-Allow-Origin", "*"), *exposed]
+    origin = str(environ.get("HTTP_ORIGIN", ""))
+    if origin in allowed_origins:
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"), *exposed]
+    return [("Vary", "Origin")]
+
+
+def with_headers(start_response: StartResponse, extra: Headers) -> StartResponse:
+    """*start_response* that adds *extra* to every response it starts."""
+    def start(status: str, headers: List[Tuple[str, str]],
+              exc_info: Any = None) -> Callable[[bytes], object]:
+        return start_response(status, [*headers, *extra], exc_info)
+    return start
