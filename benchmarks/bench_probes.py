@@ -27,7 +27,7 @@ import tempfile
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import bench_support
-from bench_requests import serve, wrk
+from bench_requests import served_or_no_wrk, wrk
 
 HOST = "127.0.0.1"
 MODULE = "/usr/lib/nginx/modules/ngx_http_uploadprogress_module.so"
@@ -82,11 +82,7 @@ http {{
 
 
 def main(argv: List[str]) -> int:
-    if len(argv) > 2 and argv[1] == "--serve":
-        serve(argv[2])
-        return 0
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install wrk")
+    if served_or_no_wrk(argv):
         return 0
     rounds, seconds = (3, 2) if "--quick" in argv else (7, 3)
     runs: Dict[Tuple[str, int], List[float]] = {}

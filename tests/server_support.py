@@ -352,6 +352,22 @@ def start_process(args: List[str], cwd: Path = TESTS, env: Optional[Dict[str, st
     pytest.fail("server did not start: " + "".join(seen))
 
 
+def stop_group(process: "subprocess.Popen[Any]") -> int:
+    """SIGTERM, then SIGKILL to the process group it leads (started with
+    ``start_new_session=True``) after 10 s; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+    if process.poll() is None:
+        # still unreaped, so its pid is still its own group's id
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+        return -signal.SIGKILL
+    return process.returncode
+
+
 def stop_process(process: "subprocess.Popen[str]", signum: int = signal.SIGINT) -> int:
     process.send_signal(signum)
     try:

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from typing import Dict, Iterator, List, NamedTuple, Set
 
 import pytest
 
-from server_support import HOST, SlowUpload, probe, wait_for_state
+from server_support import HOST, SlowUpload, probe, stop_group, wait_for_state
 
 # the fixture builds and installs before the first test: more than the
 # configured per-test 120 s must be allowed when the package index is slow
@@ -306,18 +305,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def stop(process: "subprocess.Popen[bytes]") -> int:
-    """SIGTERM, then SIGKILL to its own process group after 10 s; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
-        return -signal.SIGKILL
-    return process.returncode
 
 
 @contextlib.contextmanager
@@ -338,7 +325,7 @@ def serving(inst: Installed, app_dir: Path,
                 yield process, port
                 return
         finally:
-            stop(process)
+            stop_group(process)
         text = log_path.read_text(errors="replace")
         if process.returncode != 1 or "in use" not in text.lower():
             pytest.fail(f"wsgiprogress-serve exited {process.returncode}:\n{text}")
@@ -387,7 +374,7 @@ def test_installed_server_serves_and_tracks_an_upload(installed: Installed,
         conn.request("GET", "/progress?X-Progress-ID=pkg-upload-1&dialect=nginx")
         assert json.loads(conn.getresponse().read())["state"] == "done"
         conn.close()
-        code = stop(process)
+        code = stop_group(process)
     log = log_path.read_text(errors="replace")
     assert code == 0, f"SIGTERM should stop it cleanly (exit 0), got {code}:\n{log}"
     assert f"Serving on http://{HOST}:{port}" in log, log

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -46,6 +45,7 @@ from server_support import (
     received_while,
     running,
     status_of,
+    stop_group,
     wait_for_state,
     watched_upload,
 )
@@ -189,17 +189,8 @@ class Nginx:
     def stop(self) -> None:
         """SIGTERM (nginx's fast shutdown); SIGKILL to its group after 10 s."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(10)
-        if process.poll() is None:
-            # still unreaped, so its pid is still its own group's id
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        if process is not None:
+            stop_group(process)
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,14 @@ a Flask config) and returns the value the code uses, or raises
 from __future__ import annotations
 
 import re
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 #: The probe dialects, as :mod:`wsgiprogress.web.dialects` renders them.
 DIALECTS = ("native", "lighttpd", "nginx")
 #: The backend URL schemes :func:`wsgiprogress.backends.backend_from_url` knows.
 BACKEND_SCHEMES = ("memory://", "redis://", "rediss://", "unix://")
+
+T = TypeVar("T")
 
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
@@ -77,15 +79,20 @@ def as_count(value: Any) -> int:
     return int(value)
 
 
-def as_optional_count(value: Any) -> Optional[int]:
-    """``None`` or a whole number >= 1."""
+def _optional(convert: Callable[[Any], T], value: Any, expected: str) -> Optional[T]:
+    """``None`` for none, else *value* as *convert* takes it; its refusal
+    says *expected* and that none is allowed."""
     if _is_none(value):
         return None
     try:
-        return as_count(value)
+        return convert(value)
     except ValueError:
-        raise ValueError(f"expected a whole number >= 1, or None for the default, "
-                         f"not {value!r}") from None
+        raise ValueError(f"expected {expected}, not {value!r}") from None
+
+
+def as_optional_count(value: Any) -> Optional[int]:
+    """``None`` or a whole number >= 1."""
+    return _optional(as_count, value, "a whole number >= 1, or None for the default")
 
 
 def as_size(value: Any) -> int:
@@ -101,13 +108,8 @@ def as_size(value: Any) -> int:
 
 def as_optional_size(value: Any) -> Optional[int]:
     """``None`` (no limit), or a size as :func:`as_size` takes it."""
-    if _is_none(value):
-        return None
-    try:
-        return as_size(value)
-    except ValueError:
-        raise ValueError(f"expected a size in bytes >= 1 such as 1048576 or '10M', "
-                         f"or None for no limit, not {value!r}") from None
+    return _optional(as_size, value, "a size in bytes >= 1 such as 1048576 or '10M', "
+                                     "or None for no limit")
 
 
 def _items(value: Any, expected: str) -> List[Any]:
@@ -149,13 +151,8 @@ def as_path(value: Any) -> str:
 
 def as_optional_path(value: Any) -> Optional[str]:
     """``None`` (off), or a URL path starting with ``/``."""
-    if _is_none(value):
-        return None
-    try:
-        return as_path(value)
-    except ValueError:
-        raise ValueError(f"expected a URL path starting with '/', such as '/_dashboard', "
-                         f"or None for off, not {value!r}") from None
+    return _optional(as_path, value, "a URL path starting with '/', such as '/_dashboard', "
+                                     "or None for off")
 
 
 def as_dialect(value: Any) -> str:
