@@ -48,21 +48,26 @@ the plain middleware and :mod:`wsgiprogress.server`.  Their blueprint rules
 are build-only, so ``url_for("progress.probe")`` and ``url_for("progress.mailbox",
 name=...)`` give the right URL, ``SCRIPT_NAME`` included.
 
-Served by ``wsgiprogress-serve``, the server counts and answers probes at its
-own ``progress_url`` from its own store; the middleware stands aside, so
-nothing is counted twice.  Give the server the same ``--progress-url``,
-``--dialect`` and ``--backend`` as the ``PROGRESS_*`` keys, and let
-``PROGRESS_MAILBOX`` serve mailboxes (no ``--mailbox``, whose store the views
-would not post to).  Starting the server from Python,
-``serve(app, store=app.extensions["progress"].store)`` makes
-:meth:`Progress.get` see what the server counts.
+Served by ``wsgiprogress-serve`` (or :func:`wsgiprogress.server.serve`), the
+server counts and the middleware stands aside, so nothing is counted twice;
+the server serves this extension's store, probe and mailboxes with the
+``PROGRESS_*`` settings (:mod:`wsgiprogress.server.adopt`), and
+``PROGRESS_MAX_REQUEST_SIZE`` is its ``max_request_body_size``.  An option
+given to the server that contradicts a key refuses to start, naming both.
+
+``init_app`` refuses what would silently go wrong: a config key that looks
+like a misspelled ``PROGRESS_*`` key (``PROGRES_TTL``, ``progress_ttl``), an
+application route at the probe, mailbox or dashboard URL (the middleware
+answers those paths in front of Flask), and a blueprint already named
+``progress``: pass ``Progress(blueprint_name="uploads")``, then
+``url_for("uploads.probe")``.
 """
 from __future__ import annotations
 
 import logging
 import os
 import secrets
-from typing import Any, Dict, Iterable, NamedTuple, Optional, Union
+from typing import Any, Dict, Iterable, Mapping, NamedTuple, Optional, Union
 
 from flask import Blueprint, Flask, current_app, has_request_context, json, request, url_for
 from markupsafe import Markup
@@ -71,7 +76,7 @@ import wsgiprogress
 from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore, keys
 from wsgiprogress.mailbox import MailboxStore
 from wsgiprogress.settings import MIDDLEWARE_SETTINGS, resolve
-from wsgiprogress.web.front import Front
+from wsgiprogress.web.front import Front, front_options
 from wsgiprogress.web.mailbox import Authorize
 
 __all__ = ["CONFIG_SETTINGS", "Progress", "ProgressState", "config_key"]
@@ -82,6 +87,8 @@ log = logging.getLogger("wsgiprogress")
 STATIC_FOLDER = os.path.join(os.path.dirname(wsgiprogress.__file__), "static")
 PREFIX = "PROGRESS_"
 EXTENSION_KEY = "progress"
+#: The blueprint's name unless ``Progress(blueprint_name=...)`` says otherwise.
+BLUEPRINT_NAME = "progress"
 
 #: What the ``PROGRESS_*`` keys set: every setting of the middleware.
 SETTINGS = MIDDLEWARE_SETTINGS
@@ -105,6 +112,7 @@ def setting_name(key: str) -> str:
 
 #: Every ``PROGRESS_*`` key with its converter, default and help.
 CONFIG_SETTINGS = tuple(s._replace(name=config_key(s.name)) for s in SETTINGS)
+_KEYS = tuple(s.name for s in CONFIG_SETTINGS)
 
 
 class ProgressState(NamedTuple):
@@ -131,10 +139,14 @@ class Progress:
     :param authorize: who may read and publish mailboxes; see
         :func:`wsgiprogress.web.mailbox.unguessable_names`.  Needs
         ``PROGRESS_MAILBOX``.
+    :param blueprint_name: the name of the blueprint it registers, and of its
+        ``url_for`` endpoints (``"progress.probe"``); change it when the
+        application has a blueprint named ``progress`` already.
     :param options: defaults for the ``PROGRESS_*`` keys, by setting name
         (``ttl=60``, ``dialect="nginx"``, ``mailbox=True``); the
         application's config wins.
-    :raises ConfigurationError: for an unknown option or a bad value.
+    :raises ConfigurationError: for an unknown option, a bad value or a
+        *blueprint_name* Flask cannot take.
 
     .. code-block:: python
 
@@ -143,8 +155,14 @@ class Progress:
     """
 
     def __init__(self, app: Optional[Flask] = None, *,
-                 authorize: Optional[Authorize] = None, **options: Any) -> None:
+                 authorize: Optional[Authorize] = None,
+                 blueprint_name: str = BLUEPRINT_NAME, **options: Any) -> None:
+        if not isinstance(blueprint_name, str) or not blueprint_name or "." in blueprint_name:
+            raise ConfigurationError(
+                f"blueprint_name: expected a name without dots such as 'uploads', "
+                f"not {blueprint_name!r}")
         self.authorize = authorize
+        self.blueprint_name = blueprint_name
         self._defaults = {config_key(name): value
                           for name, value in resolve(SETTINGS, options).items()}
         self._given = frozenset(config_key(name) for name in options)
@@ -153,10 +171,13 @@ class Progress:
 
     def init_app(self, app: Flask) -> None:
         """Validate *app*'s ``PROGRESS_*`` keys, install the middleware around
-        ``app.wsgi_app`` and register the ``progress`` blueprint.
+        ``app.wsgi_app`` and register the blueprint (``progress``, or
+        *blueprint_name*).
 
-        :raises ConfigurationError: for an unknown ``PROGRESS_*`` key or a
-            bad value, naming the key.
+        :raises ConfigurationError: for an unknown ``PROGRESS_*`` key, a bad
+            value, a key that looks like a misspelled one, a route of *app* at
+            a URL the middleware answers, or a blueprint of *app* with our
+            blueprint's name; the message says what to change.
         :raises RuntimeError: when *app* already has a :class:`Progress`.
         """
         if EXTENSION_KEY in app.extensions:
@@ -164,17 +185,27 @@ class Progress:
                 "A 'Progress' instance has already been registered on this Flask app "
                 f"{app.name!r}. Import and use that instance instead of calling "
                 "init_app again.")
+        check_key_spelling(app.config)
+        if self.blueprint_name in app.blueprints:
+            raise ConfigurationError(
+                f"the app {app.name!r} has a blueprint named {self.blueprint_name!r} "
+                "already: pass Progress(blueprint_name=...) with another name")
         explicit = self._given.union(key for key in app.config if key.startswith(PREFIX))
+        given = {setting_name(key): app.config.get(key, self._defaults.get(key))
+                 for key in explicit}
+        # checked before anything opens: a refusal leaves no backend behind
+        options, _, _ = front_options(given, SETTINGS, authorize=self.authorize,
+                                      spell=config_key)
+        check_routes(app, options)
+        front = Front(given, authorize=self.authorize, spell=config_key)
         for key, value in self._defaults.items():
             app.config.setdefault(key, value)
-        front = Front({setting_name(key): app.config[key] for key in explicit},
-                      authorize=self.authorize, spell=config_key)
         settings = front.options
         middleware = ProgressMiddleware(app.wsgi_app, front=front)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = ProgressState(
             self, middleware, front.store, front.mailboxes, settings)
-        app.register_blueprint(_blueprint(settings))
+        app.register_blueprint(_blueprint(settings, self.blueprint_name))
         if settings["debug"]:
             log.info("progress for %s: probe at %s, mailboxes %s", app.name,
                      settings["progress_url"],
@@ -233,16 +264,79 @@ def progress_id() -> str:
 
 
 def progress_script() -> Markup:
-    """The ``<script>`` tag that loads the JS client.  A Jinja global."""
+    """The ``<script>`` tag that loads the JS client, from the current app's
+    blueprint (whatever its name).  A Jinja global."""
+    state: Optional[ProgressState] = current_app.extensions.get(EXTENSION_KEY)
+    name = state.extension.blueprint_name if state is not None else BLUEPRINT_NAME
     return Markup('<script src="%s"></script>') % url_for(
-        "progress.static", filename="progress.js")
+        f"{name}.static", filename="progress.js")
 
 
-def _blueprint(settings: Dict[str, Any]) -> Blueprint:
-    """The ``progress`` blueprint: the JS client under
-    ``<progress_url>/static/``, build-only rules for the probe and mailboxes
-    (the middleware answers them) and the Jinja globals."""
-    blueprint = Blueprint("progress", __name__, static_folder=STATIC_FOLDER,
+def check_key_spelling(config: Mapping[str, Any]) -> None:
+    """Refuse a config key one typo away from a ``PROGRESS_*`` key
+    (``PROGRES_TTL``, ``PROGESS_URL``, ``progress_ttl``): Flask would keep it
+    and nothing would read it.  Keys further away are left alone; unknown
+    keys that do start with ``PROGRESS_`` are :func:`resolve`'s to refuse.
+
+    :raises ConfigurationError: naming the key and the one it resembles.
+    """
+    for key in config:
+        if not isinstance(key, str) or key.startswith(PREFIX):
+            continue
+        written = key.upper()
+        for known in _KEYS:
+            if abs(len(known) - len(written)) <= 1 and _one_typo_apart(written, known):
+                raise ConfigurationError(
+                    f"config key {key!r} is read by nothing: did you mean {known!r}? "
+                    "(Flask-Progress reads PROGRESS_ and a setting's name, in capitals)")
+
+
+def _one_typo_apart(a: str, b: str) -> bool:
+    """Whether *a* and *b* differ by at most one inserted, deleted, replaced
+    or swapped character."""
+    if a == b:
+        return True
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    if len(a) == len(b):
+        swapped = a[start + 2:] == b[start + 2:] and a[start:start + 2] == b[start:start + 2][::-1]
+        return a[start + 1:] == b[start + 1:] or swapped
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[start + 1:] == shorter[start:]
+
+
+def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:
+    """Refuse a route of *app* at a URL the middleware answers in front of
+    Flask (the probe, the mailboxes, the dashboard), which would never be
+    reached.  Rules with variables (``/<path:page>``) are left alone.
+
+    :raises ConfigurationError: naming the route's endpoint and the key to change.
+    """
+    exact = {settings["progress_url"]: "progress_url"}
+    if settings["dashboard_url"] is not None:
+        dashboard = settings["dashboard_url"]
+        exact.update({dashboard: "dashboard_url", dashboard.rstrip("/") + "/data": "dashboard_url"})
+    mailboxes = settings["mailbox_url"].rstrip("/") + "/" if settings["mailbox"] else None
+    for rule in app.url_map.iter_rules():
+        if getattr(rule, "build_only", False):
+            continue
+        path = rule.rule
+        name = exact.get(path) if "<" not in path else None
+        if name is None and mailboxes is not None and path.startswith(mailboxes):
+            name = "mailbox_url"
+        if name is not None:
+            raise ConfigurationError(
+                f"the app's route {rule.endpoint!r} ({path}) is under {config_key(name)} "
+                f"{settings[name]!r}, which the middleware answers before Flask: set "
+                f"{config_key(name)} to another path, or move the route")
+
+
+def _blueprint(settings: Dict[str, Any], name: str = BLUEPRINT_NAME) -> Blueprint:
+    """The blueprint *name*: the JS client under ``<progress_url>/static/``,
+    build-only rules for the probe and mailboxes (the middleware answers them)
+    and the Jinja globals."""
+    blueprint = Blueprint(name, __name__, static_folder=STATIC_FOLDER,
                           static_url_path=settings["progress_url"].rstrip("/") + "/static")
     blueprint.add_url_rule(settings["progress_url"], endpoint="probe", build_only=True)
     if settings["mailbox"]:

@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from server_support import HOST, running
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.flask_upload import app  # noqa: E402
+from examples.flask_upload import create_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -101,7 +101,9 @@ def wait_for(driver: webdriver.Chrome, script: str, deadline: float = 10.0) -> A
 
 def test_the_bar_moves_and_the_dashboard_shows_the_upload(tmp_path: Path) -> None:
     path = big_file(tmp_path)
-    with running(app, dashboard_url="/_dash", publish_token=TOKEN) as (_, port), \
+    # the app's Progress settings are the server's: the dashboard is configured there
+    dashboard = create_app({"PROGRESS_DASHBOARD_URL": "/_dash", "PROGRESS_PUBLISH_TOKEN": TOKEN})
+    with running(dashboard) as (_, port), \
             chrome(tmp_path / "uploader") as uploader, chrome(tmp_path / "operator") as operator:
         base = f"http://{HOST}:{port}"
         operator.get(f"{base}/_dash?token={TOKEN}")

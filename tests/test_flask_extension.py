@@ -187,10 +187,10 @@ def test_mailbox_settings_without_mailboxes_are_refused(key: str, value: Any) ->
         Progress(app)
 
 
-def test_authorize_needs_mailboxes_or_the_dashboard() -> None:
-    with pytest.raises(ConfigurationError, match="turn PROGRESS_MAILBOX on or set "
-                                                 "PROGRESS_DASHBOARD_URL too"):
-        Progress(Flask(__name__), authorize=lambda environ, name, action: True)
+def test_authorize_guards_the_probe_the_mailboxes_and_the_dashboard() -> None:
+    alone = Flask(__name__)  # the hook guards the probe even without the others
+    Progress(alone, authorize=lambda environ, name, action: action != "progress")
+    webtest.TestApp(alone, lint=True).get("/progress?X-Progress-ID=0123456789", status=403)
     app = Flask(__name__)
     app.config["PROGRESS_DASHBOARD_URL"] = "/_dash"
     Progress(app, authorize=lambda environ, name, action: action == "stats")
@@ -309,4 +309,5 @@ def test_views_read_the_servers_table_when_it_counts() -> None:
         conn.request("GET", "/state/served-by-ours")
         assert conn.getresponse().read() == b"done 5000"  # the server's entry
         conn.close()
-    assert app.extensions["progress"].store.get("served-by-ours") is None  # not counted twice
+    # the server serves the app's store; "done 5000" above: counted once
+    assert server.progress_store is app.extensions["progress"].store

@@ -257,11 +257,11 @@ def test_what_the_sentence_asks_for_is_accepted(
 
 
 @pytest.mark.parametrize("door", HOOK_DOORS)
-def test_an_authorize_hook_with_nothing_to_guard_is_refused(
+def test_an_authorize_hook_alone_guards_the_probe(
         door: FrontDoor, capsys: pytest.CaptureFixture[str]) -> None:
-    assert refusal(door, {}, capsys, unguessable_names) == (
-        "authorize guards mailboxes and the dashboard: turn {mailbox} on or set "
-        "{dashboard_url} too").format_map(Spelled(door.spell))
+    with door.open({}, capsys, unguessable_names) as front:
+        assert front.probe.authorize is unguessable_names
+        assert front.mailbox_app is None and front.dashboard is None
 
 
 @pytest.mark.parametrize("given", [

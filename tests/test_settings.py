@@ -49,6 +49,11 @@ GARBAGE: Dict[Converter, List[Any]] = {
         bad("1.5", "fraction-text"), bad(1.5, "fraction"), bad(True, "bool"),
         bad(None, "none"), bad(object(), "object"),
     ],
+    wsgiprogress.settings.as_id_length: [
+        bad("soon", "word"), bad("", "empty"), bad(7, "below-the-id-rule"),
+        bad("129", "above-the-id-rule"), bad(0, "zero"), bad(-32, "negative"),
+        bad(1.5, "fraction"), bad(True, "bool"), bad(None, "none"), bad(object(), "object"),
+    ],
     conv.as_optional_count: [
         bad("soon", "word"), bad("x y", "words"), bad(-1, "negative"), bad(0, "zero"),
         bad(1.5, "fraction"), bad(True, "bool"), bad(object(), "object"),
@@ -124,6 +129,8 @@ ACCEPTED: Dict[Converter, List[Any]] = {
     conv.as_positive_seconds: [ok("60", 60.0, "whole"), ok("0.25", 0.25, "fraction"),
                                ok(7, 7.0, "int")],
     conv.as_count: [ok("500", 500, "text"), ok(" 7 ", 7, "spaces"), ok(1, 1, "int")],
+    wsgiprogress.settings.as_id_length: [ok("32", 32, "text"), ok(8, 8, "int"),
+                                         ok(" 128 ", 128, "spaces")],
     conv.as_optional_count: [ok("500", 500, "text"), ok("none", None, "none"),
                              ok("", None, "empty"), ok(None, None, "None")],
     conv.as_size: [ok("10M", 10 * MiB, "megabytes"), ok("64k", 64 * 1024, "kilobytes"),

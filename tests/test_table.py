@@ -185,16 +185,19 @@ def test_bad_settings_are_refused_with_a_fix(settings: Any, message: str) -> Non
 
 
 def test_a_full_table_leaves_new_requests_untracked_with_one_warning(
-        table: ProgressTable, caplog: pytest.LogCaptureFixture) -> None:
+        table: ProgressTable, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     for n in range(4):
         track(table, f"running-{n:04d}")
     with caplog.at_level(logging.WARNING, logger="wsgiprogress"):
         assert table.track("one-too-many", 10) is None
         assert table.track("two-too-many", 10) is None
+        clock.advance(10)
+        assert table.track("three-too-many", 10) is None
     assert table.get("one-too-many") is None
     assert [r.message for r in caplog.records if "full" in r.message] == [
-        "progress table full (4 running requests); 1 request(s) untracked since the "
-        "last warning; raise capacity"]
+        "progress table full (4 running requests); request untracked; raise capacity",
+        "progress table full (4 running requests); request untracked; raise capacity; "
+        "1 more since the last warning"]
     assert table.counts() == {"running": 4, "finished": 0}
 
 

@@ -29,6 +29,7 @@ import math
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
 from . import keys
+from .errors import ConfigurationError
 from .progress.entry import ABORTED, APP_ERROR, TOO_LARGE
 from .progress.tracking import TrackingRules
 from .web.front import Front
@@ -74,23 +75,31 @@ class ProgressMiddleware:
         ``ttl``, ``capacity``, ``backend``, ``progress_url``, ``dialect``,
         ``max_request_size``, the mailbox and waiting settings and
         ``dashboard_url``.
-    :raises ConfigurationError: for an unknown setting, a bad value or
-        settings that contradict each other.
+    :raises ConfigurationError: for an *app* that is no WSGI application (an
+        import path, ``None``), an unknown setting, a bad value or settings
+        that contradict each other.
     """
 
     def __init__(self, app: WSGIApplication, *, store: Optional[ProgressStore] = None,
                  mailbox: Union[MailboxStore, bool, None] = None,
                  authorize: Optional[Authorize] = None, front: Optional[Front] = None,
                  **settings: Any) -> None:
+        check_application(app, "ProgressMiddleware")
         if front is None:
             front = Front(settings, store=store, mailbox=mailbox, authorize=authorize)
+        else:
+            beside = [name for name, value in (("store", store), ("mailbox", mailbox),
+                                               ("authorize", authorize)) if value is not None]
+            if beside or settings:
+                raise ConfigurationError(
+                    f"ProgressMiddleware: {', '.join(beside + sorted(settings))} "
+                    "configure the front=; give them to Front(...), not beside it")
         options = front.options
         self.app = app
         self.front = front
         self.store = front.store
         self.max_request_size: Optional[int] = options["max_request_size"]
-        self.rules = TrackingRules(front.store, frozenset(options["methods"]),
-                                   front.progress_url, options["id_name"], options["debug"])
+        self.rules = TrackingRules.from_options(front.store, options, front.progress_url)
         self._id_key = self.rules.finder.environ_key
 
     def __call__(self, environ: WSGIEnvironment,
@@ -142,6 +151,29 @@ class ProgressMiddleware:
         if hasattr(app_iter, "__len__"):
             return _SizedTrackedResponse(app_iter, tracker)
         return TrackedResponse(app_iter, tracker)
+
+
+def check_application(app: object, who: str) -> None:
+    """Refuse an *app* that cannot be a WSGI application, in one line that
+    says what to pass; *who* names the front door (``"ProgressMiddleware"``).
+
+    :raises ConfigurationError: for a string (an import path), ``None`` or
+        anything else not callable.
+    """
+    if isinstance(app, (str, bytes)):
+        raise ConfigurationError(
+            f"{who}: pass the application object, not its import path {app!r}; "
+            "wsgiprogress-serve takes 'module:app'")
+    if app is None:
+        raise ConfigurationError(
+            f"{who}: the application is None; pass the WSGI application object, the "
+            "callable that takes (environ, start_response)")
+    if not callable(app):
+        shown = repr(app)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigurationError(
+            f"{who}: {type(app).__name__} {shown} is not a WSGI application; pass the "
+            "callable that takes (environ, start_response)")
 
 
 class CountingInput:

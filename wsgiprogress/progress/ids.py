@@ -20,23 +20,23 @@ import re
 from typing import TYPE_CHECKING, Optional
 
 from ..query import query_param
-from ..settings import default
+from ..settings import ID_LENGTHS, default
 from ..settings.converters import as_header_name
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-MIN_ID_LENGTH = 8
-MAX_ID_LENGTH = 128
+MIN_ID_LENGTH, MAX_ID_LENGTH = ID_LENGTHS
 _VALID_ID = re.compile(r"[A-Za-z0-9._:-]{%d,%d}\Z" % (MIN_ID_LENGTH, MAX_ID_LENGTH))
 
 #: What a valid ID looks like, for error messages.
 ID_RULE = (f"{MIN_ID_LENGTH} to {MAX_ID_LENGTH} characters of A-Z a-z 0-9 . _ : -")
 
 
-def is_valid_id(value: str) -> bool:
-    """True for 8–128 characters of ``A-Z a-z 0-9 . _ : -``."""
-    return _VALID_ID.match(value) is not None
+def is_valid_id(value: str, min_length: int = MIN_ID_LENGTH) -> bool:
+    """True for 8–128 characters of ``A-Z a-z 0-9 . _ : -``, and at least
+    *min_length* of them (the ``min_id_length`` setting)."""
+    return len(value) >= min_length and _VALID_ID.match(value) is not None
 
 
 class IdFinder:

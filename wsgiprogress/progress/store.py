@@ -29,11 +29,18 @@ import abc
 import logging
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 
+from ..errors import ProgressError
 from ..waiters import Waiters
 from .entry import ProgressEntry
+from .ratelimit import RateLimitedWarning
 from .tracker import Tracker
 
 log = logging.getLogger("wsgiprogress")
+
+
+class BackendUnavailable(ProgressError):
+    """The store cannot answer now (its backend is down or too slow): the
+    probe answers ``unknown`` and says so in a header."""
 
 
 class ProgressStore(abc.ABC):
@@ -53,6 +60,14 @@ class ProgressStore(abc.ABC):
         self.waiters = waiters if waiters is not None else Waiters()
         #: The trackers of the requests running in this process, by ID.
         self.live: Dict[str, Tracker] = {}
+        # warnings any client can cause once a request: rate-limited
+        self.duplicate_warning = RateLimitedWarning(
+            "progress ID %r is already in use by a running request; this request runs "
+            "untracked", clock=clock)
+        self.begin_warning = RateLimitedWarning(
+            "progress store failed to begin %r; request untracked", clock=clock)
+        self.failure_warning = RateLimitedWarning(
+            "progress store failed to %s %r; its progress degrades", clock=clock)
 
     @abc.abstractmethod
     def begin(self, progress_id: str, size: Optional[int]) -> Optional[Hashable]:
@@ -73,7 +88,11 @@ class ProgressStore(abc.ABC):
 
     @abc.abstractmethod
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
-        """A copy of the entry, or ``None`` when unknown or expired."""
+        """A copy of the entry, or ``None`` when unknown or expired.
+
+        :raises BackendUnavailable: when a store in another process cannot
+            answer within its short deadline.
+        """
 
     @abc.abstractmethod
     def counts(self) -> Dict[str, int]:
@@ -116,13 +135,18 @@ class ProgressStore(abc.ABC):
         """Begin tracking and return the request's :class:`Tracker`.
 
         Never raises: a store failure leaves the request untracked, with a log
-        line, because tracking must never break the request.
+        line, because tracking must never break the request.  So does an ID
+        that a request running in this process holds (a store shared with
+        other processes refuses it only when its write comes back).
         """
+        running = self.live.get(progress_id)
+        if running is not None and not running.finished:
+            self.duplicate_warning.warn(progress_id)
+            return None
         try:
             token = self.begin(progress_id, size)
         except Exception:
-            log.warning("progress store failed to begin %r; request untracked",
-                        progress_id, exc_info=True)
+            self.begin_warning.warn(progress_id, exc_info=True)
             return None
         if token is None:
             return None

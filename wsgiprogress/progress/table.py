@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import logging
 import threading
 import time
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
@@ -29,13 +28,10 @@ from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 from ..settings import STORE_SETTINGS, resolve
 from ..waiters import Waiters
 from .entry import STARTING, ProgressEntry
+from .ratelimit import RateLimitedWarning
 from .store import ProgressStore
 
-log = logging.getLogger("wsgiprogress")
-
 _SETTINGS = tuple(s for s in STORE_SETTINGS if s.name in ("ttl", "capacity"))
-#: Seconds between two "table full" warnings.
-FULL_WARNING_INTERVAL = 10.0
 
 
 class _Record:
@@ -71,14 +67,16 @@ class ProgressTable(ProgressStore):
         # finished IDs in the order they expire (ttl is the same for all)
         self._expiries: "collections.OrderedDict[str, float]" = collections.OrderedDict()
         self._tokens = itertools.count(1)
-        self._refused = 0
-        self._last_full_warning = -FULL_WARNING_INTERVAL
+        self._full_warning = RateLimitedWarning(
+            "progress table full (%d running requests); request untracked; raise capacity",
+            clock=clock)
 
     def begin(self, progress_id: str, size: Optional[int]) -> Optional[int]:
         now = self.clock()
         # made before the lock is taken: its holders only look and swap
         token = next(self._tokens)
         fresh = _Record(ProgressEntry(progress_id, STARTING, size=size, started=now), token)
+        full = False
         with self._lock:
             self._expire(now)
             record = self._records.get(progress_id)
@@ -87,16 +85,19 @@ class ProgressTable(ProgressStore):
                 if record is not None:  # finished: the ID starts fresh, as the newest
                     del self._expiries[progress_id]
                     del self._records[progress_id]
+                elif len(self._records) >= self.capacity and not self._expiries:
+                    full = True
                 elif len(self._records) >= self.capacity:
-                    if not self._expiries:
-                        self._refuse(now)
-                        return None
                     oldest, _ = self._expiries.popitem(last=False)
                     del self._records[oldest]
-                self._records[progress_id] = fresh
+                if not full:
+                    self._records[progress_id] = fresh
+        # warned outside the lock, and rate-limited: any client can cause these
         if duplicate:
-            log.warning("progress ID %r is already in use by a running request; "
-                        "this request runs untracked", progress_id)
+            self.duplicate_warning.warn(progress_id)
+            return None
+        if full:
+            self._full_warning.warn(self.capacity)
             return None
         self.waiters.wake(progress_id)
         return token
@@ -166,16 +167,6 @@ class ProgressTable(ProgressStore):
                 break
             del expiries[progress_id]
             del self._records[progress_id]
-
-    def _refuse(self, now: float) -> None:
-        # called with the lock held; the warning is rate-limited for floods
-        self._refused += 1
-        if now - self._last_full_warning >= FULL_WARNING_INTERVAL:
-            log.warning("progress table full (%d running requests); %d request(s) "
-                        "untracked since the last warning; raise capacity",
-                        self.capacity, self._refused)
-            self._last_full_warning = now
-            self._refused = 0
 
 
 def _assign(entry: ProgressEntry, fields: Mapping[str, Any]) -> None:

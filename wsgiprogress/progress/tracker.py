@@ -23,7 +23,6 @@ it:
 """
 from __future__ import annotations
 
-import logging
 import math
 import threading
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Protocol, Union
@@ -39,8 +38,7 @@ from .entry import (
     UPLOADING,
     ProgressEntry,
 )
-
-log = logging.getLogger("wsgiprogress")
+from .ratelimit import RateLimitedWarning
 
 #: Time constant of the exponentially smoothed speed, in seconds.
 SPEED_TAU = 2.0
@@ -59,6 +57,8 @@ class ProgressSink(Protocol):
     clock: Callable[[], float]
     waiters: Waiters
     shared: bool
+    #: Logs a write that failed: once per request, rate-limited across them.
+    failure_warning: RateLimitedWarning
 
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         ...
@@ -308,7 +308,6 @@ class Tracker:
         self.store.release(self)
 
     def _store_failure(self, what: str) -> None:
-        if not self._store_failed:
-            log.warning("progress store failed to %s %r; its progress degrades",
-                        what, self.id, exc_info=True)
+        if not self._store_failed:  # rate-limited across requests: a store down fails each
+            self.store.failure_warning.warn(what, self.id, exc_info=True)
         self._store_failed = True

@@ -4,13 +4,16 @@ Which requests are tracked
 
 :class:`TrackingRules` is the one place that decides whether a request is
 tracked: its method is one of ``methods``, it is not the probe, it carries a
-valid progress ID (header first, then query) and the store accepts it.  The
+valid progress ID (header first, then query) of at least ``min_id_length``
+characters and the store accepts it.  The
 middleware asks with values from the environ, the server's parser hook with
 values from the request head, on waitress's I/O thread.
 
 .. code-block:: python
 
     rules = TrackingRules(store, methods=frozenset({"POST"}), probe_path="/progress")
+    # or with every tracking setting a front door resolved:
+    rules = TrackingRules.from_options(front.store, front.options, front.progress_url)
     tracker = rules.track("POST", "/upload", header_id, query, size)
     if tracker is None:
         ...                     # untracked: the request still runs
@@ -18,7 +21,7 @@ values from the request head, on waitress's I/O thread.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, FrozenSet, Optional
+from typing import TYPE_CHECKING, Any, FrozenSet, Mapping, Optional
 
 from ..settings import default
 from .ids import IdFinder, is_valid_id
@@ -39,15 +42,27 @@ class TrackingRules:
         are never tracked.
     :param id_name: the header and query parameter carrying the ID.
     :param debug: log every tracked request and every refused ID.
+    :param min_id_length: the shortest ID tracked; shorter ones run untracked.
     """
 
     def __init__(self, store: ProgressStore, methods: FrozenSet[str], probe_path: str,
-                 id_name: str = default("id_name"), debug: bool = False) -> None:
+                 id_name: str = default("id_name"), debug: bool = False, *,
+                 min_id_length: int = default("min_id_length")) -> None:
         self.store = store
         self.methods = methods
         self.probe_path = probe_path
         self.finder = IdFinder(id_name)
         self.debug = debug
+        self.min_id_length = min_id_length
+
+    @classmethod
+    def from_options(cls, store: ProgressStore, options: Mapping[str, Any],
+                     probe_path: str) -> TrackingRules:
+        """The rules the resolved settings *options* give (``methods``,
+        ``id_name``, ``debug``, ``min_id_length``), for the probe at
+        *probe_path* as the caller sees it."""
+        return cls(store, frozenset(options["methods"]), probe_path, options["id_name"],
+                   options["debug"], min_id_length=options["min_id_length"])
 
     def wants(self, method: str) -> bool:
         """True when requests with *method* may be tracked: the check that
@@ -68,9 +83,10 @@ class TrackingRules:
         progress_id = self.finder.find_in(header_id, query)
         if progress_id is None:
             return None
-        if not is_valid_id(progress_id):
+        if not is_valid_id(progress_id, self.min_id_length):
             if self.debug:
-                log.info("invalid progress ID %r; request untracked", progress_id[:200])
+                log.info("invalid or short progress ID %r; request untracked",
+                         progress_id[:200])
             return None
         tracker = self.store.track(progress_id, size)
         if tracker is not None and self.debug:

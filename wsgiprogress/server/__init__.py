@@ -30,8 +30,14 @@ with ``Retry-After``.  Size ``threads`` as the waiters you expect plus your
 ordinary concurrency: measured here, 1000 waiting threads wake within 0.5 s
 of a post and cost about 17 KB each.  Three waitress defaults change
 (:data:`wsgiprogress.settings.TUNED_WAITRESS_DEFAULTS`): ``recv_bytes`` 256 KiB,
-``asyncore_use_poll`` on, ``channel_request_lookahead`` 1; and
-``connection_limit`` defaults to ``max(100, 2 * threads)``.
+``asyncore_use_poll`` on, ``channel_request_lookahead`` 1 (waitress 2.0 and
+later); and ``connection_limit`` defaults to ``max(100, 2 * threads)``.
+
+It runs on waitress 1.4.4 and later.  Before 2.0 waitress cannot read ahead
+(no ``channel_request_lookahead``, no ``waitress.client_disconnected``): the
+channel then peeks at a running request's socket to see its client leave and
+gives the application ``waitress.client_disconnected`` itself, and
+:func:`create_server` logs once what still differs.
 
 The application needs no change: wrapping it in
 :class:`~wsgiprogress.middleware.ProgressMiddleware` as well is harmless, as
@@ -58,8 +64,10 @@ from ..settings import (
     unknown_setting,
 )
 from ..settings.converters import as_bool, as_size
-from ..web.front import Front, front_options
+from ..web.front import front_options
+from .adopt import server_front
 from .channel import ProgressChannel
+from .compat import PEEK_FOR_DEPARTURE, waitress_version
 from .dispatch import ProgressDispatcher, RoutedApp
 
 if TYPE_CHECKING:
@@ -74,6 +82,11 @@ __all__ = ["check_settings", "create_server", "serve", "serve_paste", "split_set
 _OUR_NAMES = frozenset(s.name for s in SERVER_SETTINGS)
 _WAITRESS_CONVERTERS = dict(Adjustments._params)
 _WAITRESS_NAMES = frozenset(_WAITRESS_CONVERTERS)
+#: The tuned defaults the installed waitress knows (1.4.4 lacks channel_request_lookahead).
+TUNED_DEFAULTS = {name: value for name, (value, _) in TUNED_WAITRESS_DEFAULTS.items()
+                  if name in _WAITRESS_NAMES}
+#: waitress settings that older releases lack, and the release that added them.
+_NEWER_WAITRESS = {"channel_request_lookahead": "2.0", "server_name": "2.0"}
 #: waitress's settings in bytes, which take sizes such as ``"10M"`` here as
 #: in ini files and Flask (those of the installed waitress, which may lack some).
 WAITRESS_SIZES = frozenset({
@@ -85,6 +98,34 @@ WAITRESS_SIZES = frozenset({
 _LEAST = {"threads": 1, "backlog": 1, "cleanup_interval": 1, "channel_timeout": 1,
           "channel_request_lookahead": 0, "trusted_proxy_count": 1}
 _PORTS = range(65536)
+
+log = logging.getLogger("wsgiprogress")
+_waitress_log = logging.getLogger("waitress")
+
+
+def degraded() -> List[str]:
+    """What the installed waitress cannot do that newer ones can, one line each."""
+    missing = []
+    if PEEK_FOR_DEPARTURE:
+        missing.append("channel_request_lookahead cannot be set (waitress >= 2.0): "
+                       "wsgiprogress watches each running request's connection itself, "
+                       "as with channel_request_lookahead=1; pipelined requests run in "
+                       "one task, and a 100 Continue may go out before the response "
+                       "to an earlier pipelined request")
+    return missing
+
+
+_warned_degraded = False
+
+
+def _warn_degraded() -> None:
+    """Log once per process what this waitress cannot do."""
+    global _warned_degraded
+    if _warned_degraded:
+        return
+    _warned_degraded = True
+    for line in degraded():
+        log.warning("waitress %s: %s", waitress_version(), line)
 
 
 def split_settings(settings: Dict[str, Any], spell: Spell = as_written
@@ -100,9 +141,13 @@ def split_settings(settings: Dict[str, Any], spell: Spell = as_written
     """
     for name in settings:
         if name not in _OUR_NAMES and name not in _WAITRESS_NAMES and name != "table":
+            if name in _NEWER_WAITRESS:
+                raise ConfigurationError(
+                    f"{spell(name)} needs waitress >= {_NEWER_WAITRESS[name]}; "
+                    f"installed: waitress {waitress_version()}")
             raise unknown_setting(name, _OUR_NAMES | _WAITRESS_NAMES, spell, list_known=False)
     ours = {k: v for k, v in settings.items() if k not in _WAITRESS_NAMES}
-    theirs = {name: default for name, (default, _) in TUNED_WAITRESS_DEFAULTS.items()}
+    theirs = dict(TUNED_DEFAULTS)
     theirs.update((k, v) for k, v in settings.items() if k in _WAITRESS_NAMES)
     for name, value in theirs.items():
         try:
@@ -197,19 +242,25 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         finds it in ``environ["wsgiprogress.mailbox"]``.
     :param authorize: who may read and publish mailboxes and open the
         dashboard; see :func:`wsgiprogress.web.mailbox.unguessable_names`.
-    :raises ConfigurationError: for an unknown setting, a bad value or
-        settings that contradict each other.
+
+    When *app* carries its own :class:`~wsgiprogress.middleware.ProgressMiddleware`
+    (Flask's ``Progress``, Pyramid's include), the server serves that one's
+    store, probe and mailboxes, with its settings, and its ``max_request_size``
+    is ``max_request_body_size`` unless given: :mod:`wsgiprogress.server.adopt`.
+
+    :raises ConfigurationError: for an *app* that is no WSGI application, an
+        unknown setting, a bad value, settings that contradict each other or
+        one that contradicts the application's own.
     """
     ours, theirs, threads = split_settings(settings)
-    front = Front(ours, settings=SERVER_SETTINGS, store=store, mailbox=mailbox,
-                  authorize=authorize, threads=threads)
-    options = front.options
+    _warn_degraded()
+    front, options = server_front(app, settings, ours, theirs, threads, store=store,
+                                  mailbox=mailbox, authorize=authorize)
     dispatcher = ProgressDispatcher(options["probe_threads"])
     dispatcher.set_thread_count(threads)
     server = waitress.create_server(RoutedApp(app, front), _dispatcher=dispatcher, **theirs)
-    rules = TrackingRules(front.store, frozenset(options["methods"]),
-                          server.adj.url_prefix + front.progress_url, options["id_name"],
-                          options["debug"])
+    rules = TrackingRules.from_options(front.store, options,
+                                       server.adj.url_prefix + front.progress_url)
     for listener in _listeners(server):
         listener.channel_class = ProgressChannel
         listener.progress_rules = rules
@@ -224,7 +275,7 @@ def serve(app: WSGIApplication, **settings: Any) -> None:
     """Serve *app* until interrupted; see :func:`create_server`."""
     logging.basicConfig()  # idempotent; waitress's own serve() does the same
     server = create_server(app, **settings)
-    server.print_listen("Serving on http://{}:{}")
+    print_listen(server, "Serving on http://{}:{}")
     try:
         server.run()
     finally:
@@ -236,6 +287,22 @@ def serve_paste(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = No
     """PasteDeploy ``paste.server_runner``: ``[server:main] use = egg:wsgiprogress``."""
     serve(app, **settings)
     return 0
+
+
+def print_listen(server: Any, format_str: str) -> None:
+    """*format_str* with each address the server listens on, logged as
+    waitress 2.0+ logs it (logger ``waitress``, INFO); waitress 1.4 would print
+    ``localhost`` for 127.0.0.1 on stdout, so there it is done here."""
+    if not PEEK_FOR_DEPARTURE:
+        server.print_listen(format_str)
+        return
+    for listener in _listeners(server):
+        address = listener.socket.getsockname()
+        if isinstance(address, tuple):
+            host = f"[{address[0]}]" if ":" in address[0] else address[0]
+            _waitress_log.info(format_str.format(host, address[1]))
+        else:  # a unix socket
+            _waitress_log.info(format_str.format(address, ""))
 
 
 def _listeners(server: Any) -> List[BaseWSGIServer]:

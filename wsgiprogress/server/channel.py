@@ -10,10 +10,13 @@ Channel hook
   application yielded, which runs up to ~20 MiB ahead through waitress's
   buffers; a request is ``done`` when its last byte was sent;
 * marks every unfinished tracked request ``error``/``aborted`` when the
-  connection closes (a client that leaves mid-body never gets a task);
-* fixes waitress's ``Expect: 100-continue`` handling: a request already
-  rejected (413) or without a body gets no ``100 Continue``, so an oversize
-  upload is refused before its body is sent and a bodiless GET does not hang.
+  connection closes (a client that leaves mid-body never gets a task).
+
+Its parser fixes waitress's ``Expect: 100-continue`` handling (a request
+already rejected with 413, or without a body, gets no ``100 Continue``), so
+an oversize upload is refused before its body is sent and a bodiless GET does
+not hang.  It works with waitress 1.4.4 and later: 1.4 services every queued
+request of a connection in one task, 2.0 and later one at a time.
 
 Response bytes are attributed by position: the channel's output is FIFO and
 one request is serviced at a time, so a request owns the bytes between the
@@ -23,18 +26,28 @@ from __future__ import annotations
 
 import collections
 import functools
+import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Set
 
 from waitress.channel import HTTPChannel
 
 from ..progress.entry import ABORTED
+from .compat import PEEK_FOR_DEPARTURE
 from .parser import ProgressParser
 from .sending import SendWindow
 from .task import ProgressTask
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
+
+
+def all_probes(requests: Iterable[Any]) -> bool:
+    """True when every queued request is a probe.  waitress 1.4 services all
+    the requests one read completed in one task (2.0 and later queue one at a
+    time), so a probe may take its task off the application's threads only
+    when nothing else rides along."""
+    return all(getattr(request, "is_probe", False) for request in requests)
 
 
 class ProgressChannel(HTTPChannel):  # type: ignore[misc]
@@ -47,6 +60,9 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     progress_closed = False
     #: True while a probe waits to be answered on the I/O loop.
     probe_on_loop = False
+    #: True once a peek found the client's next bytes (waitress 1.4): they
+    #: wait for waitress, and the peeking stops until the request ends.
+    peeked_data = False
 
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[Dict[int, Any]] = None) -> None:
@@ -148,13 +164,18 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         dispatcher with ``requests_lock`` held."""
         server = self.server
         if server.progress_rules.store.shared or threading.get_ident() != server.io_thread \
-                or self.total_outbufs_len >= self.adj.outbuf_high_watermark // 2:
+                or self.total_outbufs_len >= self.adj.outbuf_high_watermark // 2 \
+                or not all_probes(self.requests):
             return False
         self.probe_on_loop = True
         return True
 
     def handle_read(self) -> None:
         self.server.io_thread = threading.get_ident()
+        if PEEK_FOR_DEPARTURE and self.requests:
+            self._peek()  # a request runs: only look for the client leaving
+            return
+        self.peeked_data = False
         super().handle_read()
         while self.probe_on_loop:  # set again when the next queued request is a probe
             self.probe_on_loop = False
@@ -170,6 +191,30 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         if not self.connected:  # closed before the watch began
             event.set()
         return functools.partial(self.departure_events.discard, event)
+
+    def check_client_disconnected(self) -> bool:
+        """``waitress.client_disconnected`` for waitress 1.4, as 2.0+ has it."""
+        return not self.connected
+
+    def readable(self) -> bool:
+        if super().readable():
+            return True
+        # waitress 1.4 while a request runs: readable for _peek
+        return PEEK_FOR_DEPARTURE and bool(self.requests) and self.connected and not (
+            self.peeked_data or self.will_close or self.close_when_flushed)
+
+    def _peek(self) -> None:
+        """See whether the client left, without taking its bytes (waitress 1.4)."""
+        try:
+            data = self.socket.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.peeked_data = True
+        else:
+            self.handle_close()
 
     def cancel(self) -> None:
         super().cancel()  # the server shuts down
@@ -196,14 +241,3 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)
-
-    # -- Expect: 100-continue ------------------------------------------------
-
-    def send_continue(self) -> None:
-        request = self.request
-        if request.error is not None or request.body_rcv is None:
-            # waitress would send 100 and un-complete the request: the client
-            # then uploads a body that is refused (413) or hangs (no body)
-            request.expect_continue = False
-            return
-        super().send_continue()

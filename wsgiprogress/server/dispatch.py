@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from waitress.task import ThreadedTaskDispatcher
 
+from .channel import all_probes
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -34,10 +36,10 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         self.probe_lane.set_thread_count(probe_threads)
 
     def add_task(self, channel: Any) -> None:
-        # waitress calls this with the channel's requests_lock held; the
-        # channel will service requests[0] next
+        # waitress 2.0+ calls this with the channel's requests_lock held, and
+        # the channel will service requests[0] next; 1.4 services them all
         requests = getattr(channel, "requests", None)
-        if requests and getattr(requests[0], "is_probe", False):
+        if requests and all_probes(requests):
             if not channel.answer_on_loop():
                 self.probe_lane.add_task(channel)
         else:

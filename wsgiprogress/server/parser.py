@@ -9,12 +9,12 @@ publishes.
 """
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from waitress.parser import HTTPRequestParser
 
 from ..progress.entry import ABORTED, HTTP_ERROR, TOO_LARGE
+from ..progress.ratelimit import RateLimitedWarning
 from ..query import query_param, wants_event_stream
 
 if TYPE_CHECKING:
@@ -22,14 +22,18 @@ if TYPE_CHECKING:
     from ..progress.tracking import TrackingRules
 
 
-log = logging.getLogger("wsgiprogress")
+#: Whatever a client sends, the log gets a line every few seconds at most.
+_UNDECIDED = RateLimitedWarning("could not decide how to track %r; request untracked")
+
 
 class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """Parses one request and feeds its :class:`~wsgiprogress.tracker.Tracker`.
 
     Made per request by :class:`~wsgiprogress.server.channel.ProgressChannel`
     as ``ProgressParser(adj, rules)``; *rules* see paths as the parser does
-    (``url_prefix`` included).
+    (``url_prefix`` included).  It also fixes waitress's ``Expect:
+    100-continue`` handling: a request already rejected (413) or without a
+    body gets no ``100 Continue``.
     """
 
     tracker: Optional[Tracker] = None
@@ -39,6 +43,20 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     is_probe = False
     #: True once a task began to run the application for this request.
     serviced = False
+    # waitress sets these in parse_header, which an unparseable request line
+    # stops before they exist; its error path reads them all the same (a
+    # client that leaves during the 400 is logged as "Client disconnected
+    # while serving <path>"), so every one exists from construction
+    first_line = b""
+    expect_continue = False
+    command = ""
+    request_uri = ""
+    proxy_scheme = ""
+    proxy_netloc = ""
+    path = ""
+    query = ""
+    fragment = ""
+    url_scheme = "http"
 
     def __init__(self, adj: Any, rules: TrackingRules) -> None:
         super().__init__(adj)
@@ -49,6 +67,12 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if not self.inspected:
             if not self.headers_finished:
                 return consumed
+            if self.expect_continue and (self.error is not None or self.body_rcv is None):
+                # the channel would send 100 and un-complete the request: the
+                # client then uploads a body that is refused (413) or hangs (no
+                # body).  Cleared here, before the channel looks, on every waitress
+                # (1.4 sends the 100 inline in received(), 2.0+ in send_continue())
+                self.expect_continue = False
             self._inspect()
         tracker = self.tracker
         if tracker is None or tracker.finished:
@@ -82,8 +106,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         try:
             self._decide()
         except Exception:  # on the I/O thread: never let tracking drop a connection
-            log.warning("could not decide how to track %r; request untracked",
-                        getattr(self, "path", None), exc_info=True)
+            _UNDECIDED.warn(self.path, exc_info=True)
             self.tracker = None
 
     def _decide(self) -> None:

@@ -18,6 +18,7 @@ from waitress.task import WSGITask
 
 from .. import keys
 from ..progress.entry import ABORTED, APP_ERROR
+from .compat import PEEK_FOR_DEPARTURE
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
@@ -37,6 +38,8 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         environ: Dict[str, Any] = super().get_environment()
         environ[keys.SERVER_COUNTS] = True
         environ[keys.DEPARTURE] = self.channel.watch_departure
+        if PEEK_FOR_DEPARTURE:  # waitress 1.4 has no such key; 2.0+ does
+            environ["waitress.client_disconnected"] = self.channel.check_client_disconnected
         tracker = self.tracker
         if tracker is not None:
             environ[keys.TRACKER] = tracker

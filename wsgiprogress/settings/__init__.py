@@ -52,6 +52,21 @@ from .converters import (
 #: How a front door spells a setting's name in its messages.
 Spell = Callable[[str], str]
 
+#: The shortest and the longest progress ID (:mod:`wsgiprogress.progress.ids`).
+ID_LENGTHS = (8, 128)
+
+
+def as_id_length(value: Any) -> int:
+    """A whole number from 8 to 128: the length of a progress ID."""
+    low, high = ID_LENGTHS
+    try:
+        length = as_count(value)
+    except ValueError:
+        length = 0
+    if not low <= length <= high:
+        raise ValueError(f"expected a whole number from {low} to {high}, not {value!r}")
+    return length
+
 
 class Setting(NamedTuple):
     """One option: its *name*, a *convert* callable, a *default*, *help* and
@@ -78,6 +93,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "empty: CORS off", "probe"),
     Setting("debug", as_bool, False,
             "log every tracked request and every probe answer", "probe"),
+    Setting("min_id_length", as_id_length, ID_LENGTHS[0],
+            "shortest progress ID tracked and answered; the probe answers 400 to a "
+            "shorter one and such uploads run untracked (32: 128 random bits in hex, "
+            "which nobody guesses)", "probe"),
     # -- where progress and mailboxes live -------------------------------------
     Setting("backend", as_backend, "memory://",
             "where progress and mailboxes live: memory:// (this process) or "
@@ -169,6 +188,9 @@ SERVER_SETTINGS = FRONT_SETTINGS + scope("server")
 MIDDLEWARE_WAITERS = 50
 
 #: waitress settings whose defaults :mod:`wsgiprogress.server` changes, and why.
+#: This module may not import waitress (importing wsgiprogress needs only the
+#: standard library), so the server applies those the installed waitress knows
+#: (``wsgiprogress.server.TUNED_DEFAULTS``: no ``channel_request_lookahead`` before 2.0).
 TUNED_WAITRESS_DEFAULTS: Dict[str, Tuple[Any, str]] = {
     "recv_bytes": (262144, "256 KiB reads: about 1.1 GB/s instead of 290 MB/s with "
                            "8 KiB, and far better while another thread is busy"),
@@ -264,7 +286,8 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
     :param given: the names set explicitly.
     :param store_given: a progress store object was passed in.
     :param mailbox_given: a mailbox store object was passed in.
-    :param authorize_given: an ``authorize`` hook was passed in.
+    :param authorize_given: an ``authorize`` hook was passed in (it guards
+        the probe too, so it is never without use).
     :raises ConfigurationError: naming the settings as *spell* writes them.
     """
     mailboxes = options["mailbox"] or mailbox_given
@@ -275,9 +298,6 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
             if options[name] != default(name) and not (dashboard and name == "publish_token"):
                 raise ConfigurationError(f"{spell(name)} configures mailboxes: turn "
                                          f"{spell('mailbox')} on too")
-    if authorize_given and not (mailboxes or dashboard):
-        raise ConfigurationError(f"authorize guards mailboxes and the dashboard: turn "
-                                 f"{spell('mailbox')} on or set {spell('dashboard_url')} too")
     can_authorize = authorize_given or options["publish_token"] is not None
     if dashboard and not can_authorize:
         raise ConfigurationError(f"{spell('dashboard_url')} needs {spell('publish_token')} "

@@ -93,8 +93,10 @@ class Front:
         use instead of the backend's.
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
         instead of the backend's, or the ``mailbox`` setting.
-    :param authorize: who may read and publish mailboxes and open the
-        dashboard; see :func:`wsgiprogress.web.mailbox.unguessable_names`.
+    :param authorize: who may read progress (action ``"progress"``), read and
+        publish mailboxes and open the dashboard; see
+        :func:`wsgiprogress.web.mailbox.unguessable_names`.  Without it
+        anyone may read progress.
     :param threads: the server's worker threads, which bound the waiting
         clients by default; ``None`` under the middleware.
     :param spell: how the front door writes setting names, for messages.
@@ -124,7 +126,8 @@ class Front:
         for shared in (self.store, self.mailboxes):
             if shared is not None:  # stores passed in wait within the same bound
                 shared.waiters = self.waiters
-        self.probe = ProgressProbe(self.store, **_subset(options, PROBE_SETTINGS, WAIT_SETTINGS))
+        self.probe = ProgressProbe(self.store, authorize=authorize,
+                                   **_subset(options, PROBE_SETTINGS, WAIT_SETTINGS))
         self.mailbox_app: Optional[MailboxApp] = None
         if self.mailboxes is not None:
             self.mailbox_app = MailboxApp(

@@ -78,8 +78,9 @@ if TYPE_CHECKING:
     from ..mailbox.store import MailboxStore
     from ..progress.store import ProgressStore
 
-#: ``authorize(environ, mailbox_name, action) -> bool``; action is ``"read"``,
-#: ``"publish"`` or ``"stats"`` (name ``None``).
+#: ``authorize(environ, name, action) -> bool``; action is ``"read"``,
+#: ``"publish"`` or ``"stats"`` (name ``None``) for mailboxes, ``"progress"``
+#: (name: the progress ID) for the probe.
 Authorize = Callable[["WSGIEnvironment", Optional[str], str], bool]
 
 STATS_NAME = "_stats"
@@ -95,7 +96,10 @@ UNGUESSABLE_LENGTH = 32
 def unguessable_names(environ: WSGIEnvironment, name: Optional[str], action: str) -> bool:
     """The default ``authorize``: anyone may read a mailbox whose name is at
     least 32 characters (use ``secrets.token_hex(16)``); nobody may publish or
-    read stats without the token."""
+    read stats without the token.  Progress stays open to anyone (the
+    ``min_id_length`` setting refuses guessable IDs)."""
+    if action == "progress":
+        return True
     return action == "read" and name is not None and len(name) >= UNGUESSABLE_LENGTH
 
 

@@ -20,8 +20,15 @@ Query parameters: the ID (unless sent as a header), ``dialect`` (``native``,
 dialect's JSONP callback parameter; ``wait=<seconds>`` answers on the next
 change, and ``Accept: text/event-stream`` or ``transport=sse`` streams every
 change until the request ends.  A bad ID, dialect, format or callback is
-answered 400 with a short reason; nothing a client sends is ever reflected as
-script.  Every answer carries anti-cache headers.
+answered 400 with a short reason, and so is an ID shorter than
+``min_id_length``; nothing a client sends is ever reflected as script.  Every
+answer carries anti-cache headers.
+
+An ``authorize`` hook, when given, is asked ``authorize(environ, progress_id,
+"progress")`` before the store is read; ``False`` answers 403.  Without one
+anyone who knows an ID reads its progress.  When the store cannot answer in
+time (Redis down or frozen) the probe answers ``unknown`` at once, the same
+body as for an unknown ID, with the header ``X-Progress-Backend: unavailable``.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Opt
 
 from ..progress.entry import DONE, ERROR
 from ..progress.ids import ID_RULE, IdFinder, is_valid_id
+from ..progress.ratelimit import RateLimitedWarning
+from ..progress.store import BackendUnavailable
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
 from ..waiters import ClientWatch, wait_for
@@ -44,10 +53,13 @@ if TYPE_CHECKING:
 
     from ..progress.entry import ProgressEntry
     from ..progress.store import ProgressStore
+    from .mailbox import Authorize
 
 log = logging.getLogger("wsgiprogress")
 
 MAX_CALLBACK_LENGTH = 64
+#: Sent with an answer the store could not give in time.
+BACKEND_UNAVAILABLE = ("X-Progress-Backend", "unavailable")
 _CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\Z", re.ASCII)
 
 def is_valid_callback(name: str) -> bool:
@@ -75,15 +87,22 @@ class ProgressProbe:
     """Answers progress probes from *store*.
 
     :param store: the :class:`~wsgiprogress.progress.store.ProgressStore` to read.
-    :param settings: ``dialect``, ``id_name``, ``allowed_origins``, ``debug``
-        (and ``progress_url``, which only the middleware uses), and the
+    :param authorize: asked ``authorize(environ, progress_id, "progress")``
+        before each read; ``None`` (the default): anyone may read.
+    :param settings: ``dialect``, ``id_name``, ``allowed_origins``, ``debug``,
+        ``min_id_length`` (and ``progress_url``, which only the middleware uses), and the
         waiting settings ``max_wait``, ``sse_keepalive``, ``sse_retry``,
         ``sse_max_duration``; see :mod:`wsgiprogress.settings`.
     """
 
-    def __init__(self, store: ProgressStore, **settings: Any) -> None:
+    def __init__(self, store: ProgressStore, *, authorize: Optional[Authorize] = None,
+                 **settings: Any) -> None:
         options = resolve(PROBE_SETTINGS + WAIT_SETTINGS, settings)
         self.store = store
+        self.authorize = authorize
+        self.min_id_length: int = options["min_id_length"]
+        self.read_warning = RateLimitedWarning(
+            "progress store failed to read %r; answering unknown")
         self.max_wait: float = options["max_wait"]
         self.timing = StreamTiming.from_options(options)
         self.dialect: str = options["dialect"]
@@ -110,6 +129,10 @@ class ProgressProbe:
             query = self._parse(environ)
         except ProbeRequestError as exc:
             return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
+        if self.authorize is not None and not self.authorize(environ, query.progress_id,
+                                                             "progress"):
+            return plain(start_response, "403 Forbidden",
+                         "not allowed to read this progress", headers, head_only)
         if query.stream or query.wait > 0:
             waiters = self.store.waiters
             event = waiters.register(query.progress_id)
@@ -120,13 +143,19 @@ class ProgressProbe:
                 start_event_stream(start_response, headers)
                 return EventStream(waiters, query.progress_id, event, ClientWatch(environ),
                                    self._changes(query), self.timing)
+            available: List[bool] = []
             try:
-                body = wait_for(self._changed(query), event, ClientWatch(environ),
-                                query.wait) or self.render(query)
+                body = wait_for(self._changed(query, available), event,
+                                ClientWatch(environ), query.wait)
+                if body is None:
+                    body = self._answer(query, available)
             finally:
                 waiters.unregister(query.progress_id, event)
         else:
-            body = self.render(query)
+            available = []
+            body = self._answer(query, available)
+        if not available[-1]:
+            headers.append(BACKEND_UNAVAILABLE)
         if self.debug:
             log.info("probe %s: %s", query.progress_id, body.decode("utf-8", "replace").strip())
         return respond(start_response, "200 OK", query.content_type + "; charset=utf-8", body,
@@ -139,13 +168,22 @@ class ProgressProbe:
         return render(query.dialect, query.format, query.callback, query.progress_id,
                       entry)[1]
 
-    def _changed(self, query: ProbeQuery) -> Callable[[], Optional[bytes]]:
+    def _answer(self, query: ProbeQuery, available: List[bool]) -> bytes:
+        """The answer to *query* as it stands now; appends to *available*
+        whether the store could answer."""
+        entry, answered = self._read(query.progress_id)
+        available.append(answered)
+        return render(query.dialect, query.format, query.callback, query.progress_id,
+                      entry)[1]
+
+    def _changed(self, query: ProbeQuery,
+                 available: List[bool]) -> Callable[[], Optional[bytes]]:
         """For :func:`~wsgiprogress.waiters.wait_for`: the answer once it
         differs from the first."""
         first: List[bytes] = []
 
         def changed() -> Optional[bytes]:
-            body = self.render(query)
+            body = self._answer(query, available)
             if not first:
                 first.append(body)
             return None if body == first[0] else body
@@ -177,6 +215,9 @@ class ProgressProbe:
             raise ProbeRequestError(f"missing {self.finder.name} (header or query parameter)")
         if not is_valid_id(progress_id):
             raise ProbeRequestError(f"invalid {self.finder.name}: expected {ID_RULE}")
+        if len(progress_id) < self.min_id_length:
+            raise ProbeRequestError(
+                f"progress ID too short: at least {self.min_id_length} characters")
         dialect = DIALECTS.get(params.get("dialect") or self.dialect)
         if dialect is None:
             raise ProbeRequestError(f"unknown dialect; expected one of {', '.join(DIALECTS)}")
@@ -203,12 +244,19 @@ class ProgressProbe:
 
     def lookup(self, progress_id: str) -> Optional[ProgressEntry]:
         """The entry, or ``None`` when unknown or the store failed (logged)."""
+        return self._read(progress_id)[0]
+
+    def _read(self, progress_id: str) -> Tuple[Optional[ProgressEntry], bool]:
+        """The entry (``None`` when unknown), and False when the store could
+        not answer: a running request of this process is read from its
+        tracker; a store that cannot answer in time says so at once."""
         try:
-            return self.store.read(progress_id)
+            return self.store.read(progress_id), True
+        except BackendUnavailable:
+            return None, False  # the store logs its outage, once in a while
         except Exception:
-            log.warning("progress store failed to read %r; answering unknown",
-                        progress_id, exc_info=True)
-            return None
+            self.read_warning.warn(progress_id, exc_info=True)
+            return None, False
 
     def _cors_headers(self, environ: WSGIEnvironment) -> List[Tuple[str, str]]:
         if not self.allowed_origins:

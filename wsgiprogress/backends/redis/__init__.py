@@ -8,7 +8,9 @@ process and host that uses one Redis, written in the background
 (:mod:`~wsgiprogress.backends.redis.writer`) and announced to every process
 by one subscriber each (:mod:`~wsgiprogress.backends.redis.wakeups`).
 Importing this package imports redis-py; :func:`wsgiprogress.backends.backend_from_url`
-does so only for a Redis URL.  Every Redis call has a timeout.
+does so only for a Redis URL.  Every Redis call has a timeout; a probe's read
+a short one (:data:`PROBE_READ_TIMEOUT`), so a frozen Redis answers
+``unknown`` at once instead of holding the probe threads.
 """
 from __future__ import annotations
 
@@ -28,6 +30,11 @@ REDIS_TIMEOUT = 5.0
 REDIS_CONNECT_TIMEOUT = 2.0
 #: Connections to Redis per process, at most (one more for the wake-ups).
 REDIS_CONNECTIONS = 32
+#: Seconds a probe's read (or its wait for a connection, or opening one) may
+#: take: a frozen Redis must not hold the probe threads for REDIS_TIMEOUT.
+PROBE_READ_TIMEOUT = 0.5
+#: Connections for probe reads, apart from the others.
+PROBE_CONNECTIONS = 8
 
 
 def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
@@ -42,6 +49,9 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
     except ImportError:
         raise ConfigurationError(
             f"backend {url!r} needs redis-py: pip install \"wsgiprogress[redis]\"") from None
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     from .. import Backend
     from .mailbox import RedisMailbox
     from .progress import RedisProgressStore
@@ -55,9 +65,19 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
         socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         health_check_interval=30)
     client = redis.Redis(connection_pool=pool)
-    progress = RedisProgressStore(client, waiters=waiters, key_prefix=store["key_prefix"],
-                                  ttl=store["ttl"], capacity=store["capacity"])
+    # probes read through a pool of their own with a short deadline and no
+    # retries; RedisProgressStore.get stops asking for a while after a failure
+    probe_pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=PROBE_CONNECTIONS, timeout=PROBE_READ_TIMEOUT,
+        decode_responses=True, socket_timeout=PROBE_READ_TIMEOUT,
+        socket_connect_timeout=PROBE_READ_TIMEOUT, retry=Retry(NoBackoff(), 0),
+        health_check_interval=30)
+    reader = redis.Redis(connection_pool=probe_pool)
+    progress = RedisProgressStore(client, reader=reader, waiters=waiters,
+                                  key_prefix=store["key_prefix"], ttl=store["ttl"],
+                                  capacity=store["capacity"])
     mailbox = RedisMailbox(client, key_prefix=store["key_prefix"], waiters=waiters, **limits)
     wakeups = RedisWakeups(client, {progress.channel: waker(lambda: progress.waiters),
                                     mailbox.channel: mailbox.posted})
-    return Backend(progress, lambda: mailbox, [progress.close, wakeups.close, client.close])
+    return Backend(progress, lambda: mailbox, [progress.close, wakeups.close, client.close,
+                                               probe_pool.disconnect])

@@ -21,19 +21,27 @@ that claims or updates the entry atomically: a running entry of another
 request refuses it (the duplicate runs untracked), the ``capacity`` bound on
 running entries refuses new claims, and a finished entry expires by Redis
 itself ``ttl`` seconds later.  Writers name the entries they changed on one
-pub/sub channel, which wakes waiting probes in every process.  Reads time out
-(``socket_timeout``) and degrade to ``unknown`` with a warning.
+pub/sub channel, which wakes waiting probes in every process.
+
+A probe reads through *reader*, a client with a short timeout
+(:data:`~wsgiprogress.backends.redis.PROBE_READ_TIMEOUT`).  After a read
+failed, reads skip Redis for ``retry_after`` seconds and raise
+:class:`~wsgiprogress.progress.store.BackendUnavailable` at once (the probe
+answers ``unknown`` and says the backend is unavailable); then one read tries
+again, and the first that succeeds ends the outage.  A request running in this
+process is read from its tracker and never waits on Redis.
 """
 from __future__ import annotations
 
 import json
-import logging
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
 from ...progress.entry import STARTING, ProgressEntry
-from ...progress.store import ProgressStore
+from ...progress.ratelimit import RateLimitedWarning
+from ...progress.store import BackendUnavailable, ProgressStore
 from ...progress.tracker import Tracker
 from ...settings import STORE_SETTINGS, resolve
 from ...waiters import Waiters
@@ -42,12 +50,11 @@ from .writer import CoalescingWriter, Snapshot
 if TYPE_CHECKING:
     import redis
 
-log = logging.getLogger("wsgiprogress")
 
 #: A running entry nobody has written for this long is abandoned (its process died).
 RUNNING_TTL = 3600.0
-#: Seconds between two "cannot read" warnings.
-WARNING_INTERVAL = 10.0
+#: Seconds reads skip Redis after one failed, before one tries again.
+READ_RETRY_AFTER = 1.0
 
 # KEYS: entry, running set (scored by last write), finished set (scored by
 # expiry).  ARGV: id, token, snapshot, final, ttl ms, running ttl ms, capacity.
@@ -101,15 +108,21 @@ class RedisProgressStore(ProgressStore):
     :param waiters: this process's waiters; the wake-ups come from
         :class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`.
     :param interval: seconds between two writes of one upload (0.2: five a second).
+    :param reader: the client :meth:`get` reads with, made with a short
+        socket timeout and no retries; default *client*.
+    :param retry_after: seconds reads skip Redis after one failed.
     """
 
     shared = True
 
     def __init__(self, client: redis.Redis, *, waiters: Optional[Waiters] = None,
                  interval: float = 0.2, clock: Callable[[], float] = time.time,
-                 **settings: Any) -> None:
+                 reader: Optional[redis.Redis] = None,
+                 retry_after: float = READ_RETRY_AFTER, **settings: Any) -> None:
         options = resolve(STORE_SETTINGS, settings)
         self.client = client
+        self.reader = client if reader is None else reader
+        self.retry_after = retry_after
         self.prefix = prefix = options["key_prefix"]
         self.ttl: float = options["ttl"]
         self.capacity: int = options["capacity"]
@@ -118,7 +131,14 @@ class RedisProgressStore(ProgressStore):
         self._running_key = prefix + "running"
         self._finished_key = prefix + "finished"
         self._write = client.register_script(_WRITE)
-        self._last_warning = -WARNING_INTERVAL
+        # reads skip Redis until this time.monotonic(), after a failure
+        self._read_lock = threading.Lock()
+        self._failing = False
+        self._retry_at = 0.0
+        self._read_warning = RateLimitedWarning(
+            "progress backend unreachable (%s); probes answer unknown")
+        self._full_warning = RateLimitedWarning(
+            "progress writer full (%d requests); request %r untracked")
         # the counters each running request last had written, by token
         self._written: Dict[str, Tuple[int, int]] = {}
         self.writer = CoalescingWriter(self._write_batch, interval=interval,
@@ -137,8 +157,7 @@ class RedisProgressStore(ProgressStore):
             "size": size, "sent": 0, "response_size": None, "status": None,
             "reason": None, "started": self.clock(), "finished": None, "speed": 0.0}
         if not self.writer.put(token, snapshot, urgent=True):
-            log.warning("progress writer full (%d requests); request %r untracked",
-                        self.capacity, progress_id)
+            self._full_warning.warn(self.capacity, progress_id)
             return None
         return token
 
@@ -187,15 +206,33 @@ class RedisProgressStore(ProgressStore):
         outcomes = pipe.execute()[:-1]
         return {token: outcome for (token, _), outcome in zip(batch, outcomes)}
 
-    # -- reading: on the probe's thread, with a timeout ---------------------------
+    # -- reading: on the probe's thread, with a short timeout ----------------------
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
+        if self._failing and not self._may_try():
+            raise BackendUnavailable("progress backend unavailable; retrying shortly")
         try:
-            raw = self.client.get(self.entry_key(progress_id))
+            raw = self.reader.get(self.entry_key(progress_id))
         except Exception as exc:
-            self._warn(exc)
-            return None
+            with self._read_lock:
+                self._failing = True
+                self._retry_at = time.monotonic() + self.retry_after
+            self._read_warning.warn(exc)
+            raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
+        if self._failing:
+            with self._read_lock:
+                self._failing = False
         return None if raw is None else _entry(str(raw))
+
+    def _may_try(self) -> bool:
+        """While reads fail: True for one read once ``retry_after`` passed
+        (the others keep skipping Redis while it tries)."""
+        with self._read_lock:
+            now = time.monotonic()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self.retry_after
+            return True
 
     def counts(self) -> Dict[str, int]:
         now_ms = int(self.clock() * 1000)
@@ -217,12 +254,6 @@ class RedisProgressStore(ProgressStore):
         entries = [_entry(str(raw)) for raw in raws if raw is not None]
         entries.sort(key=lambda entry: entry.started or 0.0, reverse=True)
         return entries[:limit]
-
-    def _warn(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= WARNING_INTERVAL:
-            log.warning("progress backend unreachable (%s); probes answer unknown", exc)
-            self._last_warning = now
 
 
 def _entry(raw: str) -> ProgressEntry:

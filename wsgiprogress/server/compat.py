@@ -1,0 +1,28 @@
+"""
+waitress releases
+=================
+
+The hooks of :mod:`wsgiprogress.server` work on waitress 1.4.4 and later;
+what differs between releases is decided here, from what the installed
+waitress has rather than from its version number.
+"""
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from waitress.adjustments import Adjustments
+
+#: waitress before 2.0 cannot read ahead (no ``channel_request_lookahead``): it
+#: does not read a connection while its request runs, so a client that leaves
+#: goes unseen.  There the channel peeks at the socket while a request runs,
+#: as 2.0+ reads with ``channel_request_lookahead=1``, and the task gives the
+#: application ``waitress.client_disconnected`` as 2.0+ does.
+PEEK_FOR_DEPARTURE = "channel_request_lookahead" not in dict(Adjustments._params)
+
+
+def waitress_version() -> str:
+    """The installed waitress's version, as its metadata says."""
+    try:
+        return version("waitress")
+    except PackageNotFoundError:  # pragma: no cover - waitress without metadata
+        return "unknown"
