@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable
 
 
-def read_all(environ: Dict[str, Any]) -> int:
-    """Read the request body in 64 KiB pieces, as upload handlers do; its size."""
-    stream = environ["wsgi.input"]
+def read_stream(stream: Any) -> int:
+    """Read *stream* to its end in 64 KiB pieces, as upload handlers do; its size."""
     total = 0
     while True:
         piece = stream.read(65536)
         if not piece:
             return total
         total += len(piece)
+
+
+def read_all(environ: Dict[str, Any]) -> int:
+    """Read the request body as :func:`read_stream` does; its size."""
+    return read_stream(environ["wsgi.input"])
 
 
 def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:

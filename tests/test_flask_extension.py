@@ -18,6 +18,7 @@ from wsgiprogress import ConfigurationError
 from wsgiprogress.settings import MIDDLEWARE_SETTINGS
 
 from redis_support import redis_server
+from server_apps import read_stream
 from server_support import HOST, running
 
 PID = "flask-upload-0001"
@@ -33,12 +34,7 @@ def make_app(progress: Progress, config: Optional[Dict[str, Any]] = None) -> Fla
 
     @app.post("/upload")
     def upload() -> str:
-        total = 0
-        while True:
-            piece = request.stream.read(8192)
-            if not piece:
-                return f"{total} bytes"
-            total += len(piece)
+        return f"{read_stream(request.stream)} bytes"
 
     @app.post("/notify")
     def notify() -> Dict[str, int]:

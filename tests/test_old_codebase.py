@@ -30,6 +30,7 @@ import pytest
 
 from wsgiprogress import ProgressMiddleware
 
+from server_apps import read_stream
 from server_support import (
     HOST,
     MiB,
@@ -51,13 +52,6 @@ SIZE = 4 * MiB
 PIECES = {"piece": 256 * 1024, "delay": 0.05}
 
 
-def read_body(stream: Any) -> int:
-    total = 0
-    while True:
-        piece = stream.read(65536)
-        if not piece:
-            return total
-        total += len(piece)
 
 
 def read_declared(environ: Dict[str, Any]) -> int:
@@ -155,7 +149,7 @@ def flask_app() -> Any:
 
     @app.route("/upload", methods=["POST"])  # app.post needs Flask 2.0
     def upload() -> str:
-        return str(read_body(request.stream))
+        return str(read_stream(request.stream))
 
     Progress(app)
     return app
@@ -178,7 +172,7 @@ def pyramid_app() -> Any:
     from pyramid.response import Response
 
     def upload(request: Any) -> Any:
-        return Response(str(read_body(request.body_file)))
+        return Response(str(read_stream(request.body_file)))
 
     with Configurator(settings={"wsgiprogress.max_request_size": "16M"}) as config:
         config.include("wsgiprogress")

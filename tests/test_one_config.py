@@ -28,6 +28,7 @@ from wsgiprogress.pyramid import POLICY_KEY
 from wsgiprogress.server import create_server
 from wsgiprogress.server.adopt import PYRAMID_POLICY, find_middleware, flask_key
 
+from server_apps import read_stream
 from server_support import (
     HOST,
     MiB,
@@ -51,12 +52,7 @@ def flask_app(config: Optional[Dict[str, Any]] = None) -> Flask:
 
     @app.post("/upload")
     def upload() -> str:
-        total = 0
-        while True:
-            piece = request.stream.read(65536)
-            if not piece:
-                return f"{total} bytes"
-            total += len(piece)
+        return f"{read_stream(request.stream)} bytes"
 
     Progress(app)
     return app
