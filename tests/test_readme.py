@@ -174,6 +174,16 @@ def test_try_it_has_exactly_the_two_newcomer_commands() -> None:
     assert "not on PyPI" in section
 
 
+def test_the_readme_names_only_servers_that_give_live_progress() -> None:
+    # measured: under gunicorn's sync worker a probe sent during an upload is
+    # answered after it (tests/test_live_gunicorn.py); gthread answers live
+    section = README_TEXT.split("## Which piece do I need?", 1)[1].split("\n### ", 1)[0]
+    (row,) = [line for line in section.splitlines() if "gunicorn with **one**" in line]
+    servers, answer = row.split("|")[1], row.split("|")[3]
+    assert "gthread" in servers and "sync" not in servers, row
+    assert "`sync` worker does not" in answer, row  # named as the one that is not live
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     lines = [line.strip() for line in CI_RUN.read_text(encoding="utf-8").splitlines()]
     assert any(line.strip("()") == VENV_STEP + TEST_COMMAND for line in lines), (
