@@ -27,7 +27,7 @@ _UNDECIDED = RateLimitedWarning("could not decide how to track %r; request untra
 
 
 class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
-    """Parses one request and feeds its :class:`~wsgiprogress.tracker.Tracker`.
+    """Parses one request and feeds its :class:`~wsgiprogress.progress.tracker.Tracker`.
 
     Made per request by :class:`~wsgiprogress.server.channel.ProgressChannel`
     as ``ProgressParser(adj, rules)``; *rules* see paths as the parser does

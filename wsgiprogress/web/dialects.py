@@ -5,7 +5,7 @@ Probe dialects
 How a progress entry is written for each kind of client.
 
 ``native``
-    Our JSON: every field of :class:`~wsgiprogress.entry.ProgressEntry`,
+    Our JSON: every field of :class:`~wsgiprogress.progress.entry.ProgressEntry`,
     ``eta`` and ``id``.  JSONP through ``callback``.
 
 ``lighttpd``
@@ -72,7 +72,7 @@ def render(dialect: str, fmt: str, callback: Optional[str],
     """The Content-Type and body of a probe answer.
 
     *entry* ``None`` means unknown.  *fmt* must be one the dialect offers;
-    *callback* must already be validated (see :func:`wsgiprogress.probe.is_valid_callback`).
+    *callback* must already be validated (see :func:`wsgiprogress.web.probe.is_valid_callback`).
     """
     if dialect == "lighttpd":
         return _lighttpd(fmt, callback, entry)
