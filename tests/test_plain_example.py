@@ -51,15 +51,18 @@ def on_waitress(wsgi_app: Any) -> Iterator[int]:
 def test_progress_is_seen_while_the_body_arrives(
         serve: Callable[[Any], ContextManager[int]]) -> None:
     size = 6 * MiB
+    # one ID per server: the example's store outlives a test (our server serves
+    # the application's own store), and a finished entry would end the watch at once
+    progress_id = f"plain-slow-{serve.__name__.replace('_', '-')}"
     with serve(app) as port:
-        client, answers = watched_upload(port, "plain-slow-1", size, piece=256 * 1024,
+        client, answers = watched_upload(port, progress_id, size, piece=256 * 1024,
                                          delay=0.03)
         assert client.error is None, client.error
         assert client.reply.endswith(f"\r\n\r\n{size} bytes\n".encode()), client.reply[:300]
         growing = received_while(answers, "uploading")
         assert len(growing) >= 3, answers
         assert growing == sorted(set(growing)), growing
-        entry = wait_for_state(port, "plain-slow-1", ("done",))
+        entry = wait_for_state(port, progress_id, ("done",))
     # counted once: by the server on waitress, by the middleware on werkzeug
     assert (entry["received"], entry["size"], entry["status"]) == (size, size, 200)
 
