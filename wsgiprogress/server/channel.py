@@ -196,12 +196,15 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         """``waitress.client_disconnected`` for waitress 1.4, as 2.0+ has it."""
         return not self.connected
 
-    def readable(self) -> bool:
-        if super().readable():
-            return True
-        # waitress 1.4 while a request runs: readable for _peek
-        return PEEK_FOR_DEPARTURE and bool(self.requests) and self.connected and not (
-            self.peeked_data or self.will_close or self.close_when_flushed)
+    if PEEK_FOR_DEPARTURE:
+        # defined for waitress 1.4 only: the I/O loop asks every channel
+        # whether it is readable on every turn, so newer waitress keeps its own
+        def readable(self) -> bool:
+            if super().readable():
+                return True
+            # while a request runs: readable for _peek
+            return bool(self.requests) and self.connected and not (
+                self.peeked_data or self.will_close or self.close_when_flushed)
 
     def _peek(self) -> None:
         """See whether the client left, without taking its bytes (waitress 1.4)."""
