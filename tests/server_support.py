@@ -22,6 +22,8 @@ from werkzeug.wsgi import get_input_stream
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.server import create_server
 
+from server_apps import read_stream
+
 HOST = "127.0.0.1"
 MiB = 1024 * 1024
 T = TypeVar("T")
@@ -267,13 +269,7 @@ def live_app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(DOWNLOAD_SIZE))])
         return (b"d" * 65536 for _ in range(DOWNLOAD_SIZE // 65536))
-    stream = get_input_stream(environ)
-    total = 0
-    while True:
-        piece = stream.read(65536)
-        if not piece:
-            break
-        total += len(piece)
+    total = read_stream(get_input_stream(environ))
     if path == "/fail":
         raise RuntimeError("application failure")
     if environ["REQUEST_METHOD"] == "POST":
