@@ -46,7 +46,14 @@ from ..waiters import ClientWatch, wait_for
 from . import sse
 from .dialects import DIALECTS, render
 from .event_stream import EventStream, StreamTiming
-from .responses import NO_CACHE_HEADERS, plain, respond, start_event_stream, too_many_waiters
+from .responses import (
+    NO_CACHE_HEADERS,
+    cors_headers,
+    plain,
+    respond,
+    start_event_stream,
+    too_many_waiters,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -112,7 +119,7 @@ class ProgressProbe:
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        headers = self._cors_headers(environ)
+        headers = cors_headers(environ, self.allowed_origins)
         method = environ.get("REQUEST_METHOD", "GET")
         head_only = method == "HEAD"
         if method == "OPTIONS" and self.allowed_origins:
@@ -258,12 +265,3 @@ class ProgressProbe:
             self.read_warning.warn(progress_id, exc_info=True)
             return None, False
 
-    def _cors_headers(self, environ: WSGIEnvironment) -> List[Tuple[str, str]]:
-        if not self.allowed_origins:
-            return []
-        if "*" in self.allowed_origins:
-            return [("Access-Control-Allow-Origin", "*")]
-        origin = environ.get("HTTP_ORIGIN")
-        if origin in self.allowed_origins:
-            return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-        return [("Vary", "Origin")]
