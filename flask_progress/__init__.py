@@ -75,7 +75,7 @@ from markupsafe import Markup
 import wsgiprogress
 from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore, keys
 from wsgiprogress.mailbox import MailboxStore
-from wsgiprogress.settings import MIDDLEWARE_SETTINGS, resolve
+from wsgiprogress.settings import FLASK_PREFIX, MIDDLEWARE_SETTINGS, config_key, resolve
 from wsgiprogress.web.front import Front, front_options
 from wsgiprogress.web.mailbox import Authorize
 
@@ -85,7 +85,7 @@ log = logging.getLogger("wsgiprogress")
 
 #: Where ``progress.js`` lives; the blueprint serves this folder.
 STATIC_FOLDER = os.path.join(os.path.dirname(wsgiprogress.__file__), "static")
-PREFIX = "PROGRESS_"
+PREFIX = FLASK_PREFIX
 EXTENSION_KEY = "progress"
 #: The blueprint's name unless ``Progress(blueprint_name=...)`` says otherwise.
 BLUEPRINT_NAME = "progress"
@@ -93,14 +93,6 @@ BLUEPRINT_NAME = "progress"
 #: What the ``PROGRESS_*`` keys set: every setting of the middleware.
 SETTINGS = MIDDLEWARE_SETTINGS
 _NAMES = frozenset(s.name for s in SETTINGS)
-
-
-def config_key(name: str) -> str:
-    """The config key of the setting *name*: ``ttl`` is ``PROGRESS_TTL``,
-    ``progress_url`` is ``PROGRESS_URL``."""
-    if name.startswith("progress_"):
-        name = name[len("progress_"):]
-    return PREFIX + name.upper()
 
 
 def setting_name(key: str) -> str:

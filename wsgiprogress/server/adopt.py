@@ -35,7 +35,15 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tupl
 from ..errors import ConfigurationError
 from ..mailbox import MailboxStore
 from ..middleware import ProgressMiddleware, check_application
-from ..settings import SERVER_SETTINGS, Spell, as_written, default, prefixed, waiter_limit
+from ..settings import (
+    SERVER_SETTINGS,
+    Spell,
+    as_written,
+    config_key,
+    default,
+    prefixed,
+    waiter_limit,
+)
 from ..settings.converters import as_size
 from ..web.front import Front, front_options
 
@@ -61,14 +69,6 @@ class Adopted(NamedTuple):
     spell: Spell
 
 
-def flask_key(name: str) -> str:
-    """A setting's Flask config key (``flask_progress.config_key``):
-    ``ttl`` is ``PROGRESS_TTL``, ``progress_url`` is ``PROGRESS_URL``."""
-    if name.startswith("progress_"):
-        name = name[len("progress_"):]
-    return "PROGRESS_" + name.upper()
-
-
 def find_middleware(app: Any) -> Optional[Adopted]:
     """The outermost :class:`~wsgiprogress.middleware.ProgressMiddleware` of
     *app*, found through the wrappers we know: a Flask application's
@@ -87,7 +87,7 @@ def find_middleware(app: Any) -> Optional[Adopted]:
         if isinstance(extensions, dict):
             middleware = getattr(extensions.get(FLASK_EXTENSION), "middleware", None)
             if isinstance(middleware, ProgressMiddleware):
-                return Adopted(middleware, flask_key)
+                return Adopted(middleware, config_key)
         registry = getattr(current, "registry", None)
         if isinstance(registry, dict):
             middleware = getattr(registry.get(PYRAMID_POLICY), "middleware", None)

@@ -227,6 +227,19 @@ def as_written(name: str) -> str:
     return name
 
 
+#: The prefix of Flask's config keys (``PROGRESS_TTL``).
+FLASK_PREFIX = "PROGRESS_"
+
+
+def config_key(name: str) -> str:
+    """Spells names as Flask's config keys: ``ttl`` is ``PROGRESS_TTL``,
+    ``progress_url`` is ``PROGRESS_URL`` (:mod:`flask_progress`; the server
+    names an application's keys so too)."""
+    if name.startswith("progress_"):
+        name = name[len("progress_"):]
+    return FLASK_PREFIX + name.upper()
+
+
 def unknown_setting(name: str, known: Iterable[str], spell: Spell = as_written,
                     list_known: bool = True) -> ConfigurationError:
     """The error for setting *name*, which is none of *known*: it suggests the
