@@ -168,10 +168,8 @@ class ProgressProbe:
         return respond(start_response, "200 OK", query.content_type + "; charset=utf-8", body,
                        headers, head_only)
 
-    def render(self, query: ProbeQuery, entry: Optional[ProgressEntry] = None) -> bytes:
-        """The answer to *query* for *entry* (default: as it stands now)."""
-        if entry is None:
-            entry = self.lookup(query.progress_id)
+    def render(self, query: ProbeQuery, entry: Optional[ProgressEntry]) -> bytes:
+        """The answer to *query* for *entry* (``None``: unknown)."""
         return render(query.dialect, query.format, query.callback, query.progress_id,
                       entry)[1]
 
@@ -180,8 +178,7 @@ class ProgressProbe:
         whether the store could answer."""
         entry, answered = self._read(query.progress_id)
         available.append(answered)
-        return render(query.dialect, query.format, query.callback, query.progress_id,
-                      entry)[1]
+        return self.render(query, entry)
 
     def _changed(self, query: ProbeQuery,
                  available: List[bool]) -> Callable[[], Optional[bytes]]:
