@@ -163,15 +163,20 @@ class MailboxApp:
         except MailboxError as exc:
             status = {413: "413 Payload Too Large"}.get(exc.status, "503 Service Unavailable")
             return plain(start_response, status, str(exc), [("Retry-After", "5")])
-        allow = "GET, HEAD, POST" if self.publish_enabled else "GET, HEAD"
+        allow = self.allowed_methods
         return plain(start_response, "405 Method Not Allowed",
                      f"mailboxes answer {allow}", [("Allow", allow)])
 
+    @property
+    def allowed_methods(self) -> str:
+        """What a mailbox URL answers: ``Allow`` and the CORS preflight."""
+        return "GET, HEAD, POST" if self.publish_enabled else "GET, HEAD"
+
     def _preflight(self, start_response: StartResponse, cors: List[Tuple[str, str]]
                    ) -> Iterable[bytes]:
-        methods = "GET, HEAD, POST" if self.publish_enabled else "GET, HEAD"
         start_response("204 No Content", [*NO_CACHE_HEADERS, *cors,
-                                          ("Access-Control-Allow-Methods", methods),
+                                          ("Access-Control-Allow-Methods",
+                                           self.allowed_methods),
                                           ("Access-Control-Allow-Headers", REQUEST_HEADERS),
                                           ("Access-Control-Max-Age", "600")])
         return []
@@ -215,9 +220,11 @@ class MailboxApp:
         if wait <= 0:
             return self.store.read(name, after, limit)
         waiters = self.store.waiters
+        last: List[ReadResult] = []
 
         def news() -> Optional[ReadResult]:
             result = self.store.read(name, after, limit)
+            last[:] = [result]
             return result if result.messages or gap(result) is not None else None
         # registered before the first read, so a post in between is not
         # missed; one read, not two, when something is there already (a
@@ -226,10 +233,10 @@ class MailboxApp:
         if event is None:
             return news()
         try:
-            return wait_for(news, event, ClientWatch(environ), wait) or \
-                self.store.read(name, after, limit)
+            found = wait_for(news, event, ClientWatch(environ), wait)
         finally:
             waiters.unregister(name, event)
+        return last[0] if found is None else found  # timed out: the last read says so
 
     def _stream(self, environ: WSGIEnvironment, start_response: StartResponse,
                 name: str, params: Dict[str, str]) -> Iterable[bytes]:
