@@ -289,8 +289,7 @@ class Tracker:
             # upload, say) must not reach a store that has let the entry go
         store = self.store
         if not store.shared:
-            if self.id in store.waiters:
-                store.waiters.wake(self.id)
+            store.waiters.wake(self.id)  # nothing but a lookup when nobody waits
             return
         try:
             store.update(self.id, self.token, self.fields())

@@ -61,10 +61,9 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         except BaseException:
             tracker.fail(APP_ERROR, 500)
             raise
-        finally:
+        finally:  # finished once the lock is free: ProgressChannel.service
             with channel.outbuf_lock:
                 channel.close_send_window(window)
-            channel.finish_sent()
 
     def build_response_header(self) -> bytes:
         header: bytes = super().build_response_header()
