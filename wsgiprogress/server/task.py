@@ -61,9 +61,12 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         except BaseException:
             tracker.fail(APP_ERROR, 500)
             raise
-        finally:  # finished once the lock is free: ProgressChannel.service
+        finally:
             with channel.outbuf_lock:
                 channel.close_send_window(window)
+            # here, not only in ProgressChannel.service: waitress dispatches a
+            # pipelined next request (a probe of this one) before that returns
+            channel.finish_sent()
 
     def build_response_header(self) -> bytes:
         header: bytes = super().build_response_header()
