@@ -31,3 +31,7 @@ SERVER_COUNTS = "wsgiprogress.server_counts"
 #: closes and returns the function that stops watching;
 #: :mod:`wsgiprogress.server` provides it.
 DEPARTURE = "wsgiprogress.departure"
+#: ``environ[PARK]()`` returns the wake of a request that may be parked on
+#: the I/O loop of :mod:`wsgiprogress.server` instead of holding a thread
+#: while it waits (:mod:`wsgiprogress.web.waiting`); absent elsewhere.
+PARK = "wsgiprogress.park"

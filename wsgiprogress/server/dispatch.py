@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from waitress.task import ThreadedTaskDispatcher
 
+from .. import keys
 from .channel import all_probes
 
 if TYPE_CHECKING:
@@ -61,4 +62,10 @@ class RoutedApp:
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        return (self.route(environ) or self.app)(environ, start_response)
+        endpoint = self.route(environ)
+        if endpoint is None:
+            # only our endpoints park: the application's own middleware
+            # would be skipped when a parked response goes on
+            environ.pop(keys.PARK, None)
+            return self.app(environ, start_response)
+        return endpoint(environ, start_response)

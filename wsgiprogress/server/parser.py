@@ -9,6 +9,7 @@ publishes.
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from waitress.parser import HTTPRequestParser
@@ -20,6 +21,7 @@ from ..query import query_param, wants_event_stream
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
     from ..progress.tracking import TrackingRules
+    from .parking import Parking
 
 
 #: Whatever a client sends, the log gets a line every few seconds at most.
@@ -43,6 +45,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     is_probe = False
     #: True once a task began to run the application for this request.
     serviced = False
+    #: The request's :class:`~wsgiprogress.server.parking.Parking`, once its
+    #: response may park.
+    parking: Optional[Parking] = None
     # waitress sets these in parse_header, which an unparseable request line
     # stops before they exist; its error path reads them all the same (a
     # client that leaves during the 400 is logged as "Client disconnected
@@ -58,9 +63,13 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     fragment = ""
     url_scheme = "http"
 
+    #: When the head was complete (``time.monotonic``), for the body deadline.
+    head_done = 0.0
+
     def __init__(self, adj: Any, rules: TrackingRules) -> None:
         super().__init__(adj)
         self.rules = rules
+        self.started = time.monotonic()  # the first byte: the head's deadline runs
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
@@ -99,6 +108,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
 
     def _inspect(self) -> None:
         self.inspected = True
+        self.head_done = time.monotonic()
         if self.error is not None and self.error.code != 413:
             return  # unreadable headers: waitress answers 400/431/501 untracked
         if self.empty:

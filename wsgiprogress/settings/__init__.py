@@ -45,6 +45,7 @@ from .converters import (
     as_path,
     as_positive_seconds,
     as_prefix,
+    as_rate,
     as_seconds,
     as_size,
 )
@@ -117,9 +118,8 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("sse_max_duration", as_seconds, 300.0,
             "seconds after which an event stream ends (the client resumes at once)", "wait"),
     Setting("max_waiters", as_optional_count, None,
-            "most clients waiting at once (long-polls, streams), each holding a thread; "
-            "beyond it 503 with Retry-After; default: the server's threads minus a "
-            "quarter, under the middleware 50", "waiters"),
+            "most clients waiting at once (long-polls, streams), then 503; default: "
+            "connection_limit less a quarter (our server), 50 (middleware)", "waiters"),
     # -- mailboxes ------------------------------------------------------------
     Setting("mailbox", as_bool, False,
             "serve the backend's mailboxes at mailbox_url (the app finds the store in "
@@ -158,6 +158,14 @@ SETTINGS: Tuple[Setting, ...] = (
             "(our server: max_request_body_size)", "middleware"),
     Setting("probe_threads", as_count, 2,
             "threads that answer probes, apart from the application's threads", "server"),
+    Setting("header_timeout", as_seconds, 30.0,
+            "seconds from a request's first byte to its whole head, then 408; 0: none",
+            "server"),
+    Setting("body_timeout", as_seconds, 30.0,
+            "seconds a body may take, plus one per body_min_rate bytes, then 408; "
+            "0: none", "server"),
+    Setting("body_min_rate", as_rate, 500.0,
+            "bytes that earn a body one more second", "server"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -206,12 +214,17 @@ def default(name: str) -> Any:
     return _BY_NAME[name].default
 
 
-def waiter_limit(max_waiters: Optional[int], threads: Optional[int] = None) -> int:
+def waiter_limit(max_waiters: Optional[int], threads: Optional[int] = None,
+                 connections: Optional[int] = None) -> int:
     """How many clients may wait at once: *max_waiters* when set; on a server
-    with *threads* worker threads all but a quarter (at least one), so ordinary
-    requests and publishers still run; elsewhere :data:`MIDDLEWARE_WAITERS`."""
+    that parks waiters on its I/O loop, its *connections* but a quarter (at
+    least ``threads + 2``), kept for ordinary requests; on a server whose
+    waiters hold one of its *threads*, all but a quarter of them (at least
+    one); elsewhere :data:`MIDDLEWARE_WAITERS`."""
     if max_waiters is not None:
         return max_waiters
+    if connections is not None:
+        return max(1, connections - max((threads or 0) + 2, connections // 4))
     if threads is None:
         return MIDDLEWARE_WAITERS
     return max(1, threads - max(1, threads // 4))

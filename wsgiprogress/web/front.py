@@ -99,6 +99,8 @@ class Front:
         anyone may read progress.
     :param threads: the server's worker threads, which bound the waiting
         clients by default; ``None`` under the middleware.
+    :param connections: the server's connection limit, which bounds the
+        waiting clients by default instead when the server parks them.
     :param spell: how the front door writes setting names, for messages.
     :raises ConfigurationError: for an unknown setting, a bad value or
         settings that contradict each other.
@@ -109,11 +111,11 @@ class Front:
                  store: Optional[ProgressStore] = None,
                  mailbox: Union[MailboxStore, bool, str, None] = None,
                  authorize: Optional[Authorize] = None, threads: Optional[int] = None,
-                 spell: Spell = as_written) -> None:
+                 connections: Optional[int] = None, spell: Spell = as_written) -> None:
         options, store, mailbox = front_options(given, settings, store=store, mailbox=mailbox,
                                                 authorize=authorize, spell=spell)
         self.options = options
-        self.waiters = Waiters(waiter_limit(options["max_waiters"], threads))
+        self.waiters = Waiters(waiter_limit(options["max_waiters"], threads, connections))
         self.backend: Optional[Backend] = None
         if store is None or (mailbox is None and options["mailbox"]):
             backend = self.backend = backend_from_url(
