@@ -266,6 +266,28 @@ def test_a_parked_progress_long_poll_hears_an_upload_on_one_busy_thread() -> Non
             sock.close()
 
 
+@pytest.mark.parametrize("lookahead", [0, 1])
+def test_a_parked_client_that_leaves_frees_its_slot_whatever_the_lookahead(lookahead: int
+                                                                           ) -> None:
+    with running(app, mailbox=True, threads=1, channel_request_lookahead=lookahead) \
+            as (server, port):
+        cursor = cursor_of(port)
+        sock = connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30")
+        assert until(lambda: len(server.mailbox.waiters) == 1)
+        sock.close()
+        started = time.monotonic()
+        assert until(lambda: len(server.mailbox.waiters) == 0)
+        assert time.monotonic() - started < 2  # at the close, not at the deadline
+        # and on a connection that stays, the answer still comes
+        sock = connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30")
+        try:
+            assert until(lambda: len(server.mailbox.waiters) == 1)
+            server.mailbox.post(NAME, "after")
+            assert [m["data"] for m in body_of(read_response(sock))["messages"]] == ["after"]
+        finally:
+            sock.close()
+
+
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 def test_a_disconnect_storm_while_posting_loses_nothing_and_leaks_nothing(reset: bool) -> None:
     with running(app, mailbox=True, threads=2, max_wait=30) as (server, port):
@@ -297,7 +319,8 @@ def test_a_disconnect_storm_while_posting_loses_nothing_and_leaks_nothing(reset:
         assert until(lambda: open_fds() <= fds_before)
 
 
-def test_parked_waiters_on_redis_are_stepped_off_the_loop(redis: Any) -> None:
+def test_parked_waiters_on_redis_are_stepped_off_the_loop(
+        redis: Any, caplog: pytest.LogCaptureFixture) -> None:
     with running(app, mailbox=True, threads=2, backend=redis.url) as (server, port):
         cursor = cursor_of(port)
         socks = [connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30") for _ in range(20)]
@@ -308,6 +331,8 @@ def test_parked_waiters_on_redis_are_stepped_off_the_loop(redis: Any) -> None:
             for sock in socks:
                 assert [m["data"] for m in body_of(read_response(sock))["messages"]] == \
                     ["via redis"]
+            # twenty steps queued for two lane threads at once is no backlog to log
+            assert "Task queue depth" not in caplog.text
         finally:
             for sock in socks:
                 sock.close()

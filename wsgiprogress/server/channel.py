@@ -186,6 +186,13 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             self.probe_on_loop = False
             self.service()
 
+    def readable_while_parked(self) -> bool:
+        """``readable`` while a request is parked and waitress would read
+        nothing (``channel_request_lookahead`` 0): one more request may come
+        in, and an EOF closes the connection at once."""
+        return len(self.requests) < 2 and not (
+            self.will_close or self.close_when_flushed or self.total_outbufs_len)
+
     def _flush_outbufs_below_high_watermark(self) -> None:
         # a worker waits here for the I/O thread to drain the output; the I/O
         # thread itself (a probe or a parked request served there) must not

@@ -12,12 +12,17 @@ application's threads.  :class:`RoutedApp` is what both run: the front door's ro
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from waitress.task import ThreadedTaskDispatcher
 
 from .. import keys
 from .channel import all_probes
+
+#: A logger that says nothing below ERROR.
+QUIET = logging.getLogger("wsgiprogress.probe_lane")
+QUIET.setLevel(logging.ERROR)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -34,6 +39,9 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
     def __init__(self, probe_threads: int) -> None:
         super().__init__()
         self.probe_lane = ThreadedTaskDispatcher()
+        # a post wakes many parked Redis waiters at once: a burst the lane
+        # works through, not a backlog for waitress to warn of each time
+        self.probe_lane.queue_logger = QUIET
         self.probe_lane.set_thread_count(probe_threads)
 
     def add_task(self, channel: Any) -> None:

@@ -82,6 +82,11 @@ class Parking:
             self.loop.call_soon(self.step)
         elif response is not None:
             self.timer = self.loop.call_at(response.wake_at, self.step)
+        channel = self.channel
+        if not channel.adj.channel_request_lookahead:
+            # waitress reads nothing while a request is queued: watch for the
+            # client leaving (an EOF) while this one waits
+            channel.readable = channel.readable_while_parked
 
     def step(self) -> None:
         """Run the request's task once more, without blocking the loop."""
@@ -90,6 +95,7 @@ class Parking:
         Loop.cancel(self.timer)
         self.timer = None
         channel = self.channel
+        channel.__dict__.pop("readable", None)
         if channel.total_outbufs_len > channel.adj.outbuf_high_watermark // 2:
             channel.after_drain = self.step  # a slow reader: send more once it drained
             return
