@@ -276,12 +276,16 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
                                        server.adj.url_prefix + front.progress_url)
     listeners = _listeners(server)
     loop = server.asyncore = Loop(listeners[0].trigger)  # server.run() runs it
-    blocking = front.store.shared or (front.mailboxes is not None and front.mailboxes.shared)
+    blocking = front.may_block
+    probe_path, mailbox_prefix = front.endpoint_paths()
+    prefix = server.adj.url_prefix
+    endpoints = (prefix + probe_path, None if mailbox_prefix is None else prefix + mailbox_prefix)
     for listener in listeners:
         listener.channel_class = ProgressChannel
         listener.progress_rules = rules
         listener.progress_loop = loop
-        listener.progress_blocking = blocking  # steps of parked requests go to the lane
+        listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
+        listener.progress_endpoints = endpoints
     loop.every(0.25, SlowClients(listeners[0]._map, listeners, **{
         name: options[name] for name in ("header_timeout", "body_timeout", "body_min_rate")}))
     server.progress_front = front

@@ -46,12 +46,12 @@ if TYPE_CHECKING:
     from ..progress.tracker import Tracker
 
 
-def all_probes(requests: Iterable[Any]) -> bool:
-    """True when every queued request is a probe.  waitress 1.4 services all
-    the requests one read completed in one task (2.0 and later queue one at a
-    time), so a probe may take its task off the application's threads only
-    when nothing else rides along."""
-    return all(getattr(request, "is_probe", False) for request in requests)
+def all_endpoints(requests: Iterable[Any]) -> bool:
+    """True when every queued request is for an endpoint (the probe, a
+    mailbox).  waitress 1.4 services all the requests one read completed in
+    one task (2.0 and later queue one at a time), so such a request may take
+    its task off the application's threads only when nothing else rides along."""
+    return all(getattr(request, "is_endpoint", False) for request in requests)
 
 
 def task_for(channel: ProgressChannel, request: Any) -> ProgressTask:
@@ -79,7 +79,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
-        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules)
+        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
+                                              endpoints=server.progress_endpoints)
         self.send_windows: Deque[SendWindow] = collections.deque()
         # requests whose last byte was sent, finished once outbuf_lock is free:
         # a store call under the lock would make the I/O thread spin on it
@@ -210,7 +211,7 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         server = self.server
         if server.progress_blocking or not server.progress_loop.on_loop() \
                 or self.total_outbufs_len >= self.adj.outbuf_high_watermark // 2 \
-                or not all_probes(self.requests):
+                or not all_endpoints(self.requests):
             return False
         self.probe_on_loop = True
         return True

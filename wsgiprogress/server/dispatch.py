@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from waitress.task import ThreadedTaskDispatcher
 
 from .. import keys
-from .channel import all_probes
+from .channel import all_endpoints
 
 #: A logger that says nothing below ERROR.
 QUIET = logging.getLogger("wsgiprogress.probe_lane")
@@ -48,7 +48,7 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
         # waitress 2.0+ calls this with the channel's requests_lock held, and
         # the channel will service requests[0] next; 1.4 services them all
         requests = getattr(channel, "requests", None)
-        if requests and all_probes(requests):
+        if requests and all_endpoints(requests):
             if not channel.answer_on_loop():
                 self.probe_lane.add_task(channel)
         else:

@@ -43,7 +43,7 @@ from ..settings import (
 )
 from ..waiters import Waiters
 from .dashboard import Dashboard
-from .mailbox import Authorize, MailboxApp
+from .mailbox import Authorize, MailboxApp, unguessable_names
 from .probe import ProgressProbe
 
 if TYPE_CHECKING:
@@ -143,6 +143,22 @@ class Front:
                                        token=options["publish_token"],
                                        url=options["dashboard_url"])
         self.progress_url: str = options["progress_url"]
+
+    @property
+    def may_block(self) -> bool:
+        """True when answering a probe or a mailbox may block: a store
+        shared with other processes (Redis), or an ``authorize`` hook (the
+        application's own code).  Our server then answers off its I/O loop."""
+        mailbox_app = self.mailbox_app
+        return self.store.shared or self.probe.authorize is not None or (
+            mailbox_app is not None and (mailbox_app.store.shared
+                                         or mailbox_app.authorize is not unguessable_names))
+
+    def endpoint_paths(self) -> Tuple[str, Optional[str]]:
+        """The probe's path and the mailboxes' prefix (``None``: off), where
+        a GET or HEAD is answered by an endpoint, never the application."""
+        mailbox_app = self.mailbox_app
+        return self.progress_url, (mailbox_app.prefix if mailbox_app is not None else None)
 
     def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:
         """The endpoint that answers this request (the probe, a mailbox, the
