@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import resource
 import socket
+import sys
 import threading
 from typing import Any, Dict, Iterable
 
@@ -115,3 +116,18 @@ def test_max_waiters_bounds_a_mailbox_passed_in() -> None:
             assert reply.startswith(b"HTTP/1.1 503 ")
         finally:
             first.close()
+
+
+def test_websocket_settings_without_websocket_are_refused_in_one_line() -> None:
+    with pytest.raises(ConfigurationError, match="^websocket_ping configures WebSockets: "
+                                                 "turn websocket on too$"):
+        create_server(lambda e, s: [], host="127.0.0.1", port=0, websocket_ping=5)
+
+
+def test_websocket_without_wsproto_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wsproto", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=re.escape(
+            "websocket needs wsproto, which is not installed: "
+            "pip install 'wsgiprogress[websocket]'")):
+        create_server(lambda e, s: [], host="127.0.0.1", port=0, websocket=True)

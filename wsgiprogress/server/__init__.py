@@ -61,6 +61,7 @@ from ..settings import (
     TUNED_WAITRESS_DEFAULTS,
     Spell,
     as_written,
+    check_websocket,
     unknown_setting,
 )
 from ..settings.converters import as_bool, as_size
@@ -228,6 +229,7 @@ def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
     """
     ours, _, _ = split_settings(settings, spell)
     options, _, _ = front_options(ours, SERVER_SETTINGS, spell=spell)
+    check_websocket(options, ours, spell)
     if options["backend"] != "memory://":
         try:
             importlib.import_module("redis")
@@ -264,6 +266,7 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
     fds = raise_fd_limit()
     front, options = server_front(app, settings, ours, theirs, threads, store=store,
                                   mailbox=mailbox, authorize=authorize)
+    check_websocket(options, ours)
     log.info("up to %d clients may wait at once, parked on the I/O loop without a thread: "
              "connection_limit %d (%s) less a quarter kept for other requests; "
              "file descriptors: soft limit %s, raised from %s", front.waiters.limit,

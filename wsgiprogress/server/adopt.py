@@ -155,7 +155,7 @@ def server_front(app: Any, given: Mapping[str, Any], ours: Dict[str, Any],
         elif as_size(theirs["max_request_body_size"]) != limit:
             raise _conflict("max_request_body_size", as_size(theirs["max_request_body_size"]),
                             "max_request_size", limit, found.spell)
-    return front, {**app_options, **{s.name: options[s.name] for s in scope("server")}}
+    return front, {**app_options, **{s.name: options[s.name] for s in scope("server", "websocket")}}
 
 
 def _check_objects(front: Front, store: Optional[ProgressStore],

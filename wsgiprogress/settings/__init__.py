@@ -2,9 +2,10 @@
 Settings
 ========
 
-Every option of wsgiprogress is declared once here, as a :class:`Setting`
-with a converter (:mod:`wsgiprogress.settings.converters`), a default, a help
-text and the *scope* that reads it.  That one table drives keyword validation
+Every option of wsgiprogress is declared once, in
+:mod:`wsgiprogress.settings.table`, as a :class:`Setting` with a converter
+(:mod:`wsgiprogress.settings.converters`), a default, a help text and the
+*scope* that reads it.  That one table drives keyword validation
 and defaults in every constructor, the command line's options, the PasteDeploy
 and Pyramid keys and Flask's ``PROGRESS_*`` keys; :func:`check_front` refuses
 the same mistakes between settings at every front door.
@@ -22,151 +23,23 @@ Scopes, and who reads them: ``probe`` (:mod:`wsgiprogress.web.probe`),
 the mailboxes), ``waiters`` (their bound, :mod:`wsgiprogress.web.front`),
 ``mailbox`` (:mod:`wsgiprogress.mailbox` and :mod:`wsgiprogress.web.mailbox`),
 ``dashboard``, ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
-``middleware`` and ``server`` (one front door each).
+``middleware`` and ``server`` (one front door each), ``websocket`` (our
+server's WebSocket endpoints, :mod:`wsgiprogress.server.websocket`).
 """
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Collection, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
+import importlib
+from typing import Any, Callable, Collection, Dict, Iterable, Mapping, Optional, Tuple
 
 from ..errors import ConfigurationError
-from .converters import (
-    as_backend,
-    as_bool,
-    as_count,
-    as_dialect,
-    as_header_name,
-    as_methods,
-    as_optional_count,
-    as_optional_path,
-    as_optional_size,
-    as_optional_token,
-    as_origins,
-    as_path,
-    as_positive_seconds,
-    as_prefix,
-    as_rate,
-    as_seconds,
-    as_size,
-)
+from .table import ID_LENGTHS as ID_LENGTHS
+from .table import SETTINGS as SETTINGS
+from .table import Setting as Setting
+from .table import as_id_length as as_id_length
 
 #: How a front door spells a setting's name in its messages.
 Spell = Callable[[str], str]
-
-#: The shortest and the longest progress ID (:mod:`wsgiprogress.progress.ids`).
-ID_LENGTHS = (8, 128)
-
-
-def as_id_length(value: Any) -> int:
-    """A whole number from 8 to 128: the length of a progress ID."""
-    low, high = ID_LENGTHS
-    try:
-        length = as_count(value)
-    except ValueError:
-        length = 0
-    if not low <= length <= high:
-        raise ValueError(f"expected a whole number from {low} to {high}, not {value!r}")
-    return length
-
-
-class Setting(NamedTuple):
-    """One option: its *name*, a *convert* callable, a *default*, *help* and
-    the *scope* that reads it."""
-
-    name: str
-    convert: Callable[[Any], Any]
-    default: Any
-    help: str
-    scope: str
-
-
-#: Every setting, once.
-SETTINGS: Tuple[Setting, ...] = (
-    # -- the probe ------------------------------------------------------------
-    Setting("progress_url", as_path, "/progress",
-            "URL path of the progress probe", "probe"),
-    Setting("dialect", as_dialect, "native",
-            "default probe format: native, lighttpd or nginx", "probe"),
-    Setting("id_name", as_header_name, "X-Progress-ID",
-            "header and query parameter that carries the progress ID", "probe"),
-    Setting("allowed_origins", as_origins, (),
-            "origins allowed to poll the probe cross-origin ('*' for any); "
-            "empty: CORS off", "probe"),
-    Setting("debug", as_bool, False,
-            "log every tracked request and every probe answer", "probe"),
-    Setting("min_id_length", as_id_length, ID_LENGTHS[0],
-            "shortest progress ID tracked and answered; the probe answers 400 to a "
-            "shorter one and such uploads run untracked (32: 128 random bits in hex, "
-            "which nobody guesses)", "probe"),
-    # -- where progress and mailboxes live -------------------------------------
-    Setting("backend", as_backend, "memory://",
-            "where progress and mailboxes live: memory:// (this process) or "
-            "redis://host:port/db (shared by every process using it)", "backend"),
-    Setting("key_prefix", as_prefix, "wsgiprogress:",
-            "prefix of every Redis key, so applications can share one Redis", "store"),
-    Setting("ttl", as_seconds, 30.0,
-            "seconds a finished request's progress stays visible", "store"),
-    Setting("capacity", as_count, 10_000,
-            "most progress entries held; beyond it new requests run untracked", "store"),
-    # -- waiting clients: long-polls (wait=) and event streams ------------------
-    Setting("max_wait", as_seconds, 30.0,
-            "longest a long-poll (wait=) waits for a change, in seconds", "wait"),
-    Setting("sse_keepalive", as_positive_seconds, 15.0,
-            "seconds between event-stream comment keepalives", "wait"),
-    Setting("sse_retry", as_count, 3000,
-            "reconnection delay hint sent to event-stream clients, in milliseconds", "wait"),
-    Setting("sse_max_duration", as_seconds, 300.0,
-            "seconds after which an event stream ends (the client resumes at once)", "wait"),
-    Setting("max_waiters", as_optional_count, None,
-            "most clients waiting at once (long-polls, streams), then 503; default: "
-            "connection_limit less a quarter (our server), 50 (middleware)", "waiters"),
-    # -- mailboxes ------------------------------------------------------------
-    Setting("mailbox", as_bool, False,
-            "serve the backend's mailboxes at mailbox_url (the app finds the store in "
-            "environ['wsgiprogress.mailbox'])", "mailbox"),
-    Setting("mailbox_url", as_path, "/mailbox",
-            "URL path under which mailboxes are served: <mailbox_url>/<name>", "mailbox"),
-    Setting("publish", as_bool, False,
-            "accept POST <mailbox_url>/<name> to publish (needs authorize or "
-            "publish_token)", "mailbox"),
-    Setting("publish_token", as_optional_token, None,
-            "bearer token that allows publishing, reading stats and the dashboard",
-            "mailbox"),
-    Setting("max_messages", as_count, 100,
-            "messages kept per mailbox; older ones are dropped (readers see a gap)",
-            "mailbox"),
-    Setting("max_bytes", as_size, 1024 * 1024,
-            "bytes of message data kept per mailbox", "mailbox"),
-    Setting("max_message_bytes", as_size, 64 * 1024,
-            "the largest message accepted; above it 413", "mailbox"),
-    Setting("max_age", as_positive_seconds, 3600.0,
-            "seconds a message is kept", "mailbox"),
-    Setting("max_mailboxes", as_count, 10_000,
-            "mailboxes held at once; beyond it 503", "mailbox"),
-    Setting("mailbox_ttl", as_positive_seconds, 300.0,
-            "seconds after its last read that a mailbox is removed", "mailbox"),
-    # -- the operator dashboard --------------------------------------------------
-    Setting("dashboard_url", as_optional_path, None,
-            "URL path of the operator dashboard, protected like the stats (needs "
-            "publish_token or authorize); none: off", "dashboard"),
-    # -- which requests are counted ----------------------------------------------
-    Setting("methods", as_methods, ("POST",),
-            "HTTP methods whose requests are tracked", "tracking"),
-    # -- one front door each -----------------------------------------------------
-    Setting("max_request_size", as_optional_size, None,
-            "answer 413 to a tracked request whose Content-Length exceeds this "
-            "(our server: max_request_body_size)", "middleware"),
-    Setting("probe_threads", as_count, 2,
-            "threads that answer probes, apart from the application's threads", "server"),
-    Setting("header_timeout", as_seconds, 30.0,
-            "seconds from a request's first byte to its whole head, then 408; 0: none",
-            "server"),
-    Setting("body_timeout", as_seconds, 30.0,
-            "seconds a body may take, plus one per body_min_rate bytes, then 408; "
-            "0: none", "server"),
-    Setting("body_min_rate", as_rate, 500.0,
-            "bytes that earn a body one more second", "server"),
-)
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -189,8 +62,10 @@ FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox"
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts
 #: (and the Paste filter, the Pyramid include and Flask's keys).
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
+#: WebSocket on our server.
+WEBSOCKET_SETTINGS = scope("websocket")
 #: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
-SERVER_SETTINGS = FRONT_SETTINGS + scope("server")
+SERVER_SETTINGS = FRONT_SETTINGS + scope("server") + WEBSOCKET_SETTINGS
 
 #: Waiting clients under the middleware, which cannot know the server's threads.
 MIDDLEWARE_WAITERS = 50
@@ -340,3 +215,21 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
             f"{'belongs' if len(clash) == 1 else 'belong'} to the progress store you "
             "passed: configure it there, e.g. ProgressTable(ttl=..., capacity=...) or "
             "backend_from_url(...).progress")
+
+
+def check_websocket(options: Mapping[str, Any], given: Collection[str],
+                    spell: Spell = as_written) -> None:
+    """Refuse WebSocket settings without ``websocket``, and ``websocket``
+    without wsproto installed (checked by importing it, at start)."""
+    if not options["websocket"]:
+        for name in sorted(set(given) & {s.name for s in WEBSOCKET_SETTINGS} - {"websocket"}):
+            if options[name] != default(name):
+                raise ConfigurationError(f"{spell(name)} configures WebSockets: turn "
+                                         f"{spell('websocket')} on too")
+        return
+    try:
+        importlib.import_module("wsproto")
+    except ImportError:
+        raise ConfigurationError(
+            f"{spell('websocket')} needs wsproto, which is not installed: "
+            "pip install 'wsgiprogress[websocket]'") from None
