@@ -66,6 +66,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     task_class = staticmethod(task_for)
     #: Called once the output drained below half the high watermark.
     after_drain: Optional[Callable[[], None]] = None
+    #: The :class:`~wsgiprogress.server.websocket.WebSocketSession` once upgraded.
+    websocket: Any = None
     #: Response bytes the kernel accepted on this connection.
     progress_bytes_sent = 0
     #: True once the connection closed; no byte is sent after that.
@@ -272,6 +274,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
 
     def handle_close(self) -> None:
         super().handle_close()
+        if self.websocket is not None:
+            self.websocket.connection_lost()
         self._announce_departure()
         self.finish_sent()
         with self.outbuf_lock:

@@ -14,6 +14,7 @@ long-poll, an event stream) parks: its task stops when the response raises
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from waitress.channel import ClientDisconnected
@@ -53,6 +54,10 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             environ[keys.TRACKER] = tracker
         elif not PEEK_FOR_DEPARTURE:  # waitress 1.4 services a connection's queue in one go
             environ[keys.PARK] = self.park  # RoutedApp keeps it for our endpoints only
+            websocket = self.channel.server.progress_websocket
+            if websocket is not None and \
+                    self.request.headers.get("UPGRADE", "").lower() == "websocket":
+                environ[keys.UPGRADE] = functools.partial(websocket.upgrade, self)
         return environ
 
     def park(self) -> Parking:

@@ -254,19 +254,30 @@ class MailboxApp:
         """For an event stream: every message after the cursor with its
         ``id:``, and a ``gap`` event when messages were dropped or the cursor
         is unknown."""
-        position = [after]
+        follow = self.follow(name, after)
 
         def collect() -> Tuple[List[bytes], bool]:
-            result = self.store.read(name, position[0])
+            result = follow()
             events = []
             missed = gap(result)
             if missed is not None:
                 events.append(sse.event(json.dumps(missed), name="gap"))
             events.extend(sse.event(m.data, id=m.id) for m in result.messages)
-            self.count_delivered(len(result.messages))
-            position[0] = result.cursor
             return events, False
         return collect
+
+    def follow(self, name: str, after: Optional[int], limit: int = 100
+               ) -> Callable[[], ReadResult]:
+        """Each call: up to *limit* messages *name* holds after the cursor,
+        which moves on — what an event stream and a WebSocket deliver."""
+        position = [after]
+
+        def read() -> ReadResult:
+            result = self.store.read(name, position[0], limit)
+            self.count_delivered(len(result.messages))
+            position[0] = result.cursor
+            return result
+        return read
 
     def count_delivered(self, n: int) -> None:
         """Count *n* messages handed to clients, for the stats."""

@@ -134,7 +134,7 @@ class ProgressProbe:
             return plain(start_response, "405 Method Not Allowed",
                          "the progress probe answers GET and HEAD only", headers)
         try:
-            query = self._parse(environ)
+            query = self.parse(environ)
         except ProbeRequestError as exc:
             return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
         if self.authorize is not None and not self.authorize(environ, query.progress_id,
@@ -205,20 +205,31 @@ class ProgressProbe:
     def _changes(self, query: ProbeQuery) -> Callable[[], Tuple[List[bytes], bool]]:
         """For an event stream: the native JSON each time it changes, until
         the request ends."""
+        snapshots = self.snapshots(query)
+
+        def collect() -> Tuple[List[bytes], bool]:
+            text, over = snapshots()
+            return ([] if text is None else [sse.event(text)]), over
+        return collect
+
+    def snapshots(self, query: ProbeQuery) -> Callable[[], Tuple[Optional[str], bool]]:
+        """Each call: the native JSON of *query*'s progress if it changed
+        since the last call (else ``None``), and whether the request ended —
+        what an event stream and a WebSocket push."""
         query = query._replace(format="json", callback=None)
         last: List[bytes] = [b""]
 
-        def collect() -> Tuple[List[bytes], bool]:
+        def snapshot() -> Tuple[Optional[str], bool]:
             entry = self.lookup(query.progress_id)
             body = self.render(query, entry)
             over = entry is not None and entry.state in (DONE, ERROR)
             if body == last[0]:
-                return [], over
+                return None, over
             last[0] = body
-            return [sse.event(body.decode("utf-8").strip())], over
-        return collect
+            return body.decode("utf-8").strip(), over
+        return snapshot
 
-    def _parse(self, environ: WSGIEnvironment) -> ProbeQuery:
+    def parse(self, environ: WSGIEnvironment) -> ProbeQuery:
         try:
             params = query_params(environ.get("QUERY_STRING", ""))
         except ValueError as exc:
