@@ -113,7 +113,8 @@ class ProgressMiddleware:
             return self.app(environ, start_response)
         size = content_length(environ)
         tracker = self.rules.track(method, environ.get("PATH_INFO", ""),
-                                   environ.get(self._id_key), environ.get("QUERY_STRING"), size)
+                                   environ.get(self._id_key), environ.get("QUERY_STRING"), size,
+                                   environ.get("CONTENT_TYPE"))
         if tracker is None:
             return self.app(environ, start_response)
         if self.max_request_size is not None and size is not None \
@@ -206,7 +207,11 @@ class CountingInput:
             self.tracker.fail(ABORTED)
             raise
         if data:
-            self.tracker.add_received(len(data))
+            tracker = self.tracker
+            files = tracker.files
+            if files is not None:
+                files.feed(data)
+            tracker.add_received(len(data))
         elif size != 0:
             self._end_of_stream()
         return data

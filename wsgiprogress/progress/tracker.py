@@ -25,7 +25,18 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Protocol, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Hashable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Union,
+)
 
 from ..waiters import Waiters
 from .entry import (
@@ -39,6 +50,9 @@ from .entry import (
     ProgressEntry,
 )
 from .ratelimit import RateLimitedWarning
+
+if TYPE_CHECKING:
+    from .files import FileProgress
 
 #: Time constant of the exponentially smoothed speed, in seconds.
 SPEED_TAU = 2.0
@@ -95,6 +109,7 @@ class Tracker:
         "declared_response_size", "state", "status", "reason", "speed",
         "started", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
         "_last_received", "_first_time", "_first_received", "_store_failed",
+        "files",
     )
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
@@ -119,6 +134,9 @@ class Tracker:
         self._watched = False
         self._wake_at = 0.0
         self._store_failed = False
+        #: The files of a multipart form (the ``per_file`` setting); whoever
+        #: counts the body feeds it the same bytes.
+        self.files: Optional[FileProgress] = None
 
     @property
     def finished(self) -> bool:
@@ -232,6 +250,7 @@ class Tracker:
             "state": self.state, "received": self.received, "size": self.size,
             "sent": self.sent, "response_size": self.response_size,
             "status": self.status, "reason": self.reason, "speed": self.speed,
+            "files": self.file_list(),
         }
 
     def counters(self) -> Dict[str, Any]:
@@ -239,7 +258,7 @@ class Tracker:
         what a store that other processes read pulls on its own clock."""
         self.measure()
         return {"received": self.received, "sent": self.sent, "speed": self.speed,
-                "response_size": self.response_size}
+                "response_size": self.response_size, "files": self.file_list()}
 
     def entry(self, started: Optional[float] = None) -> ProgressEntry:
         """The live progress as a probe shows it, the speed measured now.
@@ -249,7 +268,13 @@ class Tracker:
         self.measure()
         return ProgressEntry(self.id, self.state, self.received, self.size, self.sent,
                              self.response_size, self.status, self.reason,
-                             self.started if started is None else started, None, self.speed)
+                             self.started if started is None else started, None, self.speed,
+                             self.file_list())
+
+    def file_list(self) -> Optional[List[Dict[str, Any]]]:
+        """The files listed so far, or ``None`` when files are not listed."""
+        files = self.files
+        return None if files is None else files.snapshot()
 
     @property
     def response_size(self) -> Optional[int]:

@@ -81,6 +81,12 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if body is not None:
             arrived = body.__len__() - tracker.received
             if arrived > 0:
+                files = tracker.files
+                if files is not None and not self.chunked:
+                    # a declared size: the body arrived as sent, and ends what
+                    # this call consumed
+                    files.feed(data if arrived == consumed == len(data)
+                               else data[consumed - arrived:consumed])
                 tracker.add_received(arrived)  # completes a declared size
         error = self.error
         if error is not None:
@@ -116,8 +122,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if self.is_probe:
             return
         size = None if self.chunked else self.content_length
-        self.tracker = rules.track(self.command, self.path,
-                                   self.headers.get(rules.finder.header_key), self.query, size)
+        headers = self.headers
+        self.tracker = rules.track(self.command, self.path, headers.get(rules.finder.header_key),
+                                   self.query, size, headers.get("CONTENT_TYPE"))
 
 
 def answers_at_once(command: str, query: str, headers: Dict[str, str]) -> bool:

@@ -30,6 +30,7 @@ import difflib
 from typing import Any, Callable, Collection, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import ConfigurationError
+from . import extras
 from .converters import (
     as_backend,
     as_bool,
@@ -152,6 +153,10 @@ SETTINGS: Tuple[Setting, ...] = (
     # -- which requests are counted ----------------------------------------------
     Setting("methods", as_methods, ("POST",),
             "HTTP methods whose requests are tracked", "tracking"),
+    Setting("per_file", as_bool, False,
+            "list each file of a multipart upload in the native probe; "
+            "needs wsgiprogress[multipart]",
+            "tracking"),
     # -- one front door each -----------------------------------------------------
     Setting("max_request_size", as_optional_size, None,
             "answer 413 to a tracked request whose Content-Length exceeds this "
@@ -320,6 +325,11 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
         raise ConfigurationError(f"{spell('publish')} needs {spell('publish_token')} or an "
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
+    if options["per_file"]:
+        problem = extras.multipart_problem()
+        if problem is not None:
+            raise ConfigurationError(f"{spell('per_file')} needs werkzeug's multipart "
+                                     f"decoder; {problem}")
     clash = [name for name in given if name in {s.name for s in scope("backend", "store")}]
     if store_given and clash:
         raise ConfigurationError(
