@@ -35,6 +35,8 @@ TOO_LARGE = "too_large"
 ABORTED = "aborted"
 APP_ERROR = "app_error"
 HTTP_ERROR = "http_error"
+#: Cancelled while it ran (``DELETE`` on the probe, ``store.cancel``).
+CANCELLED = "cancelled"
 
 
 class ProgressEntry:
@@ -50,7 +52,7 @@ class ProgressEntry:
         application has produced so far; ``None`` before the response starts.
     :param status: the HTTP status of the response, once known.
     :param reason: why the request failed (``too_large``, ``aborted``,
-        ``app_error``, ``http_error``), else ``None``.
+        ``app_error``, ``http_error``, ``cancelled``), else ``None``.
     :param started: when tracking began (epoch seconds).
     :param finished: when the request ended (epoch seconds), else ``None``.
     :param speed: smoothed receive speed in bytes per second.

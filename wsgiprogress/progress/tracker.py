@@ -41,6 +41,7 @@ from typing import (
 from ..waiters import Waiters
 from .entry import (
     ABORTED,
+    CANCELLED,
     DONE,
     ERROR,
     HTTP_ERROR,
@@ -62,6 +63,7 @@ MIN_SPEED_WINDOW = 0.1
 MEASURE_INTERVAL = 0.1
 #: Readers measure speeds one at a time (rare, and never the counting thread).
 _MEASURING = threading.Lock()
+_CANCEL_FAILED = RateLimitedWarning("could not stop cancelled request %r")
 
 
 class ProgressSink(Protocol):
@@ -109,7 +111,7 @@ class Tracker:
         "declared_response_size", "state", "status", "reason", "speed",
         "started", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
         "_last_received", "_first_time", "_first_received", "_store_failed",
-        "files",
+        "files", "on_cancel",
     )
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
@@ -137,6 +139,9 @@ class Tracker:
         #: The files of a multipart form (the ``per_file`` setting); whoever
         #: counts the body feeds it the same bytes.
         self.files: Optional[FileProgress] = None
+        #: Called by :meth:`cancel`, on the cancelling thread: whoever owns the
+        #: request stops reading its body (our server closes the connection).
+        self.on_cancel: Optional[Callable[[], None]] = None
 
     @property
     def finished(self) -> bool:
@@ -225,6 +230,20 @@ class Tracker:
         if status is not None:
             self.status = status
         self._end()
+
+    def cancel(self) -> bool:
+        """End a running request as ``error``/``cancelled`` and tell its owner
+        (:attr:`on_cancel`) to stop it; False when it had already ended."""
+        if self.finished:
+            return False
+        self.fail(CANCELLED)
+        stop = self.on_cancel
+        if stop is not None:
+            try:
+                stop()
+            except Exception:
+                _CANCEL_FAILED.warn(self.id, exc_info=True)
+        return True
 
     def finish(self) -> None:
         """End the request: ``done``, or ``error`` for a status of 400 and above.

@@ -9,7 +9,7 @@ publishes.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from waitress.parser import HTTPRequestParser
 
@@ -30,8 +30,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """Parses one request and feeds its :class:`~wsgiprogress.progress.tracker.Tracker`.
 
     Made per request by :class:`~wsgiprogress.server.channel.ProgressChannel`
-    as ``ProgressParser(adj, rules)``; *rules* see paths as the parser does
-    (``url_prefix`` included).  It also fixes waitress's ``Expect:
+    as ``ProgressParser(adj, rules, on_cancel)``; *rules* see paths as the
+    parser does (``url_prefix`` included); *on_cancel* becomes the tracker's
+    (the channel closes the connection).  It also fixes waitress's ``Expect:
     100-continue`` handling: a request already rejected (413) or without a
     body gets no ``100 Continue``.
     """
@@ -58,9 +59,11 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     fragment = ""
     url_scheme = "http"
 
-    def __init__(self, adj: Any, rules: TrackingRules) -> None:
+    def __init__(self, adj: Any, rules: TrackingRules,
+                 on_cancel: Optional[Callable[[], None]] = None) -> None:
         super().__init__(adj)
         self.rules = rules
+        self.on_cancel = on_cancel
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
@@ -123,8 +126,11 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             return
         size = None if self.chunked else self.content_length
         headers = self.headers
-        self.tracker = rules.track(self.command, self.path, headers.get(rules.finder.header_key),
-                                   self.query, size, headers.get("CONTENT_TYPE"))
+        tracker = self.tracker = rules.track(
+            self.command, self.path, headers.get(rules.finder.header_key), self.query, size,
+            headers.get("CONTENT_TYPE"))
+        if tracker is not None:
+            tracker.on_cancel = self.on_cancel
 
 
 def answers_at_once(command: str, query: str, headers: Dict[str, str]) -> bool:
