@@ -16,11 +16,12 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 import pytest
 from webtest import TestApp
 
-from redis_support import RedisServer
-from server_support import HOST, open_fds, probe, running, running_werkzeug, wait_until
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.backends import backend_from_url
 from wsgiprogress.server.channel import ProgressChannel
+
+from redis_support import RedisServer
+from server_support import HOST, open_fds, probe, running, running_werkzeug, wait_until
 
 TOKEN = "cancel-token-0123456789abcdef"
 BIG = 512 << 20
