@@ -276,3 +276,22 @@ def test_our_server_lists_files_while_the_body_arrives_before_the_app_runs() -> 
     for files in seen:  # in order: only the last listed file is still arriving
         assert all(done for _, done in files[:-1])
         assert all(received <= size for (received, _), size in zip(files, sizes))
+
+
+@recent_werkzeug
+def test_redis_carries_the_files_to_other_processes(redis: Any) -> None:
+    from wsgiprogress.backends import backend_from_url
+
+    app = ProgressMiddleware(digest_app, per_file=True, backend=redis.url)
+    elsewhere = backend_from_url(redis.url)
+    try:
+        upload_through(app, form(part("photo", b"p" * 5000, "a.jpg", "image/jpeg")),
+                       progress_id="files-redis-01")
+        assert app.store.flush()
+        entry = elsewhere.progress.get("files-redis-01")
+        assert entry is not None and entry.state == "done"
+        assert entry.files == [{"field_name": "photo", "filename": "a.jpg",
+                                "content_type": "image/jpeg", "received": 5000, "done": True}]
+    finally:
+        app.front.close()
+        elsewhere.close()

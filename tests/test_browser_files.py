@@ -1,0 +1,77 @@
+"""A real browser uploads a form with three files, throttled to 4 MiB/s, and
+the page draws a bar per file from the probe's ``files``: each reaches 100 %
+in order, on our server and through the middleware under werkzeug and
+gunicorn's gthread worker.  Fails (never skips) without Chromium, as
+``test_browser.py`` does."""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from gunicorn_support import gunicorn
+from per_file_app import page_app, per_file_app
+from server_support import HOST, running, running_werkzeug
+from test_browser import UPLOAD_THROUGHPUT, chrome, wait_for
+from test_per_file import recent_werkzeug
+
+MiB = 1024 * 1024
+SIZES = (3 * MiB, 2 * MiB, 3 * MiB)
+
+
+@contextlib.contextmanager
+def served(kind: str, tmp_path: Path) -> Iterator[int]:
+    if kind == "ours":
+        with running(page_app, per_file=True) as (_, port):
+            yield port
+    elif kind == "werkzeug":
+        with running_werkzeug(per_file_app()) as port:
+            yield port
+    else:
+        with gunicorn(tmp_path / "gunicorn.log", "per_file_app:per_file_app()", "gthread",
+                      "--threads", "4") as port:
+            yield port
+
+
+def files(tmp_path: Path) -> List[Path]:
+    paths = []
+    for n, size in enumerate(SIZES):
+        path = tmp_path / f"file{n}.bin"
+        path.write_bytes(bytes([n]) * size)
+        paths.append(path)
+    return paths
+
+
+@recent_werkzeug
+@pytest.mark.parametrize("kind", ["ours", "werkzeug", "gunicorn-gthread"])
+def test_a_bar_per_file_reaches_100_in_order(kind: str, tmp_path: Path) -> None:
+    paths = files(tmp_path)
+    with served(kind, tmp_path) as port, chrome(tmp_path / "profile") as browser:
+        browser.get(f"http://{HOST}:{port}/")
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1,
+            "uploadThroughput": UPLOAD_THROUGHPUT})
+        for input_, path in zip(browser.find_elements(By.CSS_SELECTOR, "input[type=file]"),
+                                paths):
+            input_.send_keys(str(path))
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        result = wait_for(browser, 'return document.getElementById("result").textContent',
+                          deadline=60)
+        answer = wait_for(browser, "return window.answer", deadline=10)
+        samples: List[List[int]] = browser.execute_script("return window.samples")
+        bars: Any = browser.execute_script(
+            "return [0, 1, 2].map(function (i) { return document.getElementById('bar' + i)"
+            ".value; })")
+    assert result == "done", (result, samples[-3:])
+    assert int(answer) > sum(SIZES)  # the whole form reached the application
+    assert bars == [100, 100, 100]
+    for n in range(3):  # seen part-way, each of them
+        assert any(0 < sample[n] < 100 for sample in samples), (n, samples)
+    for sample in samples:  # in order: a file starts once the one before it is complete
+        for n in range(1, 3):
+            assert sample[n] == 0 or sample[n - 1] == 100, samples
