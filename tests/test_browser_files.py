@@ -6,18 +6,17 @@ gunicorn's gthread worker.  Fails (never skips) without Chromium, as
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
-from selenium.webdriver.common.by import By
-
-from gunicorn_support import gunicorn
 from per_file_app import page_app, per_file_app
-from server_support import HOST, running, running_werkzeug
+from selenium.webdriver.common.by import By
 from test_browser import UPLOAD_THROUGHPUT, chrome, wait_for
 from test_per_file import recent_werkzeug
+
+from gunicorn_support import gunicorn
+from server_support import HOST, running, running_werkzeug
 
 MiB = 1024 * 1024
 SIZES = (3 * MiB, 2 * MiB, 3 * MiB)
