@@ -20,6 +20,7 @@ from wsgiprogress import ProgressMiddleware
 from wsgiprogress.backends import backend_from_url
 from wsgiprogress.server.channel import ProgressChannel
 
+from gunicorn_support import gunicorn
 from redis_support import RedisServer
 from server_support import HOST, open_fds, probe, running, running_werkzeug, wait_until
 
@@ -207,6 +208,34 @@ def test_under_werkzeug_the_next_read_raises_the_disconnect_error() -> None:
         wait_until(lambda: recorder.errors)
         assert isinstance(recorder.errors[0], ClientDisconnected)
         final = probe(port, "cancel-werkzeug")
+        assert (final["state"], final["reason"]) == ("error", "cancelled")
+        uploader.join(5)
+
+
+def cancel_app() -> ProgressMiddleware:
+    """For gunicorn (``test_cancel:cancel_app()``): a slow reader that writes
+    what its read raised to the log."""
+    recorder = Recorder()
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        try:
+            return recorder(environ, start_response)
+        except Exception as exc:
+            print(f"cancel-test: the app's read raised {type(exc).__name__}", flush=True)
+            raise
+    return ProgressMiddleware(app, mailbox=True, publish_token=TOKEN)
+
+
+def test_under_gunicorn_gthread_the_next_read_raises_the_disconnect_error(
+        tmp_path: Any) -> None:
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(log, "test_cancel:cancel_app()", "gthread", "--threads", "4") as port:
+        uploader = run_upload_until(port, "cancel-gunicorn")
+        assert delete(port, "cancel-gunicorn")[0] == 200
+        wait_until(lambda: "cancel-test: the app's read raised ClientDisconnected"
+                   in log.read_text(errors="replace"),
+                   message=lambda: log.read_text(errors="replace")[-2000:])
+        final = probe(port, "cancel-gunicorn")
         assert (final["state"], final["reason"]) == ("error", "cancelled")
         uploader.join(5)
 

@@ -85,7 +85,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             arrived = body.__len__() - tracker.received
             if arrived > 0:
                 files = tracker.files
-                if files is not None and not self.chunked:
+                if files is not None:
                     # a declared size: the body arrived as sent, and ends what
                     # this call consumed
                     files.feed(data if arrived == consumed == len(data)
@@ -126,9 +126,11 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             return
         size = None if self.chunked else self.content_length
         headers = self.headers
+        # a chunked body lists no files: its framing is decoded into a buffer,
+        # not seen here as sent
         tracker = self.tracker = rules.track(
             self.command, self.path, headers.get(rules.finder.header_key), self.query, size,
-            headers.get("CONTENT_TYPE"))
+            None if self.chunked else headers.get("CONTENT_TYPE"))
         if tracker is not None:
             tracker.on_cancel = self.on_cancel
 
