@@ -29,8 +29,9 @@ var form = document.getElementById("form");
 form.addEventListener("submit", function (event) {
   event.preventDefault();
   var inputs = form.querySelectorAll("input[type=file]");
-  var job = WSGIProgress.upload(form, {
+  var job = window.job = WSGIProgress.upload(form, {
     interval: 50, follow: false,
+    token: new URLSearchParams(location.search).get("token") || undefined,
     onProgress: function (p) {
       if (!p.files) { return; }
       var values = [0, 0, 0];

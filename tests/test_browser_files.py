@@ -16,7 +16,7 @@ from test_browser import UPLOAD_THROUGHPUT, chrome, wait_for
 from test_per_file import recent_werkzeug
 
 from gunicorn_support import gunicorn
-from server_support import HOST, running, running_werkzeug
+from server_support import HOST, probe, running, running_werkzeug, wait_until
 
 MiB = 1024 * 1024
 SIZES = (3 * MiB, 2 * MiB, 3 * MiB)
@@ -74,3 +74,30 @@ def test_a_bar_per_file_reaches_100_in_order(kind: str, tmp_path: Path) -> None:
     for sample in samples:  # in order: a file starts once the one before it is complete
         for n in range(1, 3):
             assert sample[n] == 0 or sample[n - 1] == 100, samples
+
+
+def test_the_page_cancels_its_upload(tmp_path: Path) -> None:
+    paths = files(tmp_path)
+    token = "browser-cancel-token-0123456789"
+    with running(page_app, mailbox=True, publish_token=token) as (_, port), \
+            chrome(tmp_path / "profile") as browser:
+        browser.get(f"http://{HOST}:{port}/?token={token}")
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1,
+            "uploadThroughput": MiB})
+        for input_, path in zip(browser.find_elements(By.CSS_SELECTOR, "input[type=file]"),
+                                paths):
+            input_.send_keys(str(path))
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        progress_id = wait_for(browser, "return window.job && window.job.id")
+        wait_until(lambda: probe(port, progress_id)["state"] == "uploading")
+        answer = browser.execute_async_script(
+            "var done = arguments[0];"
+            "window.job.cancel(function (ok, status) { done([ok, status]); });")
+        result = wait_for(browser, 'return document.getElementById("result").textContent')
+        final = probe(port, progress_id)
+    assert answer == [True, 200]
+    assert result == "failed cancelled"
+    assert (final["state"], final["reason"]) == ("error", "cancelled")
+    assert final["received"] < sum(SIZES)

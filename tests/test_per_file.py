@@ -344,3 +344,19 @@ def test_any_bytes_never_raise_and_stay_bounded(body: bytes, cuts: List[int]) ->
     snapshot = files.snapshot()
     assert len(snapshot) <= MAX_FILES
     assert sum(record["received"] for record in snapshot) <= len(body)
+
+
+@recent_werkzeug
+def test_a_chunked_form_on_our_server_is_tracked_whole() -> None:
+    body = form(part("photo", b"p" * 5000, "a.jpg"))
+    with running(digest_app, per_file=True) as (_, port):
+        with socket.create_connection((HOST, port), timeout=10) as sock:
+            sock.sendall(b"POST /u?X-Progress-ID=files-chunked HTTP/1.1\r\nHost: test\r\n"
+                         b"Connection: close\r\nTransfer-Encoding: chunked\r\n"
+                         b"Content-Type: multipart/form-data; boundary=" + BOUNDARY.encode()
+                         + b"\r\n\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            while sock.recv(65536):
+                pass
+        answer = probe(port, "files-chunked")
+    assert (answer["state"], answer["received"]) == ("done", len(body))
+    assert "files" not in answer
