@@ -45,20 +45,24 @@ def files(tmp_path: Path) -> List[Path]:
     return paths
 
 
+def submit(browser: Any, page: str, paths: List[Path], throughput: int) -> None:
+    """Open *page*, throttle uploads to *throughput* bytes/s, pick *paths* and submit."""
+    browser.get(page)
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": throughput})
+    for input_, path in zip(browser.find_elements(By.CSS_SELECTOR, "input[type=file]"), paths):
+        input_.send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
 @recent_werkzeug
 @pytest.mark.parametrize("kind", ["ours", "werkzeug", "gunicorn-gthread"])
 def test_a_bar_per_file_reaches_100_in_order(kind: str, tmp_path: Path) -> None:
     paths = files(tmp_path)
     with served(kind, tmp_path) as port, chrome(tmp_path / "profile") as browser:
-        browser.get(f"http://{HOST}:{port}/")
-        browser.execute_cdp_cmd("Network.enable", {})
-        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": False, "latency": 0, "downloadThroughput": -1,
-            "uploadThroughput": UPLOAD_THROUGHPUT})
-        for input_, path in zip(browser.find_elements(By.CSS_SELECTOR, "input[type=file]"),
-                                paths):
-            input_.send_keys(str(path))
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        submit(browser, f"http://{HOST}:{port}/", paths, UPLOAD_THROUGHPUT)
         result = wait_for(browser, 'return document.getElementById("result").textContent',
                           deadline=60)
         answer = wait_for(browser, "return window.answer", deadline=10)
@@ -81,15 +85,7 @@ def test_the_page_cancels_its_upload(tmp_path: Path) -> None:
     token = "browser-cancel-token-0123456789"
     with running(page_app, mailbox=True, publish_token=token) as (_, port), \
             chrome(tmp_path / "profile") as browser:
-        browser.get(f"http://{HOST}:{port}/?token={token}")
-        browser.execute_cdp_cmd("Network.enable", {})
-        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": False, "latency": 0, "downloadThroughput": -1,
-            "uploadThroughput": MiB})
-        for input_, path in zip(browser.find_elements(By.CSS_SELECTOR, "input[type=file]"),
-                                paths):
-            input_.send_keys(str(path))
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        submit(browser, f"http://{HOST}:{port}/?token={token}", paths, MiB)
         progress_id = wait_for(browser, "return window.job && window.job.id")
         wait_until(lambda: probe(port, progress_id)["state"] == "uploading")
         answer = browser.execute_async_script(

@@ -7,7 +7,6 @@ at start, naming what to install."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import socket
 import threading
@@ -306,6 +305,18 @@ piece_sizes = st.lists(st.integers(min_value=1, max_value=70_000), min_size=1, m
 file_parts = st.lists(st.tuples(st.binary(max_size=3000), st.booleans()), max_size=6)
 
 
+def fed_in_pieces(body: bytes, cuts: List[int]) -> FileProgress:
+    """A :class:`FileProgress` fed *body* in pieces of the *cuts* sizes, over and over."""
+    files = FileProgress.for_content_type(f"multipart/form-data; boundary={BOUNDARY}")
+    assert files is not None
+    start, turn = 0, 0
+    while start < len(body):
+        cut = cuts[turn % len(cuts)]
+        files.feed(body[start:start + cut])
+        start, turn = start + cut, turn + 1
+    return files
+
+
 @recent_werkzeug
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(contents=file_parts, cuts=piece_sizes)
@@ -313,16 +324,9 @@ def test_a_well_formed_form_is_counted_exactly_however_it_arrives(
         contents: List[Tuple[bytes, bool]], cuts: List[int]) -> None:
     body = form(*(part(f"f{n}", data, f"{n}.bin" if is_file else None)
                   for n, (data, is_file) in enumerate(contents)))
-    files = FileProgress.for_content_type(f"multipart/form-data; boundary={BOUNDARY}")
-    assert files is not None
-    start = 0
-    for cut in itertools.cycle(cuts):
-        if start >= len(body):
-            break
-        files.feed(body[start:start + cut])
-        start += cut
-    # split CR LF pairs may move a byte between part and delimiter in werkzeug
-    # before 3.1.4; whole pieces never do
+    files = fed_in_pieces(body, cuts)
+    # a piece that ends between the CR and the LF that open a part's data
+    # gives the LF to the part (werkzeug's decoder): one byte at most
     expected = [len(data) for data, is_file in contents if is_file]
     got = [record["received"] for record in files.snapshot()]
     assert len(got) == len(expected) and all(r["done"] for r in files.snapshot())
@@ -333,14 +337,7 @@ def test_a_well_formed_form_is_counted_exactly_however_it_arrives(
 @settings(max_examples=100, deadline=None)
 @given(body=st.binary(max_size=20_000), cuts=piece_sizes)
 def test_any_bytes_never_raise_and_stay_bounded(body: bytes, cuts: List[int]) -> None:
-    files = FileProgress.for_content_type(f"multipart/form-data; boundary={BOUNDARY}")
-    assert files is not None
-    start = 0
-    for cut in itertools.cycle(cuts):
-        if start >= len(body):
-            break
-        files.feed(body[start:start + cut])
-        start += cut
+    files = fed_in_pieces(body, cuts)
     snapshot = files.snapshot()
     assert len(snapshot) <= MAX_FILES
     assert sum(record["received"] for record in snapshot) <= len(body)
