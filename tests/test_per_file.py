@@ -19,8 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webtest import TestApp
 
+from flask_progress import Progress
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.errors import ConfigurationError
+from wsgiprogress.paste import filter_app_factory
 from wsgiprogress.progress.files import MAX_FILES, MAX_NAME, FileProgress
 from wsgiprogress.server import create_server
 from wsgiprogress.settings.extras import multipart_fixed
@@ -90,6 +92,8 @@ def test_per_file_with_the_installed_werkzeug() -> None:
     pytest.param(lambda: ProgressMiddleware(digest_app, per_file=True), id="middleware"),
     pytest.param(lambda: create_server(digest_app, host=HOST, port=0, per_file="yes"),
                  id="server"),
+    pytest.param(lambda: filter_app_factory(digest_app, {}, per_file="true"), id="paste"),
+    pytest.param(lambda: Progress(flask_app(PROGRESS_PER_FILE=True)), id="flask"),
 ])
 def test_per_file_without_a_recent_werkzeug_fails_at_start(monkeypatch: pytest.MonkeyPatch,
                                                            make: Any) -> None:
@@ -97,8 +101,16 @@ def test_per_file_without_a_recent_werkzeug_fails_at_start(monkeypatch: pytest.M
     with pytest.raises(ConfigurationError) as raised:
         make()
     message = str(raised.value)
-    assert "per_file" in message and "2.0.3" in message
+    assert ("per_file" in message or "PER_FILE" in message) and "2.0.3" in message
     assert 'pip install "wsgiprogress[multipart]"' in message
+
+
+def flask_app(**config: Any) -> Any:
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.config.update(config)
+    return app
 
 
 # -- under the middleware: as the application reads ------------------------------------
