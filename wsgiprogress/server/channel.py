@@ -82,7 +82,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
-                                              endpoints=server.progress_endpoints)
+                                              endpoints=server.progress_endpoints,
+                                              on_cancel=self.cancel_upload)
         self.send_windows: Deque[SendWindow] = collections.deque()
         # requests whose last byte was sent, finished once outbuf_lock is free:
         # a store call under the lock would make the I/O thread spin on it
@@ -262,6 +263,16 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         if data:
             self.peeked_data = True
         else:
+            self.handle_close()
+
+    def cancel_upload(self) -> None:
+        """A request on this connection was cancelled (from any thread): the
+        I/O loop closes the connection at its next turn, so no more of the
+        body is read; waitress's trigger hands the close over."""
+        self.server.trigger.pull_trigger(self._close_cancelled)
+
+    def _close_cancelled(self) -> None:
+        if self.connected:
             self.handle_close()
 
     def cancel(self) -> None:

@@ -129,6 +129,10 @@ SETTINGS: Tuple[Setting, ...] = (
     # -- which requests are counted ----------------------------------------------
     Setting("methods", as_methods, ("POST",),
             "HTTP methods whose requests are tracked", "tracking"),
+    Setting("per_file", as_bool, False,
+            "list each file of a multipart upload in the native probe; "
+            "needs wsgiprogress[multipart]",
+            "tracking"),
     # -- one front door each -----------------------------------------------------
     Setting("max_request_size", as_optional_size, None,
             "answer 413 to a tracked request whose Content-Length exceeds this "

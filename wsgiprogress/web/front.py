@@ -131,6 +131,7 @@ class Front:
             if shared is not None:  # stores passed in wait within the same bound
                 shared.waiters = self.waiters
         self.probe = ProgressProbe(self.store, authorize=authorize,
+                                   token=options["publish_token"],
                                    **_subset(options, PROBE_SETTINGS, WAIT_SETTINGS))
         self.mailbox_app: Optional[MailboxApp] = None
         if self.mailboxes is not None:
