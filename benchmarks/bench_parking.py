@@ -227,9 +227,14 @@ def cursors(port: int) -> Dict[str, int]:
 
 
 def waiting_count(port: int) -> int:
-    with connect(port) as sock:
-        return int(http(sock, "GET", "/mailbox/_stats",
-                        headers=f"Authorization: Bearer {TOKEN}\r\n")["waiters"])
+    """The server's count of waiting clients; -1 when it did not answer in 30 s
+    (new connections wait in the listen backlog while it accepts thousands)."""
+    try:
+        with connect(port) as sock:
+            return int(http(sock, "GET", "/mailbox/_stats",
+                            headers=f"Authorization: Bearer {TOKEN}\r\n")["waiters"])
+    except OSError:
+        return -1
 
 
 def p99(values: List[float]) -> float:
@@ -255,7 +260,7 @@ def parking(count: int, quiet: float) -> None:
         rss0, threads0, fds0 = proc(pid)
         started = time.monotonic()
         waiters = Waiters(port, count, cursors(port))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while waiting_count(port) < count and time.monotonic() < deadline:
             waiters.drain(0.2)
         parked_in = time.monotonic() - started
@@ -394,8 +399,12 @@ def main(argv: List[str]) -> int:
     count = min(10_000, limit - 200)
     print(f"wsgiprogress parking benchmark ({'quick' if quick else 'full'}; Python "
           f"{sys.version.split()[0]}; client descriptor limit {limit})")
-    parking(count, 1.0 if quick else 3.0)
-    dribbling(1000, 8.0 if quick else 40.0)
+    for phase, args in ((parking, (count, 1.0 if quick else 3.0)),
+                        (dribbling, (1000, 8.0 if quick else 40.0))):
+        try:
+            phase(*args)
+        except Exception as exc:  # a figure missing is a finding, never a failed run
+            print(f"  MISS: {phase.__name__} stopped: {exc!r}")
     return 0
 
 
