@@ -87,6 +87,8 @@ class Parking:
             # waitress reads nothing while a request is queued: watch for the
             # client leaving (an EOF) while this one waits
             channel.readable = channel.readable_while_parked
+        if not (channel.total_outbufs_len or channel.will_close or channel.close_when_flushed):
+            self.loop.quiet(channel)  # nothing changes until its socket or its wake says so
 
     def step(self) -> None:
         """Run the request's task once more, without blocking the loop."""
@@ -95,6 +97,7 @@ class Parking:
         Loop.cancel(self.timer)
         self.timer = None
         channel = self.channel
+        self.loop.wake_up(channel)
         channel.__dict__.pop("readable", None)
         if channel.total_outbufs_len > channel.adj.outbuf_high_watermark // 2:
             channel.after_drain = self.step  # a slow reader: send more once it drained

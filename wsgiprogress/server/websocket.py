@@ -183,6 +183,7 @@ class WebSocketSession:
         self.pending = False
         if self.closed:
             return
+        self.loop.wake_up(self.channel)  # it may write
         if self.running:
             self.again = True
             return
@@ -207,6 +208,8 @@ class WebSocketSession:
         if self.again:
             self.again = False
             self._kick()
+        elif not (self.closed or self.channel.total_outbufs_len):
+            self.loop.quiet(self.channel)  # idle until a frame, a post or its timer
 
     def _exchange(self) -> None:
         feed, channel = self.feed, self.channel
@@ -309,6 +312,7 @@ class WebSocketSession:
 
     def _tick(self) -> None:
         self.timer = None
+        self.loop.wake_up(self.channel)
         now = time.monotonic()
         policy = self.policy
         if policy.idle_timeout and now - self.heard >= policy.idle_timeout:
@@ -339,6 +343,8 @@ class WebSocketSession:
         self._release()
 
     def _release(self) -> None:
+        if self.loop.on_loop():
+            self.loop.wake_up(self.channel)  # to write its close
         self.loop.cancel(self.timer)
         self.timer = None
         self.waiters.unregister(self.feed.key, self)
