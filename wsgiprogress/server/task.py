@@ -74,6 +74,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 return super().service()  # type: ignore[no-any-return]
             except Parked as parked:
                 self.waiting = parked.response
+                self.environ = None  # the response has what it needs: no more memory held
                 raise
         self.request.serviced = True
         channel = self.channel

@@ -183,6 +183,7 @@ class WebSocketSession:
         self.pending = False
         if self.closed:
             return
+        self.channel.quiet_when_flushed = False
         self.loop.wake_up(self.channel)  # it may write
         if self.running:
             self.again = True
@@ -208,8 +209,11 @@ class WebSocketSession:
         if self.again:
             self.again = False
             self._kick()
-        elif not (self.closed or self.channel.total_outbufs_len):
-            self.loop.quiet(self.channel)  # idle until a frame, a post or its timer
+        elif not self.closed:  # idle until a frame, a post or its timer
+            if self.channel.total_outbufs_len:
+                self.channel.quiet_when_flushed = True
+            else:
+                self.loop.quiet(self.channel)
 
     def _exchange(self) -> None:
         feed, channel = self.feed, self.channel
@@ -312,6 +316,7 @@ class WebSocketSession:
 
     def _tick(self) -> None:
         self.timer = None
+        self.channel.quiet_when_flushed = False
         self.loop.wake_up(self.channel)
         now = time.monotonic()
         policy = self.policy
