@@ -31,6 +31,7 @@ import collections
 import functools
 import socket
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Set
 
 from waitress.channel import HTTPChannel
@@ -58,6 +59,15 @@ def all_endpoints(requests: Iterable[Any]) -> bool:
 _NO_WINDOWS: Deque[SendWindow] = collections.deque(maxlen=0)
 _NO_TRACKERS: List[Tracker] = []
 _NO_EVENTS: Set[threading.Event] = set()
+
+
+def cancel_upload(channel: Callable[[], Optional[ProgressChannel]]) -> None:
+    """A tracker's ``on_cancel``: cancel the upload on *channel*, a weak
+    reference (a strong one would make every connection a reference cycle,
+    left to the garbage collector)."""
+    alive = channel()
+    if alive is not None:
+        alive.cancel_upload()
 
 
 def task_for(channel: ProgressChannel, request: Any) -> ProgressTask:
@@ -100,7 +110,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         super().__init__(server, sock, addr, adj, map=map)
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
                                               endpoints=server.progress_endpoints,
-                                              on_cancel=self.cancel_upload)
+                                              on_cancel=functools.partial(
+                                                  cancel_upload, weakref.ref(self)))
 
     # -- bytes sent ----------------------------------------------------------
 

@@ -74,8 +74,7 @@ class Parking:
         self.stepping = False
         response = self.task.waiting
         if self.gone:
-            if response is not None:
-                response.release()
+            self.finished()
             return
         if self.woken:
             self.woken = False
@@ -119,6 +118,17 @@ class Parking:
         self.gone = True
         Loop.cancel(self.timer)
         self.timer = None
-        response = self.task.waiting
-        if not self.stepping and response is not None:
+        if not self.stepping:
+            self.finished()
+
+    def finished(self) -> None:
+        """The response is over or its client left: give the slot back, and
+        let go of the task, its response and its request (they refer to each
+        other: reference counting then frees them, not the garbage collector)."""
+        self.gone = True
+        task = self.task
+        response = task.waiting
+        if response is not None:
             response.release()
+            task.waiting = None
+        task.request.parking = None

@@ -66,6 +66,20 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         return parking
 
     def service(self) -> None:
+        try:
+            self._serve()
+        finally:
+            # the environ holds this task's own methods (park, upgrade), and a
+            # request that was ready to park its task: let reference counting
+            # free them, not the garbage collector (a parked response has what
+            # it needs)
+            self.environ = None
+            parking = self.request.parking
+            if parking is not None and self.waiting is None:  # answered without parking
+                parking.gone = True
+                self.request.parking = None
+
+    def _serve(self) -> None:
         if self.waiting is not None:
             return self._resume()
         tracker = self.tracker
@@ -74,7 +88,6 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 return super().service()  # type: ignore[no-any-return]
             except Parked as parked:
                 self.waiting = parked.response
-                self.environ = None  # the response has what it needs: no more memory held
                 raise
         self.request.serviced = True
         channel = self.channel
@@ -108,8 +121,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 self.finish()
             finally:
                 if not waiting.suspended:  # over, or the client left
-                    waiting.release()
-                    self.request.parking.gone = True
+                    self.request.parking.finished()
         except OSError:  # as waitress's Task.service
             self.close_on_finish = True
             if self.channel.adj.log_socket_errors:

@@ -343,9 +343,12 @@ class WebSocketSession:
             self.loop.call_soon(self._release)  # and the poll wakes to close it
 
     def connection_lost(self) -> None:
-        """The channel closed."""
+        """The channel closed: let go of it (it refers to this session)."""
         self.closed = True
         self._release()
+        channel = self.channel
+        channel.websocket = None
+        channel.__dict__.pop("received", None)
 
     def _release(self) -> None:
         if self.loop.on_loop():
