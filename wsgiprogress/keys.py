@@ -35,3 +35,7 @@ DEPARTURE = "wsgiprogress.departure"
 #: the I/O loop of :mod:`wsgiprogress.server` instead of holding a thread
 #: while it waits (:mod:`wsgiprogress.web.waiting`); absent elsewhere.
 PARK = "wsgiprogress.park"
+#: On :mod:`wsgiprogress.server` with ``websocket`` on, the
+#: :class:`~wsgiprogress.server.handoff.Handoff` of a WebSocket upgrade that
+#: goes to the application (which finds the socket in ``werkzeug.socket``).
+HANDOFF = "wsgiprogress.handoff"

@@ -289,6 +289,7 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         listener.progress_loop = loop
         listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
         listener.progress_endpoints = endpoints
+        listener.progress_handoff = options["websocket"]  # WebSocket apps get the socket
     loop.every(0.25, SlowClients(listeners[0]._map, listeners, **{
         name: options[name] for name in ("header_timeout", "body_timeout", "body_min_rate")}))
     server.progress_front = front

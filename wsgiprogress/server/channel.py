@@ -80,7 +80,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
-                                              endpoints=server.progress_endpoints)
+                                              endpoints=server.progress_endpoints,
+                                              handoff=server.progress_handoff)
         self.send_windows: Deque[SendWindow] = collections.deque()
         # requests whose last byte was sent, finished once outbuf_lock is free:
         # a store call under the lock would make the I/O thread spin on it

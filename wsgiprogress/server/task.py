@@ -23,6 +23,7 @@ from .. import keys
 from ..progress.entry import ABORTED, APP_ERROR
 from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
+from .handoff import HandedOff, Handoff
 from .parking import Parking
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             environ[keys.TRACKER] = tracker
         elif not PEEK_FOR_DEPARTURE:  # waitress 1.4 services a connection's queue in one go
             environ[keys.PARK] = self.park  # RoutedApp keeps it for our endpoints only
+        if self.request.hands_off:
+            environ[keys.HANDOFF] = Handoff(self.channel, self.request, environ)
         return environ
 
     def park(self) -> Parking:
@@ -70,6 +73,9 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             except Parked as parked:
                 self.waiting = parked.response
                 raise
+            except HandedOff:  # the application has the socket: write nothing
+                self.close_on_finish = True
+                return None
         self.request.serviced = True
         channel = self.channel
         with channel.outbuf_lock:
