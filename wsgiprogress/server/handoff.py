@@ -177,17 +177,19 @@ class Handoff:
         self.path: str = request.path
         self.fd: int = channel._fileno
         channel.del_channel()  # out of the loop's map and waitress's active channels
-        with channel.outbuf_lock:
-            plain = channel.socket
-            plain.setblocking(True)
-            while channel.connected and channel.total_outbufs_len:
-                channel._flush_some()  # blocking: an earlier response's tail goes first
+        with channel.outbuf_lock:  # the socket is closed only after connected turns false
+            if channel.connected:
+                plain = channel.socket
+                plain.setblocking(True)
+                while channel.connected and channel.total_outbufs_len:
+                    channel._flush_some()  # blocking: an earlier response's tail goes first
             if not channel.connected:
                 raise ClientDisconnected
+            # the channel keeps the emptied socket object: a late close of
+            # the channel cannot close the application's
             sock = self.sock = HandedSocket(plain.family, plain.type, plain.proto,
                                             fileno=plain.detach())
             sock.unread = request.unread
-            channel.socket = sock
         for key in SOCKET_KEYS:
             environ[key] = sock
 
@@ -218,6 +220,7 @@ class Handoff:
         if isinstance(exc, StopIteration):
             # gunicorn's way to say "this connection is done with": close it
             self.channel.handle_close()
+            self.sock.close()
             raise HandedOff from None
         self.restore()
 
@@ -227,7 +230,7 @@ class Handoff:
         channel = self.channel
         with channel.outbuf_lock:
             channel.connected = False
-            channel.socket = None  # the application's, closed by it
+            channel.socket = None  # emptied; the application closes its own
             channel.outbuf_lock.notify_all()
         raise HandedOff from None
 
@@ -246,6 +249,7 @@ class Handoff:
                 return
             sock.setblocking(False)
             vars(channel).pop("readable", None)  # the class's again
+            channel.socket = sock
             channel._fileno = self.fd
             channel.add_channel()
         if unread:
