@@ -38,7 +38,13 @@ from server_support import (
     stop_process,
     wait_until,
 )
-from websocket_apps import Sessions, create_app, create_socketio_app, simple_echo
+from websocket_apps import (
+    Sessions,
+    create_app,
+    create_bare_socketio_app,
+    create_socketio_app,
+    simple_echo,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -151,9 +157,13 @@ def test_simple_websocket_server_directly() -> None:
             "HTTP_SEC_WEBSOCKET_VERSION", "HTTP_SEC_WEBSOCKET_PROTOCOL"} <= keys
 
 
-def test_flask_socketio_in_threading_mode(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("make_app", [
+    pytest.param(create_socketio_app, id="flask-socketio"),
+    pytest.param(create_bare_socketio_app, id="python-socketio"),
+])
+def test_socketio_in_threading_mode(make_app: Any, caplog: pytest.LogCaptureFixture) -> None:
     sessions = Sessions()
-    with running(create_socketio_app(sessions), websocket=True, threads=8) as (server, port):
+    with running(make_app(sessions), websocket=True, threads=8) as (server, port):
         with socketio.SimpleClient() as client:  # long-polling first, then the upgrade
             client.connect(f"http://{HOST}:{port}", wait_timeout=5)
             wait_until(lambda: client.client.eio.current_transport == "websocket")

@@ -7,6 +7,7 @@ import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import simple_websocket
+import socketio
 from flask import Flask
 from flask_sock import Sock
 from flask_socketio import SocketIO
@@ -110,3 +111,22 @@ def create_socketio_app(sessions: Sessions) -> Flask:
         return data
 
     return flask_app
+
+
+def create_bare_socketio_app(sessions: Sessions) -> socketio.WSGIApp:
+    """python-socketio alone in threading mode, the same events."""
+    server = socketio.Server(async_mode="threading")
+
+    @server.event
+    def connect(sid: str, environ: Dict[str, Any], *args: Any) -> None:
+        sessions.begin(environ)
+
+    @server.event
+    def disconnect(sid: str, *args: Any) -> None:
+        sessions.end()
+
+    @server.event
+    def echo(sid: str, data: Any) -> Any:
+        return data
+
+    return socketio.WSGIApp(server)
