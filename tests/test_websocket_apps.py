@@ -32,6 +32,7 @@ from server_support import (
     exchange,
     open_fds,
     probe,
+    read_response,
     running,
     start_process,
     status_of,
@@ -282,6 +283,21 @@ def test_a_session_ends_whichever_way_the_client_leaves(ending: str) -> None:
         handed_off_cleanly(port, sessions, server, fds, threads)
 
 
+def test_a_session_run_while_the_response_is_iterated() -> None:
+    sessions = Sessions()
+    echo = simple_echo(sessions)
+
+    def lazy(environ: Dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        yield from echo(environ, start_response)  # the session runs in the first next()
+
+    with running(lazy, websocket=True) as (_, port):
+        client = RawClient(port)
+        client.send("lazily")
+        assert client.next_event() == TextMessage("lazily")
+        client.closes()
+        wait_until(lambda: sessions.live() == 0)
+
+
 def test_an_application_failing_mid_session_writes_nothing_more(
         flask_sock: Any, caplog: pytest.LogCaptureFixture) -> None:
     _, port, _ = flask_sock
@@ -370,7 +386,7 @@ def test_a_quiet_session_outlives_the_idle_sweeps() -> None:
         client = RawClient(port)
         idle = socket.create_connection((HOST, port), timeout=5)
         idle.sendall(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert idle.recv(65536).endswith(b"plain")
+        assert read_response(idle).endswith(b"plain")
         # waitress closes the idle keep-alive connection after channel_timeout
         assert idle.recv(65536) == b""
         client.send("still here")
