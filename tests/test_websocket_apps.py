@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional
 import pytest
 import socketio
 import websocket
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -357,6 +359,7 @@ def test_an_application_that_leaves_the_socket_alone(answer: str, expected: int)
         reply = exchange(port, HANDSHAKE.format(path="/").encode(), read_for=5,
                          until=b"upgraded")
         assert status_of(reply) == expected, reply
+        event(f"status {expected}")
         if expected == 0:
             assert reply == b""
         wait_until(lambda: open_fds() <= fds)
@@ -410,3 +413,44 @@ def test_no_descriptor_thread_or_channel_leaks_over_100_sessions() -> None:
         assert sessions.begun == 101
         # a waitress worker keeps the last channel it served until its next task
         assert channels(server) <= 4
+
+
+TOKENS = st.sampled_from(["websocket", "WebSocket", "upgrade", "Upgrade", "keep-alive",
+                          "h2c", "close", "websocket2", ""])
+TOKEN_LISTS = st.lists(TOKENS, max_size=3).map(", ".join)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.sampled_from(["GET", "GET", "HEAD", "POST"]),
+       version=st.sampled_from(["1.1", "1.1", "1.0"]),
+       upgrade=st.just("websocket") | TOKEN_LISTS, connection=st.just("Upgrade") | TOKEN_LISTS)
+def test_generated_upgrade_heads_are_handed_off_exactly_when_they_ask(
+        method: str, version: str, upgrade: str, connection: str) -> None:
+    sessions = Sessions()
+    echo = simple_echo(sessions)
+
+    def application(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if "werkzeug.socket" in environ:
+            return echo(environ, start_response)
+        start_response("200 OK", [("Content-Length", "8")])
+        return [b"ordinary"]
+
+    def lower(value: str) -> List[str]:
+        return [token.strip().lower() for token in value.split(",")]
+
+    asks = (method == "GET" and version == "1.1" and "websocket" in lower(upgrade)
+            and "upgrade" in lower(connection))
+    # handed off, the library judges: wsproto takes an Upgrade of "websocket"
+    # alone, and refuses the rest before it touches the socket (a 500, written)
+    expected = (101 if lower(upgrade) == ["websocket"] else 500) if asks else 200
+    head = (f"{method} / HTTP/{version}\r\nHost: t\r\nUpgrade: {upgrade}\r\n"
+            f"Connection: {connection}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n")
+    with running(application, websocket=True, threads=2) as (server, port):
+        reply = exchange(port, head.encode(), read_for=5, until=(
+            b"ordinary" if expected == 200 and method != "HEAD" else b"\r\n\r\n"))
+        assert status_of(reply) == expected, reply
+        event(f"status {expected}")
+        wait_until(lambda: sessions.live() == 0)
+        if expected == 101:
+            assert len(server._map) == 2  # the listener and the trigger: it left the loop
