@@ -359,7 +359,6 @@ def test_an_application_that_leaves_the_socket_alone(answer: str, expected: int)
         reply = exchange(port, HANDSHAKE.format(path="/").encode(), read_for=5,
                          until=b"upgraded")
         assert status_of(reply) == expected, reply
-        event(f"status {expected}")
         if expected == 0:
             assert reply == b""
         wait_until(lambda: open_fds() <= fds)
