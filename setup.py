@@ -36,6 +36,9 @@ setup(
             "werkzeug>=2.0",
             "flask>=2.0", "wsproto>=1.2",
             "pyramid>=1.10", "redis>=4.2", "gunicorn>=20.1", "selenium>=4.10",
+            # applications that speak WebSocket themselves, and their clients
+            "flask-sock>=0.7", "simple-websocket>=1.1", "flask-socketio>=5.3",
+            "python-socketio[client]>=5.8", "websocket-client>=1.6",
         ],
         "flask": ["flask>=1.1"],
         # per_file: werkzeug's sans-IO multipart decoder, with the CVE-2023-46136

@@ -39,3 +39,7 @@ PARK = "wsgiprogress.park"
 #: WebSocket for one of our endpoints (:mod:`wsgiprogress.server.websocket`);
 #: set by our server with ``websocket`` on, for a request that asks for one.
 UPGRADE = "wsgiprogress.upgrade"
+#: On :mod:`wsgiprogress.server` with ``websocket`` on, the
+#: :class:`~wsgiprogress.server.handoff.Handoff` of a WebSocket upgrade that
+#: goes to the application (which finds the socket in ``werkzeug.socket``).
+HANDOFF = "wsgiprogress.handoff"

@@ -283,18 +283,18 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
     probe_path, mailbox_prefix = front.endpoint_paths()
     prefix = server.adj.url_prefix
     endpoints = (prefix + probe_path, None if mailbox_prefix is None else prefix + mailbox_prefix)
+    websocket = None
+    if options["websocket"]:  # wsproto only then
+        policy = importlib.import_module(".websocket", __package__).WebSocketPolicy
+        websocket = policy(options, front.options["allowed_origins"])
     for listener in listeners:
         listener.channel_class = ProgressChannel
         listener.progress_rules = rules
         listener.progress_loop = loop
         listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
         listener.progress_endpoints = endpoints
-    websocket = None
-    if options["websocket"]:  # wsproto only then
-        policy = importlib.import_module(".websocket", __package__).WebSocketPolicy
-        websocket = policy(options, front.options["allowed_origins"])
-    for listener in listeners:
-        listener.progress_websocket = websocket
+        listener.progress_websocket = websocket  # our endpoints' WebSockets
+        listener.progress_handoff = options["websocket"]  # WebSocket apps get the socket
     loop.every(0.25, SlowClients(listeners[0]._map, listeners, **{
         name: options[name] for name in ("header_timeout", "body_timeout", "body_min_rate")}))
     server.progress_front = front

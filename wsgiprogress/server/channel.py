@@ -111,7 +111,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
                                               endpoints=server.progress_endpoints,
                                               on_cancel=functools.partial(
-                                                  cancel_upload, weakref.ref(self)))
+                                                  cancel_upload, weakref.ref(self)),
+                                              handoff=server.progress_handoff)
 
     # -- bytes sent ----------------------------------------------------------
 

@@ -13,13 +13,14 @@ application's threads.  :class:`RoutedApp` is what both run: the front door's ro
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from waitress.task import ThreadedTaskDispatcher
 
 from .. import keys
 from ..web.sockets import SocketFeed
 from .channel import all_endpoints
+from .handoff import Handoff, stop_reading
 
 #: A logger that says nothing below ERROR.
 QUIET = logging.getLogger("wsgiprogress.probe_lane")
@@ -53,6 +54,8 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
             if not channel.answer_on_loop():
                 self.probe_lane.add_task(channel)
         else:
+            if requests and getattr(requests[0], "hands_off", False):
+                stop_reading(channel)
             super().add_task(channel)
 
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
@@ -87,5 +90,8 @@ class RoutedApp:
             # only our endpoints park: the application's own middleware
             # would be skipped when a parked response goes on
             environ.pop(keys.PARK, None)
-            return self.app(environ, start_response)
+            endpoint = self.app
+        handoff: Optional[Handoff] = environ.get(keys.HANDOFF)
+        if handoff is not None:
+            return handoff.run(endpoint, environ, start_response)
         return endpoint(environ, start_response)

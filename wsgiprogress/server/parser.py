@@ -18,6 +18,7 @@ from ..progress.entry import ABORTED, HTTP_ERROR, TOO_LARGE
 from ..progress.ratelimit import RateLimitedWarning
 from ..query import query_param, wants_event_stream
 from .compat import PEEK_FOR_DEPARTURE
+from .handoff import upgrades_to_websocket
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
@@ -51,6 +52,11 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     #: The request's :class:`~wsgiprogress.server.parking.Parking`, once its
     #: response may park.
     parking: Optional[Parking] = None
+    #: True for a WebSocket upgrade that goes to the application, which gets
+    #: the socket (:mod:`wsgiprogress.server.handoff`); ``unread`` holds
+    #: what followed its head in the read that completed it.
+    hands_off = False
+    unread = b""
     # waitress sets these in parse_header, which an unparseable request line
     # stops before they exist; its error path reads them all the same (a
     # client that leaves during the 400 is logged as "Client disconnected
@@ -71,11 +77,13 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
 
     def __init__(self, adj: Any, rules: TrackingRules,
                  endpoints: Tuple[str, Optional[str]] = ("", None),
-                 on_cancel: Optional[Callable[[], None]] = None) -> None:
+                 on_cancel: Optional[Callable[[], None]] = None,
+                 handoff: bool = False) -> None:
         super().__init__(adj)
         self.rules = rules
         self.endpoints = endpoints
         self.on_cancel = on_cancel
+        self.handoff = handoff
         self.started = time.monotonic()  # the first byte: the head's deadline runs
 
     def received(self, data: bytes) -> int:
@@ -90,6 +98,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 # (1.4 sends the 100 inline in received(), 2.0+ in send_continue())
                 self.expect_continue = False
             self._inspect()
+            if self.hands_off:  # the loop reads nothing after its head
+                self.unread = data[consumed:]
+                return len(data)
         tracker = self.tracker
         if tracker is None or tracker.finished:
             return consumed
@@ -141,6 +152,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 mailbox_prefix is not None and path.startswith(mailbox_prefix))) and not (
                 PEEK_FOR_DEPARTURE and waits(self.query, self.headers))
             if self.is_endpoint:
+                return
+            if self.handoff and upgrades_to_websocket(self):
+                self.hands_off = True
                 return
         size = None if self.chunked else self.content_length
         headers = self.headers

@@ -24,6 +24,7 @@ from .. import keys
 from ..progress.entry import ABORTED, APP_ERROR
 from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
+from .handoff import HandedOff, Handoff
 from .parking import Parking
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             if websocket is not None and \
                     self.request.headers.get("UPGRADE", "").lower() == "websocket":
                 environ[keys.UPGRADE] = functools.partial(websocket.upgrade, self)
+        if self.request.hands_off:
+            environ[keys.HANDOFF] = Handoff(self.channel, self.request, environ)
         return environ
 
     def park(self) -> Parking:
@@ -89,6 +92,9 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             except Parked as parked:
                 self.waiting = parked.response
                 raise
+            except HandedOff:  # the application has the socket: write nothing
+                self.close_on_finish = True
+                return None
         self.request.serviced = True
         channel = self.channel
         with channel.outbuf_lock:
