@@ -75,6 +75,7 @@ from markupsafe import Markup
 import wsgiprogress
 from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore, keys
 from wsgiprogress.mailbox import MailboxStore
+from wsgiprogress.operations import report
 from wsgiprogress.settings import FLASK_PREFIX, MIDDLEWARE_SETTINGS, config_key, resolve
 from wsgiprogress.web.front import Front, front_options
 from wsgiprogress.web.mailbox import Authorize
@@ -229,6 +230,21 @@ class Progress:
         store: Optional[ProgressStore] = request.environ.get(keys.PROGRESS_STORE) \
             if has_request_context() else None
         return (store or self.state().store).read(progress_id)
+
+    def report(self, done: int, total: Optional[int] = None,
+               label: Optional[str] = None) -> None:
+        """Report how far the current request's work got: its probe shows it,
+        and with ``PROGRESS_OPERATIONS = True`` its status monitor and 102s
+        (:func:`wsgiprogress.report`).  Read ``request.environ["wsgiprogress.operation"]
+        .cancelled`` to stop when a client cancelled.
+
+        .. code-block:: python
+
+            for n, sheet in enumerate(sheets, 1):
+                knit(sheet)
+                progress.report(n, len(sheets), "Knitting sweaters")
+        """
+        report(request.environ, done, total, label)
 
     def post(self, names: Union[str, Iterable[str]], data: Any) -> Dict[str, int]:
         """Post *data* to one mailbox or to each of several at once.

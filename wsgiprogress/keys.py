@@ -31,3 +31,10 @@ SERVER_COUNTS = "wsgiprogress.server_counts"
 #: closes and returns the function that stops watching;
 #: :mod:`wsgiprogress.server` provides it.
 DEPARTURE = "wsgiprogress.departure"
+#: The request's :class:`~wsgiprogress.operations.Operation` when operations
+#: are on: ``.cancelled`` and ``.report(done, total, label)``.
+OPERATION = "wsgiprogress.operation"
+#: ``environ[INTERIM](status, headers)`` sends an interim (1xx) response
+#: before the final one; :mod:`wsgiprogress.server` provides it to HTTP/1.1
+#: clients only.
+INTERIM = "wsgiprogress.interim"

@@ -54,11 +54,13 @@ class ProgressEntry:
     :param started: when tracking began (epoch seconds).
     :param finished: when the request ended (epoch seconds), else ``None``.
     :param speed: smoothed receive speed in bytes per second.
+    :param steps: the steps the application reported while ``processing``
+        (``{"done": 1, "total": 3, "label": "Knitting sweaters"}``), else ``None``.
     """
 
     __slots__ = (
         "id", "state", "received", "size", "sent", "response_size", "status",
-        "reason", "started", "finished", "speed",
+        "reason", "started", "finished", "speed", "steps",
     )
 
     def __init__(
@@ -74,6 +76,7 @@ class ProgressEntry:
         started: Optional[float] = None,
         finished: Optional[float] = None,
         speed: float = 0.0,
+        steps: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.id = id
         self.state = state
@@ -86,6 +89,7 @@ class ProgressEntry:
         self.started = started
         self.finished = finished
         self.speed = speed
+        self.steps = steps
 
     @property
     def running(self) -> bool:
@@ -109,11 +113,15 @@ class ProgressEntry:
         return clone
 
     def to_dict(self) -> Dict[str, Any]:
-        """Every field and ``eta``, as the native probe shows them."""
+        """Every field and ``eta``, as the native probe shows them; ``steps``
+        only once the application reported some."""
         data = {name: getattr(self, name) for name in self.__slots__}
         data["speed"] = round(self.speed, 1)
         eta = self.eta
         data["eta"] = None if eta is None else round(eta, 2)
+        steps = data.pop("steps")
+        if steps is not None:
+            data["steps"] = steps
         return data
 
     def __eq__(self, other: object) -> bool:

@@ -93,7 +93,7 @@ class Tracker:
     __slots__ = (
         "store", "id", "token", "size", "received", "sent", "produced",
         "declared_response_size", "state", "status", "reason", "speed",
-        "started", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
+        "started", "steps", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
         "_last_received", "_first_time", "_first_received", "_store_failed",
     )
 
@@ -119,6 +119,7 @@ class Tracker:
         self._watched = False
         self._wake_at = 0.0
         self._store_failed = False
+        self.steps: Optional[Dict[str, Any]] = None
 
     @property
     def finished(self) -> bool:
@@ -198,6 +199,13 @@ class Tracker:
         self.declared_response_size = content_length
         self._publish()
 
+    def report_steps(self, steps: Dict[str, Any]) -> None:
+        """The application reports how far its processing got
+        (:meth:`wsgiprogress.operations.Operation.report`): the probe shows it."""
+        if not self.finished:
+            self.steps = steps
+            self._publish()
+
     def fail(self, reason: str, status: Optional[int] = None) -> None:
         """End the request as ``error`` with *reason*; later calls change nothing."""
         if self.finished:
@@ -232,6 +240,7 @@ class Tracker:
             "state": self.state, "received": self.received, "size": self.size,
             "sent": self.sent, "response_size": self.response_size,
             "status": self.status, "reason": self.reason, "speed": self.speed,
+            "steps": self.steps,
         }
 
     def counters(self) -> Dict[str, Any]:
@@ -249,7 +258,8 @@ class Tracker:
         self.measure()
         return ProgressEntry(self.id, self.state, self.received, self.size, self.sent,
                              self.response_size, self.status, self.reason,
-                             self.started if started is None else started, None, self.speed)
+                             self.started if started is None else started, None, self.speed,
+                             self.steps)
 
     @property
     def response_size(self) -> Optional[int]:

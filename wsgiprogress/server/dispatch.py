@@ -51,14 +51,19 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
 
 class RoutedApp:
-    """*app* behind *front*'s router: the probe, mailbox and dashboard paths
-    go to their endpoints, everything else to *app*, which finds the stores
-    in the environ (:mod:`wsgiprogress.keys`)."""
+    """*app* behind *front*'s router: the probe, mailbox, monitor and
+    dashboard paths go to their endpoints, everything else to *app* through
+    :meth:`~wsgiprogress.web.front.Front.call`; it finds the stores in the
+    environ (:mod:`wsgiprogress.keys`)."""
 
     def __init__(self, app: WSGIApplication, front: Front) -> None:
         self.app = app
         self.route = front.route
+        self.call = front.call
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        return (self.route(environ) or self.app)(environ, start_response)
+        endpoint = self.route(environ)
+        if endpoint is not None:
+            return endpoint(environ, start_response)
+        return self.call(self.app, environ, start_response)

@@ -7,16 +7,19 @@ thread.  It tells the application (and any
 :class:`~wsgiprogress.middleware.ProgressMiddleware` inside it) that the
 server already counts this request, records the response status, counts the
 bytes the application produces, and delimits the request's output so the
-channel can attribute the bytes it sends.
+channel can attribute the bytes it sends.  To HTTP/1.1 clients it offers
+interim responses (``102 Processing``, :data:`wsgiprogress.keys.INTERIM`),
+which go out before the final head and are not counted as the response.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from waitress.channel import ClientDisconnected
 from waitress.task import WSGITask
 
 from .. import keys
+from ..operations.kept import message_head
 from ..progress.entry import ABORTED, APP_ERROR
 from .compat import PEEK_FOR_DEPARTURE
 
@@ -43,7 +46,20 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         tracker = self.tracker
         if tracker is not None:
             environ[keys.TRACKER] = tracker
+        if self.version == "1.1":  # never a 1xx to HTTP/1.0 (RFC 9110)
+            environ[keys.INTERIM] = self.send_interim
         return environ
+
+    def send_interim(self, status: str, headers: List[Tuple[str, str]]) -> None:
+        """Send an interim response (``"102 Processing"``) now; nothing once
+        the final head was written.  The caller orders it before the final
+        ``start_response`` (:class:`wsgiprogress.web.operations.Interim`)."""
+        if self.wrote_header:
+            return
+        data = message_head(status, headers)
+        self.channel.write_soon(data)
+        if self.send_window is not None:
+            self.send_window.start += len(data)  # not the response's bytes
 
     def service(self) -> None:
         tracker = self.tracker

@@ -21,7 +21,8 @@ Scopes, and who reads them: ``probe`` (:mod:`wsgiprogress.web.probe`),
 (the stores it opens), ``wait`` (long-polls and event streams of the probe and
 the mailboxes), ``waiters`` (their bound, :mod:`wsgiprogress.web.front`),
 ``mailbox`` (:mod:`wsgiprogress.mailbox` and :mod:`wsgiprogress.web.mailbox`),
-``dashboard``, ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
+``dashboard``, ``operations`` (:mod:`wsgiprogress.operations` and
+:mod:`wsgiprogress.web.monitor`), ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
 ``middleware`` and ``server`` (one front door each).
 """
 from __future__ import annotations
@@ -149,6 +150,25 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("dashboard_url", as_optional_path, None,
             "URL path of the operator dashboard, protected like the stats (needs "
             "publish_token or authorize); none: off", "dashboard"),
+    # -- long-running operations: Prefer: respond-async, the status monitor ------
+    Setting("operations", as_bool, False,
+            "honour Prefer: respond-async (202, a monitor) and processing (102)",
+            "operations"),
+    Setting("operations_url", as_path, "/operations",
+            "URL path of status monitors: <operations_url>/<id>", "operations"),
+    Setting("operations_max_wait", as_seconds, 10.0,
+            "longest wait=N of Prefer: respond-async honoured", "operations"),
+    Setting("operations_threads", as_count, 4,
+            "threads for respond-async; all busy: the request runs as usual",
+            "operations"),
+    Setting("max_operations", as_count, 10_000,
+            "monitors held; beyond it Prefer is not applied", "operations"),
+    Setting("operations_ttl", as_positive_seconds, 600.0,
+            "seconds a finished monitor and its response are kept", "operations"),
+    Setting("max_kept_response", as_size, 16 * 1024 * 1024,
+            "largest final response kept (larger: 410 Gone)", "operations"),
+    Setting("max_kept_bytes", as_size, 256 * 1024 * 1024,
+            "final responses kept by a process; oldest make room", "operations"),
     # -- which requests are counted ----------------------------------------------
     Setting("methods", as_methods, ("POST",),
             "HTTP methods whose requests are tracked", "tracking"),
@@ -172,12 +192,13 @@ PROBE_SETTINGS = scope("probe")
 STORE_SETTINGS = scope("store")
 WAIT_SETTINGS = scope("wait")
 MAILBOX_SETTINGS = scope("mailbox")
+OPERATIONS_SETTINGS = scope("operations")
 #: The bounds of a mailbox store (memory or Redis).
 MAILBOX_LIMITS = tuple(s for s in MAILBOX_SETTINGS
                        if s.name.startswith("max_") or s.name == "mailbox_ttl")
 #: What both front doors (middleware and server) serve in front of the application.
 FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox", "dashboard",
-                       "tracking")
+                       "operations", "tracking")
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts
 #: (and the Paste filter, the Pyramid include and Flask's keys).
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
@@ -288,6 +309,24 @@ def check_mailbox_limits(options: Mapping[str, Any], spell: Spell = as_written) 
                                  f"{spell('max_bytes')}, or a message could never be kept")
 
 
+def check_operations(options: Mapping[str, Any], given: Collection[str],
+                     spell: Spell = as_written) -> None:
+    """Refuse operation settings that cannot work: given with operations off,
+    or a kept response larger than all that is kept.
+
+    :raises ConfigurationError: naming the settings as *spell* writes them.
+    """
+    if not options["operations"]:
+        for name in sorted(set(given) & {s.name for s in OPERATIONS_SETTINGS} - {"operations"}):
+            if options[name] != default(name):
+                raise ConfigurationError(f"{spell(name)} configures operations: turn "
+                                         f"{spell('operations')} on too")
+    if options["max_kept_response"] > options["max_kept_bytes"]:
+        raise ConfigurationError(f"{spell('max_kept_response')} must not exceed "
+                                 f"{spell('max_kept_bytes')}, or a response could never "
+                                 "be kept")
+
+
 def check_front(options: Mapping[str, Any], given: Collection[str], *,
                 store_given: bool = False, mailbox_given: bool = False,
                 authorize_given: bool = False, spell: Spell = as_written) -> None:
@@ -320,6 +359,7 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
         raise ConfigurationError(f"{spell('publish')} needs {spell('publish_token')} or an "
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
+    check_operations(options, given, spell)
     clash = [name for name in given if name in {s.name for s in scope("backend", "store")}]
     if store_given and clash:
         raise ConfigurationError(
