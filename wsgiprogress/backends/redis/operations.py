@@ -73,13 +73,23 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: record, index, response.  ARGV: channel, name, ttl ms, id, now, kept
-# response ('' for none), then field, value pairs.
-_FINISH = _WHILE_RUNNING.replace("redis.call('PEXPIRE', KEYS[1], ARGV[3])", """
+# KEYS: record, index, response.  ARGV: channel, name, ttl ms, id, now, status,
+# state, kept response ('' for none), dropped.  A cancelled one stays
+# cancelled and keeps no response.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'finished') ~= '' then return 0 end
+local state, kept = ARGV[7], ARGV[8]
+if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then
+  state, kept = 'cancelled', ''
+end
+redis.call('HSET', KEYS[1], 'finished', ARGV[5], 'updated', ARGV[5], 'status', ARGV[6],
+           'state', state, 'kept', kept == '' and 0 or 1, 'dropped', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], math.floor(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[3]), ARGV[4])
-if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[3]) end""").replace(
-    "for i = 4,", "for i = 7,")
+if kept ~= '' then redis.call('SET', KEYS[3], kept, 'PX', ARGV[3]) end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
 
 _SETTINGS = tuple(s for s in OPERATIONS_SETTINGS
                   if s.name in ("max_operations", "operations_ttl", "max_kept_bytes"))
@@ -157,10 +167,9 @@ class RedisOperations(OperationStore):
         if response is not None:
             response.body.close()
         now = repr(self.clock())
-        args: List[Any] = [self.channel, "operation:" + op_id, self.ttl_ms, op_id, now, data,
-                "finished", now, "updated", now, "status", "" if status is None else status,
-                "state", DONE if status is not None else ERROR, "kept", int(bool(data)),
-                "dropped", int(dropped)]
+        args: List[Any] = [self.channel, "operation:" + op_id, self.ttl_ms, op_id, now,
+                           "" if status is None else status,
+                           DONE if status is not None else ERROR, data, int(dropped)]
         key = self._key(op_id)
         self._call(lambda: self._finish(keys=[key, self._index, key + ":response"], args=args))
 
