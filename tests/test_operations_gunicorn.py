@@ -77,22 +77,21 @@ def test_the_monitor_follows_the_steps_from_any_worker(served: Gunicorn) -> None
 
 def test_cancel_through_another_worker(served: Gunicorn) -> None:
     base = base_of(served)
-    answers: List[requests.Response] = []
-    for _ in range(WORKERS * 2):  # several operations, so that some run elsewhere
-        answers.append(requests.post(base + "/knit", headers={"Prefer": "respond-async"},
-                                     timeout=5, allow_redirects=False))
-    elsewhere = 0
-    for answer in answers:
+    close = {"Connection": "close"}  # a fresh connection: any worker may take it
+    elsewhere: List[str] = []
+    for _ in range(20):  # until one cancel went to a worker the operation does not run in
+        answer = requests.post(base + "/knit", headers={"Prefer": "respond-async", **close},
+                               timeout=5, allow_redirects=False)
         assert answer.status_code == 202
-        cancelled = requests.delete(base + answer.headers["Location"], timeout=5,
-                                    headers={"Connection": "close"})
-        assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
-        elsewhere += cancelled.headers["X-Worker"] != answer.headers["X-Worker"]
-    assert elsewhere, "every cancel went to the operation's own worker; nothing was shown"
-    for answer in answers:
         location = base + answer.headers["Location"]
-        status = wait_until(lambda: requests.get(location, timeout=5).json().get("status"), 10)
-        assert status == 409  # the application saw the flag and stopped
+        cancelled = requests.delete(location, timeout=5, headers=close)
+        assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+        if cancelled.headers["X-Worker"] != answer.headers["X-Worker"]:
+            elsewhere.append(location)
+            break
+    assert elsewhere, "every cancel went to the operation's own worker"
+    status = wait_until(lambda: requests.get(elsewhere[0], timeout=5).json().get("status"), 10)
+    assert status == 409  # the application saw the flag and stopped
 
 
 def test_unknown_ids_are_404(served: Gunicorn) -> None:
