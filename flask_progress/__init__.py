@@ -316,7 +316,7 @@ def _one_typo_apart(a: str, b: str) -> bool:
 
 def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:
     """Refuse a route of *app* at a URL the middleware answers in front of
-    Flask (the probe, the mailboxes, the dashboard), which would never be
+    Flask (the probe, the mailboxes, the monitors, the dashboard), which would never be
     reached.  Rules with variables (``/<path:page>``) are left alone.
 
     :raises ConfigurationError: naming the route's endpoint and the key to change.
@@ -326,6 +326,7 @@ def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:
         dashboard = settings["dashboard_url"]
         exact.update({dashboard: "dashboard_url", dashboard.rstrip("/") + "/data": "dashboard_url"})
     mailboxes = settings["mailbox_url"].rstrip("/") + "/" if settings["mailbox"] else None
+    monitors = settings["operations_url"].rstrip("/") + "/" if settings["operations"] else None
     for rule in app.url_map.iter_rules():
         if getattr(rule, "build_only", False):
             continue
@@ -333,6 +334,8 @@ def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:
         name = exact.get(path) if "<" not in path else None
         if name is None and mailboxes is not None and path.startswith(mailboxes):
             name = "mailbox_url"
+        if name is None and monitors is not None and path.startswith(monitors):
+            name = "operations_url"
         if name is not None:
             raise ConfigurationError(
                 f"the app's route {rule.endpoint!r} ({path}) is under {config_key(name)} "
