@@ -31,6 +31,10 @@ SERVER_COUNTS = "wsgiprogress.server_counts"
 #: closes and returns the function that stops watching;
 #: :mod:`wsgiprogress.server` provides it.
 DEPARTURE = "wsgiprogress.departure"
+#: ``environ[PARK]()`` returns the wake of a request that may be parked on
+#: the I/O loop of :mod:`wsgiprogress.server` instead of holding a thread
+#: while it waits (:mod:`wsgiprogress.web.waiting`); absent elsewhere.
+PARK = "wsgiprogress.park"
 #: The request's :class:`~wsgiprogress.operations.Operation` when operations
 #: are on: ``.cancelled`` and ``.report(done, total, label)``.
 OPERATION = "wsgiprogress.operation"

@@ -10,7 +10,10 @@ Channel hook
   application yielded, which runs up to ~20 MiB ahead through waitress's
   buffers; a request is ``done`` when its last byte was sent;
 * marks every unfinished tracked request ``error``/``aborted`` when the
-  connection closes (a client that leaves mid-body never gets a task).
+  connection closes (a client that leaves mid-body never gets a task);
+* keeps a waiting request parked at the head of its queue, with no thread,
+  until its :class:`~wsgiprogress.server.parking.Parking` steps it again, and
+  releases it when the connection closes.
 
 Its parser fixes waitress's ``Expect: 100-continue`` handling (a request
 already rejected with 413, or without a body, gets no ``100 Continue``), so
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Op
 from waitress.channel import HTTPChannel
 
 from ..progress.entry import ABORTED
+from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
 from .parser import ProgressParser
 from .sending import SendWindow
@@ -42,18 +46,26 @@ if TYPE_CHECKING:
     from ..progress.tracker import Tracker
 
 
-def all_probes(requests: Iterable[Any]) -> bool:
-    """True when every queued request is a probe.  waitress 1.4 services all
-    the requests one read completed in one task (2.0 and later queue one at a
-    time), so a probe may take its task off the application's threads only
-    when nothing else rides along."""
-    return all(getattr(request, "is_probe", False) for request in requests)
+def all_endpoints(requests: Iterable[Any]) -> bool:
+    """True when every queued request is for an endpoint (the probe, a
+    mailbox).  waitress 1.4 services all the requests one read completed in
+    one task (2.0 and later queue one at a time), so such a request may take
+    its task off the application's threads only when nothing else rides along."""
+    return all(getattr(request, "is_endpoint", False) for request in requests)
+
+
+def task_for(channel: ProgressChannel, request: Any) -> ProgressTask:
+    """The task of *request*: the parked one again, or a new one."""
+    parking = request.parking
+    return ProgressTask(channel, request) if parking is None else parking.task
 
 
 class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     """A waitress channel that reports progress; see the module docstring."""
 
-    task_class = ProgressTask
+    task_class = staticmethod(task_for)
+    #: Called once the output drained below half the high watermark.
+    after_drain: Optional[Callable[[], None]] = None
     #: Response bytes the kernel accepted on this connection.
     progress_bytes_sent = 0
     #: True once the connection closed; no byte is sent after that.
@@ -67,7 +79,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
-        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules)
+        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
+                                              endpoints=server.progress_endpoints)
         self.send_windows: Deque[SendWindow] = collections.deque()
         # requests whose last byte was sent, finished once outbuf_lock is free:
         # a store call under the lock would make the I/O thread spin on it
@@ -147,12 +160,45 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         super().handle_write()
         if self.sent_in_full:
             self.finish_sent()
+        after_drain = self.after_drain
+        if after_drain is not None and \
+                self.total_outbufs_len <= self.adj.outbuf_high_watermark // 2:
+            self.after_drain = None
+            after_drain()
 
     def service(self) -> None:
+        try:
+            super().service()
+        except Parked:  # the request at the head waits, with no thread
+            self.requests[0].parking.parked()
+            return
         # after a task, waitress may flush what is left on the worker thread
-        super().service()
         if self.sent_in_full:
             self.finish_sent()
+
+    def serve_on_loop(self) -> None:
+        """Service the request at the head on the I/O thread, then the
+        probes queued behind it (:meth:`answer_on_loop`)."""
+        self.service()
+        self._serve_probes()
+
+    def _serve_probes(self) -> None:
+        while self.probe_on_loop:  # set again when the next queued request is a probe
+            self.probe_on_loop = False
+            self.service()
+
+    def readable_while_parked(self) -> bool:
+        """``readable`` while a request is parked and waitress would read
+        nothing (``channel_request_lookahead`` 0): one more request may come
+        in, and an EOF closes the connection at once."""
+        return len(self.requests) < 2 and not (
+            self.will_close or self.close_when_flushed or self.total_outbufs_len)
+
+    def _flush_outbufs_below_high_watermark(self) -> None:
+        # a worker waits here for the I/O thread to drain the output; the I/O
+        # thread itself (a probe or a parked request served there) must not
+        if not self.server.progress_loop.on_loop():
+            super()._flush_outbufs_below_high_watermark()
 
     # -- probes answered on the I/O loop ---------------------------------------
 
@@ -163,23 +209,20 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         is not the I/O thread, or output is backed up.  Called by the
         dispatcher with ``requests_lock`` held."""
         server = self.server
-        if server.progress_rules.store.shared or threading.get_ident() != server.io_thread \
+        if server.progress_blocking or not server.progress_loop.on_loop() \
                 or self.total_outbufs_len >= self.adj.outbuf_high_watermark // 2 \
-                or not all_probes(self.requests):
+                or not all_endpoints(self.requests):
             return False
         self.probe_on_loop = True
         return True
 
     def handle_read(self) -> None:
-        self.server.io_thread = threading.get_ident()
         if PEEK_FOR_DEPARTURE and self.requests:
             self._peek()  # a request runs: only look for the client leaving
             return
         self.peeked_data = False
         super().handle_read()
-        while self.probe_on_loop:  # set again when the next queued request is a probe
-            self.probe_on_loop = False
-            self.service()
+        self._serve_probes()
 
     # -- disconnects ---------------------------------------------------------
 
@@ -238,9 +281,14 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             for window in ended:
                 self.send_windows.remove(window)
             trackers = [w.tracker for w in ended]
-            for request in [self.request, *self.requests]:
-                if request is not None and not getattr(request, "serviced", True):
+            requests = [r for r in (self.request, *self.requests) if r is not None]
+            for request in requests:
+                if not getattr(request, "serviced", True):
                     trackers.append(request.tracker)
+        for request in requests:
+            parking = getattr(request, "parking", None)
+            if parking is not None:
+                parking.release()
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)

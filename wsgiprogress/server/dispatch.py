@@ -12,11 +12,17 @@ application's threads.  :class:`RoutedApp` is what both run: the front door's ro
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from waitress.task import ThreadedTaskDispatcher
 
-from .channel import all_probes
+from .. import keys
+from .channel import all_endpoints
+
+#: A logger that says nothing below ERROR.
+QUIET = logging.getLogger("wsgiprogress.probe_lane")
+QUIET.setLevel(logging.ERROR)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -33,13 +39,16 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
     def __init__(self, probe_threads: int) -> None:
         super().__init__()
         self.probe_lane = ThreadedTaskDispatcher()
+        # a post wakes many parked Redis waiters at once: a burst the lane
+        # works through, not a backlog for waitress to warn of each time
+        self.probe_lane.queue_logger = QUIET
         self.probe_lane.set_thread_count(probe_threads)
 
     def add_task(self, channel: Any) -> None:
         # waitress 2.0+ calls this with the channel's requests_lock held, and
         # the channel will service requests[0] next; 1.4 services them all
         requests = getattr(channel, "requests", None)
-        if requests and all_probes(requests):
+        if requests and all_endpoints(requests):
             if not channel.answer_on_loop():
                 self.probe_lane.add_task(channel)
         else:
@@ -64,6 +73,9 @@ class RoutedApp:
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
         endpoint = self.route(environ)
-        if endpoint is not None:
-            return endpoint(environ, start_response)
-        return self.call(self.app, environ, start_response)
+        if endpoint is None:
+            # only our endpoints park: the application's own middleware
+            # would be skipped when a parked response goes on
+            environ.pop(keys.PARK, None)
+            return self.call(self.app, environ, start_response)
+        return endpoint(environ, start_response)

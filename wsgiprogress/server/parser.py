@@ -9,17 +9,20 @@ publishes.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+import time
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from waitress.parser import HTTPRequestParser
 
 from ..progress.entry import ABORTED, HTTP_ERROR, TOO_LARGE
 from ..progress.ratelimit import RateLimitedWarning
 from ..query import query_param, wants_event_stream
+from .compat import PEEK_FOR_DEPARTURE
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
     from ..progress.tracking import TrackingRules
+    from .parking import Parking
 
 
 #: Whatever a client sends, the log gets a line every few seconds at most.
@@ -39,10 +42,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     tracker: Optional[Tracker] = None
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
-    #: True for a probe request, which the server answers on its own threads.
-    is_probe = False
+    #: True for a GET or HEAD of the probe or a mailbox, which the server
+    #: answers on its I/O loop or the probe lane, never the application's threads.
+    is_endpoint = False
     #: True once a task began to run the application for this request.
     serviced = False
+    #: The request's :class:`~wsgiprogress.server.parking.Parking`, once its
+    #: response may park.
+    parking: Optional[Parking] = None
     # waitress sets these in parse_header, which an unparseable request line
     # stops before they exist; its error path reads them all the same (a
     # client that leaves during the 400 is logged as "Client disconnected
@@ -58,9 +65,15 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     fragment = ""
     url_scheme = "http"
 
-    def __init__(self, adj: Any, rules: TrackingRules) -> None:
+    #: When the head was complete (``time.monotonic``), for the body deadline.
+    head_done = 0.0
+
+    def __init__(self, adj: Any, rules: TrackingRules,
+                 endpoints: Tuple[str, Optional[str]] = ("", None)) -> None:
         super().__init__(adj)
         self.rules = rules
+        self.endpoints = endpoints
+        self.started = time.monotonic()  # the first byte: the head's deadline runs
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
@@ -99,6 +112,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
 
     def _inspect(self) -> None:
         self.inspected = True
+        self.head_done = time.monotonic()
         if self.error is not None and self.error.code != 413:
             return  # unreadable headers: waitress answers 400/431/501 untracked
         if self.empty:
@@ -111,18 +125,22 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
 
     def _decide(self) -> None:
         rules = self.rules
-        self.is_probe = self.error is None and self.path == rules.probe_path and \
-            answers_at_once(self.command, self.query, self.headers)
-        if self.is_probe:
-            return
+        if self.error is None and self.command in ("GET", "HEAD"):
+            probe_path, mailbox_prefix = self.endpoints
+            path = self.path
+            self.is_endpoint = (path == probe_path or (
+                mailbox_prefix is not None and path.startswith(mailbox_prefix))) and not (
+                PEEK_FOR_DEPARTURE and waits(self.query, self.headers))
+            if self.is_endpoint:
+                return
         size = None if self.chunked else self.content_length
         self.tracker = rules.track(self.command, self.path,
                                    self.headers.get(rules.finder.header_key), self.query, size)
 
 
-def answers_at_once(command: str, query: str, headers: Dict[str, str]) -> bool:
-    """True for a probe the probe lane answers: a GET or HEAD that neither
-    waits (``wait=``) nor streams; those run on the application's threads."""
-    return command in ("GET", "HEAD") and not (
-        query and query_param(query, "wait")) and not wants_event_stream(
+def waits(query: str, headers: Dict[str, str]) -> bool:
+    """True for a request that waits (``wait=``, an event stream).  On
+    waitress 1.4, which cannot park, it holds its thread: one of the
+    application's, not the probe lane's."""
+    return bool(query and query_param(query, "wait")) or wants_event_stream(
         headers.get("ACCEPT", ""), query_param(query, "transport") if query else None)

@@ -7,9 +7,13 @@ thread.  It tells the application (and any
 :class:`~wsgiprogress.middleware.ProgressMiddleware` inside it) that the
 server already counts this request, records the response status, counts the
 bytes the application produces, and delimits the request's output so the
-channel can attribute the bytes it sends.  To HTTP/1.1 clients it offers
-interim responses (``102 Processing``, :data:`wsgiprogress.keys.INTERIM`),
-which go out before the final head and are not counted as the response.
+channel can attribute the bytes it sends.  A request that waits (a
+long-poll, an event stream) parks: its task stops when the response raises
+:class:`~wsgiprogress.waiters.Parked` and goes on from there each time its
+:class:`~wsgiprogress.server.parking.Parking` steps it (:meth:`ProgressTask.park`).
+To HTTP/1.1 clients it offers interim responses (``102 Processing``,
+:data:`wsgiprogress.keys.INTERIM`), which go out before the final head and
+are not counted as the response.
 """
 from __future__ import annotations
 
@@ -21,10 +25,13 @@ from waitress.task import WSGITask
 from .. import keys
 from ..operations.kept import message_head
 from ..progress.entry import ABORTED, APP_ERROR
+from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
+from .parking import Parking
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
+    from ..web.waiting import WaitingResponse
     from .sending import SendWindow
 
 
@@ -32,6 +39,8 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
     """A waitress task that reports the response to the request's tracker."""
 
     send_window: Optional[SendWindow] = None
+    #: The response of a parked request, iterated again at each step.
+    waiting: Optional[WaitingResponse] = None
 
     @property
     def tracker(self) -> Optional[Tracker]:
@@ -46,9 +55,16 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         tracker = self.tracker
         if tracker is not None:
             environ[keys.TRACKER] = tracker
+        elif not PEEK_FOR_DEPARTURE:  # waitress 1.4 services a connection's queue in one go
+            environ[keys.PARK] = self.park  # RoutedApp keeps it for our endpoints only
         if self.version == "1.1":  # never a 1xx to HTTP/1.0 (RFC 9110)
             environ[keys.INTERIM] = self.send_interim
         return environ
+
+    def park(self) -> Parking:
+        """The wake of this request's response, which may now park it."""
+        parking = self.request.parking = Parking(self)
+        return parking
 
     def send_interim(self, status: str, headers: List[Tuple[str, str]]) -> None:
         """Send an interim response (``"102 Processing"``) now; nothing once
@@ -62,9 +78,15 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             self.send_window.start += len(data)  # not the response's bytes
 
     def service(self) -> None:
+        if self.waiting is not None:
+            return self._resume()
         tracker = self.tracker
         if tracker is None:
-            return super().service()  # type: ignore[no-any-return]
+            try:
+                return super().service()  # type: ignore[no-any-return]
+            except Parked as parked:
+                self.waiting = parked.response
+                raise
         self.request.serviced = True
         channel = self.channel
         with channel.outbuf_lock:
@@ -83,6 +105,26 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             # here, not only in ProgressChannel.service: waitress dispatches a
             # pipelined next request (a probe of this one) before that returns
             channel.finish_sent()
+
+    def _resume(self) -> None:
+        """Go on with a parked response: write what it has now, and finish
+        the request once it is over (or raise :class:`Parked` again)."""
+        waiting = self.waiting
+        assert waiting is not None
+        waiting.suspended = False
+        try:
+            try:
+                for chunk in waiting:
+                    self.write(chunk)
+                self.finish()
+            finally:
+                if not waiting.suspended:  # over, or the client left
+                    waiting.release()
+                    self.request.parking.gone = True
+        except OSError:  # as waitress's Task.service
+            self.close_on_finish = True
+            if self.channel.adj.log_socket_errors:
+                raise
 
     def build_response_header(self) -> bytes:
         header: bytes = super().build_response_header()

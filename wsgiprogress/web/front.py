@@ -44,7 +44,7 @@ from ..settings import (
 )
 from ..waiters import Waiters
 from .dashboard import Dashboard
-from .mailbox import Authorize, MailboxApp
+from .mailbox import Authorize, MailboxApp, unguessable_names
 from .monitor import OperationMonitor
 from .operations import OperationRunner
 from .probe import ProgressProbe
@@ -103,6 +103,8 @@ class Front:
         anyone may read progress.
     :param threads: the server's worker threads, which bound the waiting
         clients by default; ``None`` under the middleware.
+    :param connections: the server's connection limit, which bounds the
+        waiting clients by default instead when the server parks them.
     :param spell: how the front door writes setting names, for messages.
     :raises ConfigurationError: for an unknown setting, a bad value or
         settings that contradict each other.
@@ -113,11 +115,11 @@ class Front:
                  store: Optional[ProgressStore] = None,
                  mailbox: Union[MailboxStore, bool, str, None] = None,
                  authorize: Optional[Authorize] = None, threads: Optional[int] = None,
-                 spell: Spell = as_written) -> None:
+                 connections: Optional[int] = None, spell: Spell = as_written) -> None:
         options, store, mailbox = front_options(given, settings, store=store, mailbox=mailbox,
                                                 authorize=authorize, spell=spell)
         self.options = options
-        self.waiters = Waiters(waiter_limit(options["max_waiters"], threads))
+        self.waiters = Waiters(waiter_limit(options["max_waiters"], threads, connections))
         self.backend: Optional[Backend] = None
         if store is None or (mailbox is None and options["mailbox"]) or options["operations"]:
             backend = self.backend = backend_from_url(
@@ -155,6 +157,22 @@ class Front:
                 self.operations, authorize=authorize, url=options["operations_url"],
                 allowed_origins=options["allowed_origins"], **_subset(options, WAIT_SETTINGS))
             self.runner = OperationRunner(self.operations, options)
+
+    @property
+    def may_block(self) -> bool:
+        """True when answering a probe or a mailbox may block: a store
+        shared with other processes (Redis), or an ``authorize`` hook (the
+        application's own code).  Our server then answers off its I/O loop."""
+        mailbox_app = self.mailbox_app
+        return self.store.shared or self.probe.authorize is not None or (
+            mailbox_app is not None and (mailbox_app.store.shared
+                                         or mailbox_app.authorize is not unguessable_names))
+
+    def endpoint_paths(self) -> Tuple[str, Optional[str]]:
+        """The probe's path and the mailboxes' prefix (``None``: off), where
+        a GET or HEAD is answered by an endpoint, never the application."""
+        mailbox_app = self.mailbox_app
+        return self.progress_url, (mailbox_app.prefix if mailbox_app is not None else None)
 
     def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:
         """The endpoint that answers this request (the probe, a mailbox, the

@@ -29,6 +29,7 @@ cancel, unless the ``authorize`` hook, asked ``authorize(environ, id,
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
@@ -36,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 from ..operations import OperationsUnavailable, operation_key, progress_header
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import WAIT_SETTINGS, resolve
-from ..waiters import ClientWatch, wait_for
 from . import sse
 from .event_stream import EventStream, StreamTiming
 from .responses import (
@@ -48,6 +48,7 @@ from .responses import (
     start_event_stream,
     too_many_waiters,
 )
+from .waiting import Answer, LongPoll, open_wake
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -127,45 +128,61 @@ class OperationMonitor:
         except ValueError as exc:
             return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
         stream = wants_event_stream(environ.get("HTTP_ACCEPT", ""), params.get("transport"))
-        key = operation_key(op_id)
         if stream or wait > 0:
             waiters = self.store.waiters
-            event = waiters.register(key)
-            if event is None:
+            key = operation_key(op_id)
+            wake = open_wake(waiters, key, environ)
+            if wake is None:
                 return too_many_waiters(start_response, headers, head_only)
             if stream:
                 start_event_stream(start_response, headers)
-                return EventStream(waiters, key, event, ClientWatch(environ),
-                                   self._changes(op_id), self.timing)
-            try:
-                first: List[Optional[OperationRecord]] = []
+                return EventStream(waiters, key, wake, environ, self._changes(op_id),
+                                   self.timing)
+            return LongPoll(waiters, key, wake, environ, start_response,
+                            *self._changed(environ, op_id, headers, head_only), seconds=wait)
+        return self._reply(environ, self.store.get(op_id), headers, head_only)(start_response)
 
-                def changed() -> Optional[List[Optional[OperationRecord]]]:
-                    record = self.store.get(op_id)
-                    if not first:
-                        first.append(record)
-                    return None if record == first[0] else [record]
-                found = wait_for(changed, event, ClientWatch(environ), wait)
-                record = found[0] if found is not None else first[0]
-            finally:
-                waiters.unregister(key, event)
-        else:
-            record = self.store.get(op_id)
+    def _reply(self, environ: WSGIEnvironment, record: Optional[OperationRecord],
+               headers: Headers, head_only: bool) -> Answer:
+        """The monitor's answer for *record* (``None``: unknown)."""
         if record is None:
-            return plain(start_response, "404 Not Found", "unknown or expired operation",
-                         headers, head_only)
-        return self._answer(environ, start_response, record, headers, head_only)
-
-    def _answer(self, environ: WSGIEnvironment, start_response: StartResponse,
-                record: OperationRecord, headers: Headers, head_only: bool) -> List[bytes]:
+            return functools.partial(plain, status="404 Not Found",
+                                     reason="unknown or expired operation", headers=headers,
+                                     head_only=head_only)
         headers = [*headers, ("Progress", progress_header(record.steps))]
+        status = "200 OK"
         if record.kept:
-            location = f"{environ.get('SCRIPT_NAME', '')}{self.prefix}{record.id}/response"
-            return json_body(start_response, "303 See Other", record.to_dict(),
-                             [*headers, ("Location", location)], head_only)
-        if record.running:
+            status = "303 See Other"
+            headers.append(("Location", f"{environ.get('SCRIPT_NAME', '')}{self.prefix}"
+                                        f"{record.id}/response"))
+        elif record.running:
             headers.append(("Retry-After", "1"))
-        return json_body(start_response, "200 OK", record.to_dict(), headers, head_only)
+        return functools.partial(json_body, status=status, data=record.to_dict(),
+                                 headers=headers, head_only=head_only)
+
+    def _changed(self, environ: WSGIEnvironment, op_id: str, headers: Headers,
+                 head_only: bool) -> Tuple[Callable[[], Optional[Answer]], Callable[[], Answer]]:
+        """For a :class:`~wsgiprogress.web.waiting.LongPoll`: the answer once
+        the record differs from the first read, and the last read's when the
+        time is up, as the probe's."""
+        first: List[Optional[OperationRecord]] = []
+        last: List[Optional[OperationRecord]] = []
+
+        def changed() -> Optional[Answer]:
+            try:
+                record = self.store.get(op_id)
+            except OperationsUnavailable:
+                return None  # no news; the time-out answers with the last read
+            last[:] = [record]
+            if not first:
+                first.append(record)
+            if record == first[0]:
+                return None
+            return self._reply(environ, record, headers, head_only)
+
+        def timed_out() -> Answer:
+            return self._reply(environ, last[0] if last else None, headers, head_only)
+        return changed, timed_out
 
     def _changes(self, op_id: str) -> Callable[[], Tuple[List[bytes], bool]]:
         """For an event stream: the monitor's JSON each time it changes,
@@ -173,7 +190,10 @@ class OperationMonitor:
         last: List[str] = [""]
 
         def collect() -> Tuple[List[bytes], bool]:
-            record = self.store.get(op_id)
+            try:
+                record = self.store.get(op_id)
+            except OperationsUnavailable:
+                return [], False  # no news this time
             data = json.dumps(None if record is None else record.to_dict())
             over = record is None or not record.running
             if data == last[0]:

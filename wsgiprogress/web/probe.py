@@ -32,6 +32,7 @@ body as for an unknown ID, with the header ``X-Progress-Backend: unavailable``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple
@@ -42,7 +43,6 @@ from ..progress.ratelimit import RateLimitedWarning
 from ..progress.store import BackendUnavailable
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
-from ..waiters import ClientWatch, wait_for
 from . import sse
 from .dialects import DIALECTS, render
 from .event_stream import EventStream, StreamTiming
@@ -54,6 +54,7 @@ from .responses import (
     start_event_stream,
     too_many_waiters,
 )
+from .waiting import Answer, LongPoll, open_wake
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -142,31 +143,31 @@ class ProgressProbe:
                          "not allowed to read this progress", headers, head_only)
         if query.stream or query.wait > 0:
             waiters = self.store.waiters
-            event = waiters.register(query.progress_id)
-            if event is None:
+            wake = open_wake(waiters, query.progress_id, environ)
+            if wake is None:
                 return too_many_waiters(start_response, headers, head_only)
             self.store.watch(query.progress_id)
             if query.stream:
                 start_event_stream(start_response, headers)
-                return EventStream(waiters, query.progress_id, event, ClientWatch(environ),
+                return EventStream(waiters, query.progress_id, wake, environ,
                                    self._changes(query), self.timing)
-            available: List[bool] = []
-            try:
-                body = wait_for(self._changed(query, available), event,
-                                ClientWatch(environ), query.wait)
-                if body is None:
-                    body = self._answer(query, available)
-            finally:
-                waiters.unregister(query.progress_id, event)
-        else:
-            available = []
-            body = self._answer(query, available)
-        if not available[-1]:
-            headers.append(BACKEND_UNAVAILABLE)
+            return LongPoll(waiters, query.progress_id, wake, environ, start_response,
+                            *self._changed(query, headers, head_only), seconds=query.wait)
+        available: List[bool] = []
+        body = self._answer(query, available)
+        return self._reply(query, body, available[-1], headers, head_only)(start_response)
+
+    def _reply(self, query: ProbeQuery, body: bytes, available: bool,
+               headers: List[Tuple[str, str]], head_only: bool) -> Answer:
+        """The answer carrying *body*, read from a store that could answer
+        or not (*available*)."""
+        if not available:
+            headers = [*headers, BACKEND_UNAVAILABLE]
         if self.debug:
             log.info("probe %s: %s", query.progress_id, body.decode("utf-8", "replace").strip())
-        return respond(start_response, "200 OK", query.content_type + "; charset=utf-8", body,
-                       headers, head_only)
+        return functools.partial(respond, status="200 OK",
+                                 content_type=query.content_type + "; charset=utf-8",
+                                 body=body, headers=headers, head_only=head_only)
 
     def render(self, query: ProbeQuery, entry: Optional[ProgressEntry]) -> bytes:
         """The answer to *query* for *entry* (``None``: unknown)."""
@@ -180,18 +181,26 @@ class ProgressProbe:
         available.append(answered)
         return self.render(query, entry)
 
-    def _changed(self, query: ProbeQuery,
-                 available: List[bool]) -> Callable[[], Optional[bytes]]:
-        """For :func:`~wsgiprogress.waiters.wait_for`: the answer once it
-        differs from the first."""
+    def _changed(self, query: ProbeQuery, headers: List[Tuple[str, str]], head_only: bool
+                 ) -> Tuple[Callable[[], Optional[Answer]], Callable[[], Answer]]:
+        """For a :class:`~wsgiprogress.web.waiting.LongPoll`: the answer once
+        it differs from the first read, and the last read's when the time is up."""
         first: List[bytes] = []
+        last: List[Tuple[bytes, bool]] = []
 
-        def changed() -> Optional[bytes]:
+        def changed() -> Optional[Answer]:
+            available: List[bool] = []
             body = self._answer(query, available)
+            last[:] = [(body, available[-1])]
             if not first:
                 first.append(body)
-            return None if body == first[0] else body
-        return changed
+            if body == first[0]:
+                return None
+            return self._reply(query, body, available[-1], headers, head_only)
+
+        def timed_out() -> Answer:
+            return self._reply(query, *last[0], headers, head_only)
+        return changed, timed_out
 
     def _changes(self, query: ProbeQuery) -> Callable[[], Tuple[List[bytes], bool]]:
         """For an event stream: the native JSON each time it changes, until
