@@ -324,3 +324,26 @@ def test_operations_off_leaves_prefer_alone() -> None:
         reply = raw(base, post("1.1", "processing, respond-async, wait=0"), until=b"ok")
         assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"ok")
         assert requests.get(base + "/operations/" + "A" * 32, timeout=5).content == b"ok"
+
+
+def test_monitor_long_polls_park_without_a_thread_on_our_server() -> None:
+    with running(slow, operations=True, threads=2) as (server, port):
+        base = f"http://{HOST}:{port}"
+        answer, _, _ = knit(base, "respond-async")
+        location = answer.headers["Location"]
+        wait_until(lambda: requests.get(base + location, allow_redirects=False,
+                                        timeout=5).status_code == 303, 6)
+        # a finished operation never changes: each long-poll waits its 20 s
+        waiting = [socket.create_connection((HOST, port), timeout=5) for _ in range(8)]
+        try:
+            for sock in waiting:
+                sock.sendall(f"GET {location}?wait=20 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            wait_until(lambda: len(server.progress_front.waiters) == len(waiting), 5)
+            start = time.monotonic()
+            for _ in range(3):  # two threads, eight waiting clients: none of them holds one
+                reply = requests.get(base + location, allow_redirects=False, timeout=5)
+                assert reply.status_code == 303
+            assert time.monotonic() - start < 2
+        finally:
+            for sock in waiting:
+                sock.close()
