@@ -3,11 +3,16 @@ and one behavioural suite for every operations store (memory and a real
 redis-server): states, cancellation, kept responses, bounds and expiry."""
 from __future__ import annotations
 
+import io
 import itertools
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
+from wsgiref.util import setup_testing_defaults
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from wsgiprogress import ProgressMiddleware
 from wsgiprogress.backends import backend_from_url
 from wsgiprogress.errors import ConfigurationError
 from wsgiprogress.operations import (
@@ -280,3 +285,35 @@ def test_redis_store_expires_by_redis_clock(redis: RedisServer) -> None:
         assert store.response(op_id) is None
     finally:
         backend.close()
+
+
+# -- any Prefer header is a hint: never an error ------------------------------------------
+
+def _fast(environ: Any, start_response: Any) -> List[bytes]:
+    environ["wsgiprogress.operation"].report(1, 1, "done")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+_FRONT = ProgressMiddleware(_fast, operations=True)
+_PREFER = st.lists(st.sampled_from(
+    ["respond-async", "wait=0", "wait=1", "wait=x", "wait=", "wait=-2", "processing",
+     "return=minimal", ";", ",", "=", '"', '"a,b"', " ", "\t", "wait=99999999999"]),
+    max_size=8).map("".join) | st.text(max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(prefer=_PREFER)
+def test_any_prefer_header_answers_200_or_202(prefer: str) -> None:
+    parsed = parse_prefer(prefer)
+    assert parsed.wait is None or 0 <= parsed.wait <= 999_999_999
+    environ: Dict[str, Any] = {"HTTP_PREFER": prefer, "REQUEST_METHOD": "POST",
+                               "PATH_INFO": "/x", "CONTENT_LENGTH": "2",
+                               "wsgi.input": io.BytesIO(b"hi")}
+    setup_testing_defaults(environ)
+    statuses: List[str] = []
+    body = _FRONT(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    b"".join(body)
+    getattr(body, "close", lambda: None)()
+    applied = parsed.respond_async and parsed.wait_ok
+    assert statuses[0][:3] in (("202", "200") if applied else ("200",)), (prefer, statuses)

@@ -347,3 +347,20 @@ def test_monitor_long_polls_park_without_a_thread_on_our_server() -> None:
         finally:
             for sock in waiting:
                 sock.close()
+
+
+def test_a_page_on_another_origin_may_read_and_cancel_when_allowed() -> None:
+    with front_door("werkzeug", allowed_origins="https://shop.example") as base:
+        answer, _, _ = knit(base, "respond-async", Origin="https://shop.example")
+        location = base + answer.headers["Location"]
+        origin = {"Origin": "https://shop.example"}
+        preflight = requests.options(location, headers={
+            **origin, "Access-Control-Request-Method": "DELETE"}, timeout=5)
+        assert preflight.status_code == 204
+        assert preflight.headers["Access-Control-Allow-Methods"] == "GET, HEAD, DELETE"
+        assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        read = requests.get(location, headers=origin, timeout=5)
+        assert read.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        assert "Progress" in read.headers["Access-Control-Expose-Headers"]
+        other = requests.get(location, headers={"Origin": "https://evil.example"}, timeout=5)
+        assert "Access-Control-Allow-Origin" not in other.headers

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 _OPERATION_ID = re.compile(r"[A-Za-z0-9_-]{22,64}\Z")
 #: The media type of a response as one HTTP message.
 MESSAGE_HTTP = "message/http"
+#: The methods a monitor answers.
+ALLOWED = "GET, HEAD, DELETE"
 #: Response headers a page may read cross-origin.
 EXPOSED = ("Location", "Progress", "Retry-After")
 
@@ -99,10 +101,15 @@ class OperationMonitor:
         if not _OPERATION_ID.match(op_id) or part not in ("", "response"):
             return plain(start_response, "404 Not Found", "no such operation", headers,
                          head_only)
+        if method == "OPTIONS" and self.allowed_origins:  # a page's DELETE is preflighted
+            start_response("204 No Content", [
+                *NO_CACHE_HEADERS, *headers, ("Access-Control-Allow-Methods", ALLOWED),
+                ("Access-Control-Allow-Headers", "Accept"), ("Access-Control-Max-Age", "600")])
+            return []
         if method not in ("GET", "HEAD", "DELETE"):
             return plain(start_response, "405 Method Not Allowed",
                          "a status monitor answers GET, HEAD and DELETE",
-                         [*headers, ("Allow", "GET, HEAD, DELETE")], head_only)
+                         [*headers, ("Allow", ALLOWED)], head_only)
         action = "cancel" if method == "DELETE" else "operation"
         if self.authorize is not None and not self.authorize(environ, op_id, action):
             return plain(start_response, "403 Forbidden",
