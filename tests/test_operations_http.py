@@ -85,6 +85,7 @@ def test_respond_async_then_the_monitor_follows_the_steps_then_303(door: str) ->
         assert answer.headers["Preference-Applied"] == "respond-async, wait=1"
         assert answer.headers["Retry-After"] == "1"
         location = answer.headers["Location"]
+        assert answer.headers["Content-Location"] == location
         assert location.startswith("/operations/") and len(location) >= len("/operations/") + 22
         accepted = answer.json()
         assert accepted["state"] == "running" and accepted["steps"] == \

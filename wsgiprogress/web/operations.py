@@ -242,8 +242,9 @@ class OperationRunner:
         record = self.store.get(operation.id or "")
         data = record.to_dict() if record is not None else {"id": operation.id}
         return json_body(start_response, "202 Accepted", data, [
-            ("Location", location), ("Preference-Applied", applied), ("Retry-After", "1"),
-            ("Vary", "Prefer")])
+            # the body is the monitor's representation: Content-Location says so
+            ("Location", location), ("Content-Location", location),
+            ("Preference-Applied", applied), ("Retry-After", "1"), ("Vary", "Prefer")])
 
     def _respond(self, answer: Answer, start_response: StartResponse,
                  operation: Operation, keep_monitor: bool) -> Iterable[bytes]:
