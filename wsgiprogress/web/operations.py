@@ -192,9 +192,9 @@ class OperationRunner:
             return self._processing(app, environ, start_response, operation, interim)
         try:
             op_environ = self._detach(environ, operation)
-        except BaseException:
+        except BaseException:  # the body could not be read: the client left
             self.pool.release()
-            self.store.forget(op_id)
+            self._forget(op_id)
             raise
         handoff = Handoff()
         self.pool.start(functools.partial(self._run, app, op_environ, operation, handoff))
