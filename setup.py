@@ -39,6 +39,9 @@ setup(
             "requests>=2.20",
         ],
         "flask": ["flask>=1.1"],
+        # per_file: werkzeug's sans-IO multipart decoder, with the CVE-2023-46136
+        # fix (2.3.8 on the 2.3 line; wsgiprogress.settings.extras checks at start)
+        "multipart": ["werkzeug>=2.3.8,!=3.0.0"],
         "redis": ["redis>=4.2"],
         "pyramid": ["pyramid>=1.10", "pastedeploy>=2.0"],
         "websocket": ["wsproto>=1.2"],

@@ -128,6 +128,6 @@ def test_websocket_without_wsproto_says_what_to_install(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "wsproto", None)  # as if not installed
     with pytest.raises(ConfigurationError, match=re.escape(
-            "websocket needs wsproto, which is not installed: "
+            "websocket needs wsproto; wsproto is not installed: "
             "pip install 'wsgiprogress[websocket]'")):
         create_server(lambda e, s: [], host="127.0.0.1", port=0, websocket=True)

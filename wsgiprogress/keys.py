@@ -35,6 +35,10 @@ DEPARTURE = "wsgiprogress.departure"
 #: the I/O loop of :mod:`wsgiprogress.server` instead of holding a thread
 #: while it waits (:mod:`wsgiprogress.web.waiting`); absent elsewhere.
 PARK = "wsgiprogress.park"
+#: ``environ[UPGRADE](feed, waiters, environ, start_response)`` accepts a
+#: WebSocket for one of our endpoints (:mod:`wsgiprogress.server.websocket`);
+#: set by our server with ``websocket`` on, for a request that asks for one.
+UPGRADE = "wsgiprogress.upgrade"
 #: The request's :class:`~wsgiprogress.operations.Operation` when operations
 #: are on: ``.cancelled`` and ``.report(done, total, label)``.
 OPERATION = "wsgiprogress.operation"

@@ -13,7 +13,7 @@ shows.  Stores hand out copies; nothing outside a store mutates a stored entry.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 #: Never seen, or expired after its time to live.
 UNKNOWN = "unknown"
@@ -35,6 +35,8 @@ TOO_LARGE = "too_large"
 ABORTED = "aborted"
 APP_ERROR = "app_error"
 HTTP_ERROR = "http_error"
+#: Cancelled while it ran (``DELETE`` on the probe, ``store.cancel``).
+CANCELLED = "cancelled"
 
 
 class ProgressEntry:
@@ -50,17 +52,20 @@ class ProgressEntry:
         application has produced so far; ``None`` before the response starts.
     :param status: the HTTP status of the response, once known.
     :param reason: why the request failed (``too_large``, ``aborted``,
-        ``app_error``, ``http_error``), else ``None``.
+        ``app_error``, ``http_error``, ``cancelled``), else ``None``.
     :param started: when tracking began (epoch seconds).
     :param finished: when the request ended (epoch seconds), else ``None``.
     :param speed: smoothed receive speed in bytes per second.
+    :param files: with the ``per_file`` setting, the files of a multipart
+        form as they arrive (``field_name``, ``filename``, ``content_type``,
+        ``received``, ``done``), else ``None``.
     :param steps: the steps the application reported while ``processing``
         (``{"done": 1, "total": 3, "label": "Knitting sweaters"}``), else ``None``.
     """
 
     __slots__ = (
         "id", "state", "received", "size", "sent", "response_size", "status",
-        "reason", "started", "finished", "speed", "steps",
+        "reason", "started", "finished", "speed", "files", "steps",
     )
 
     def __init__(
@@ -76,6 +81,7 @@ class ProgressEntry:
         started: Optional[float] = None,
         finished: Optional[float] = None,
         speed: float = 0.0,
+        files: Optional[List[Dict[str, Any]]] = None,
         steps: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.id = id
@@ -89,6 +95,7 @@ class ProgressEntry:
         self.started = started
         self.finished = finished
         self.speed = speed
+        self.files = files
         self.steps = steps
 
     @property
@@ -113,15 +120,16 @@ class ProgressEntry:
         return clone
 
     def to_dict(self) -> Dict[str, Any]:
-        """Every field and ``eta``, as the native probe shows them; ``steps``
-        only once the application reported some."""
+        """Every field and ``eta``, as the native probe shows them; ``files``
+        only when files are listed, ``steps`` only once the application
+        reported some."""
         data = {name: getattr(self, name) for name in self.__slots__}
+        for optional in ("files", "steps"):
+            if data[optional] is None:
+                del data[optional]
         data["speed"] = round(self.speed, 1)
         eta = self.eta
         data["eta"] = None if eta is None else round(eta, 2)
-        steps = data.pop("steps")
-        if steps is not None:
-            data["steps"] = steps
         return data
 
     def __eq__(self, other: object) -> bool:

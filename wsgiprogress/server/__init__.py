@@ -289,6 +289,12 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         listener.progress_loop = loop
         listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
         listener.progress_endpoints = endpoints
+    websocket = None
+    if options["websocket"]:  # wsproto only then
+        policy = importlib.import_module(".websocket", __package__).WebSocketPolicy
+        websocket = policy(options, front.options["allowed_origins"])
+    for listener in listeners:
+        listener.progress_websocket = websocket
     loop.every(0.25, SlowClients(listeners[0]._map, listeners, **{
         name: options[name] for name in ("header_timeout", "body_timeout", "body_min_rate")}))
     server.progress_front = front

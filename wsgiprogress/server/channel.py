@@ -54,6 +54,12 @@ def all_endpoints(requests: Iterable[Any]) -> bool:
     return all(getattr(request, "is_endpoint", False) for request in requests)
 
 
+#: Shared empty stand-ins, never changed: a channel makes its own on first use.
+_NO_WINDOWS: Deque[SendWindow] = collections.deque(maxlen=0)
+_NO_TRACKERS: List[Tracker] = []
+_NO_EVENTS: Set[threading.Event] = set()
+
+
 def task_for(channel: ProgressChannel, request: Any) -> ProgressTask:
     """The task of *request*: the parked one again, or a new one."""
     parking = request.parking
@@ -66,8 +72,21 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     task_class = staticmethod(task_for)
     #: Called once the output drained below half the high watermark.
     after_drain: Optional[Callable[[], None]] = None
+    #: The :class:`~wsgiprogress.server.websocket.WebSocketSession` once upgraded.
+    websocket: Any = None
+    #: True when the connection may be marked quiet on the loop once its
+    #: output is flushed (a parked request, an idle WebSocket).
+    quiet_when_flushed = False
     #: Response bytes the kernel accepted on this connection.
     progress_bytes_sent = 0
+    # made when first needed: a parked waiter's connection needs none of them
+    #: The tracked requests whose output is being sent, oldest first.
+    send_windows: Deque[SendWindow] = _NO_WINDOWS
+    #: Requests whose last byte was sent, finished once outbuf_lock is free
+    #: (a store call under the lock would make the I/O thread spin on it).
+    sent_in_full: List[Tracker] = _NO_TRACKERS
+    #: Events of waiting requests, set when the connection closes.
+    departure_events: Set[threading.Event] = _NO_EVENTS
     #: True once the connection closed; no byte is sent after that.
     progress_closed = False
     #: True while a probe waits to be answered on the I/O loop.
@@ -80,12 +99,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
-                                              endpoints=server.progress_endpoints)
-        self.send_windows: Deque[SendWindow] = collections.deque()
-        # requests whose last byte was sent, finished once outbuf_lock is free:
-        # a store call under the lock would make the I/O thread spin on it
-        self.sent_in_full: List[Tracker] = []
-        self.departure_events: Set[threading.Event] = set()
+                                              endpoints=server.progress_endpoints,
+                                              on_cancel=self.cancel_upload)
 
     # -- bytes sent ----------------------------------------------------------
 
@@ -107,6 +122,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def open_send_window(self, tracker: Tracker) -> SendWindow:
         """Start attributing output to *tracker*; call with ``outbuf_lock`` held."""
         window = SendWindow(tracker, self.output_position())
+        if self.send_windows is _NO_WINDOWS:
+            self.send_windows = collections.deque()
         self.send_windows.append(window)
         return window
 
@@ -143,6 +160,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             if window.end is None or total < window.end:
                 return
             windows.popleft()
+            if self.sent_in_full is _NO_TRACKERS:
+                self.sent_in_full = []
             self.sent_in_full.append(tracker)
 
     def finish_sent(self) -> None:
@@ -160,6 +179,9 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         super().handle_write()
         if self.sent_in_full:
             self.finish_sent()
+        if self.quiet_when_flushed and not self.total_outbufs_len:
+            self.quiet_when_flushed = False
+            self.server.progress_loop.quiet(self)
         after_drain = self.after_drain
         if after_drain is not None and \
                 self.total_outbufs_len <= self.adj.outbuf_high_watermark // 2:
@@ -230,6 +252,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         """Set *event* when this connection closes; returns the function that
         stops watching.  Waiting requests use it (``wsgiprogress.departure``)
         instead of polling ``waitress.client_disconnected``."""
+        if self.departure_events is _NO_EVENTS:
+            self.departure_events = set()
         self.departure_events.add(event)
         if not self.connected:  # closed before the watch began
             event.set()
@@ -262,6 +286,16 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         else:
             self.handle_close()
 
+    def cancel_upload(self) -> None:
+        """A request on this connection was cancelled (from any thread): the
+        I/O loop closes the connection at its next turn, so no more of the
+        body is read; waitress's trigger hands the close over."""
+        self.server.trigger.pull_trigger(self._close_cancelled)
+
+    def _close_cancelled(self) -> None:
+        if self.connected:
+            self.handle_close()
+
     def cancel(self) -> None:
         super().cancel()  # the server shuts down
         self._announce_departure()
@@ -272,6 +306,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
 
     def handle_close(self) -> None:
         super().handle_close()
+        if self.websocket is not None:
+            self.websocket.connection_lost()
         self._announce_departure()
         self.finish_sent()
         with self.outbuf_lock:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from waitress.task import ThreadedTaskDispatcher
 
 from .. import keys
+from ..web.sockets import SocketFeed
 from .channel import all_endpoints
 
 #: A logger that says nothing below ERROR.
@@ -61,17 +62,28 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
 class RoutedApp:
     """*app* behind *front*'s router: the probe, mailbox, monitor and
-    dashboard paths go to their endpoints, everything else to *app* through
-    :meth:`~wsgiprogress.web.front.Front.call`; it finds the stores in the
+    dashboard paths go to their endpoints (a WebSocket upgrade of the probe or
+    a mailbox to its feed), everything else to *app* through
+    :meth:`~wsgiprogress.web.front.Front.call`, which finds the stores in the
     environ (:mod:`wsgiprogress.keys`)."""
 
     def __init__(self, app: WSGIApplication, front: Front) -> None:
         self.app = app
+        self.front = front
         self.route = front.route
         self.call = front.call
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
+        upgrade = environ.get(keys.UPGRADE)
+        if upgrade is not None:
+            feed = self.front.socket_feed(environ)
+            if isinstance(feed, SocketFeed):
+                accepted: Iterable[bytes] = upgrade(feed, self.front.waiters, environ,
+                                                    start_response)
+                return accepted
+            if feed is not None:
+                return feed(start_response)  # refused: 400, 403, 503
         endpoint = self.route(environ)
         if endpoint is None:
             # only our endpoints park: the application's own middleware

@@ -10,7 +10,7 @@ publishes.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from waitress.parser import HTTPRequestParser
 
@@ -33,8 +33,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """Parses one request and feeds its :class:`~wsgiprogress.progress.tracker.Tracker`.
 
     Made per request by :class:`~wsgiprogress.server.channel.ProgressChannel`
-    as ``ProgressParser(adj, rules)``; *rules* see paths as the parser does
-    (``url_prefix`` included).  It also fixes waitress's ``Expect:
+    as ``ProgressParser(adj, rules, on_cancel)``; *rules* see paths as the
+    parser does (``url_prefix`` included); *on_cancel* becomes the tracker's
+    (the channel closes the connection).  It also fixes waitress's ``Expect:
     100-continue`` handling: a request already rejected (413) or without a
     body gets no ``100 Continue``.
     """
@@ -69,10 +70,12 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     head_done = 0.0
 
     def __init__(self, adj: Any, rules: TrackingRules,
-                 endpoints: Tuple[str, Optional[str]] = ("", None)) -> None:
+                 endpoints: Tuple[str, Optional[str]] = ("", None),
+                 on_cancel: Optional[Callable[[], None]] = None) -> None:
         super().__init__(adj)
         self.rules = rules
         self.endpoints = endpoints
+        self.on_cancel = on_cancel
         self.started = time.monotonic()  # the first byte: the head's deadline runs
 
     def received(self, data: bytes) -> int:
@@ -94,6 +97,12 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if body is not None:
             arrived = body.__len__() - tracker.received
             if arrived > 0:
+                files = tracker.files
+                if files is not None:
+                    # a declared size: the body arrived as sent, and ends what
+                    # this call consumed
+                    files.feed(data if arrived == consumed == len(data)
+                               else data[consumed - arrived:consumed])
                 tracker.add_received(arrived)  # completes a declared size
         error = self.error
         if error is not None:
@@ -134,8 +143,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             if self.is_endpoint:
                 return
         size = None if self.chunked else self.content_length
-        self.tracker = rules.track(self.command, self.path,
-                                   self.headers.get(rules.finder.header_key), self.query, size)
+        headers = self.headers
+        # a chunked body lists no files: its framing is decoded into a buffer,
+        # not seen here as sent
+        tracker = self.tracker = rules.track(
+            self.command, self.path, headers.get(rules.finder.header_key), self.query, size,
+            None if self.chunked else headers.get("CONTENT_TYPE"))
+        if tracker is not None:
+            tracker.on_cancel = self.on_cancel
 
 
 def waits(query: str, headers: Dict[str, str]) -> bool:

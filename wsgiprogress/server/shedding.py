@@ -83,8 +83,8 @@ class SlowClients:
         idle: List[Tuple[float, float, Any]] = []
         for channel in list(self.map.values()):
             if getattr(channel, "requests", True) or channel.close_when_flushed \
-                    or channel.will_close:
-                continue  # a listener, the trigger, a request in service or closing
+                    or channel.will_close or channel.websocket is not None:
+                continue  # a listener, the trigger, a request in service, closing, a WebSocket
             request = channel.request
             if check_deadlines and request is not None:
                 late = self._late(request, now)

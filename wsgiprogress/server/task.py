@@ -17,6 +17,7 @@ are not counted as the response.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from waitress.channel import ClientDisconnected
@@ -57,6 +58,10 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             environ[keys.TRACKER] = tracker
         elif not PEEK_FOR_DEPARTURE:  # waitress 1.4 services a connection's queue in one go
             environ[keys.PARK] = self.park  # RoutedApp keeps it for our endpoints only
+            websocket = self.channel.server.progress_websocket
+            if websocket is not None and \
+                    self.request.headers.get("UPGRADE", "").lower() == "websocket":
+                environ[keys.UPGRADE] = functools.partial(websocket.upgrade, self)
         if self.version == "1.1":  # never a 1xx to HTTP/1.0 (RFC 9110)
             environ[keys.INTERIM] = self.send_interim
         return environ
@@ -86,6 +91,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 return super().service()  # type: ignore[no-any-return]
             except Parked as parked:
                 self.waiting = parked.response
+                self.environ = None  # the response has what it needs: no more memory held
                 raise
         self.request.serviced = True
         channel = self.channel

@@ -30,10 +30,10 @@ server's WebSocket endpoints, :mod:`wsgiprogress.server.websocket`).
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Any, Callable, Collection, Dict, Iterable, Mapping, Optional, Tuple
 
 from ..errors import ConfigurationError
+from . import extras
 from .table import ID_LENGTHS as ID_LENGTHS
 from .table import SETTINGS as SETTINGS
 from .table import Setting as Setting
@@ -229,6 +229,11 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
     check_operations(options, given, spell)
+    if options["per_file"]:
+        problem = extras.multipart_problem()
+        if problem is not None:
+            raise ConfigurationError(f"{spell('per_file')} needs werkzeug's multipart "
+                                     f"decoder; {problem}")
     clash = [name for name in given if name in {s.name for s in scope("backend", "store")}]
     if store_given and clash:
         raise ConfigurationError(
@@ -241,16 +246,13 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
 def check_websocket(options: Mapping[str, Any], given: Collection[str],
                     spell: Spell = as_written) -> None:
     """Refuse WebSocket settings without ``websocket``, and ``websocket``
-    without wsproto installed (checked by importing it, at start)."""
+    without wsproto installed (:mod:`wsgiprogress.settings.extras`)."""
     if not options["websocket"]:
         for name in sorted(set(given) & {s.name for s in WEBSOCKET_SETTINGS} - {"websocket"}):
             if options[name] != default(name):
                 raise ConfigurationError(f"{spell(name)} configures WebSockets: turn "
                                          f"{spell('websocket')} on too")
         return
-    try:
-        importlib.import_module("wsproto")
-    except ImportError:
-        raise ConfigurationError(
-            f"{spell('websocket')} needs wsproto, which is not installed: "
-            "pip install 'wsgiprogress[websocket]'") from None
+    problem = extras.websocket_problem()
+    if problem is not None:
+        raise ConfigurationError(f"{spell('websocket')} needs wsproto; {problem}")

@@ -148,6 +148,10 @@ SETTINGS: Tuple[Setting, ...] = (
     # -- which requests are counted ----------------------------------------------
     Setting("methods", as_methods, ("POST",),
             "HTTP methods whose requests are tracked", "tracking"),
+    Setting("per_file", as_bool, False,
+            "list each file of a multipart upload in the native probe; "
+            "needs wsgiprogress[multipart]",
+            "tracking"),
     # -- one front door each -----------------------------------------------------
     Setting("max_request_size", as_optional_size, None,
             "answer 413 to a tracked request whose Content-Length exceeds this "
@@ -164,17 +168,15 @@ SETTINGS: Tuple[Setting, ...] = (
             "bytes that earn a body one more second", "server"),
     # -- WebSocket on our server (the extra: pip install wsgiprogress[websocket]) --
     Setting("websocket", as_bool, False,
-            "accept WebSocket upgrades: mailboxes and progress over WebSocket, and "
-            "applications that speak it (Flask-Sock); needs wsproto", "websocket"),
+            "WebSocket for mailboxes, progress and apps (needs wsproto)", "websocket"),
     Setting("websocket_max_message", as_size, 1024 * 1024,
-            "largest WebSocket message a client may send; bigger: close 1009", "websocket"),
+            "largest message from a client, then close 1009", "websocket"),
     Setting("websocket_max_queued", as_size, 1024 * 1024,
-            "bytes queued for a slow WebSocket reader; beyond: close 1008", "websocket"),
+            "bytes unread by a client, then close 1008", "websocket"),
     Setting("websocket_ping", as_seconds, 30.0,
-            "seconds between pings to a quiet WebSocket; 0: none", "websocket"),
+            "seconds between pings; 0: none", "websocket"),
     Setting("websocket_idle_timeout", as_seconds, 300.0,
-            "seconds without a frame from the client, then close 1001; 0: none",
-            "websocket"),
+            "silent seconds, then close 1001; 0: none", "websocket"),
     Setting("websocket_deflate", as_bool, False,
-            "offer permessage-deflate (about 100 KiB of zlib state per socket)", "websocket"),
+            "permessage-deflate (~100 KiB per socket)", "websocket"),
 )

@@ -48,12 +48,14 @@ from .mailbox import Authorize, MailboxApp, unguessable_names
 from .monitor import OperationMonitor
 from .operations import OperationRunner
 from .probe import ProgressProbe
+from .sockets import SocketFeed, mailbox_feed, progress_feed
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..operations import OperationStore
     from ..progress.store import ProgressStore
+    from .waiting import Answer
 
 
 def front_options(given: Mapping[str, Any], settings: Tuple[Setting, ...], *,
@@ -134,6 +136,7 @@ class Front:
             if shared is not None:  # stores passed in wait within the same bound
                 shared.waiters = self.waiters
         self.probe = ProgressProbe(self.store, authorize=authorize,
+                                   token=options["publish_token"],
                                    **_subset(options, PROBE_SETTINGS, WAIT_SETTINGS))
         self.mailbox_app: Optional[MailboxApp] = None
         if self.mailboxes is not None:
@@ -173,6 +176,18 @@ class Front:
         a GET or HEAD is answered by an endpoint, never the application."""
         mailbox_app = self.mailbox_app
         return self.progress_url, (mailbox_app.prefix if mailbox_app is not None else None)
+
+    def socket_feed(self, environ: WSGIEnvironment) -> Union[SocketFeed, Answer, None]:
+        """What a WebSocket upgrade of this request carries: the probe's or a
+        mailbox's :class:`~wsgiprogress.web.sockets.SocketFeed`, the answer
+        that refuses it, or ``None`` when the path is the application's."""
+        path = environ.get("PATH_INFO", "")
+        if path == self.progress_url:
+            return progress_feed(self.probe, environ)
+        mailbox_app = self.mailbox_app
+        if mailbox_app is not None and mailbox_app.handles(path):
+            return mailbox_feed(mailbox_app, environ)
+        return None
 
     def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:
         """The endpoint that answers this request (the probe, a mailbox, the

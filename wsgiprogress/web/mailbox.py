@@ -30,6 +30,13 @@ Mailbox endpoint
     it needs ``Authorization: Bearer <publish_token>`` or the ``authorize``
     hook's approval.
 
+``POST /mailbox/<a>,<b>,<c>``
+    Publish one message to several mailboxes at once, as Nchan's
+    multi-channel publish does (channel IDs split on ``,``, at most
+    :data:`MAX_FAN_OUT`, repeats once): each mailbox gives it its own id,
+    answered as ``{"mailboxes": {"a": 4, "b": 1, "c": 9}}``.  The hook must
+    allow every name (or the token is sent); nothing is posted otherwise.
+
 ``GET /mailbox/_stats``
     Counts for operators, protected like publishing.
 
@@ -86,6 +93,8 @@ if TYPE_CHECKING:
 Authorize = Callable[["WSGIEnvironment", Optional[str], str], bool]
 
 STATS_NAME = "_stats"
+#: Mailboxes one publish may name, as Nchan allows channels per request.
+MAX_FAN_OUT = 255
 #: What a page may read of a mailbox answer, as Nchan exposes it.
 EXPOSED_HEADERS = ("Last-Modified", "Etag")
 #: Request headers a page may send, for the CORS preflight.
@@ -154,12 +163,14 @@ class MailboxApp:
         try:
             if name == STATS_NAME and method in ("GET", "HEAD"):
                 return self._stats(environ, start_response)
+            if "," in name and method == "POST" and self.publish_enabled:
+                return self._publish(environ, start_response, fan_out_names(name), many=True)
             if not is_valid_id(name):
                 raise BadRequest(f"invalid mailbox name: expected {ID_RULE}")
             if method in ("GET", "HEAD"):
                 return self._read(environ, start_response, name, method == "HEAD")
             if method == "POST" and self.publish_enabled:
-                return self._publish(environ, start_response, name)
+                return self._publish(environ, start_response, [name])
         except BadRequest as exc:
             return plain(start_response, "400 Bad Request", str(exc))
         except MailboxError as exc:
@@ -254,19 +265,30 @@ class MailboxApp:
         """For an event stream: every message after the cursor with its
         ``id:``, and a ``gap`` event when messages were dropped or the cursor
         is unknown."""
-        position = [after]
+        follow = self.follow(name, after)
 
         def collect() -> Tuple[List[bytes], bool]:
-            result = self.store.read(name, position[0])
+            result = follow()
             events = []
             missed = gap(result)
             if missed is not None:
                 events.append(sse.event(json.dumps(missed), name="gap"))
             events.extend(sse.event(m.data, id=m.id) for m in result.messages)
-            self.count_delivered(len(result.messages))
-            position[0] = result.cursor
             return events, False
         return collect
+
+    def follow(self, name: str, after: Optional[int], limit: int = 100
+               ) -> Callable[[], ReadResult]:
+        """Each call: up to *limit* messages *name* holds after the cursor,
+        which moves on — what an event stream and a WebSocket deliver."""
+        position = [after]
+
+        def read() -> ReadResult:
+            result = self.store.read(name, position[0], limit)
+            self.count_delivered(len(result.messages))
+            position[0] = result.cursor
+            return result
+        return read
 
     def count_delivered(self, n: int) -> None:
         """Count *n* messages handed to clients, for the stats."""
@@ -276,8 +298,9 @@ class MailboxApp:
     # -- publishing and stats ------------------------------------------------
 
     def _publish(self, environ: WSGIEnvironment, start_response: StartResponse,
-                 name: str) -> Iterable[bytes]:
-        if not (has_bearer_token(environ, self.token) or self.authorize(environ, name, "publish")):
+                 names: List[str], many: bool = False) -> Iterable[bytes]:
+        if not (has_bearer_token(environ, self.token) or
+                all(self.authorize(environ, name, "publish") for name in names)):
             return plain(start_response, "403 Forbidden", "publishing needs the bearer token")
         limit: int = self.store.max_message_bytes
         try:
@@ -291,8 +314,10 @@ class MailboxApp:
             data = environ["wsgi.input"].read(length).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("a message must be UTF-8 text") from None
-        ids = self.store.post(name, data)
-        return json_body(start_response, "201 Created", {"mailbox": name, "id": ids[name]})
+        ids = self.store.post(names, data)
+        if many:
+            return json_body(start_response, "201 Created", {"mailboxes": ids})
+        return json_body(start_response, "201 Created", {"mailbox": names[0], "id": ids[names[0]]})
 
     def _stats(self, environ: WSGIEnvironment,
                start_response: StartResponse) -> Iterable[bytes]:
@@ -312,6 +337,19 @@ def refused(exc: MailboxError) -> Answer:
     status = {413: "413 Payload Too Large"}.get(exc.status, "503 Service Unavailable")
     return functools.partial(plain, status=status, reason=str(exc),
                              headers=[("Retry-After", "5")])
+
+
+def fan_out_names(path: str) -> List[str]:
+    """The distinct mailbox names of a multi-mailbox publish, ``a,b,c``, in order.
+
+    :raises BadRequest: for a bad name or more than :data:`MAX_FAN_OUT`.
+    """
+    names = list(dict.fromkeys(path.split(",")))
+    if len(names) > MAX_FAN_OUT:
+        raise BadRequest(f"one publish names at most {MAX_FAN_OUT} mailboxes")
+    if not all(is_valid_id(name) for name in names):
+        raise BadRequest(f"invalid mailbox name: each of a,b,c must be {ID_RULE}")
+    return names
 
 
 def _params(environ: WSGIEnvironment) -> Dict[str, str]:

@@ -44,6 +44,7 @@ from ..progress.store import BackendUnavailable
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
 from . import sse
+from .cancel import cancel
 from .dialects import DIALECTS, render
 from .event_stream import EventStream, StreamTiming
 from .responses import (
@@ -104,10 +105,14 @@ class ProgressProbe:
     """
 
     def __init__(self, store: ProgressStore, *, authorize: Optional[Authorize] = None,
-                 **settings: Any) -> None:
+                 token: Optional[str] = None, **settings: Any) -> None:
         options = resolve(PROBE_SETTINGS + WAIT_SETTINGS, settings)
         self.store = store
         self.authorize = authorize
+        self.token = token
+        #: ``DELETE`` cancels, for the token or when the hook allows ``"cancel"``.
+        self.methods: Tuple[str, ...] = ("GET", "HEAD") if authorize is None and \
+            token is None else ("GET", "HEAD", "DELETE")
         self.min_id_length: int = options["min_id_length"]
         self.read_warning = RateLimitedWarning(
             "progress store failed to read %r; answering unknown")
@@ -124,19 +129,24 @@ class ProgressProbe:
         method = environ.get("REQUEST_METHOD", "GET")
         head_only = method == "HEAD"
         if method == "OPTIONS" and self.allowed_origins:
-            headers += [("Access-Control-Allow-Methods", "GET, HEAD"),
-                        ("Access-Control-Allow-Headers", self.finder.name),
+            headers += [("Access-Control-Allow-Methods", ", ".join(self.methods)),
+                        ("Access-Control-Allow-Headers", f"{self.finder.name}, Authorization"),
                         ("Access-Control-Max-Age", "600")]
             start_response("204 No Content", [*NO_CACHE_HEADERS, *headers])
             return []
-        if method not in ("GET", "HEAD"):
-            headers.append(("Allow", "GET, HEAD"))
+        if method not in self.methods:
+            allowed = ", ".join(self.methods)
+            headers.append(("Allow", allowed))
+            spoken = ", ".join(self.methods[:-1]) + " and " + self.methods[-1]
             return plain(start_response, "405 Method Not Allowed",
-                         "the progress probe answers GET and HEAD only", headers)
+                         f"the progress probe answers {spoken} only", headers)
         try:
-            query = self._parse(environ)
+            query = self.parse(environ)
         except ProbeRequestError as exc:
             return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
+        if method == "DELETE":
+            return cancel(environ, start_response, self.store, query.progress_id,
+                          self.authorize, self.token, headers)
         if self.authorize is not None and not self.authorize(environ, query.progress_id,
                                                              "progress"):
             return plain(start_response, "403 Forbidden",
@@ -205,20 +215,31 @@ class ProgressProbe:
     def _changes(self, query: ProbeQuery) -> Callable[[], Tuple[List[bytes], bool]]:
         """For an event stream: the native JSON each time it changes, until
         the request ends."""
+        snapshots = self.snapshots(query)
+
+        def collect() -> Tuple[List[bytes], bool]:
+            text, over = snapshots()
+            return ([] if text is None else [sse.event(text)]), over
+        return collect
+
+    def snapshots(self, query: ProbeQuery) -> Callable[[], Tuple[Optional[str], bool]]:
+        """Each call: the native JSON of *query*'s progress if it changed
+        since the last call (else ``None``), and whether the request ended —
+        what an event stream and a WebSocket push."""
         query = query._replace(format="json", callback=None)
         last: List[bytes] = [b""]
 
-        def collect() -> Tuple[List[bytes], bool]:
+        def snapshot() -> Tuple[Optional[str], bool]:
             entry = self.lookup(query.progress_id)
             body = self.render(query, entry)
             over = entry is not None and entry.state in (DONE, ERROR)
             if body == last[0]:
-                return [], over
+                return None, over
             last[0] = body
-            return [sse.event(body.decode("utf-8").strip())], over
-        return collect
+            return body.decode("utf-8").strip(), over
+        return snapshot
 
-    def _parse(self, environ: WSGIEnvironment) -> ProbeQuery:
+    def parse(self, environ: WSGIEnvironment) -> ProbeQuery:
         try:
             params = query_params(environ.get("QUERY_STRING", ""))
         except ValueError as exc:

@@ -82,7 +82,8 @@ class WaitingResponse:
         self.key = key
         self.wake = wake
         self.parks = not isinstance(wake, threading.Event)
-        self.client = ClientWatch(environ)
+        # only a thread watches its client; a parked response is told by the server
+        self.client = None if self.parks else ClientWatch(environ)
         self.over = False
         self.closed = False
 
@@ -110,8 +111,10 @@ class WaitingResponse:
                 self.suspended = True
                 raise Parked(self)
             event: threading.Event = self.wake  # type: ignore[assignment]
-            if not self.client.wait(event, step.wake_at - time.monotonic()):
-                give_up = self.client.gone()
+            client = self.client
+            assert client is not None
+            if not client.wait(event, step.wake_at - time.monotonic()):
+                give_up = client.gone()
         raise StopIteration
 
     def close(self) -> None:
