@@ -36,7 +36,7 @@ setup(
             "werkzeug>=2.0",
             "flask>=2.0", "wsproto>=1.2",
             "pyramid>=1.10", "redis>=4.2", "gunicorn>=20.1", "selenium>=4.10",
-            "requests>=2.20",
+            "requests>=2.20", "websockets>=12.0",
         ],
         "flask": ["flask>=1.1"],
         # per_file: werkzeug's sans-IO multipart decoder, with the CVE-2023-46136

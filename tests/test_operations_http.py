@@ -365,3 +365,26 @@ def test_a_page_on_another_origin_may_read_and_cancel_when_allowed() -> None:
         assert "Progress" in read.headers["Access-Control-Expose-Headers"]
         other = requests.get(location, headers={"Origin": "https://evil.example"}, timeout=5)
         assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_a_websocket_on_the_monitor_follows_the_steps_on_our_server() -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with front_door("server", websocket=True) as base:
+        answer, _, _ = knit(base, "respond-async")
+        location = answer.headers["Location"]
+        snapshots: List[Dict[str, Any]] = []
+        with connect(base.replace("http:", "ws:") + location) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    snapshots.append(json.loads(ws.recv(timeout=10)))
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        steps = [s["steps"]["done"] for s in snapshots]
+        assert steps == sorted(steps) and {1, 2, 3} <= set(steps), snapshots
+        assert (snapshots[-1]["state"], snapshots[-1]["status"]) == ("done", 201)
+        assert requests.delete(base + location, timeout=5).status_code == 204
+        with connect(base.replace("http:", "ws:") + location) as ws:  # forgotten: null, over
+            assert json.loads(ws.recv(timeout=5)) is None
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)

@@ -178,8 +178,8 @@ class Front:
         return self.progress_url, (mailbox_app.prefix if mailbox_app is not None else None)
 
     def socket_feed(self, environ: WSGIEnvironment) -> Union[SocketFeed, Answer, None]:
-        """What a WebSocket upgrade of this request carries: the probe's or a
-        mailbox's :class:`~wsgiprogress.web.sockets.SocketFeed`, the answer
+        """What a WebSocket upgrade of this request carries: the probe's, a
+        mailbox's or a monitor's :class:`~wsgiprogress.web.sockets.SocketFeed`, the answer
         that refuses it, or ``None`` when the path is the application's."""
         path = environ.get("PATH_INFO", "")
         if path == self.progress_url:
@@ -187,6 +187,9 @@ class Front:
         mailbox_app = self.mailbox_app
         if mailbox_app is not None and mailbox_app.handles(path):
             return mailbox_feed(mailbox_app, environ)
+        monitor = self.monitor
+        if monitor is not None and monitor.handles(path):
+            return monitor.feed(environ)
         return None
 
     def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:

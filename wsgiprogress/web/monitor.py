@@ -18,6 +18,8 @@ Status monitors
     reads ``environ["wsgiprogress.operation"].cancelled``), state
     ``cancelled`` until it expires; a finished one: 204, monitor and kept
     response forgotten (404 afterwards).
+A WebSocket on ``<operations_url>/<id>`` (our server, ``websocket`` on)
+    gets each snapshot as a text message until the operation ends.
 ``GET <operations_url>/<id>/response``
     the application's final response as it gave it (status, headers, body);
     with ``Accept: message/http`` the same as one ``message/http`` document.
@@ -32,7 +34,17 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from ..operations import OperationsUnavailable, operation_key, progress_header
 from ..query import parse_wait, query_params, wants_event_stream
@@ -48,6 +60,7 @@ from .responses import (
     start_event_stream,
     too_many_waiters,
 )
+from .sockets import SocketFeed
 from .waiting import Answer, LongPoll, open_wake
 
 if TYPE_CHECKING:
@@ -191,23 +204,50 @@ class OperationMonitor:
             return self._reply(environ, last[0] if last else None, headers, head_only)
         return changed, timed_out
 
-    def _changes(self, op_id: str) -> Callable[[], Tuple[List[bytes], bool]]:
-        """For an event stream: the monitor's JSON each time it changes,
-        until the operation ends or is forgotten."""
+    def _snapshots(self, op_id: str) -> Callable[[], Tuple[Optional[str], bool]]:
+        """The monitor's JSON when it changed since the last call (else
+        ``None``), and whether the operation ended or was forgotten: what an
+        event stream and a WebSocket send."""
         last: List[str] = [""]
 
-        def collect() -> Tuple[List[bytes], bool]:
+        def snapshot() -> Tuple[Optional[str], bool]:
             try:
                 record = self.store.get(op_id)
             except OperationsUnavailable:
-                return [], False  # no news this time
+                return None, False  # no news this time
             data = json.dumps(None if record is None else record.to_dict())
             over = record is None or not record.running
             if data == last[0]:
-                return [], over
+                return None, over
             last[0] = data
-            return [sse.event(data)], over
+            return data, over
+        return snapshot
+
+    def _changes(self, op_id: str) -> Callable[[], Tuple[List[bytes], bool]]:
+        """For an event stream: each snapshot as an event."""
+        snapshot = self._snapshots(op_id)
+
+        def collect() -> Tuple[List[bytes], bool]:
+            data, over = snapshot()
+            return ([] if data is None else [sse.event(data)]), over
         return collect
+
+    def feed(self, environ: WSGIEnvironment) -> Union[SocketFeed, Answer]:
+        """The feed of a WebSocket on a monitor (our server, ``websocket``
+        on): each snapshot as a text message until the operation ends, as
+        the event stream; or the answer that refuses it."""
+        op_id, _, part = environ.get("PATH_INFO", "")[len(self.prefix):].partition("/")
+        if not _OPERATION_ID.match(op_id) or part:
+            return functools.partial(plain, status="404 Not Found", reason="no such operation")
+        if self.authorize is not None and not self.authorize(environ, op_id, "operation"):
+            return functools.partial(plain, status="403 Forbidden",
+                                     reason="not allowed to read this operation")
+        snapshot = self._snapshots(op_id)
+
+        def collect() -> Tuple[List[str], bool]:
+            data, over = snapshot()
+            return ([] if data is None else [data]), over
+        return SocketFeed(operation_key(op_id), collect, None)
 
     # -- DELETE --------------------------------------------------------------------
 
