@@ -39,6 +39,7 @@ setup(
             # applications that speak WebSocket themselves, and their clients
             "flask-sock>=0.7", "simple-websocket>=1.1", "flask-socketio>=5.3",
             "python-socketio[client]>=5.8", "websocket-client>=1.6",
+            "requests>=2.20", "websockets>=12.0",
         ],
         "flask": ["flask>=1.1"],
         # per_file: werkzeug's sans-IO multipart decoder, with the CVE-2023-46136

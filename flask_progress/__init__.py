@@ -75,6 +75,7 @@ from markupsafe import Markup
 import wsgiprogress
 from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore, keys
 from wsgiprogress.mailbox import MailboxStore
+from wsgiprogress.operations import report
 from wsgiprogress.settings import FLASK_PREFIX, MIDDLEWARE_SETTINGS, config_key, resolve
 from wsgiprogress.web.front import Front, front_options
 from wsgiprogress.web.mailbox import Authorize
@@ -230,6 +231,21 @@ class Progress:
             if has_request_context() else None
         return (store or self.state().store).read(progress_id)
 
+    def report(self, done: int, total: Optional[int] = None,
+               label: Optional[str] = None) -> None:
+        """Report how far the current request's work got: its probe shows it,
+        and with ``PROGRESS_OPERATIONS = True`` its status monitor and 102s
+        (:func:`wsgiprogress.report`).  Read ``request.environ["wsgiprogress.operation"]
+        .cancelled`` to stop when a client cancelled.
+
+        .. code-block:: python
+
+            for n, sheet in enumerate(sheets, 1):
+                knit(sheet)
+                progress.report(n, len(sheets), "Knitting sweaters")
+        """
+        report(request.environ, done, total, label)
+
     def post(self, names: Union[str, Iterable[str]], data: Any) -> Dict[str, int]:
         """Post *data* to one mailbox or to each of several at once.
 
@@ -300,7 +316,7 @@ def _one_typo_apart(a: str, b: str) -> bool:
 
 def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:
     """Refuse a route of *app* at a URL the middleware answers in front of
-    Flask (the probe, the mailboxes, the dashboard), which would never be
+    Flask (the probe, the mailboxes, the monitors, the dashboard), which would never be
     reached.  Rules with variables (``/<path:page>``) are left alone.
 
     :raises ConfigurationError: naming the route's endpoint and the key to change.
@@ -310,6 +326,7 @@ def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:
         dashboard = settings["dashboard_url"]
         exact.update({dashboard: "dashboard_url", dashboard.rstrip("/") + "/data": "dashboard_url"})
     mailboxes = settings["mailbox_url"].rstrip("/") + "/" if settings["mailbox"] else None
+    monitors = settings["operations_url"].rstrip("/") + "/" if settings["operations"] else None
     for rule in app.url_map.iter_rules():
         if getattr(rule, "build_only", False):
             continue
@@ -317,6 +334,8 @@ def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:
         name = exact.get(path) if "<" not in path else None
         if name is None and mailboxes is not None and path.startswith(mailboxes):
             name = "mailbox_url"
+        if name is None and monitors is not None and path.startswith(monitors):
+            name = "operations_url"
         if name is not None:
             raise ConfigurationError(
                 f"the app's route {rule.endpoint!r} ({path}) is under {config_key(name)} "

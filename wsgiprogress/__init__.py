@@ -26,6 +26,7 @@ from __future__ import annotations
 from . import keys, moved
 from .errors import ConfigurationError, ProgressError
 from .middleware import ProgressMiddleware
+from .operations import report
 from .progress import ProgressEntry, ProgressStore, ProgressTable, Tracker, is_valid_id
 from .web.probe import ProgressProbe
 
@@ -34,6 +35,7 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "ConfigurationError", "ProgressEntry", "ProgressError", "ProgressMiddleware",
     "ProgressProbe", "ProgressStore", "ProgressTable", "Tracker", "is_valid_id", "keys",
+    "report",
 ]
 
 moved.install()

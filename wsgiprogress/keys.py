@@ -43,3 +43,10 @@ UPGRADE = "wsgiprogress.upgrade"
 #: :class:`~wsgiprogress.server.handoff.Handoff` of a WebSocket upgrade that
 #: goes to the application (which finds the socket in ``werkzeug.socket``).
 HANDOFF = "wsgiprogress.handoff"
+#: The request's :class:`~wsgiprogress.operations.Operation` when operations
+#: are on: ``.cancelled`` and ``.report(done, total, label)``.
+OPERATION = "wsgiprogress.operation"
+#: ``environ[INTERIM](status, headers)`` sends an interim (1xx) response
+#: before the final one; :mod:`wsgiprogress.server` provides it to HTTP/1.1
+#: clients only.
+INTERIM = "wsgiprogress.interim"

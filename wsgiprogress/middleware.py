@@ -110,13 +110,13 @@ class ProgressMiddleware:
         method = environ.get("REQUEST_METHOD", "")
         if not self.rules.wants(method) or keys.SERVER_COUNTS in environ \
                 or keys.TRACKER in environ:  # the server or an outer layer counts
-            return self.app(environ, start_response)
+            return self.front.call(self.app, environ, start_response)
         size = content_length(environ)
         tracker = self.rules.track(method, environ.get("PATH_INFO", ""),
                                    environ.get(self._id_key), environ.get("QUERY_STRING"), size,
                                    environ.get("CONTENT_TYPE"))
         if tracker is None:
-            return self.app(environ, start_response)
+            return self.front.call(self.app, environ, start_response)
         if self.max_request_size is not None and size is not None \
                 and size > self.max_request_size:
             tracker.fail(TOO_LARGE, 413)
@@ -145,7 +145,7 @@ class ProgressMiddleware:
             return counting_write
 
         try:
-            app_iter = self.app(environ, tracking_start_response)
+            app_iter = self.front.call(self.app, environ, tracking_start_response)
         except BaseException:
             tracker.fail(APP_ERROR, 500)
             raise

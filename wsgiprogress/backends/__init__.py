@@ -25,27 +25,36 @@ from typing import Any, Callable, List, Optional
 
 from ..errors import ConfigurationError
 from ..mailbox import MailboxStore, MemoryMailboxes
+from ..operations import MemoryOperations, OperationStore
 from ..progress import ProgressStore, ProgressTable
-from ..settings import MAILBOX_LIMITS, STORE_SETTINGS, resolve
+from ..settings import MAILBOX_LIMITS, OPERATIONS_SETTINGS, STORE_SETTINGS, resolve
 from ..settings.converters import as_backend
 from ..waiters import Waiters
 
 _TABLE = ("ttl", "capacity")
 _LIMITS = frozenset(s.name for s in MAILBOX_LIMITS)
+#: The operations settings a backend's operations store takes.
+OPERATIONS_BOUNDS = ("max_operations", "operations_ttl", "max_kept_bytes")
+_OPERATIONS = tuple(s for s in OPERATIONS_SETTINGS if s.name in OPERATIONS_BOUNDS)
 
 
 class Backend:
-    """The progress store and mailbox store of one backend, sharing *waiters*.
+    """The progress store, mailbox store and operations store of one
+    backend, sharing *waiters*.
 
-    The mailbox store is made on first use, so a backend that never serves
-    mailboxes never creates one.
+    The mailbox and operations stores are made on first use, so a backend
+    that never serves them never creates them.
     """
 
     def __init__(self, progress: ProgressStore, make_mailbox: Callable[[], MailboxStore],
-                 closers: Optional[List[Callable[[], None]]] = None) -> None:
+                 closers: Optional[List[Callable[[], None]]] = None,
+                 make_operations: Optional[Callable[[], OperationStore]] = None) -> None:
         self.progress = progress
         self._make_mailbox = make_mailbox
         self._mailbox: Optional[MailboxStore] = None
+        self._make_operations = make_operations or (
+            lambda: MemoryOperations(waiters=progress.waiters))
+        self._operations: Optional[OperationStore] = None
         self._closers = closers or []
 
     @property
@@ -54,8 +63,16 @@ class Backend:
             self._mailbox = self._make_mailbox()
         return self._mailbox
 
+    @property
+    def operations(self) -> OperationStore:
+        if self._operations is None:
+            self._operations = self._make_operations()
+        return self._operations
+
     def close(self) -> None:
-        """Write what is pending and release connections and threads."""
+        """Write what is pending and release connections, threads and kept responses."""
+        if self._operations is not None:
+            self._operations.close()
         for close in self._closers:
             close()
 
@@ -66,8 +83,9 @@ def backend_from_url(url: str = "memory://", *, waiters: Optional[Waiters] = Non
 
     :param waiters: the process's waiters, shared by both stores.
     :param settings: the store settings ``key_prefix``, ``ttl``, ``capacity``
-        (:data:`wsgiprogress.settings.STORE_SETTINGS`) and the mailbox bounds
-        (:data:`wsgiprogress.settings.MAILBOX_LIMITS`).
+        (:data:`wsgiprogress.settings.STORE_SETTINGS`), the mailbox bounds
+        (:data:`wsgiprogress.settings.MAILBOX_LIMITS`) and the operations
+        bounds (:data:`OPERATIONS_BOUNDS`).
     :raises ConfigurationError: for an unknown scheme or setting, or
         ``redis://`` without the ``redis`` package
         (``pip install "wsgiprogress[redis]"``).
@@ -78,11 +96,14 @@ def backend_from_url(url: str = "memory://", *, waiters: Optional[Waiters] = Non
     except ValueError as exc:
         raise ConfigurationError(f"backend: {exc}") from None
     limits = {name: value for name, value in settings.items() if name in _LIMITS}
+    bounds = resolve(_OPERATIONS, {name: value for name, value in settings.items()
+                                   if name in OPERATIONS_BOUNDS})
     store = resolve(STORE_SETTINGS, {name: value for name, value in settings.items()
-                                     if name not in _LIMITS})
+                                     if name not in _LIMITS and name not in OPERATIONS_BOUNDS})
     if url == "memory://":
         return Backend(ProgressTable(waiters=waiters, **{n: store[n] for n in _TABLE}),
-                       lambda: MemoryMailboxes(waiters=waiters, **limits))
+                       lambda: MemoryMailboxes(waiters=waiters, **limits),
+                       make_operations=lambda: MemoryOperations(waiters=waiters, **bounds))
     from .redis import redis_backend
 
-    return redis_backend(url, waiters, store, limits)
+    return redis_backend(url, waiters, store, limits, bounds)

@@ -59,11 +59,13 @@ class ProgressEntry:
     :param files: with the ``per_file`` setting, the files of a multipart
         form as they arrive (``field_name``, ``filename``, ``content_type``,
         ``received``, ``done``), else ``None``.
+    :param steps: the steps the application reported while ``processing``
+        (``{"done": 1, "total": 3, "label": "Knitting sweaters"}``), else ``None``.
     """
 
     __slots__ = (
         "id", "state", "received", "size", "sent", "response_size", "status",
-        "reason", "started", "finished", "speed", "files",
+        "reason", "started", "finished", "speed", "files", "steps",
     )
 
     def __init__(
@@ -80,6 +82,7 @@ class ProgressEntry:
         finished: Optional[float] = None,
         speed: float = 0.0,
         files: Optional[List[Dict[str, Any]]] = None,
+        steps: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.id = id
         self.state = state
@@ -93,6 +96,7 @@ class ProgressEntry:
         self.finished = finished
         self.speed = speed
         self.files = files
+        self.steps = steps
 
     @property
     def running(self) -> bool:
@@ -117,10 +121,12 @@ class ProgressEntry:
 
     def to_dict(self) -> Dict[str, Any]:
         """Every field and ``eta``, as the native probe shows them; ``files``
-        only when files are listed."""
+        only when files are listed, ``steps`` only once the application
+        reported some."""
         data = {name: getattr(self, name) for name in self.__slots__}
-        if self.files is None:
-            del data["files"]
+        for optional in ("files", "steps"):
+            if data[optional] is None:
+                del data[optional]
         data["speed"] = round(self.speed, 1)
         eta = self.eta
         data["eta"] = None if eta is None else round(eta, 2)

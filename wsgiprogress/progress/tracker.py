@@ -109,7 +109,7 @@ class Tracker:
     __slots__ = (
         "store", "id", "token", "size", "received", "sent", "produced",
         "declared_response_size", "state", "status", "reason", "speed",
-        "started", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
+        "started", "steps", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
         "_last_received", "_first_time", "_first_received", "_store_failed",
         "files", "on_cancel",
     )
@@ -142,6 +142,7 @@ class Tracker:
         #: Called by :meth:`cancel`, on the cancelling thread: whoever owns the
         #: request stops reading its body (our server closes the connection).
         self.on_cancel: Optional[Callable[[], None]] = None
+        self.steps: Optional[Dict[str, Any]] = None
 
     @property
     def finished(self) -> bool:
@@ -221,6 +222,13 @@ class Tracker:
         self.declared_response_size = content_length
         self._publish()
 
+    def report_steps(self, steps: Dict[str, Any]) -> None:
+        """The application reports how far its processing got
+        (:meth:`wsgiprogress.operations.Operation.report`): the probe shows it."""
+        if not self.finished:
+            self.steps = steps
+            self._publish()
+
     def fail(self, reason: str, status: Optional[int] = None) -> None:
         """End the request as ``error`` with *reason*; later calls change nothing."""
         if self.finished:
@@ -269,7 +277,7 @@ class Tracker:
             "state": self.state, "received": self.received, "size": self.size,
             "sent": self.sent, "response_size": self.response_size,
             "status": self.status, "reason": self.reason, "speed": self.speed,
-            "files": self.file_list(),
+            "files": self.file_list(), "steps": self.steps,
         }
 
     def counters(self) -> Dict[str, Any]:
@@ -288,7 +296,7 @@ class Tracker:
         return ProgressEntry(self.id, self.state, self.received, self.size, self.sent,
                              self.response_size, self.status, self.reason,
                              self.started if started is None else started, None, self.speed,
-                             self.file_list())
+                             self.file_list(), self.steps)
 
     def file_list(self) -> Optional[List[Dict[str, Any]]]:
         """The files listed so far, or ``None`` when files are not listed."""

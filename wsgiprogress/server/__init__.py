@@ -280,9 +280,9 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
     listeners = _listeners(server)
     loop = server.asyncore = Loop(listeners[0].trigger)  # server.run() runs it
     blocking = front.may_block
-    probe_path, mailbox_prefix = front.endpoint_paths()
+    probe_path, prefixes = front.endpoint_paths()
     prefix = server.adj.url_prefix
-    endpoints = (prefix + probe_path, None if mailbox_prefix is None else prefix + mailbox_prefix)
+    endpoints = (prefix + probe_path, tuple(prefix + each for each in prefixes))
     websocket = None
     if options["websocket"]:  # wsproto only then
         policy = importlib.import_module(".websocket", __package__).WebSocketPolicy

@@ -64,15 +64,17 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
 
 class RoutedApp:
-    """*app* behind *front*'s router: the probe, mailbox and dashboard paths
-    go to their endpoints (a WebSocket upgrade of the probe or a mailbox to
-    its feed), everything else to *app*, which finds the stores in the
+    """*app* behind *front*'s router: the probe, mailbox, monitor and
+    dashboard paths go to their endpoints (a WebSocket upgrade of the probe or
+    a mailbox to its feed), everything else to *app* through
+    :meth:`~wsgiprogress.web.front.Front.call`, which finds the stores in the
     environ (:mod:`wsgiprogress.keys`)."""
 
     def __init__(self, app: WSGIApplication, front: Front) -> None:
         self.app = app
         self.front = front
         self.route = front.route
+        self.call = front.call
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -90,8 +92,8 @@ class RoutedApp:
             # only our endpoints park: the application's own middleware
             # would be skipped when a parked response goes on
             environ.pop(keys.PARK, None)
-            endpoint = self.app
-        handoff: Optional[Handoff] = environ.get(keys.HANDOFF)
-        if handoff is not None:
-            return handoff.run(endpoint, environ, start_response)
+            handoff: Optional[Handoff] = environ.get(keys.HANDOFF)
+            if handoff is not None:  # a WebSocket application gets the socket
+                return handoff.run(self.app, environ, start_response)
+            return self.call(self.app, environ, start_response)
         return endpoint(environ, start_response)

@@ -76,7 +76,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     head_done = 0.0
 
     def __init__(self, adj: Any, rules: TrackingRules,
-                 endpoints: Tuple[str, Optional[str]] = ("", None),
+                 endpoints: Tuple[str, Tuple[str, ...]] = ("", ()),
                  on_cancel: Optional[Callable[[], None]] = None,
                  handoff: bool = False) -> None:
         super().__init__(adj)
@@ -146,10 +146,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     def _decide(self) -> None:
         rules = self.rules
         if self.error is None and self.command in ("GET", "HEAD"):
-            probe_path, mailbox_prefix = self.endpoints
+            probe_path, prefixes = self.endpoints
             path = self.path
-            self.is_endpoint = (path == probe_path or (
-                mailbox_prefix is not None and path.startswith(mailbox_prefix))) and not (
+            self.is_endpoint = (path == probe_path or path.startswith(prefixes)) and not (
                 PEEK_FOR_DEPARTURE and waits(self.query, self.headers))
             if self.is_endpoint:
                 return

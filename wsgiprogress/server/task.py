@@ -11,16 +11,20 @@ channel can attribute the bytes it sends.  A request that waits (a
 long-poll, an event stream) parks: its task stops when the response raises
 :class:`~wsgiprogress.waiters.Parked` and goes on from there each time its
 :class:`~wsgiprogress.server.parking.Parking` steps it (:meth:`ProgressTask.park`).
+To HTTP/1.1 clients it offers interim responses (``102 Processing``,
+:data:`wsgiprogress.keys.INTERIM`), which go out before the final head and
+are not counted as the response.
 """
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from waitress.channel import ClientDisconnected
 from waitress.task import WSGITask
 
 from .. import keys
+from ..operations.kept import message_head
 from ..progress.entry import ABORTED, APP_ERROR
 from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
@@ -61,12 +65,25 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 environ[keys.UPGRADE] = functools.partial(websocket.upgrade, self)
         if self.request.hands_off:
             environ[keys.HANDOFF] = Handoff(self.channel, self.request, environ)
+        if self.version == "1.1":  # never a 1xx to HTTP/1.0 (RFC 9110)
+            environ[keys.INTERIM] = self.send_interim
         return environ
 
     def park(self) -> Parking:
         """The wake of this request's response, which may now park it."""
         parking = self.request.parking = Parking(self)
         return parking
+
+    def send_interim(self, status: str, headers: List[Tuple[str, str]]) -> None:
+        """Send an interim response (``"102 Processing"``) now; nothing once
+        the final head was written.  The caller orders it before the final
+        ``start_response`` (:class:`wsgiprogress.web.operations.Interim`)."""
+        if self.wrote_header:
+            return
+        data = message_head(status, headers)
+        self.channel.write_soon(data)
+        if self.send_window is not None:
+            self.send_window.start += len(data)  # not the response's bytes
 
     def service(self) -> None:
         try:

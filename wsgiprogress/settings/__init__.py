@@ -22,7 +22,8 @@ Scopes, and who reads them: ``probe`` (:mod:`wsgiprogress.web.probe`),
 (the stores it opens), ``wait`` (long-polls and event streams of the probe and
 the mailboxes), ``waiters`` (their bound, :mod:`wsgiprogress.web.front`),
 ``mailbox`` (:mod:`wsgiprogress.mailbox` and :mod:`wsgiprogress.web.mailbox`),
-``dashboard``, ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
+``dashboard``, ``operations`` (:mod:`wsgiprogress.operations` and
+:mod:`wsgiprogress.web.monitor`), ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
 ``middleware`` and ``server`` (one front door each), ``websocket`` (our
 server's WebSocket endpoints, :mod:`wsgiprogress.server.websocket`).
 """
@@ -53,12 +54,13 @@ PROBE_SETTINGS = scope("probe")
 STORE_SETTINGS = scope("store")
 WAIT_SETTINGS = scope("wait")
 MAILBOX_SETTINGS = scope("mailbox")
+OPERATIONS_SETTINGS = scope("operations")
 #: The bounds of a mailbox store (memory or Redis).
 MAILBOX_LIMITS = tuple(s for s in MAILBOX_SETTINGS
                        if s.name.startswith("max_") or s.name == "mailbox_ttl")
 #: What both front doors (middleware and server) serve in front of the application.
 FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox", "dashboard",
-                       "tracking")
+                       "operations", "tracking")
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts
 #: (and the Paste filter, the Pyramid include and Flask's keys).
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
@@ -176,6 +178,24 @@ def check_mailbox_limits(options: Mapping[str, Any], spell: Spell = as_written) 
                                  f"{spell('max_bytes')}, or a message could never be kept")
 
 
+def check_operations(options: Mapping[str, Any], given: Collection[str],
+                     spell: Spell = as_written) -> None:
+    """Refuse operation settings that cannot work: given with operations off,
+    or a kept response larger than all that is kept.
+
+    :raises ConfigurationError: naming the settings as *spell* writes them.
+    """
+    if not options["operations"]:
+        for name in sorted(set(given) & {s.name for s in OPERATIONS_SETTINGS} - {"operations"}):
+            if options[name] != default(name):
+                raise ConfigurationError(f"{spell(name)} configures operations: turn "
+                                         f"{spell('operations')} on too")
+    if options["max_kept_response"] > options["max_kept_bytes"]:
+        raise ConfigurationError(f"{spell('max_kept_response')} must not exceed "
+                                 f"{spell('max_kept_bytes')}, or a response could never "
+                                 "be kept")
+
+
 def check_front(options: Mapping[str, Any], given: Collection[str], *,
                 store_given: bool = False, mailbox_given: bool = False,
                 authorize_given: bool = False, spell: Spell = as_written) -> None:
@@ -208,6 +228,7 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
         raise ConfigurationError(f"{spell('publish')} needs {spell('publish_token')} or an "
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
+    check_operations(options, given, spell)
     if options["per_file"]:
         problem = extras.multipart_problem()
         if problem is not None:

@@ -10,23 +10,24 @@ it.  It resolves and checks the settings (:func:`~wsgiprogress.settings.check_fr
 opens the stores of the backend (:func:`~wsgiprogress.backends.backend_from_url`)
 unless store objects are passed in, bounds the waiting clients of both with
 one :class:`~wsgiprogress.waiters.Waiters`, and builds the probe, the mailbox
-endpoints and the dashboard.
+endpoints, the dashboard and, with ``operations`` on, the status monitors
+and the runner that calls the application (:mod:`wsgiprogress.web.operations`).
 
 .. code-block:: python
 
     front = Front({"ttl": 60, "mailbox": True})
-    endpoint = front.route(environ)     # the probe, a mailbox or the dashboard
+    endpoint = front.route(environ)     # the probe, a mailbox, a monitor, the dashboard
     if endpoint is not None:
         return endpoint(environ, start_response)
-    return app(environ, start_response)  # finds the stores in the environ
+    return front.call(app, environ, start_response)  # finds the stores in the environ
 """
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 from .. import keys
-from ..backends import Backend, backend_from_url
+from ..backends import OPERATIONS_BOUNDS, Backend, backend_from_url
 from ..mailbox import MailboxStore
 from ..settings import (
     MAILBOX_LIMITS,
@@ -44,12 +45,15 @@ from ..settings import (
 from ..waiters import Waiters
 from .dashboard import Dashboard
 from .mailbox import Authorize, MailboxApp, unguessable_names
+from .monitor import OperationMonitor
+from .operations import OperationRunner
 from .probe import ProgressProbe
 from .sockets import SocketFeed, mailbox_feed, progress_feed
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from ..operations import OperationStore
     from ..progress.store import ProgressStore
     from .waiting import Answer
 
@@ -119,10 +123,11 @@ class Front:
         self.options = options
         self.waiters = Waiters(waiter_limit(options["max_waiters"], threads, connections))
         self.backend: Optional[Backend] = None
-        if store is None or (mailbox is None and options["mailbox"]):
+        if store is None or (mailbox is None and options["mailbox"]) or options["operations"]:
             backend = self.backend = backend_from_url(
                 options["backend"], waiters=self.waiters,
-                **_subset(options, STORE_SETTINGS, MAILBOX_LIMITS))
+                **_subset(options, STORE_SETTINGS, MAILBOX_LIMITS),
+                **{name: options[name] for name in OPERATIONS_BOUNDS})
             store = backend.progress if store is None else store
             mailbox = backend.mailbox if mailbox is None and options["mailbox"] else mailbox
         self.store: ProgressStore = store
@@ -146,26 +151,38 @@ class Front:
                                        token=options["publish_token"],
                                        url=options["dashboard_url"])
         self.progress_url: str = options["progress_url"]
+        self.operations: Optional[OperationStore] = None
+        self.monitor: Optional[OperationMonitor] = None
+        self.runner: Optional[OperationRunner] = None
+        if options["operations"] and self.backend is not None:
+            self.operations = self.backend.operations
+            self.monitor = OperationMonitor(
+                self.operations, authorize=authorize, url=options["operations_url"],
+                allowed_origins=options["allowed_origins"], **_subset(options, WAIT_SETTINGS))
+            self.runner = OperationRunner(self.operations, options)
 
     @property
     def may_block(self) -> bool:
-        """True when answering a probe or a mailbox may block: a store
-        shared with other processes (Redis), or an ``authorize`` hook (the
-        application's own code).  Our server then answers off its I/O loop."""
-        mailbox_app = self.mailbox_app
+        """True when answering a probe, a mailbox or a monitor may block: a
+        store shared with other processes (Redis), or an ``authorize`` hook
+        (the application's own code).  Our server then answers off its I/O loop."""
+        mailbox_app, monitor = self.mailbox_app, self.monitor
         return self.store.shared or self.probe.authorize is not None or (
             mailbox_app is not None and (mailbox_app.store.shared
-                                         or mailbox_app.authorize is not unguessable_names))
+                                         or mailbox_app.authorize is not unguessable_names)
+        ) or (monitor is not None and (monitor.store.shared or monitor.authorize is not None))
 
-    def endpoint_paths(self) -> Tuple[str, Optional[str]]:
-        """The probe's path and the mailboxes' prefix (``None``: off), where
-        a GET or HEAD is answered by an endpoint, never the application."""
-        mailbox_app = self.mailbox_app
-        return self.progress_url, (mailbox_app.prefix if mailbox_app is not None else None)
+    def endpoint_paths(self) -> Tuple[str, Tuple[str, ...]]:
+        """The probe's path and the prefixes of the mailboxes and the
+        operation monitors (those that are on), where a GET or HEAD is
+        answered by an endpoint, never the application."""
+        prefixes = tuple(endpoint.prefix for endpoint in (self.mailbox_app, self.monitor)
+                         if endpoint is not None)
+        return self.progress_url, prefixes
 
     def socket_feed(self, environ: WSGIEnvironment) -> Union[SocketFeed, Answer, None]:
-        """What a WebSocket upgrade of this request carries: the probe's or a
-        mailbox's :class:`~wsgiprogress.web.sockets.SocketFeed`, the answer
+        """What a WebSocket upgrade of this request carries: the probe's, a
+        mailbox's or a monitor's :class:`~wsgiprogress.web.sockets.SocketFeed`, the answer
         that refuses it, or ``None`` when the path is the application's."""
         path = environ.get("PATH_INFO", "")
         if path == self.progress_url:
@@ -173,6 +190,9 @@ class Front:
         mailbox_app = self.mailbox_app
         if mailbox_app is not None and mailbox_app.handles(path):
             return mailbox_feed(mailbox_app, environ)
+        monitor = self.monitor
+        if monitor is not None and monitor.handles(path):
+            return monitor.feed(environ)
         return None
 
     def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:
@@ -185,6 +205,9 @@ class Front:
         dashboard = self.dashboard
         if dashboard is not None and dashboard.handles(path):
             return dashboard
+        monitor = self.monitor
+        if monitor is not None and monitor.handles(path):
+            return monitor
         environ.setdefault(keys.PROGRESS_STORE, self.store)
         environ.setdefault(keys.LEGACY_TABLE, self.store)
         mailbox_app = self.mailbox_app
@@ -194,7 +217,19 @@ class Front:
             environ.setdefault(keys.MAILBOX, self.mailboxes)
         return None
 
+    def call(self, app: WSGIApplication, environ: WSGIEnvironment,
+             start_response: StartResponse) -> Iterable[bytes]:
+        """Call *app* for a request :meth:`route` left to it: through the
+        operations runner when ``operations`` is on (``Prefer:
+        respond-async``, ``environ["wsgiprogress.operation"]``)."""
+        if self.runner is None:
+            return app(environ, start_response)
+        return self.runner(app, environ, start_response)
+
     def close(self) -> None:
-        """Write what is pending and release the backend's connections."""
+        """Write what is pending, stop taking operations and release the
+        backend's connections."""
+        if self.runner is not None:
+            self.runner.close()
         if self.backend is not None:
             self.backend.close()

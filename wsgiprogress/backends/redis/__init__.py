@@ -38,9 +38,9 @@ PROBE_CONNECTIONS = 8
 
 
 def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
-                  limits: Dict[str, Any]) -> Backend:
+                  limits: Dict[str, Any], bounds: Mapping[str, Any]) -> Backend:
     """The backend at Redis *url*: *store* holds the resolved store settings,
-    *limits* the mailbox bounds given.
+    *limits* the mailbox bounds given, *bounds* the resolved operations bounds.
 
     :raises ConfigurationError: without the ``redis`` package.
     """
@@ -54,6 +54,7 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
 
     from .. import Backend
     from .mailbox import RedisMailbox
+    from .operations import RedisOperations
     from .progress import RedisProgressStore
     from .wakeups import RedisWakeups, waker
 
@@ -80,5 +81,8 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
     wakeups = RedisWakeups(client, {progress.channel: waker(lambda: progress.waiters),
                                     progress.cancel_channel: progress.cancelled_elsewhere,
                                     mailbox.channel: mailbox.posted})
+    operations = RedisOperations(client, key_prefix=store["key_prefix"], waiters=waiters,
+                                 reader=reader, **bounds)
     return Backend(progress, lambda: mailbox, [progress.close, wakeups.close, client.close,
-                                               probe_pool.disconnect])
+                                               probe_pool.disconnect],
+                   make_operations=lambda: operations)

@@ -1,0 +1,99 @@
+"""Operations shared by several processes: gunicorn with three ``gthread``
+workers and the Redis backend on a real redis-server.  An operation runs
+in the worker that took its request; its monitor is read, long-polled,
+followed to the final response and cancelled through every worker."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Dict, Iterator, List
+
+import pytest
+import requests
+
+from gunicorn_support import Gunicorn, running_gunicorn
+from operations_apps import RESULT
+from redis_support import RedisServer
+from server_support import HOST, wait_until
+
+WORKERS = 3
+
+
+@pytest.fixture(scope="module")
+def served(redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    env = {"WSGIPROGRESS_BACKEND": redis.url, "WSGIPROGRESS_PREFIX": "ops-gunicorn:"}
+    log = tmp_path_factory.mktemp("gunicorn") / "operations.log"
+    with running_gunicorn(log, "operations_apps:make_app()", "gthread", "--threads", "4",
+                          workers=WORKERS, env=env) as server:
+        wait_until(lambda: len(server.workers()) == WORKERS, 30)
+        yield server
+
+
+def base_of(server: Gunicorn) -> str:
+    return f"http://{HOST}:{server.port}"
+
+
+def test_the_monitor_follows_the_steps_from_any_worker(served: Gunicorn) -> None:
+    base = base_of(served)
+    wool = b"w" * 500
+    answer = requests.post(base + "/knit", data=wool, timeout=15,
+                           headers={"Prefer": "respond-async, wait=1"}, allow_redirects=False)
+    assert answer.status_code == 202, answer.text
+    location = base + answer.headers["Location"]
+    polled = [answer.json()["steps"]["done"]]
+    answered_by = {answer.headers["X-Worker"]}
+    while True:
+        start = time.monotonic()
+        monitor = requests.get(location + "?wait=10", allow_redirects=False, timeout=15,
+                               headers={"Connection": "close"})
+        # woken through Redis at the next step, whichever worker holds the poll
+        assert time.monotonic() - start < 2.5
+        answered_by.add(monitor.headers["X-Worker"])
+        if monitor.status_code == 303:
+            break
+        polled.append(monitor.json()["steps"]["done"])
+    assert polled == [1, 2, 3]
+    final = requests.get(base + monitor.headers["Location"], timeout=5)
+    assert (final.status_code, final.content, final.headers["X-Sweaters"]) == \
+        (201, RESULT % len(wool), "3")
+
+    # every worker reads it: fresh connections until each has answered
+    statuses: Dict[str, int] = {}
+
+    def burst() -> bool:
+        def read() -> None:
+            reply = requests.get(location, allow_redirects=False, timeout=5,
+                                 headers={"Connection": "close"})
+            statuses[reply.headers["X-Worker"]] = reply.status_code
+        threads = [threading.Thread(target=read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        return set(statuses) >= {str(pid) for pid in served.workers()}
+    wait_until(burst, 20, interval=0)
+    assert set(statuses.values()) == {303}
+
+
+def test_cancel_through_another_worker(served: Gunicorn) -> None:
+    base = base_of(served)
+    close = {"Connection": "close"}  # a fresh connection: any worker may take it
+    elsewhere: List[str] = []
+    for _ in range(20):  # until one cancel went to a worker the operation does not run in
+        answer = requests.post(base + "/knit", headers={"Prefer": "respond-async", **close},
+                               timeout=5, allow_redirects=False)
+        assert answer.status_code == 202
+        location = base + answer.headers["Location"]
+        cancelled = requests.delete(location, timeout=5, headers=close)
+        assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+        if cancelled.headers["X-Worker"] != answer.headers["X-Worker"]:
+            elsewhere.append(location)
+            break
+    assert elsewhere, "every cancel went to the operation's own worker"
+    status = wait_until(lambda: requests.get(elsewhere[0], timeout=5).json().get("status"), 10)
+    assert status == 409  # the application saw the flag and stopped
+
+
+def test_unknown_ids_are_404(served: Gunicorn) -> None:
+    reply = requests.get(base_of(served) + "/operations/" + "A" * 32, timeout=5)
+    assert reply.status_code == 404

@@ -1,0 +1,217 @@
+"""
+Operations on Redis
+===================
+
+:class:`RedisOperations` keeps operations in Redis with the semantics of
+:class:`~wsgiprogress.operations.memory.MemoryOperations`, so a monitor made
+by one process (a gunicorn worker) is read, long-polled, streamed and
+cancelled through any other.  Each operation is a hash ``<key_prefix>op:<id>``;
+an index ``<key_prefix>operations`` scored by expiry bounds their number
+(``max_operations``; the oldest finished make room); the kept final response
+is ``<key_prefix>op:<id>:response`` (status, headers and the base64 body,
+at most ``max_kept_response``), expiring with its monitor ``operations_ttl``
+seconds after the application ended.  Every change is one script that also
+publishes ``operation:<id>`` on ``<key_prefix>changed``, which wakes the
+monitor's waiters in every process
+(:class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`).
+
+.. code-block:: python
+
+    backend = backend_from_url("redis://127.0.0.1:6379/0", max_operations=1000)
+    backend.operations.get(op_id)
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from ...operations import KeptBody, KeptResponse, OperationRecord, Steps
+from ...operations.record import CANCELLED, DONE, ERROR, RUNNING
+from ...operations.store import OperationStore, OperationsUnavailable, new_operation_id
+from ...settings import OPERATIONS_SETTINGS, resolve
+
+if TYPE_CHECKING:
+    import redis
+
+    from ...waiters import Waiters
+
+#: A running operation nobody wrote for this long was abandoned (its process died).
+RUNNING_TTL = 24 * 3600.0
+
+# KEYS: record, index.  ARGV: id, now, capacity, running ttl ms, key prefix.
+_CREATE = """
+local now_ms = math.floor(tonumber(ARGV[2]) * 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  local key = ARGV[5] .. 'op:' .. oldest
+  if redis.call('HGET', key, 'finished') == '' then return 0 end
+  redis.call('DEL', key, key .. ':response')
+  redis.call('ZREM', KEYS[2], oldest)
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', 'running', 'done', 0, 'total', '',
+           'label', '', 'started', ARGV[2], 'updated', ARGV[2], 'finished', '',
+           'status', '', 'kept', 0, 'dropped', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[4]), ARGV[1])
+return 1
+"""
+
+# KEYS: record.  ARGV: channel, name, running ttl ms, then field, value pairs.
+# Sets the fields of a running operation; a 'state' of 'cancelled' stays.
+_WHILE_RUNNING = """
+if redis.call('HGET', KEYS[1], 'finished') ~= '' then return 0 end
+for i = 4, #ARGV, 2 do
+  if not (ARGV[i] == 'state' and redis.call('HGET', KEYS[1], 'state') == 'cancelled') then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: record, index, response.  ARGV: channel, name, ttl ms, id, now, status,
+# state, kept response ('' for none), dropped.  A cancelled one stays
+# cancelled and keeps no response.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'finished') ~= '' then return 0 end
+local state, kept = ARGV[7], ARGV[8]
+if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then
+  state, kept = 'cancelled', ''
+end
+redis.call('HSET', KEYS[1], 'finished', ARGV[5], 'updated', ARGV[5], 'status', ARGV[6],
+           'state', state, 'kept', kept == '' and 0 or 1, 'dropped', ARGV[9])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], math.floor(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[3]), ARGV[4])
+if kept ~= '' then redis.call('SET', KEYS[3], kept, 'PX', ARGV[3]) end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+_SETTINGS = tuple(s for s in OPERATIONS_SETTINGS
+                  if s.name in ("max_operations", "operations_ttl", "max_kept_bytes"))
+
+
+class RedisOperations(OperationStore):
+    """Operations in Redis, shared by every process that uses *client*'s server.
+
+    :param client: a ``redis.Redis`` made with ``decode_responses=True``.
+    :param key_prefix: the prefix of every key.
+    :param reader: the client monitors read with (short timeout); default *client*.
+    :param settings: ``max_operations``, ``operations_ttl`` (and
+        ``max_kept_bytes``, which bounds one process's memory store only: in
+        Redis, ``max_operations`` kept responses of at most
+        ``max_kept_response`` each, and Redis's own ``maxmemory``).
+    """
+
+    shared = True
+
+    def __init__(self, client: redis.Redis, *, key_prefix: str = "wsgiprogress:",
+                 waiters: Optional[Waiters] = None, reader: Optional[redis.Redis] = None,
+                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
+        options = resolve(_SETTINGS, settings)
+        super().__init__(waiters, clock)
+        self.client = client
+        self.reader = reader if reader is not None else client
+        self.prefix = key_prefix
+        self.channel = key_prefix + "changed"
+        self.capacity: int = options["max_operations"]
+        self.ttl_ms = int(options["operations_ttl"] * 1000)
+        self._index = key_prefix + "operations"
+        self._create = client.register_script(_CREATE)
+        self._while_running = client.register_script(_WHILE_RUNNING)
+        self._finish = client.register_script(_FINISH)
+
+    def _key(self, op_id: str) -> str:
+        return f"{self.prefix}op:{op_id}"
+
+    def _call(self, what: Callable[[], Any]) -> Any:
+        try:
+            return what()
+        except Exception as exc:
+            raise OperationsUnavailable(f"operations store unavailable: {exc}") from exc
+
+    def create(self) -> Optional[str]:
+        op_id = new_operation_id()
+        created = self._call(lambda: self._create(
+            keys=[self._key(op_id), self._index],
+            args=[op_id, repr(self.clock()), self.capacity, int(RUNNING_TTL * 1000),
+                  self.prefix]))
+        return op_id if int(created) else None
+
+    def _set_running(self, op_id: str, pairs: List[Tuple[str, Any]]) -> bool:
+        args: List[Any] = [self.channel, "operation:" + op_id, int(RUNNING_TTL * 1000)]
+        for name, value in pairs + [("updated", repr(self.clock()))]:
+            args += [name, "" if value is None else value]
+        return bool(int(self._call(lambda: self._while_running(keys=[self._key(op_id)],
+                                                               args=args))))
+
+    def report(self, op_id: str, steps: Steps) -> None:
+        self._set_running(op_id, [("done", steps.done), ("total", steps.total),
+                                  ("label", steps.label)])
+
+    def cancel(self, op_id: str) -> Optional[OperationRecord]:
+        self._set_running(op_id, [("state", CANCELLED)])
+        return self.get(op_id)
+
+    def finish(self, op_id: str, status: Optional[int],
+               response: Optional[KeptResponse]) -> None:
+        data = ""
+        dropped = response is not None and response.body.dropped
+        if response is not None and not dropped and status is not None:
+            data = json.dumps({"status": response.status, "headers": response.headers,
+                               "body": base64.b64encode(response.body.read()).decode()})
+        if response is not None:
+            response.body.close()
+        now = repr(self.clock())
+        args: List[Any] = [self.channel, "operation:" + op_id, self.ttl_ms, op_id, now,
+                           "" if status is None else status,
+                           DONE if status is not None else ERROR, data, int(dropped)]
+        key = self._key(op_id)
+        self._call(lambda: self._finish(keys=[key, self._index, key + ":response"], args=args))
+
+    def is_cancelled(self, op_id: str) -> bool:
+        return bool(self._call(lambda: self.client.hget(self._key(op_id), "state"))
+                    == CANCELLED)
+
+    def get(self, op_id: str) -> Optional[OperationRecord]:
+        fields: Dict[str, str] = self._call(lambda: self.reader.hgetall(self._key(op_id)))
+        if not fields:
+            return None
+        number = _optional(float)
+        whole = _optional(int)
+        return OperationRecord(
+            fields["id"], fields.get("state", RUNNING),
+            Steps(int(fields.get("done") or 0), whole(fields.get("total")),
+                  fields.get("label") or None),
+            float(fields.get("started") or 0), float(fields.get("updated") or 0),
+            number(fields.get("finished")), whole(fields.get("status")),
+            fields.get("kept") == "1", fields.get("dropped") == "1")
+
+    def response(self, op_id: str) -> Optional[KeptResponse]:
+        raw = self._call(lambda: self.reader.get(self._key(op_id) + ":response"))
+        if raw is None:
+            return None
+        doc = json.loads(raw)
+        body = base64.b64decode(doc["body"])
+        kept = KeptBody(len(body))
+        kept.write(body)
+        return KeptResponse(doc["status"], [(str(n), str(v)) for n, v in doc["headers"]], kept)
+
+    def forget(self, op_id: str) -> bool:
+        key = self._key(op_id)
+
+        def drop() -> int:
+            pipe = self.client.pipeline()
+            pipe.delete(key, key + ":response")
+            pipe.zrem(self._index, op_id)
+            pipe.publish(self.channel, "operation:" + op_id)
+            return int(pipe.execute()[0])
+        return bool(self._call(drop))
+
+
+def _optional(convert: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
+    return lambda value: convert(value) if value else None
