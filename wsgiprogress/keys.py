@@ -31,3 +31,7 @@ SERVER_COUNTS = "wsgiprogress.server_counts"
 #: closes and returns the function that stops watching;
 #: :mod:`wsgiprogress.server` provides it.
 DEPARTURE = "wsgiprogress.departure"
+#: A completed resumable upload, in the request the application finally sees:
+#: ``{"id", "metadata", "size", "path", "protocol", "progress_id"}``
+#: (:mod:`wsgiprogress.resumable`).
+UPLOAD = "wsgiprogress.upload"

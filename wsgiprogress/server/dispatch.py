@@ -61,4 +61,4 @@ class RoutedApp:
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        return (self.route(environ) or self.app)(environ, start_response)
+        return (self.route(environ, self.app) or self.app)(environ, start_response)

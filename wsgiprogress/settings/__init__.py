@@ -21,7 +21,8 @@ Scopes, and who reads them: ``probe`` (:mod:`wsgiprogress.web.probe`),
 (the stores it opens), ``wait`` (long-polls and event streams of the probe and
 the mailboxes), ``waiters`` (their bound, :mod:`wsgiprogress.web.front`),
 ``mailbox`` (:mod:`wsgiprogress.mailbox` and :mod:`wsgiprogress.web.mailbox`),
-``dashboard``, ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
+``dashboard``, ``resumable`` (:mod:`wsgiprogress.resumable`), ``tracking``
+(:mod:`wsgiprogress.progress.tracking`),
 ``middleware`` and ``server`` (one front door each).
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .converters import (
     as_header_name,
     as_methods,
     as_optional_count,
+    as_optional_directory,
     as_optional_path,
     as_optional_size,
     as_optional_token,
@@ -149,6 +151,19 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("dashboard_url", as_optional_path, None,
             "URL path of the operator dashboard, protected like the stats (needs "
             "publish_token or authorize); none: off", "dashboard"),
+    # -- resumable uploads (tus 1.0, IETF resumable uploads) ---------------------------
+    Setting("resumable_dir", as_optional_directory, None,
+            "directory of resumable uploads (turns on)", "resumable"),
+    Setting("resumable_url", as_path, "/files/",
+            "URL of upload resources", "resumable"),
+    Setting("resumable_ttl", as_positive_seconds, 86400.0,
+            "upload lifetime in seconds", "resumable"),
+    Setting("resumable_max_size", as_size, 1024 ** 3,
+            "largest upload; above it 413", "resumable"),
+    Setting("resumable_max_uploads", as_count, 1000,
+            "most uploads kept; then 503", "resumable"),
+    Setting("resumable_max_disk", as_optional_size, None,
+            "bytes all uploads may reserve; then 507", "resumable"),
     # -- which requests are counted ----------------------------------------------
     Setting("methods", as_methods, ("POST",),
             "HTTP methods whose requests are tracked", "tracking"),
@@ -176,8 +191,9 @@ MAILBOX_SETTINGS = scope("mailbox")
 MAILBOX_LIMITS = tuple(s for s in MAILBOX_SETTINGS
                        if s.name.startswith("max_") or s.name == "mailbox_ttl")
 #: What both front doors (middleware and server) serve in front of the application.
+RESUMABLE_SETTINGS = scope("resumable")
 FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox", "dashboard",
-                       "tracking")
+                       "resumable", "tracking")
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts
 #: (and the Paste filter, the Pyramid include and Flask's keys).
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
@@ -320,6 +336,11 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
         raise ConfigurationError(f"{spell('publish')} needs {spell('publish_token')} or an "
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
+    if options["resumable_dir"] is None:
+        for name in sorted(set(given) & {s.name for s in RESUMABLE_SETTINGS}):
+            if options[name] != default(name):
+                raise ConfigurationError(f"{spell(name)} configures resumable uploads: set "
+                                         f"{spell('resumable_dir')} too")
     clash = [name for name in given if name in {s.name for s in scope("backend", "store")}]
     if store_given and clash:
         raise ConfigurationError(

@@ -15,7 +15,7 @@ endpoints and the dashboard.
 .. code-block:: python
 
     front = Front({"ttl": 60, "mailbox": True})
-    endpoint = front.route(environ)     # the probe, a mailbox or the dashboard
+    endpoint = front.route(environ, app)  # the probe, a mailbox, the dashboard, an upload
     if endpoint is not None:
         return endpoint(environ, start_response)
     return app(environ, start_response)  # finds the stores in the environ
@@ -45,6 +45,7 @@ from ..waiters import Waiters
 from .dashboard import Dashboard
 from .mailbox import Authorize, MailboxApp
 from .probe import ProgressProbe
+from .resumable import ResumableUploads
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -141,17 +142,27 @@ class Front:
                                        token=options["publish_token"],
                                        url=options["dashboard_url"])
         self.progress_url: str = options["progress_url"]
+        self.resumable = ResumableUploads.from_options(options, self.store)
 
-    def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:
+    def route(self, environ: WSGIEnvironment,
+              app: Optional[WSGIApplication] = None) -> Optional[WSGIApplication]:
         """The endpoint that answers this request (the probe, a mailbox, the
-        dashboard), or ``None`` for the application, after putting the stores
-        in the environ for it (an outer layer's stay)."""
+        dashboard, a resumable upload), or ``None`` for the application,
+        after putting the stores in the environ for it (an outer layer's stay).
+
+        :param app: the application a completed resumable upload is given
+            to; without it resumable uploads are not served.
+        """
         path = environ.get("PATH_INFO", "")
         if path == self.progress_url:
             return self.probe
         dashboard = self.dashboard
         if dashboard is not None and dashboard.handles(path):
             return dashboard
+        resumable = self.resumable
+        if resumable is not None and app is not None and resumable.handles(environ):
+            environ.setdefault(keys.PROGRESS_STORE, self.store)
+            return resumable.bind(app)
         environ.setdefault(keys.PROGRESS_STORE, self.store)
         environ.setdefault(keys.LEGACY_TABLE, self.store)
         mailbox_app = self.mailbox_app
