@@ -35,6 +35,7 @@ setup(
             "pytest>=7", "pytest-timeout>=2", "webtest>=3", "hypothesis>=6", "pastedeploy>=2.0",
             "werkzeug>=2.0",
             "flask>=2.0", "pyramid>=1.10", "redis>=4.2", "gunicorn>=20.1", "selenium>=4.10",
+            "tuspy>=1.1",
         ],
         "flask": ["flask>=1.1"],
         "redis": ["redis>=4.2"],

@@ -41,8 +41,11 @@ class Recorder:
         digest = hashlib.sha256()
         size = 0
         stream = environ["wsgi.input"]
-        while True:
-            chunk = stream.read(65536)
+        declared = environ.get("CONTENT_LENGTH")
+        remaining = int(declared) if declared else -1  # PEP 3333: no more than that
+        while remaining:
+            chunk = stream.read(65536 if remaining < 0 else min(65536, remaining))
+            remaining -= len(chunk) if remaining > 0 else 0
             if not chunk:
                 break
             digest.update(chunk)

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wsgiprogress")
 
-#: Bytes read from ``wsgi.input`` at a time.
-READ_SIZE = 256 * 1024
+#: Bytes read from ``wsgi.input`` at a time (a blocking read waits for all of them).
+READ_SIZE = 64 * 1024
 #: Where a completed upload keeps its response: ``<resumable_url><id>/response``.
 RESPONSE_SUFFIX = "/response"
 _BROKEN = RateLimitedWarning("upload %s: the request body broke off at offset %d; "
