@@ -44,7 +44,8 @@ log = logging.getLogger("wsgiprogress")
 
 #: A long append is committed (fsync + offset) after this many bytes.
 SYNC_BYTES = 16 * 1024 * 1024
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: A full disk, a full quota, a file-size limit (RLIMIT_FSIZE): all mean 507.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class StorageError(ProgressError):
