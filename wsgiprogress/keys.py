@@ -35,3 +35,8 @@ DEPARTURE = "wsgiprogress.departure"
 #: ``{"id", "metadata", "size", "path", "protocol", "progress_id"}``
 #: (:mod:`wsgiprogress.resumable`).
 UPLOAD = "wsgiprogress.upload"
+#: Set by :mod:`wsgiprogress.server` on an append to a resumable upload whose
+#: body it wrote into the upload directory as it arrived
+#: (:class:`wsgiprogress.resumable.parts.StoredPart`); ``wsgi.input`` reads
+#: the same bytes.
+STORED_PART = "wsgiprogress.stored_part"

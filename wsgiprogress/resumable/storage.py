@@ -22,20 +22,20 @@ append, so the bytes before the offset are never disturbed.
     storage = DirectoryStorage("/var/lib/uploads", ttl=86400, max_size=2**30,
                                max_uploads=1000, max_disk=None)
     storage.create(upload)
-    with storage.locked(upload.id) as upload, storage.appender(upload) as out:
-        out.write(chunk)          # committed when the block ends
+    with storage.locked(upload.id) as upload, Appender(storage, upload) as out:
+        out.write(chunk)          # committed when the block ends (.appender)
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
+import secrets
 import time
-from typing import IO, Any, Callable, Iterator, List, Optional
+from typing import IO, Callable, Iterator, List, Optional
 
 from ..errors import ProgressError
 from .upload import Upload, is_upload_id
@@ -44,8 +44,10 @@ log = logging.getLogger("wsgiprogress")
 
 #: A long append is committed (fsync + offset) after this many bytes.
 SYNC_BYTES = 16 * 1024 * 1024
+#: Between an upload's ID and a token: a request body being written (:mod:`.parts`).
+PART = ".part-"
 #: A full disk, a full quota, a file-size limit (RLIMIT_FSIZE): all mean 507.
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class StorageError(ProgressError):
@@ -104,6 +106,10 @@ class DirectoryStorage:
             raise ValueError(f"not an upload ID: {upload_id[:64]!r}")
         return os.path.join(self.directory, upload_id + suffix)
 
+    def part_path(self, upload_id: str) -> str:
+        """A fresh file name for one request's body (:mod:`.parts`)."""
+        return self.path(upload_id, PART + secrets.token_hex(8))
+
     # -- resources -------------------------------------------------------------
 
     def create(self, upload: Upload) -> None:
@@ -124,7 +130,7 @@ class DirectoryStorage:
             self.save(upload)
         except OSError as exc:
             self._remove(upload.id)
-            if exc.errno in _DISK_FULL:
+            if exc.errno in DISK_FULL:
                 raise StorageFull("the disk is full") from exc
             raise
 
@@ -157,7 +163,7 @@ class DirectoryStorage:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
-            if exc.errno in _DISK_FULL:
+            if exc.errno in DISK_FULL:
                 raise StorageFull("the disk is full") from exc
             raise
         self._sync_directory()
@@ -167,13 +173,20 @@ class DirectoryStorage:
         self._remove(upload_id)
 
     def sweep(self) -> List[Upload]:
-        """Remove expired uploads; the ones left."""
+        """Remove expired uploads, and bodies a killed process left behind;
+        the uploads left."""
         left = []
+        stale = self.clock() - self.ttl
         for name in os.listdir(self.directory):
             if name.endswith(".json"):
                 upload = self.get(name[:-len(".json")])
                 if upload is not None:
                     left.append(upload)
+            elif PART in name:
+                path = os.path.join(self.directory, name)
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_mtime < stale:
+                        os.unlink(path)
         return left
 
     @contextlib.contextmanager
@@ -199,11 +212,6 @@ class DirectoryStorage:
 
     # -- bytes ------------------------------------------------------------------
 
-    def appender(self, upload: Upload, *, algorithm: Optional[str] = None,
-                 commit_partial: bool = True) -> Appender:
-        """Append to *upload* (its lock held) at its offset."""
-        return Appender(self, upload, algorithm, commit_partial)
-
     def open_body(self, upload: Upload) -> IO[bytes]:
         """The stored bytes, for reading."""
         return open(self.path(upload.id, ".bin"), "rb")
@@ -212,23 +220,16 @@ class DirectoryStorage:
         """The kept response body (``"wb"``: to write it)."""
         return open(self.path(upload.id, ".response"), mode)
 
-    def concatenate(self, final: Upload, parts: List[Upload]) -> None:
-        """Store the bytes of *parts*, in order, as *final*'s."""
-        with self.appender(final) as out:
-            for part in parts:
-                with self.open_body(part) as body:
-                    remaining = part.offset
-                    while remaining:
-                        chunk = body.read(min(remaining, 1024 * 1024))
-                        if not chunk:
-                            raise StorageError(f"partial upload {part.id} lost bytes")
-                        out.write(chunk)
-                        remaining -= len(chunk)
-
     def _remove(self, upload_id: str) -> None:
         for suffix in (".json", ".bin", ".response", ".lock", ".json.tmp"):
             with contextlib.suppress(OSError, ValueError):
                 os.unlink(self.path(upload_id, suffix))
+        # bodies still arriving for it: their appends will find no upload
+        prefix = upload_id + PART
+        for name in os.listdir(self.directory):
+            if name.startswith(prefix):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.directory, name))
 
     def _sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)
@@ -240,95 +241,3 @@ class DirectoryStorage:
 
 def _reserves(upload: Upload) -> int:
     return upload.length if upload.length is not None else upload.offset
-
-
-class Appender:
-    """Writes one request's bytes at the end of an upload; a context manager
-    that commits what was written when it ends, unless :meth:`discard` ran.
-
-    :param algorithm: a :mod:`hashlib` name: :attr:`digest` is then the
-        digest of the bytes written.
-    :param commit_partial: commit during the append (every
-        :data:`SYNC_BYTES`) and when it breaks; off when the bytes must be
-        checked first (a checksum).
-    """
-
-    def __init__(self, storage: DirectoryStorage, upload: Upload, algorithm: Optional[str],
-                 commit_partial: bool) -> None:
-        self.storage = storage
-        self.upload = upload
-        self.limit = storage.max_size if upload.length is None else upload.length
-        self.hash = hashlib.new(algorithm) if algorithm else None
-        self.commit_partial = commit_partial
-        self.written = 0
-        self._unsynced = 0
-        self._committed = upload.offset
-        # unbuffered: a failed write leaves nothing pending to fail again
-        self._file = open(storage.path(upload.id, ".bin"), "r+b", buffering=0)
-        self._file.truncate(upload.offset)  # bytes past the offset never counted
-        self._file.seek(upload.offset)
-
-    def __enter__(self) -> Appender:
-        return self
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        try:
-            if kind is None or (self.commit_partial and not isinstance(exc, StorageFull)):
-                self.commit()
-            else:
-                self.discard()
-        finally:
-            self._file.close()
-
-    @property
-    def end(self) -> int:
-        """The offset the bytes written so far reach."""
-        return self._committed + self._unsynced
-
-    def write(self, data: bytes) -> None:
-        """Append *data*.
-
-        :raises TooLong: past the upload's length or ``resumable_max_size``
-            (nothing of *data* is written).
-        :raises StorageFull: when the disk is full (what is committed stays).
-        """
-        if self.end + len(data) > self.limit:
-            raise TooLong(f"the upload's length is {self.limit} bytes")
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[self._file.write(view) or 0:]
-        except OSError as exc:
-            self._disk_error(exc)
-        if self.hash is not None:
-            self.hash.update(data)
-        self.written += len(data)
-        self._unsynced += len(data)
-        if self.commit_partial and self._unsynced >= SYNC_BYTES:
-            self.commit()
-
-    def commit(self) -> None:
-        """Make the bytes written durable, then record the new offset."""
-        if not self._unsynced:
-            return
-        try:
-            os.fsync(self._file.fileno())
-            self.upload.offset = self.end
-            self.storage.save(self.upload)
-        except OSError as exc:
-            self.upload.offset = self._committed
-            self._disk_error(exc)
-        self._committed = self.upload.offset
-        self._unsynced = 0
-
-    def discard(self) -> None:
-        """Forget what was written since the last commit."""
-        self._unsynced = 0
-        with contextlib.suppress(OSError):
-            self._file.truncate(self._committed)
-
-    def _disk_error(self, exc: OSError) -> None:
-        self.discard()
-        if exc.errno in _DISK_FULL:
-            raise StorageFull("the disk is full") from exc
-        raise exc

@@ -67,7 +67,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
-        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules)
+        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
+                                              uploads=server.progress_uploads)
         self.send_windows: Deque[SendWindow] = collections.deque()
         # requests whose last byte was sent, finished once outbuf_lock is free:
         # a store call under the lock would make the I/O thread spin on it
@@ -238,9 +239,11 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             for window in ended:
                 self.send_windows.remove(window)
             trackers = [w.tracker for w in ended]
-            for request in [self.request, *self.requests]:
-                if request is not None and not getattr(request, "serviced", True):
-                    trackers.append(request.tracker)
+            broken = [request for request in [self.request, *self.requests]
+                      if request is not None and not getattr(request, "serviced", True)]
+            trackers += [request.tracker for request in broken]
+        for request in broken:
+            request.broke_off()
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)

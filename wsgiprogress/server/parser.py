@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from waitress.buffers import FileBasedBuffer
 from waitress.parser import HTTPRequestParser
 
 from ..progress.entry import ABORTED, HTTP_ERROR, TOO_LARGE
@@ -20,6 +21,8 @@ from ..query import query_param, wants_event_stream
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
     from ..progress.tracking import TrackingRules
+    from ..resumable.parts import StoredPart
+    from ..web.upload_service import UploadService
 
 
 #: Whatever a client sends, the log gets a line every few seconds at most.
@@ -37,6 +40,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """
 
     tracker: Optional[Tracker] = None
+    #: Where an append's body goes as it arrives (resumable uploads).
+    stored_part: Optional[StoredPart] = None
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
     #: True for a probe request, which the server answers on its own threads.
@@ -58,9 +63,11 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     fragment = ""
     url_scheme = "http"
 
-    def __init__(self, adj: Any, rules: TrackingRules) -> None:
+    def __init__(self, adj: Any, rules: TrackingRules,
+                 uploads: Optional[UploadService] = None) -> None:
         super().__init__(adj)
         self.rules = rules
+        self.uploads = uploads
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
@@ -91,11 +98,22 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         return consumed
 
     def close(self) -> None:
+        self.broke_off()
         super().close()
         tracker = self.tracker
         if tracker is not None and not self.serviced:
             # dropped without a task: the connection went away first
             tracker.fail(ABORTED)
+
+    def broke_off(self) -> None:
+        """The connection closed before this request was serviced: what
+        arrived of an append's body is appended in the background."""
+        part = self.stored_part
+        if part is None or self.serviced or part.kept:
+            return
+        if self.uploads is not None:
+            self.uploads.keep_partial(part)
+        part.close()  # the file goes now unless the background keeps it
 
     def _inspect(self) -> None:
         self.inspected = True
@@ -115,6 +133,19 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             answers_at_once(self.command, self.query, self.headers)
         if self.is_probe:
             return
+        uploads = self.uploads
+        if uploads is not None:
+            path = self.path
+            prefix = self.adj.url_prefix
+            if prefix and path.startswith(prefix):
+                path = path[len(prefix):]
+            if uploads.claims(self.command, path, self.headers):
+                if self.error is None and self.body_rcv is not None:
+                    part = uploads.part_for(self.command, path, self.headers)
+                    if part is not None:
+                        self.stored_part = part
+                        self.body_rcv.buf = PartBuffer(part)
+                return  # the upload's own tracker counts it, across requests
         size = None if self.chunked else self.content_length
         self.tracker = rules.track(self.command, self.path,
                                    self.headers.get(rules.finder.header_key), self.query, size)
@@ -126,3 +157,20 @@ def answers_at_once(command: str, query: str, headers: Dict[str, str]) -> bool:
     return command in ("GET", "HEAD") and not (
         query and query_param(query, "wait")) and not wants_event_stream(
         headers.get("ACCEPT", ""), query_param(query, "transport") if query else None)
+
+
+class PartBuffer(FileBasedBuffer):  # type: ignore[misc]
+    """waitress's body buffer over a :class:`~wsgiprogress.resumable.parts.StoredPart`:
+    the body is written into the upload directory as it arrives."""
+
+    def __init__(self, part: StoredPart) -> None:
+        super().__init__(part.file)
+        self.part = part
+
+    def append(self, data: bytes) -> None:
+        super().append(data)
+        self.part.wrote(len(data))
+
+    def close(self) -> None:
+        self.part.close()
+        self.remain = 0

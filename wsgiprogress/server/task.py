@@ -43,13 +43,16 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         tracker = self.tracker
         if tracker is not None:
             environ[keys.TRACKER] = tracker
+        part = getattr(self.request, "stored_part", None)
+        if part is not None:
+            environ[keys.STORED_PART] = part
         return environ
 
     def service(self) -> None:
         tracker = self.tracker
+        self.request.serviced = True
         if tracker is None:
             return super().service()  # type: ignore[no-any-return]
-        self.request.serviced = True
         channel = self.channel
         with channel.outbuf_lock:
             window = self.send_window = channel.open_send_window(tracker)

@@ -174,5 +174,7 @@ class Front:
 
     def close(self) -> None:
         """Write what is pending and release the backend's connections."""
+        if self.resumable is not None:
+            self.resumable.close()
         if self.backend is not None:
             self.backend.close()

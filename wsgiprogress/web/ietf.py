@@ -28,16 +28,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
 
+from ..resumable.appender import Appender
 from ..resumable.completion import target_of
 from ..resumable.storage import StorageError, TooLong, UploadBusy
 from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
 from .responses import json_body, plain
-from .upload_service import BodyBroken, UploadService, answer_storage_error
+from .upload_service import INTEROP_VERSION, BodyBroken, UploadService, answer_storage_error
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-INTEROP_VERSION = "6"
 PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
 _NUMBER = re.compile(r"\d{1,18}\Z")
@@ -149,6 +149,7 @@ class IetfProtocol:
                             self.storage.ttl, progress_id=self.service.progress_id(environ),
                             metadata=environ.get("HTTP_UPLOAD_METADATA"))
         self.storage.create(upload)
+        self.service.tracker(environ, upload)  # its progress starts now
         location = [("Location", self.service.location(environ, upload))]
         return self._receive(app, environ, start_response, upload.id, 0, done, location,
                              "201 Created")
@@ -211,7 +212,7 @@ class IetfProtocol:
             if done and declared is not None:
                 self._fix_length(upload, offset + declared)
             limit = None if upload.length is None else upload.length - offset
-            with self.storage.appender(upload) as out:
+            with Appender(self.storage, upload) as out:
                 try:
                     self.service.receive(environ, upload, out, limit)
                 except BodyBroken:

@@ -96,6 +96,10 @@ class ResumableUploads:
             return self.ietf(app, environ, start_response)
         return self.tus(app, environ, start_response)
 
+    def close(self) -> None:
+        """Finish what runs in the background (bodies of broken requests)."""
+        self.service.close()
+
     def _response(self, environ: WSGIEnvironment, start_response: StartResponse,
                   upload_id: str) -> Iterable[bytes]:
         """The response-message location of a completed upload."""

@@ -29,6 +29,7 @@ import hmac
 import re
 from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
 
+from ..resumable.appender import Appender, concatenate
 from ..resumable.completion import target_of
 from ..resumable.storage import StorageError, UploadBusy
 from ..resumable.upload import ACTIVE, FINAL, PARTIAL, Upload, is_upload_id
@@ -149,6 +150,7 @@ class TusProtocol:
                             metadata=check_metadata(environ.get("HTTP_UPLOAD_METADATA")),
                             concat=concat)
         self.storage.create(upload)
+        self.service.tracker(environ, upload)  # its progress starts now
         headers = [("Location", self.service.location(environ, upload))]
         if environ.get("CONTENT_TYPE", "").split(";")[0].strip() == OCTET_STREAM:
             upload = self._append(app, environ, upload.id, 0)
@@ -176,9 +178,10 @@ class TusProtocol:
                             metadata=check_metadata(environ.get("HTTP_UPLOAD_METADATA")),
                             concat=FINAL, parts=[part.id for part in parts])
         self.storage.create(upload)
+        self.service.tracker(environ, upload)  # its progress starts now
         with self.storage.locked(upload.id) as locked:
             assert locked is not None
-            self.storage.concatenate(locked, parts)
+            concatenate(self.storage, locked, parts)
         upload = self._finish(app, environ, upload.id)
         headers = [("Location", self.service.location(environ, upload))]
         return self._answer(start_response, "201 Created", headers + self._state(environ, upload))
@@ -234,8 +237,8 @@ class TusProtocol:
                 raise TusError("409 Conflict", f"the upload's offset is {upload.offset}",
                                [("Upload-Offset", str(upload.offset))])
             self._set_length(upload, environ.get("HTTP_UPLOAD_LENGTH"))
-            with self.storage.appender(upload, algorithm=algorithm,
-                                       commit_partial=algorithm is None) as out:
+            with Appender(self.storage, upload, algorithm=algorithm,
+                          commit_partial=algorithm is None) as out:
                 try:
                     self.service.receive(environ, upload, out)
                 except BodyBroken:

@@ -19,17 +19,32 @@ connections), reading a request body into an upload, completing it
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from .. import keys
 from ..progress.ids import is_valid_id
 from ..progress.ratelimit import RateLimitedWarning
 from ..resumable import complete
+from ..resumable.appender import Appender
+from ..resumable.completion import FRAMING_TYPES
+from ..resumable.parts import Background, StoredPart
 from ..resumable.storage import StorageError, TooLong
-from ..resumable.upload import Upload
+from ..resumable.upload import ACTIVE, Upload, is_upload_id
 from .responses import plain
 
 if TYPE_CHECKING:
@@ -38,12 +53,14 @@ if TYPE_CHECKING:
     from ..progress.ids import IdFinder
     from ..progress.store import ProgressStore
     from ..progress.tracker import Tracker
-    from ..resumable.storage import Appender, DirectoryStorage
+    from ..resumable.storage import DirectoryStorage
 
 log = logging.getLogger("wsgiprogress")
 
 #: Bytes read from ``wsgi.input`` at a time (a blocking read waits for all of them).
 READ_SIZE = 64 * 1024
+#: The IETF draft's interop version (:mod:`wsgiprogress.web.ietf`).
+INTEROP_VERSION = "6"
 #: Where a completed upload keeps its response: ``<resumable_url><id>/response``.
 RESPONSE_SUFFIX = "/response"
 _BROKEN = RateLimitedWarning("upload %s: the request body broke off at offset %d; "
@@ -74,6 +91,7 @@ class UploadService:
         self.min_id_length = min_id_length
         self._trackers: Dict[str, Tracker] = {}
         self._lock = threading.Lock()
+        self.background = Background()
 
     # -- names ---------------------------------------------------------------
 
@@ -122,6 +140,60 @@ class UploadService:
         if tracker is not None and reason is not None:
             tracker.fail(reason)
 
+    # -- bodies the server stores as they arrive (on its I/O thread) -------------
+
+    def claims(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
+        """True for a request a protocol answers, from its head as waitress's
+        parser keys it (``UPLOAD_COMPLETE``): the server then counts it here,
+        not as a request of its own."""
+        return path.startswith(self.url) or path == self.url[:-1] or (
+            headers.get("UPLOAD_DRAFT_INTEROP_VERSION") == INTEROP_VERSION and
+            "UPLOAD_COMPLETE" in headers and method in ("POST", "PUT", "PATCH"))
+
+    def part_for(self, method: str, path: str, headers: Mapping[str, str]
+                 ) -> Optional[StoredPart]:
+        """Where the body of an append should go as it arrives, or ``None``
+        for any other request.  Cheap: one ``stat``, nothing read."""
+        if method != "PATCH" or not path.startswith(self.url):
+            return None
+        upload_id = path[len(self.url):]
+        content_type = headers.get("CONTENT_TYPE", "").split(";")[0].strip()
+        if content_type not in FRAMING_TYPES or not is_upload_id(upload_id) or \
+                not os.path.exists(self.storage.path(upload_id, ".json")):
+            return None
+        start = _offset(headers.get("UPLOAD_OFFSET"))
+        if "UPLOAD_CHECKSUM" in headers:
+            start = None  # a broken body cannot be checked: never kept
+        tracker = self._trackers.get(upload_id)
+        if tracker is None or tracker.finished or start != tracker.received:
+            tracker = None  # count only what extends the progress shown
+        try:
+            return StoredPart(self.storage, upload_id, start, self.background, tracker)
+        except OSError:
+            return None  # the directory is unwritable: waitress buffers it
+
+    def keep_partial(self, part: StoredPart) -> None:
+        """The connection broke while *part* arrived: append what did, in
+        the background, when it continues the upload."""
+        if part.start is None or not part.size:
+            return
+        part.written()
+        part.kept = self.background.submit(functools.partial(self._keep, part))
+
+    def _keep(self, part: StoredPart) -> None:
+        try:
+            with self.storage.locked(part.upload_id) as upload:
+                if upload is not None and upload.state == ACTIVE and \
+                        upload.offset == part.start:
+                    with Appender(self.storage, upload) as out:
+                        out.adopt(part)
+                    log.info("upload %s: kept %d bytes of a broken request",
+                             upload.id, part.size)
+        except StorageError:
+            pass  # busy (another append runs), too long or full: the client resends
+        finally:
+            part.remove()
+
     # -- bytes -------------------------------------------------------------------
 
     def receive(self, environ: WSGIEnvironment, upload: Upload, out: Appender,
@@ -134,8 +206,14 @@ class UploadService:
             when *out* commits partial appends.
         :raises StorageError: past a bound.
         """
-        declared = _content_length(environ)
         tracker = self.tracker(environ, upload)
+        part = environ.get(keys.STORED_PART)
+        if part is not None and part.upload_id == upload.id:
+            out.adopt(part)  # the server wrote the body into the storage already
+            if tracker is not None:
+                tracker.add_received(part.size - part.counted)
+            return
+        declared = _content_length(environ)
         stream = environ["wsgi.input"]
         remaining = declared if declared is not None else -1
         while remaining:
@@ -158,6 +236,10 @@ class UploadService:
                 tracker.add_received(len(chunk))
             if remaining > 0:
                 remaining -= len(chunk)
+
+    def close(self) -> None:
+        """Finish the background jobs (kept bodies) and stop its thread."""
+        self.background.close()
 
     def complete(self, app: WSGIApplication, environ: WSGIEnvironment,
                  upload: Upload) -> None:
@@ -203,6 +285,12 @@ def answer_storage_error(start_response: StartResponse, exc: StorageError,
     """The HTTP answer to a storage bound: 413, 423, 503 or 507 and why."""
     extra = [("Retry-After", "5")] if exc.status.startswith("503") else []
     return plain(start_response, exc.status, str(exc), [*headers, *extra])
+
+
+def _offset(value: Optional[str]) -> Optional[int]:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
 
 
 def _content_length(environ: WSGIEnvironment) -> Optional[int]:
