@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import keys
 from .upload import COMPLETE, COMPLETING, Target, Upload
@@ -49,16 +49,29 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "transfer-encoding", "te", "
 FRAMING_TYPES = ("application/offset+octet-stream", "application/partial-upload")
 
 
-def target_of(environ: WSGIEnvironment, path_info: Optional[str] = None) -> Target:
-    """The request in *environ* as an upload's target (*path_info* instead of its own)."""
+def target_of(environ: WSGIEnvironment) -> Target:
+    """The request in *environ* as an upload's target."""
     headers = {name: str(value) for name, value in environ.items()
                if (name.startswith("HTTP_") or name == "CONTENT_TYPE")
                and name not in PROTOCOL_HEADERS}
     if headers.get("CONTENT_TYPE", "").split(";")[0].strip().lower() in FRAMING_TYPES:
         del headers["CONTENT_TYPE"]
     return Target(environ.get("REQUEST_METHOD", "POST"), environ.get("SCRIPT_NAME", ""),
-                  environ.get("PATH_INFO", "") if path_info is None else path_info,
-                  environ.get("QUERY_STRING", ""), headers)
+                  environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), headers)
+
+
+def target_from_head(method: str, script_name: str, path: str, query: str,
+                     headers: Mapping[str, str]) -> Target:
+    """A request head as a server's parser keys it (``CONTENT_TYPE``,
+    ``X_PROGRESS_ID``) as an upload's target, the way :func:`target_of` sees
+    the same request in its environ."""
+    environ: Dict[str, Any] = {f"HTTP_{name}": value for name, value in headers.items()
+                               if name not in ("CONTENT_TYPE", "CONTENT_LENGTH")}
+    if "CONTENT_TYPE" in headers:
+        environ["CONTENT_TYPE"] = headers["CONTENT_TYPE"]
+    environ.update(REQUEST_METHOD=method, SCRIPT_NAME=script_name, PATH_INFO=path,
+                   QUERY_STRING=query)
+    return target_of(environ)
 
 
 class StoredBody:

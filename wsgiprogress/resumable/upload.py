@@ -90,10 +90,11 @@ class Upload:
 
     @classmethod
     def new(cls, target: Target, protocol: str, length: Optional[int], now: float,
-            ttl: float, **fields: Any) -> Upload:
-        """A new, empty upload with a fresh ID, expiring *ttl* seconds from *now*."""
-        return cls(new_upload_id(), target, protocol, length, 0, ACTIVE, now, now + ttl,
-                   **fields)
+            ttl: float, upload_id: Optional[str] = None, **fields: Any) -> Upload:
+        """A new, empty upload expiring *ttl* seconds from *now*, with a
+        fresh ID unless *upload_id* was made already (:func:`new_upload_id`)."""
+        return cls(upload_id or new_upload_id(), target, protocol, length, 0, ACTIVE, now,
+                   now + ttl, **fields)
 
     @property
     def finished(self) -> bool:

@@ -264,7 +264,7 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
     for listener in _listeners(server):
         listener.channel_class = ProgressChannel
         listener.progress_rules = rules
-        listener.progress_uploads = front.resumable.service if front.resumable else None
+        listener.progress_uploads = front.resumable
         listener.io_thread = None  # the thread that runs the I/O loop, once it reads
     server.progress_front = front
     server.progress_store = server.progress_table = front.store

@@ -75,6 +75,22 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         self.sent_in_full: List[Tracker] = []
         self.departure_events: Set[threading.Event] = set()
 
+    def send_continue(self) -> None:
+        """waitress's ``100 Continue`` (2.0 and later), with the locations of
+        a resumable request when it is one."""
+        fields = self.request.continue_headers
+        if not fields:
+            return super().send_continue()  # type: ignore[no-any-return]
+        self.request.expect_continue = False
+        payload = b"HTTP/1.1 100 Continue\r\n" + fields + b"\r\n"
+        with self.outbuf_lock:
+            self.outbufs[-1].append(payload)
+            self.current_outbuf_count += len(payload)
+            self.total_outbufs_len += len(payload)
+            self.sent_continue = True
+            self._flush_some()
+        self.request.completed = False
+
     # -- bytes sent ----------------------------------------------------------
 
     def send(self, data: Any, *args: Any, **kw: Any) -> int:
@@ -242,8 +258,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             broken = [request for request in [self.request, *self.requests]
                       if request is not None and not getattr(request, "serviced", True)]
             trackers += [request.tracker for request in broken]
-        for request in broken:
-            request.broke_off()
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)
+        for request in broken:  # after their progress ended: an upload's goes on
+            request.broke_off()

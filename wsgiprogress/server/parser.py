@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..progress.tracker import Tracker
     from ..progress.tracking import TrackingRules
     from ..resumable.parts import StoredPart
-    from ..web.upload_service import UploadService
+    from ..web.resumable import ResumableUploads
 
 
 #: Whatever a client sends, the log gets a line every few seconds at most.
@@ -42,6 +42,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     tracker: Optional[Tracker] = None
     #: Where an append's body goes as it arrives (resumable uploads).
     stored_part: Optional[StoredPart] = None
+    #: Fields of the ``100 Continue`` (a resumable request's locations).
+    continue_headers = b""
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
     #: True for a probe request, which the server answers on its own threads.
@@ -64,7 +66,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     url_scheme = "http"
 
     def __init__(self, adj: Any, rules: TrackingRules,
-                 uploads: Optional[UploadService] = None) -> None:
+                 uploads: Optional[ResumableUploads] = None) -> None:
         super().__init__(adj)
         self.rules = rules
         self.uploads = uploads
@@ -98,12 +100,12 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         return consumed
 
     def close(self) -> None:
-        self.broke_off()
-        super().close()
         tracker = self.tracker
         if tracker is not None and not self.serviced:
             # dropped without a task: the connection went away first
             tracker.fail(ABORTED)
+        self.broke_off()  # after the request's progress ended: the upload's goes on
+        super().close()
 
     def broke_off(self) -> None:
         """The connection closed before this request was serviced: what
@@ -141,14 +143,25 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 path = path[len(prefix):]
             if uploads.claims(self.command, path, self.headers):
                 if self.error is None and self.body_rcv is not None:
-                    part = uploads.part_for(self.command, path, self.headers)
-                    if part is not None:
-                        self.stored_part = part
-                        self.body_rcv.buf = PartBuffer(part)
+                    self._store_body(uploads.part_for(self.command, path, self.headers))
                 return  # the upload's own tracker counts it, across requests
+            if self.expect_continue and self.error is None and self.body_rcv is not None \
+                    and not self.chunked:
+                part = uploads.resume.start(self.command, prefix, path, self.query,
+                                            self.headers, self.content_length)
+                if part is not None and self._store_body(part):
+                    self.continue_headers = uploads.resume.continue_headers(prefix, part)
         size = None if self.chunked else self.content_length
         self.tracker = rules.track(self.command, self.path,
                                    self.headers.get(rules.finder.header_key), self.query, size)
+
+    def _store_body(self, part: Optional[StoredPart]) -> bool:
+        """Write the body into *part* as it arrives; False for no part."""
+        if part is None:
+            return False
+        self.stored_part = part
+        self.body_rcv.buf = PartBuffer(part)
+        return True
 
 
 def answers_at_once(command: str, query: str, headers: Dict[str, str]) -> bool:
@@ -168,8 +181,10 @@ class PartBuffer(FileBasedBuffer):  # type: ignore[misc]
         self.part = part
 
     def append(self, data: bytes) -> None:
-        super().append(data)
-        self.part.wrote(len(data))
+        data = self.part.body_of(data)
+        if data:
+            super().append(data)
+            self.part.wrote(len(data))
 
     def close(self) -> None:
         self.part.close()

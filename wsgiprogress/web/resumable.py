@@ -30,6 +30,7 @@ from ..resumable.storage import DirectoryStorage
 from ..resumable.upload import COMPLETE, is_upload_id
 from .ietf import IetfProtocol, is_creation
 from .responses import plain
+from .resume import ResumeRequests
 from .tus import TusProtocol
 from .upload_service import RESPONSE_SUFFIX, FileChunks, UploadService, file_size
 
@@ -47,6 +48,11 @@ class ResumableUploads:
         self.url = service.url
         self.tus = TusProtocol(service)
         self.ietf = IetfProtocol(service)
+        self.resume = ResumeRequests(service)
+        # what the server's parser asks on its I/O thread
+        self.claims = service.claims
+        self.part_for = service.part_for
+        self.keep_partial = service.keep_partial
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any],
@@ -78,7 +84,8 @@ class ResumableUploads:
         if keys.UPLOAD in environ:
             return False
         path = environ.get("PATH_INFO", "")
-        return path.startswith(self.url) or path == self.url[:-1] or is_creation(environ)
+        return path.startswith(self.url) or path == self.url[:-1] or is_creation(environ) \
+            or _resuming(environ)
 
     def bind(self, app: WSGIApplication) -> WSGIApplication:
         """The endpoint for this request, which completes uploads by calling *app*."""
@@ -86,15 +93,21 @@ class ResumableUploads:
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
+        if _resuming(environ):
+            return self.resume.arrived(app, environ, start_response)
         path = environ.get("PATH_INFO", "")
         if path == self.url[:-1]:
             environ["PATH_INFO"] = path = self.url
         if path.startswith(self.url) and path.endswith(RESPONSE_SUFFIX):
             return self._response(environ, start_response,
                                   path[len(self.url):-len(RESPONSE_SUFFIX)])
-        if "HTTP_UPLOAD_DRAFT_INTEROP_VERSION" in environ and "HTTP_TUS_RESUMABLE" not in environ:
+        if "HTTP_TUS_RESUMABLE" in environ:
+            return self.tus(app, environ, start_response)
+        if "HTTP_UPLOAD_DRAFT_INTEROP_VERSION" in environ:
             return self.ietf(app, environ, start_response)
-        return self.tus(app, environ, start_response)
+        if path == self.url or environ["REQUEST_METHOD"] in ("POST", "OPTIONS"):
+            return self.tus(app, environ, start_response)  # 412 unless OPTIONS
+        return self.resume(app, environ, start_response)  # the request-content location
 
     def close(self) -> None:
         """Finish what runs in the background (bodies of broken requests)."""
@@ -135,6 +148,13 @@ class ResumableUploads:
             body.close()
             return []
         return _Prefixed(prefix, FileChunks(body))
+
+
+def _resuming(environ: WSGIEnvironment) -> bool:
+    """True for a resumable request (``Prefer: resume``) whose body our server
+    stored as it arrived."""
+    part = environ.get(keys.STORED_PART)
+    return part is not None and part.target is not None
 
 
 class _Prefixed:

@@ -42,7 +42,7 @@ from ..progress.ratelimit import RateLimitedWarning
 from ..resumable import complete
 from ..resumable.appender import Appender
 from ..resumable.completion import FRAMING_TYPES
-from ..resumable.parts import Background, StoredPart
+from ..resumable.parts import BYTERANGE, Background, StoredPart
 from ..resumable.storage import StorageError, TooLong
 from ..resumable.upload import ACTIVE, Upload, is_upload_id
 from .responses import plain
@@ -59,6 +59,8 @@ log = logging.getLogger("wsgiprogress")
 
 #: Bytes read from ``wsgi.input`` at a time (a blocking read waits for all of them).
 READ_SIZE = 64 * 1024
+#: Seconds a request waits for an upload being made in the background.
+CREATE_WAIT = 30.0
 #: The IETF draft's interop version (:mod:`wsgiprogress.web.ietf`).
 INTEROP_VERSION = "6"
 #: Where a completed upload keeps its response: ``<resumable_url><id>/response``.
@@ -92,6 +94,8 @@ class UploadService:
         self._trackers: Dict[str, Tracker] = {}
         self._lock = threading.Lock()
         self.background = Background()
+        #: Resumable requests whose uploads are being made, by ID.
+        self._pending: Dict[str, StoredPart] = {}
 
     # -- names ---------------------------------------------------------------
 
@@ -118,7 +122,13 @@ class UploadService:
         """The tracker of *upload*'s progress in this process, made (and
         started at its offset) when needed; ``None`` when untracked or when
         an outer layer counts this request already."""
-        if upload.progress_id is None or keys.TRACKER in environ:
+        if keys.TRACKER in environ:
+            return None
+        return self.track_upload(upload)
+
+    def track_upload(self, upload: Upload) -> Optional[Tracker]:
+        """The tracker of *upload*'s progress in this process, made when needed."""
+        if upload.progress_id is None:
             return None
         with self._lock:
             tracker = self._trackers.get(upload.id)
@@ -157,18 +167,20 @@ class UploadService:
         if method != "PATCH" or not path.startswith(self.url):
             return None
         upload_id = path[len(self.url):]
-        content_type = headers.get("CONTENT_TYPE", "").split(";")[0].strip()
-        if content_type not in FRAMING_TYPES or not is_upload_id(upload_id) or \
-                not os.path.exists(self.storage.path(upload_id, ".json")):
+        content_type = headers.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        byterange = content_type == BYTERANGE
+        if not (byterange or content_type in FRAMING_TYPES) or not is_upload_id(upload_id) \
+                or not os.path.exists(self.storage.path(upload_id, ".json")):
             return None
         start = _offset(headers.get("UPLOAD_OFFSET"))
         if "UPLOAD_CHECKSUM" in headers:
             start = None  # a broken body cannot be checked: never kept
         tracker = self._trackers.get(upload_id)
-        if tracker is None or tracker.finished or start != tracker.received:
+        if tracker is None or tracker.finished or (start != tracker.received and not byterange):
             tracker = None  # count only what extends the progress shown
         try:
-            return StoredPart(self.storage, upload_id, start, self.background, tracker)
+            return StoredPart(self.storage, upload_id, start, self.background, tracker,
+                              byterange)
         except OSError:
             return None  # the directory is unwritable: waitress buffers it
 
@@ -180,6 +192,42 @@ class UploadService:
         part.written()
         part.kept = self.background.submit(functools.partial(self._keep, part))
 
+    def make_later(self, part: StoredPart) -> bool:
+        """Have the upload of resumable request *part* made in the background;
+        False when it cannot be (the queue is full)."""
+        with self._lock:
+            self._pending[part.upload_id] = part
+        if self.background.submit(functools.partial(self.create_from_part, part)):
+            return True
+        with self._lock:
+            del self._pending[part.upload_id]
+        return False
+
+    def settled(self, upload_id: str, timeout: float = CREATE_WAIT) -> None:
+        """Wait (bounded) until an upload being made in the background is
+        made, so a client that asks right after its 100 Continue finds it."""
+        part = self._pending.get(upload_id)
+        if part is not None:
+            part.created.wait(timeout)
+
+    def create_from_part(self, part: StoredPart) -> None:
+        """Make the upload of a resumable request (``Prefer: resume``) in the
+        background, right after its head arrived: its ID and its request
+        come from *part*; ``part.created`` is set when done or failed."""
+        assert part.target is not None
+        upload = Upload.new(part.target, "resume", part.length, self.storage.clock(),
+                            self.storage.ttl, upload_id=part.upload_id,
+                            progress_id=part.progress_id)
+        try:
+            self.storage.create(upload)
+        except (StorageError, OSError):
+            log.warning("resumable request %s: cannot store it", part.upload_id,
+                        exc_info=True)
+        finally:
+            part.created.set()
+            with self._lock:
+                self._pending.pop(part.upload_id, None)
+
     def _keep(self, part: StoredPart) -> None:
         try:
             with self.storage.locked(part.upload_id) as upload:
@@ -187,6 +235,7 @@ class UploadService:
                         upload.offset == part.start:
                     with Appender(self.storage, upload) as out:
                         out.adopt(part)
+                    self.track_upload(upload)  # shows the kept bytes; resumes count on
                     log.info("upload %s: kept %d bytes of a broken request",
                              upload.id, part.size)
         except StorageError:
@@ -197,23 +246,25 @@ class UploadService:
     # -- bytes -------------------------------------------------------------------
 
     def receive(self, environ: WSGIEnvironment, upload: Upload, out: Appender,
-                limit: Optional[int] = None) -> None:
+                limit: Optional[int] = None, length: Optional[int] = None) -> None:
         """Append the request body to *upload* through *out*, counting it.
 
         :param limit: the most bytes accepted (``TooLong`` past it, what
             fits is kept).
+        :param length: the bytes left to read from ``wsgi.input``, when not
+            its Content-Length (a ``message/byterange`` part's body).
         :raises BodyBroken: when the body ends early; what arrived is kept
             when *out* commits partial appends.
         :raises StorageError: past a bound.
         """
         tracker = self.tracker(environ, upload)
         part = environ.get(keys.STORED_PART)
-        if part is not None and part.upload_id == upload.id:
+        if part is not None and part.upload_id == upload.id and length is None:
             out.adopt(part)  # the server wrote the body into the storage already
             if tracker is not None:
                 tracker.add_received(part.size - part.counted)
             return
-        declared = _content_length(environ)
+        declared = _content_length(environ) if length is None else length
         stream = environ["wsgi.input"]
         remaining = declared if declared is not None else -1
         while remaining:
