@@ -289,3 +289,23 @@ def test_bounds_answer_503_and_507(tmp_path: Path) -> None:
         create(port, 600)
         assert request(port, "POST", "/files/", {**TUS, "Upload-Length": "600"}).status == 507
         assert len(os.listdir(tmp_path / "disk")) == 3  # the first upload's files only
+
+
+def test_the_authorize_hook_decides_who_uses_an_upload(tmp_path: Path) -> None:
+    asked = []
+
+    def authorize(environ: Dict[str, Any], name: Any, action: str) -> bool:
+        if action != "upload":
+            return True
+        asked.append(name)
+        return environ.get("HTTP_X_USER") == "alice"
+
+    alice = {"X-User": "alice"}
+    with serving("server", Recorder(), resumable_dir=str(tmp_path), authorize=authorize) as port:
+        assert request(port, "POST", "/files/", {**TUS, "Upload-Length": "3"}).status == 403
+        url = create(port, 3, **alice)
+        upload_id = url.rsplit("/", 1)[1]
+        assert request(port, "HEAD", url, TUS).status == 403
+        assert patch(port, url, 0, b"abc").status == 403
+        assert patch(port, url, 0, b"abc", **alice).status == 204
+    assert asked == [None, None, upload_id, upload_id, upload_id]

@@ -95,7 +95,7 @@ class Front:
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
         instead of the backend's, or the ``mailbox`` setting.
     :param authorize: who may read progress (action ``"progress"``), read and
-        publish mailboxes and open the dashboard; see
+        publish mailboxes, open the dashboard and use an upload (``"upload"``); see
         :func:`wsgiprogress.web.mailbox.unguessable_names`.  Without it
         anyone may read progress.
     :param threads: the server's worker threads, which bound the waiting
@@ -142,7 +142,7 @@ class Front:
                                        token=options["publish_token"],
                                        url=options["dashboard_url"])
         self.progress_url: str = options["progress_url"]
-        self.resumable = ResumableUploads.from_options(options, self.store)
+        self.resumable = ResumableUploads.from_options(options, self.store, authorize)
 
     def route(self, environ: WSGIEnvironment,
               app: Optional[WSGIApplication] = None) -> Optional[WSGIApplication]:

@@ -38,13 +38,15 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..progress.store import ProgressStore
+    from .mailbox import Authorize
 
 
 class ResumableUploads:
     """The resumable-upload protocols over one :class:`UploadService`."""
 
-    def __init__(self, service: UploadService) -> None:
+    def __init__(self, service: UploadService, authorize: Optional[Authorize] = None) -> None:
         self.service = service
+        self.authorize = authorize
         self.url = service.url
         self.tus = TusProtocol(service)
         self.ietf = IetfProtocol(service)
@@ -55,10 +57,12 @@ class ResumableUploads:
         self.keep_partial = service.keep_partial
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any],
-                     store: ProgressStore) -> Optional[ResumableUploads]:
+    def from_options(cls, options: Mapping[str, Any], store: ProgressStore,
+                     authorize: Optional[Authorize] = None) -> Optional[ResumableUploads]:
         """The endpoint the resolved settings ask for; ``None`` without
-        ``resumable_dir``.
+        ``resumable_dir``.  An *authorize* hook is asked
+        ``authorize(environ, upload_id, "upload")`` on every request to an
+        upload (``upload_id`` ``None`` when it creates one): 403 when it says no.
 
         :raises ConfigurationError: when the directory cannot be made.
         """
@@ -76,7 +80,7 @@ class ResumableUploads:
                                      "give a directory this process may write") from None
         url = options["resumable_url"].rstrip("/") + "/"
         return cls(UploadService(storage, store, url, IdFinder(options["id_name"]),
-                                 options["min_id_length"]))
+                                 options["min_id_length"]), authorize)
 
     def handles(self, environ: WSGIEnvironment) -> bool:
         """True for a request one of the protocols answers (cheap: a prefix
@@ -93,11 +97,16 @@ class ResumableUploads:
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        if _resuming(environ):
-            return self.resume.arrived(app, environ, start_response)
         path = environ.get("PATH_INFO", "")
         if path == self.url[:-1]:
             environ["PATH_INFO"] = path = self.url
+        if self.authorize is not None:
+            name = path[len(self.url):].partition("/")[0] if path.startswith(self.url) else ""
+            if not self.authorize(environ, name or None, "upload"):
+                return plain(start_response, "403 Forbidden", "not allowed",
+                             head_only=environ["REQUEST_METHOD"] == "HEAD")
+        if _resuming(environ):
+            return self.resume.arrived(app, environ, start_response)
         if path.startswith(self.url) and path.endswith(RESPONSE_SUFFIX):
             return self._response(environ, start_response,
                                   path[len(self.url):-len(RESPONSE_SUFFIX)])
