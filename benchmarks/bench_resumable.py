@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
+import bench_server
 import bench_support
 from bench_support import serve_until_stdin_closes
 
@@ -64,17 +64,9 @@ def serve() -> None:
 
 
 def exchange(port: int, head: str, body: bytes = b"") -> bytes:
-    with socket.create_connection((HOST, port), timeout=120) as sock:
-        sock.sendall(head.encode("latin-1"))
-        view = memoryview(body)
-        for start in range(0, len(body), MiB):
-            sock.sendall(view[start:start + MiB])
-        chunks = []
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                return b"".join(chunks)
-            chunks.append(data)
+    """One request (``Connection: close``), its body sent in 1 MiB pieces."""
+    view = memoryview(body)
+    return bench_server.request(port, head, (view[i:i + MiB] for i in range(0, len(body), MiB)))
 
 
 def plain_seconds(port: int, body: bytes, number: int) -> float:

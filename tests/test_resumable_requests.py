@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
-from resumable_support import IETF, PARTIAL, Recorder, counter, request, serving, sha256
+from resumable_support import PARTIAL, Recorder, counter, request, serving, sha256
 from server_support import HOST, probe, wait_until
 
 SIZE = 1_000_000

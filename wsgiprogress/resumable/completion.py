@@ -19,6 +19,7 @@ a client that lost it gets it again and the application is never called twice.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -74,12 +75,17 @@ def target_from_head(method: str, script_name: str, path: str, query: str,
     return target_of(environ)
 
 
-class StoredBody:
-    """``wsgi.input`` over an upload's stored bytes: at most *size* of them."""
+class StoredBody(io.IOBase):
+    """``wsgi.input`` over an upload's stored bytes: at most *size* of them
+    (``readlines`` and iteration come from :class:`io.IOBase`)."""
 
     def __init__(self, stream: IO[bytes], size: int) -> None:
+        super().__init__()
         self.stream = stream
         self.remaining = size
+
+    def readable(self) -> bool:
+        return True
 
     def read(self, size: Optional[int] = -1) -> bytes:
         n = self.remaining if size is None or size < 0 else min(size, self.remaining)
@@ -92,22 +98,6 @@ class StoredBody:
         data = self.stream.readline(n)
         self.remaining -= len(data)
         return data
-
-    def readlines(self, hint: int = -1) -> List[bytes]:
-        lines = []
-        total = 0
-        for line in self:
-            lines.append(line)
-            total += len(line)
-            if 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Any:
-        return iter(lambda: self.readline(65536), b"")
-
-    def close(self) -> None:
-        self.stream.close()
 
 
 def upload_info(storage: DirectoryStorage, upload: Upload) -> Dict[str, Any]:
