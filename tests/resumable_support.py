@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import socket
+import struct
 import threading
 from http.client import HTTPConnection
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
@@ -114,3 +116,84 @@ def counter(size: int, start: int = 0) -> bytes:
     pattern = bytes(range(256)) * (size // 256 + 2)
     offset = start % 256
     return pattern[offset:offset + size]
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback in front of *port* that drops the first
+    *cuts* PATCH connections (RST) once *after* bytes of them went upstream:
+    a network that fails mid-upload.  A context manager; ``.port``."""
+
+    def __init__(self, port: int, cuts: int, after: int) -> None:
+        self.upstream = port
+        self.cuts = cuts
+        self.after = after
+        self.cut = 0
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.threads: List[threading.Thread] = []
+        self.sockets: List[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> "CuttingProxy":
+        self._spawn(self._accept)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:  # idle keep-alive connections too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(10)
+            assert not thread.is_alive(), "proxy thread did not stop"
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((HOST, self.upstream))
+            with self.lock:
+                self.sockets += [client, server]
+            self._spawn(self._pipe, client, server, True)
+            self._spawn(self._pipe, server, client, False)
+
+    def _pipe(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
+        sent = 0
+        doomed: Optional[bool] = None if upstream else False
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if doomed is None:
+                    with self.lock:
+                        doomed = data.startswith(b"PATCH") and self.cut < self.cuts
+                        if doomed:
+                            self.cut += 1
+                if doomed and sent + len(data) > self.after:
+                    target.sendall(data[:self.after - sent])
+                    for sock in (source, target):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                        # wakes the other direction's thread, so the close happens
+                        sock.shutdown(socket.SHUT_RDWR)
+                    break
+                target.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):  # the other direction's thread wakes too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()

@@ -150,8 +150,6 @@ class StoredPart:
         self.target: Optional[Target] = None
         self.length: Optional[int] = None
         self.progress_id: Optional[str] = None
-        #: Set once :class:`Background` made that upload (or failed to).
-        self.created = threading.Event()
         #: A ``message/byterange`` part's header block once it arrived whole
         #: (``b""`` before; ``None`` when it is not one or was too long).
         self.head: Optional[bytes] = b"" if byterange else None

@@ -107,7 +107,6 @@ class IetfProtocol:
                 return self._create(app, environ, start_response)
             if not is_upload_id(upload_id):
                 raise IetfError("404 Not Found", "no such upload")
-            self.service.settled(upload_id)  # a resumable request's, being made
             if method == "HEAD":
                 return self._head(start_response, upload_id, environ)
             if method == "PATCH":

@@ -100,11 +100,12 @@ class ResumableUploads:
         path = environ.get("PATH_INFO", "")
         if path == self.url[:-1]:
             environ["PATH_INFO"] = path = self.url
-        if self.authorize is not None:
-            name = path[len(self.url):].partition("/")[0] if path.startswith(self.url) else ""
-            if not self.authorize(environ, name or None, "upload"):
-                return plain(start_response, "403 Forbidden", "not allowed",
-                             head_only=environ["REQUEST_METHOD"] == "HEAD")
+        name = path[len(self.url):].partition("/")[0] if path.startswith(self.url) else ""
+        if self.authorize is not None and not self.authorize(environ, name or None, "upload"):
+            return plain(start_response, "403 Forbidden", "not allowed",
+                         head_only=environ["REQUEST_METHOD"] == "HEAD")
+        if name:
+            self.service.settled(name)  # what the background still does to it shows
         if _resuming(environ):
             return self.resume.arrived(app, environ, start_response)
         if path.startswith(self.url) and path.endswith(RESPONSE_SUFFIX):

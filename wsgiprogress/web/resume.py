@@ -42,7 +42,6 @@ from ..resumable.storage import StorageError, TooLong, UploadBusy
 from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id, new_upload_id
 from .responses import plain
 from .upload_service import (
-    CREATE_WAIT,
     RESPONSE_SUFFIX,
     BodyBroken,
     UploadService,
@@ -120,8 +119,7 @@ class ResumeRequests:
         application answers it (once)."""
         part: StoredPart = environ[keys.STORED_PART]
         try:
-            if not part.created.wait(CREATE_WAIT):
-                raise StorageError("the upload storage is too slow")
+            self.service.settled(part.upload_id)
             with self.storage.locked(part.upload_id) as upload:
                 if upload is None:
                     raise StorageError("the request could not be stored")
@@ -142,7 +140,6 @@ class ResumeRequests:
         try:
             if not is_upload_id(upload_id):
                 raise ResumeError("404 Not Found", "no such upload")
-            self.service.settled(upload_id)
             if method == "HEAD":
                 upload = self.storage.get(upload_id)
                 if upload is None:

@@ -26,6 +26,7 @@ import threading
 from typing import (
     TYPE_CHECKING,
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -94,8 +95,8 @@ class UploadService:
         self._trackers: Dict[str, Tracker] = {}
         self._lock = threading.Lock()
         self.background = Background()
-        #: Resumable requests whose uploads are being made, by ID.
-        self._pending: Dict[str, StoredPart] = {}
+        #: Uploads the background works on (made, kept): set when it is done.
+        self._pending: Dict[str, threading.Event] = {}
 
     # -- names ---------------------------------------------------------------
 
@@ -190,30 +191,46 @@ class UploadService:
         if part.start is None or not part.size:
             return
         part.written()
-        part.kept = self.background.submit(functools.partial(self._keep, part))
+        part.kept = self._later(part.upload_id, functools.partial(self._keep, part))
 
     def make_later(self, part: StoredPart) -> bool:
         """Have the upload of resumable request *part* made in the background;
         False when it cannot be (the queue is full)."""
-        with self._lock:
-            self._pending[part.upload_id] = part
-        if self.background.submit(functools.partial(self.create_from_part, part)):
-            return True
-        with self._lock:
-            del self._pending[part.upload_id]
-        return False
+        return self._later(part.upload_id, functools.partial(self.create_from_part, part))
 
     def settled(self, upload_id: str, timeout: float = CREATE_WAIT) -> None:
-        """Wait (bounded) until an upload being made in the background is
-        made, so a client that asks right after its 100 Continue finds it."""
-        part = self._pending.get(upload_id)
-        if part is not None:
-            part.created.wait(timeout)
+        """Wait (bounded) until the background is done with *upload_id*
+        (made, or what a broken request brought appended), so a client that
+        asks right after its 100 Continue or a drop sees it."""
+        done = self._pending.get(upload_id)
+        if done is not None:
+            done.wait(timeout)
+
+    def _later(self, upload_id: str, job: Callable[[], None]) -> bool:
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                done.set()
+                with self._lock:
+                    if self._pending.get(upload_id) is done:
+                        del self._pending[upload_id]
+
+        with self._lock:
+            self._pending[upload_id] = done  # jobs run in order: the last one settles
+        if self.background.submit(run):
+            return True
+        with self._lock:
+            if self._pending.get(upload_id) is done:
+                del self._pending[upload_id]
+        return False
 
     def create_from_part(self, part: StoredPart) -> None:
-        """Make the upload of a resumable request (``Prefer: resume``) in the
-        background, right after its head arrived: its ID and its request
-        come from *part*; ``part.created`` is set when done or failed."""
+        """Make the upload of a resumable request (``Prefer: resume``): its
+        ID and its request come from *part* (run in the background, right
+        after its head arrived)."""
         assert part.target is not None
         upload = Upload.new(part.target, "resume", part.length, self.storage.clock(),
                             self.storage.ttl, upload_id=part.upload_id,
@@ -223,10 +240,6 @@ class UploadService:
         except (StorageError, OSError):
             log.warning("resumable request %s: cannot store it", part.upload_id,
                         exc_info=True)
-        finally:
-            part.created.set()
-            with self._lock:
-                self._pending.pop(part.upload_id, None)
 
     def _keep(self, part: StoredPart) -> None:
         try:
