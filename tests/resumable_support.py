@@ -119,9 +119,10 @@ def counter(size: int, start: int = 0) -> bytes:
 
 
 class CuttingProxy:
-    """A TCP proxy on loopback in front of *port* that drops the first
-    *cuts* PATCH connections (RST) once *after* bytes of them went upstream:
-    a network that fails mid-upload.  A context manager; ``.port``."""
+    """A TCP proxy on loopback in front of *port* that drops the connection
+    of each of the first *cuts* PATCH requests (RST) once *after* bytes of
+    it went upstream: a network that fails mid-upload.  A context manager;
+    ``.port``."""
 
     def __init__(self, port: int, cuts: int, after: int) -> None:
         self.upstream = port
@@ -169,17 +170,18 @@ class CuttingProxy:
 
     def _pipe(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
         sent = 0
-        doomed: Optional[bool] = None if upstream else False
+        doomed = False
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                if doomed is None:
+                if upstream and not doomed and data.startswith(b"PATCH "):
+                    # a request begins (browsers reuse connections): doom it?
                     with self.lock:
-                        doomed = data.startswith(b"PATCH") and self.cut < self.cuts
-                        if doomed:
-                            self.cut += 1
+                        doomed = self.cut < self.cuts
+                        self.cut += doomed
+                    sent = 0
                 if doomed and sent + len(data) > self.after:
                     target.sendall(data[:self.after - sent])
                     for sock in (source, target):
