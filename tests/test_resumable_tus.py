@@ -54,6 +54,7 @@ def test_options_announce_version_extensions_size_and_checksums(door: Any) -> No
         "expiration", "checksum", "concatenation"}
     assert reply.headers["tus-max-size"] == str(64 * 1024 * 1024)
     assert set(reply.headers["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256", "md5"}
+    assert reply.headers["upload-limit"] == f"max-size={64 * 1024 * 1024}"  # IETF discovery
 
 
 def test_a_request_without_tus_resumable_is_refused_with_412(door: Any) -> None:

@@ -293,7 +293,9 @@ class TusProtocol:
     def _discovery(self) -> Headers:
         return [("Tus-Version", VERSION), ("Tus-Extension", EXTENSIONS),
                 ("Tus-Max-Size", str(self.storage.max_size)),
-                ("Tus-Checksum-Algorithm", ",".join(CHECKSUMS))]
+                ("Tus-Checksum-Algorithm", ",".join(CHECKSUMS)),
+                # the IETF draft's discovery: every upload URL supports creation
+                ("Upload-Limit", f"max-size={self.storage.max_size}")]
 
     def _state(self, environ: WSGIEnvironment, upload: Upload) -> Headers:
         headers = [("Upload-Offset", str(upload.offset)),
