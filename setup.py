@@ -34,12 +34,17 @@ setup(
         "test": [
             "pytest>=7", "pytest-timeout>=2", "webtest>=3", "hypothesis>=6", "pastedeploy>=2.0",
             "werkzeug>=2.0",
-            "flask>=2.0", "pyramid>=1.10", "redis>=4.2", "gunicorn>=20.1", "selenium>=4.10",
+            "flask>=2.0", "wsproto>=1.2",
+            "pyramid>=1.10", "redis>=4.2", "gunicorn>=20.1", "selenium>=4.10",
             "tuspy>=1.1",
         ],
         "flask": ["flask>=1.1"],
+        # per_file: werkzeug's sans-IO multipart decoder, with the CVE-2023-46136
+        # fix (2.3.8 on the 2.3 line; wsgiprogress.settings.extras checks at start)
+        "multipart": ["werkzeug>=2.3.8,!=3.0.0"],
         "redis": ["redis>=4.2"],
         "pyramid": ["pyramid>=1.10", "pastedeploy>=2.0"],
+        "websocket": ["wsproto>=1.2"],
     },
     entry_points={
         "console_scripts": ["wsgiprogress-serve = wsgiprogress.cli:main"],

@@ -16,69 +16,25 @@ Prints figures, ratios and PASS or MISS; always exits 0.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import bench_support
 from bench_requests import served_or_no_wrk, wrk
 
 HOST = "127.0.0.1"
-MODULE = "/usr/lib/nginx/modules/ngx_http_uploadprogress_module.so"
+MODULE = "ngx_http_uploadprogress_module.so"
 PROBE = """
 request = function() return wrk.format("GET", "/progress?X-Progress-ID=bench-probe-0001") end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def nginx_upload_progress() -> Iterator[Optional[int]]:
-    """nginx with the upload progress module on a free port, or None."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
-                                      else None)
-    if nginx is None or not os.path.exists(MODULE):
-        yield None
-        return
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-nginx-") as prefix:
-        for folder in ("logs", "temp"):
-            os.makedirs(os.path.join(prefix, folder))
-        with open(os.path.join(prefix, "nginx.conf"), "w") as conf:
-            conf.write(f"""
-load_module {MODULE};
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/temp;
+NGINX = """
   upload_progress proxied 1m;
-  server {{
-    listen {HOST}:{port};
-    location ^~ /progress {{ report_uploads proxied; }}
-  }}
-}}
-""")
-        process = subprocess.Popen([nginx, "-p", prefix, "-c", f"{prefix}/nginx.conf",
-                                    "-g", "daemon off;"], stderr=subprocess.DEVNULL)
-        try:
-            bench_support.wait_for_port(HOST, port)
-            yield port
-        finally:
-            process.terminate()
-            process.wait(10)
+  server {
+    listen {port};
+    location ^~ /progress { report_uploads proxied; }
+  }
+"""
 
 
 def main(argv: List[str]) -> int:
@@ -87,7 +43,8 @@ def main(argv: List[str]) -> int:
     rounds, seconds = (3, 2) if "--quick" in argv else (7, 3)
     runs: Dict[Tuple[str, int], List[float]] = {}
     with bench_support.server_process(__file__, "ours") as ours, \
-            nginx_upload_progress() as peer:
+            bench_support.nginx_with_module(MODULE, NGINX) as nginx:
+        peer = nginx[0] if nginx else None
         targets = {"ours": ours, **({"nginx": peer} if peer else {})}
         for port in targets.values():
             wrk(port, PROBE, 1, 0)  # warm up

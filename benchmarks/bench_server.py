@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Tuple
 
 import bench_support
-from bench_support import serve_until_stdin_closes
+from bench_support import percentile, serve_until_stdin_closes, verdict
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024
@@ -130,15 +130,6 @@ def probe(port: int, progress_id: str) -> Dict[str, Any]:
     answer = request(port, f"GET /progress?X-Progress-ID={progress_id} HTTP/1.1\r\n"
                            f"Host: {HOST}\r\nConnection: close\r\n\r\n")
     return json.loads(answer.split(b"\r\n\r\n", 1)[1])  # type: ignore[no-any-return]
-
-
-def percentile(values: List[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 # -- the measurements ------------------------------------------------------------------

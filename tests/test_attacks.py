@@ -232,7 +232,7 @@ def test_a_parser_that_failed_on_its_request_line_has_every_attribute() -> None:
         parser.received(line)
         refused += parser.error is not None  # which ones depends on waitress's version
         for name in ("path", "command", "query", "request_uri", "url_scheme", "version",
-                     "headers", "fragment", "tracker", "is_probe", "serviced"):
+                     "headers", "fragment", "tracker", "is_endpoint", "serviced"):
             getattr(parser, name)
         parser.close()
     assert refused >= 2, "waitress refused too few of the malformed requests to tell"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.mailbox import MemoryMailboxes
+from wsgiprogress.web.mailbox import MailboxApp
 
 NAME = "0123456789abcdef0123456789abcdef"
 TOKEN = "s3cret-token-of-24-chars"
@@ -252,3 +253,52 @@ def test_progress_probe_wait_answers_on_change() -> None:
     unchanged = client.get("/progress?X-Progress-ID=waited-upload&wait=0.2").json
     assert unchanged["state"] == "starting"
     client.get("/progress?X-Progress-ID=waited-upload&wait=-1", status=400)
+
+
+# -- one publish to many mailboxes, as Nchan's multi-channel publish ------------------
+
+FAN_TOKEN = "fan-out-token-0123456789"
+
+
+def fan_out_client(**options: Any) -> webtest.TestApp:
+    options.setdefault("authorize", lambda environ, name, action: action == "read")
+    return webtest.TestApp(MailboxApp(MemoryMailboxes(), publish=True, publish_token=FAN_TOKEN,
+                                      **options))
+
+
+def test_one_post_publishes_to_every_named_mailbox_with_its_own_id() -> None:
+    client = fan_out_client()
+    auth = {"Authorization": f"Bearer {FAN_TOKEN}"}
+    first = client.post("/mailbox/room-one-0001", b"earlier", headers=auth, status=201).json
+    answer = client.post("/mailbox/room-one-0001,room-two-0002,room-one-0001", b"hello all",
+                         headers=auth, status=201).json
+    assert list(answer) == ["mailboxes"]
+    assert list(answer["mailboxes"]) == ["room-one-0001", "room-two-0002"]  # each once
+    assert answer["mailboxes"]["room-one-0001"] > first["id"]
+    for name, message_id in answer["mailboxes"].items():
+        messages = client.get(f"/mailbox/{name}").json["messages"]
+        assert (messages[-1]["id"], messages[-1]["data"]) == (message_id, "hello all")
+
+
+@pytest.mark.parametrize("names, reason", [
+    pytest.param(",".join(f"many-mailbox-{n:04d}" for n in range(256)), "at most 255",
+                 id="over-255"),
+    pytest.param("good-name-0001,bad name", "invalid mailbox name", id="bad-name"),
+    pytest.param("good-name-0001,", "invalid mailbox name", id="empty-name"),
+])
+def test_a_bad_fan_out_is_refused_whole(names: str, reason: str) -> None:
+    client = fan_out_client()
+    answer = client.post(f"/mailbox/{names}", b"x", status=400,
+                         headers={"Authorization": f"Bearer {FAN_TOKEN}"})
+    assert reason in answer.text
+    assert client.get("/mailbox/good-name-0001").json["messages"] == []
+
+
+def test_a_fan_out_needs_the_token_or_every_name_allowed() -> None:
+    allowed = {"mine-mailbox-0001", "mine-mailbox-0002"}
+    client = fan_out_client(
+        authorize=lambda environ, name, action: action == "read" or name in allowed)
+    client.post("/mailbox/mine-mailbox-0001,other-mailbox-01", b"x", status=403)
+    assert client.get("/mailbox/mine-mailbox-0001").json["messages"] == []
+    client.post("/mailbox/mine-mailbox-0001,mine-mailbox-0002", b"x", status=201)
+    client.get("/mailbox/a,b", status=400)  # reading is one mailbox at a time

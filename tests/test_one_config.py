@@ -204,9 +204,10 @@ def test_the_servers_own_limit_stands_when_the_application_sets_none() -> None:
         assert server.adj.max_request_body_size == 3 * MiB
 
 
-def test_waiters_follow_the_servers_threads_unless_the_application_bounds_them() -> None:
-    with running(flask_app(), threads=8) as (server, _):
-        assert server.progress_front.waiters.limit == 6  # 8 threads minus a quarter
+def test_waiters_follow_the_servers_connections_unless_the_application_bounds_them() -> None:
+    with running(flask_app(), threads=8, connection_limit=200) as (server, _):
+        # parked on the I/O loop: the connections minus a quarter, not the threads
+        assert server.progress_front.waiters.limit == 150
     app = flask_app({"PROGRESS_MAX_WAITERS": 5})
     with running(app, threads=8) as (server, _):
         assert server.progress_front.waiters.limit == 5

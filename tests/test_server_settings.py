@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
+import resource
 import socket
+import sys
 import threading
 from typing import Any, Dict, Iterable
 
@@ -23,14 +25,25 @@ def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 def test_tuned_defaults() -> None:
     _, waitress_settings, _ = split_settings({})
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    fds = 16384 if hard == resource.RLIM_INFINITY else hard - 64
+    # a waiter costs a connection, not a thread: as many as descriptors and poll() allow
     assert waitress_settings == {"recv_bytes": 262144, "asyncore_use_poll": True,
-                                 "channel_request_lookahead": 1, "connection_limit": 100}
+                                 "channel_request_lookahead": 1,
+                                 "connection_limit": max(100, min(16384, fds))}
+
+
+def test_select_keeps_the_connection_limit_below_its_descriptor_ceiling() -> None:
+    _, waitress_settings, _ = split_settings({"asyncore_use_poll": False})
+    assert 100 <= waitress_settings["connection_limit"] <= 1000
 
 
 def test_user_values_win_and_connection_limit_follows_threads() -> None:
-    _, waitress_settings, _ = split_settings({"recv_bytes": "8192", "threads": 200})
+    _, waitress_settings, _ = split_settings({"recv_bytes": "8192", "threads": 20000})
     assert waitress_settings["recv_bytes"] == "8192"
-    assert waitress_settings["connection_limit"] == 400
+    assert waitress_settings["connection_limit"] == 40000
+    _, waitress_settings, _ = split_settings({"connection_limit": 300})
+    assert waitress_settings["connection_limit"] == 300
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -103,3 +116,18 @@ def test_max_waiters_bounds_a_mailbox_passed_in() -> None:
             assert reply.startswith(b"HTTP/1.1 503 ")
         finally:
             first.close()
+
+
+def test_websocket_settings_without_websocket_are_refused_in_one_line() -> None:
+    with pytest.raises(ConfigurationError, match="^websocket_ping configures WebSockets: "
+                                                 "turn websocket on too$"):
+        create_server(lambda e, s: [], host="127.0.0.1", port=0, websocket_ping=5)
+
+
+def test_websocket_without_wsproto_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wsproto", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=re.escape(
+            "websocket needs wsproto; wsproto is not installed: "
+            "pip install 'wsgiprogress[websocket]'")):
+        create_server(lambda e, s: [], host="127.0.0.1", port=0, websocket=True)

@@ -43,6 +43,7 @@ NOT_METHODS = [
 GARBAGE: Dict[Converter, List[Any]] = {
     conv.as_seconds: NOT_SECONDS,
     conv.as_positive_seconds: NOT_SECONDS + [bad(0, "zero"), bad("0", "zero-text")],
+    conv.as_rate: NOT_SECONDS,
     conv.as_count: [
         bad("soon", "word"), bad("", "empty"), bad("x y", "words"), bad(-1, "negative"),
         bad(0, "zero"), bad("0", "zero-text"), bad("-5", "negative-text"),
@@ -132,6 +133,7 @@ ACCEPTED: Dict[Converter, List[Any]] = {
                       ok(" 2 ", 2.0, "spaces"), ok("0", 0.0, "zero"), ok(60, 60.0, "int")],
     conv.as_positive_seconds: [ok("60", 60.0, "whole"), ok("0.25", 0.25, "fraction"),
                                ok(7, 7.0, "int")],
+    conv.as_rate: [ok("500", 500.0, "whole"), ok("0", 0.0, "off"), ok(1e6, 1e6, "float")],
     conv.as_count: [ok("500", 500, "text"), ok(" 7 ", 7, "spaces"), ok(1, 1, "int")],
     wsgiprogress.settings.as_id_length: [ok("32", 32, "text"), ok(8, 8, "int"),
                                          ok(" 128 ", 128, "spaces")],

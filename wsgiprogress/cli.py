@@ -102,14 +102,15 @@ WAITRESS_GROUPS: Tuple[Tuple[str, Tuple[Tuple[str, str, str], ...]], ...] = (
 #: Defaults that are no constant, as the help shows them (``listen`` follows
 #: ``--host`` and ``--port``, which show theirs).
 _SHOWN_DEFAULTS: Dict[str, Optional[str]] = {
-    "listen": None, "connection_limit": "max(100, 2 * threads)", "trusted_proxy_count": "1"}
+    "listen": None, "connection_limit": "what file descriptors allow, up to 16384",
+    "trusted_proxy_count": "1"}
 
 #: The metavar of each of our converters.
 _METAVARS: Dict[Callable[[Any], Any], str] = {
     conv.as_path: "PATH", conv.as_optional_path: "PATH", conv.as_dialect: "NAME",
     conv.as_optional_directory: "DIR",
     conv.as_header_name: "NAME", conv.as_origins: "ORIGINS", conv.as_backend: "URL",
-    conv.as_prefix: "PREFIX", conv.as_seconds: "SECONDS",
+    conv.as_prefix: "PREFIX", conv.as_seconds: "SECONDS", conv.as_rate: "BYTES/S",
     conv.as_positive_seconds: "SECONDS", conv.as_count: "N", conv.as_optional_count: "N",
     conv.as_size: "SIZE", conv.as_optional_size: "SIZE", conv.as_methods: "METHODS",
     conv.as_optional_token: "TOKEN",

@@ -31,6 +31,14 @@ SERVER_COUNTS = "wsgiprogress.server_counts"
 #: closes and returns the function that stops watching;
 #: :mod:`wsgiprogress.server` provides it.
 DEPARTURE = "wsgiprogress.departure"
+#: ``environ[PARK]()`` returns the wake of a request that may be parked on
+#: the I/O loop of :mod:`wsgiprogress.server` instead of holding a thread
+#: while it waits (:mod:`wsgiprogress.web.waiting`); absent elsewhere.
+PARK = "wsgiprogress.park"
+#: ``environ[UPGRADE](feed, waiters, environ, start_response)`` accepts a
+#: WebSocket for one of our endpoints (:mod:`wsgiprogress.server.websocket`);
+#: set by our server with ``websocket`` on, for a request that asks for one.
+UPGRADE = "wsgiprogress.upgrade"
 #: A completed resumable upload, in the request the application finally sees:
 #: ``{"id", "metadata", "size", "path", "protocol", "progress_id"}``
 #: (:mod:`wsgiprogress.resumable`).

@@ -29,7 +29,7 @@ import math
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional
 
 from . import keys
-from .errors import ConfigurationError
+from .errors import ConfigurationError, disconnect_error
 from .progress.entry import ABORTED, APP_ERROR, TOO_LARGE
 from .progress.tracking import TrackingRules
 from .web.front import Front
@@ -113,7 +113,8 @@ class ProgressMiddleware:
             return self.app(environ, start_response)
         size = content_length(environ)
         tracker = self.rules.track(method, environ.get("PATH_INFO", ""),
-                                   environ.get(self._id_key), environ.get("QUERY_STRING"), size)
+                                   environ.get(self._id_key), environ.get("QUERY_STRING"), size,
+                                   environ.get("CONTENT_TYPE"))
         if tracker is None:
             return self.app(environ, start_response)
         if self.max_request_size is not None and size is not None \
@@ -183,15 +184,24 @@ class CountingInput:
     ``__iter__`` itself (a ``__getattr__`` pass-through would let a method
     skip the counter) and never closes the stream it wraps.  An empty read
     before the declared size arrived, or an exception from the stream, marks
-    the request ``error``/``aborted``.
+    the request ``error``/``aborted``.  Once the upload is cancelled
+    (:meth:`~wsgiprogress.progress.tracker.Tracker.cancel`) every read raises
+    :func:`~wsgiprogress.errors.disconnect_error`, so the application never
+    takes a cut-off body for a whole one.
     """
 
-    __slots__ = ("stream", "tracker", "_limit")
+    __slots__ = ("stream", "tracker", "_limit", "_cancelled")
 
     def __init__(self, stream: IO[bytes], tracker: Tracker) -> None:
         self.stream = stream
         self.tracker = tracker
         self._limit = math.inf if tracker.size is None else tracker.size
+        self._cancelled = False
+        tracker.on_cancel = self.cancel
+
+    def cancel(self) -> None:
+        """The upload was cancelled: reads raise from now on (any thread)."""
+        self._cancelled = True
 
     def read(self, size: Optional[int] = -1) -> bytes:
         return self._take(self.stream.read, size)
@@ -200,13 +210,19 @@ class CountingInput:
         return self._take(self.stream.readline, size)
 
     def _take(self, method: Callable[..., bytes], size: Optional[int]) -> bytes:
+        if self._cancelled:
+            raise disconnect_error()
         try:
             data = method(size) if size is not None and size >= 0 else method()
         except Exception:
             self.tracker.fail(ABORTED)
             raise
         if data:
-            self.tracker.add_received(len(data))
+            tracker = self.tracker
+            files = tracker.files
+            if files is not None:
+                files.feed(data)
+            tracker.add_received(len(data))
         elif size != 0:
             self._end_of_stream()
         return data

@@ -2,17 +2,19 @@
 Waiters
 =======
 
-Threads that wait for something to change — a long-poll on a mailbox, a
-progress probe with ``wait=`` — each hold a worker thread, so waiting must be
-cheap, bounded and aware of disconnects.  :class:`Waiters` gives every waiter
-its own :class:`threading.Event` (a shared ``Condition.notify_all`` convoys:
-measured 0.4–56 s to wake 900 waiters, one Event each 0.3–1.0 s) and refuses
-waiters beyond ``limit``.
+Clients that wait for something to change — a long-poll on a mailbox, a
+progress probe with ``wait=``, an event stream — register with
+:class:`Waiters`, which bounds them (``limit``) and wakes them by key.  Each
+waiter brings its own *wake*: a :class:`threading.Event` for a waiter that
+holds a thread (a shared ``Condition.notify_all`` convoys: measured 0.4–56 s
+to wake 900 waiters, one Event each 0.3–1.0 s), or, on wsgiprogress's own
+server, the server's wake for a request parked on its I/O loop
+(:mod:`wsgiprogress.server.parking`), which needs only ``set()``.
 
 .. code-block:: python
 
     waiters = Waiters(limit=50)
-    event = waiters.register("inbox-1")
+    event = waiters.register("inbox-1")     # a new threading.Event
     if event is None:
         ...                         # answer 503 with Retry-After
     try:
@@ -26,36 +28,42 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Set, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Set
 
 from .keys import DEPARTURE
 from .settings import waiter_limit
 from .settings.converters import as_optional_count
 
-T = TypeVar("T")
+
+class Wake(Protocol):
+    """What :meth:`Waiters.wake` sets: a :class:`threading.Event`, or a
+    parked request's wake."""
+
+    def set(self) -> None: ...
 
 #: Longest single wait before asking waitress whether the client left.
 WAIT_SLICE = 0.5
 
 
 class Waiters:
-    """Waiting threads by key, at most *limit* at once.
+    """Waiting clients by key, at most *limit* at once.
 
-    :param limit: the most concurrent waiters; leave threads for ordinary
-        requests (see :func:`wsgiprogress.settings.waiter_limit`, which
+    :param limit: the most concurrent waiters (see :func:`wsgiprogress.settings.waiter_limit`, which
         gives the default).
     """
 
     def __init__(self, limit: Optional[int] = None) -> None:
         self.limit = waiter_limit(as_optional_count(limit))
         self._lock = threading.Lock()
-        self._events: Dict[str, Set[threading.Event]] = {}
+        self._events: Dict[str, Set[Wake]] = {}
         self._count = 0
         self.refused = 0
 
-    def register(self, key: str) -> Optional[threading.Event]:
-        """A new event that :meth:`wake` sets for *key*; ``None`` when at the limit."""
-        event = threading.Event()
+    def register(self, key: str, event: Optional[Wake] = None) -> Optional[Wake]:
+        """*event* (by default a new :class:`threading.Event`), which
+        :meth:`wake` sets for *key*; ``None`` when at the limit."""
+        if event is None:
+            event = threading.Event()
         with self._lock:
             if self._count >= self.limit:
                 self.refused += 1
@@ -64,7 +72,7 @@ class Waiters:
             self._events.setdefault(key, set()).add(event)
         return event
 
-    def unregister(self, key: str, event: threading.Event) -> None:
+    def unregister(self, key: str, event: Wake) -> None:
         """Forget *event*; call once for every successful :meth:`register`."""
         with self._lock:
             events = self._events.get(key)
@@ -153,22 +161,13 @@ class ClientWatch:
                 return False
 
 
-def wait_for(check: Callable[[], Optional[T]], event: threading.Event, client: ClientWatch,
-             seconds: float) -> Optional[T]:
-    """Call *check* now and each time *event* is set, until it returns
-    something other than ``None``, *seconds* pass or the client leaves: the
-    one deadline loop of every waiting request.
-
-    :returns: what *check* returned, or ``None`` when the time ran out or the
-        client left.  Register *event* before calling, so a change during the
-        first check is not missed.
+class Parked(BaseException):
+    """Raised by a waiting response's iterator on wsgiprogress's server when
+    there is nothing to send yet: the server parks the request on its I/O
+    loop, with no thread, until its wake is set or its time comes.  A
+    :class:`BaseException`, so no application ``except Exception`` takes it.
     """
-    deadline = time.monotonic() + seconds
-    while True:
-        event.clear()
-        found = check()
-        if found is not None:
-            return found
-        left = deadline - time.monotonic()
-        if left <= 0 or not client.wait(event, left):
-            return None
+
+    def __init__(self, response: Any) -> None:
+        super().__init__()
+        self.response = response

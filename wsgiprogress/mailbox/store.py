@@ -99,6 +99,9 @@ class MailboxStore(abc.ABC):
 
     clock: Callable[[], float]
     waiters: Waiters
+    #: True for a store whose reads may block (Redis): wsgiprogress's server
+    #: then reads it off its I/O loop.
+    shared = False
     max_messages: int
     max_bytes: int
     max_message_bytes: int

@@ -13,7 +13,7 @@ shows.  Stores hand out copies; nothing outside a store mutates a stored entry.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 #: Never seen, or expired after its time to live.
 UNKNOWN = "unknown"
@@ -35,6 +35,8 @@ TOO_LARGE = "too_large"
 ABORTED = "aborted"
 APP_ERROR = "app_error"
 HTTP_ERROR = "http_error"
+#: Cancelled while it ran (``DELETE`` on the probe, ``store.cancel``).
+CANCELLED = "cancelled"
 
 
 class ProgressEntry:
@@ -50,15 +52,18 @@ class ProgressEntry:
         application has produced so far; ``None`` before the response starts.
     :param status: the HTTP status of the response, once known.
     :param reason: why the request failed (``too_large``, ``aborted``,
-        ``app_error``, ``http_error``), else ``None``.
+        ``app_error``, ``http_error``, ``cancelled``), else ``None``.
     :param started: when tracking began (epoch seconds).
     :param finished: when the request ended (epoch seconds), else ``None``.
     :param speed: smoothed receive speed in bytes per second.
+    :param files: with the ``per_file`` setting, the files of a multipart
+        form as they arrive (``field_name``, ``filename``, ``content_type``,
+        ``received``, ``done``), else ``None``.
     """
 
     __slots__ = (
         "id", "state", "received", "size", "sent", "response_size", "status",
-        "reason", "started", "finished", "speed",
+        "reason", "started", "finished", "speed", "files",
     )
 
     def __init__(
@@ -74,6 +79,7 @@ class ProgressEntry:
         started: Optional[float] = None,
         finished: Optional[float] = None,
         speed: float = 0.0,
+        files: Optional[List[Dict[str, Any]]] = None,
     ) -> None:
         self.id = id
         self.state = state
@@ -86,6 +92,7 @@ class ProgressEntry:
         self.started = started
         self.finished = finished
         self.speed = speed
+        self.files = files
 
     @property
     def running(self) -> bool:
@@ -109,8 +116,11 @@ class ProgressEntry:
         return clone
 
     def to_dict(self) -> Dict[str, Any]:
-        """Every field and ``eta``, as the native probe shows them."""
+        """Every field and ``eta``, as the native probe shows them; ``files``
+        only when files are listed."""
         data = {name: getattr(self, name) for name in self.__slots__}
+        if self.files is None:
+            del data["files"]
         data["speed"] = round(self.speed, 1)
         eta = self.eta
         data["eta"] = None if eta is None else round(eta, 2)

@@ -111,6 +111,15 @@ class ProgressStore(abc.ABC):
             return tracker.entry()
         return self.get(progress_id)
 
+    def cancel(self, progress_id: str) -> bool:
+        """Cancel the running request of *progress_id*: it ends
+        ``error``/``cancelled``; our server closes its connection at once,
+        under the middleware the application's next read raises.  True when
+        a running request was found (here; a store shared by several
+        processes also asks the others); False when unknown or ended."""
+        tracker = self.live.get(progress_id)
+        return tracker is not None and tracker.cancel()
+
     def watch(self, progress_id: str) -> None:
         """A client waits for the next change of *progress_id* (register its
         waiter first): counting in this process will wake it."""

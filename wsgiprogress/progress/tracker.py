@@ -25,11 +25,23 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Protocol, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Hashable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Union,
+)
 
 from ..waiters import Waiters
 from .entry import (
     ABORTED,
+    CANCELLED,
     DONE,
     ERROR,
     HTTP_ERROR,
@@ -40,6 +52,9 @@ from .entry import (
 )
 from .ratelimit import RateLimitedWarning
 
+if TYPE_CHECKING:
+    from .files import FileProgress
+
 #: Time constant of the exponentially smoothed speed, in seconds.
 SPEED_TAU = 2.0
 #: Speed stays unknown (0) until body bytes have arrived for this long.
@@ -48,6 +63,7 @@ MIN_SPEED_WINDOW = 0.1
 MEASURE_INTERVAL = 0.1
 #: Readers measure speeds one at a time (rare, and never the counting thread).
 _MEASURING = threading.Lock()
+_CANCEL_FAILED = RateLimitedWarning("could not stop cancelled request %r")
 
 
 class ProgressSink(Protocol):
@@ -95,6 +111,7 @@ class Tracker:
         "declared_response_size", "state", "status", "reason", "speed",
         "started", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
         "_last_received", "_first_time", "_first_received", "_store_failed",
+        "files", "on_cancel",
     )
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
@@ -119,6 +136,12 @@ class Tracker:
         self._watched = False
         self._wake_at = 0.0
         self._store_failed = False
+        #: The files of a multipart form (the ``per_file`` setting); whoever
+        #: counts the body feeds it the same bytes.
+        self.files: Optional[FileProgress] = None
+        #: Called by :meth:`cancel`, on the cancelling thread: whoever owns the
+        #: request stops reading its body (our server closes the connection).
+        self.on_cancel: Optional[Callable[[], None]] = None
 
     @property
     def finished(self) -> bool:
@@ -214,6 +237,20 @@ class Tracker:
             self.status = status
         self._end()
 
+    def cancel(self) -> bool:
+        """End a running request as ``error``/``cancelled`` and tell its owner
+        (:attr:`on_cancel`) to stop it; False when it had already ended."""
+        if self.finished:
+            return False
+        self.fail(CANCELLED)
+        stop = self.on_cancel
+        if stop is not None:
+            try:
+                stop()
+            except Exception:
+                _CANCEL_FAILED.warn(self.id, exc_info=True)
+        return True
+
     def finish(self) -> None:
         """End the request: ``done``, or ``error`` for a status of 400 and above.
 
@@ -238,6 +275,7 @@ class Tracker:
             "state": self.state, "received": self.received, "size": self.size,
             "sent": self.sent, "response_size": self.response_size,
             "status": self.status, "reason": self.reason, "speed": self.speed,
+            "files": self.file_list(),
         }
 
     def counters(self) -> Dict[str, Any]:
@@ -245,7 +283,7 @@ class Tracker:
         what a store that other processes read pulls on its own clock."""
         self.measure()
         return {"received": self.received, "sent": self.sent, "speed": self.speed,
-                "response_size": self.response_size}
+                "response_size": self.response_size, "files": self.file_list()}
 
     def entry(self, started: Optional[float] = None) -> ProgressEntry:
         """The live progress as a probe shows it, the speed measured now.
@@ -255,7 +293,13 @@ class Tracker:
         self.measure()
         return ProgressEntry(self.id, self.state, self.received, self.size, self.sent,
                              self.response_size, self.status, self.reason,
-                             self.started if started is None else started, None, self.speed)
+                             self.started if started is None else started, None, self.speed,
+                             self.file_list())
+
+    def file_list(self) -> Optional[List[Dict[str, Any]]]:
+        """The files listed so far, or ``None`` when files are not listed."""
+        files = self.files
+        return None if files is None else files.snapshot()
 
     @property
     def response_size(self) -> Optional[int]:

@@ -23,15 +23,15 @@ wsgiprogress's own (:data:`wsgiprogress.settings.SERVER_SETTINGS`: ``ttl``,
 dashboard access hook.  What it serves in front of the application comes
 from :class:`~wsgiprogress.web.front.Front`, as under the middleware.
 
-Clients that wait (long-polls with ``wait=``, event streams) each hold a
-worker thread; at most ``max_waiters`` wait at once (default: ``threads``
-minus a quarter, so ordinary requests always find a thread), the next get 503
-with ``Retry-After``.  Size ``threads`` as the waiters you expect plus your
-ordinary concurrency: measured here, 1000 waiting threads wake within 0.5 s
-of a post and cost about 17 KB each.  Three waitress defaults change
-(:data:`wsgiprogress.settings.TUNED_WAITRESS_DEFAULTS`): ``recv_bytes`` 256 KiB,
-``asyncore_use_poll`` on, ``channel_request_lookahead`` 1 (waitress 2.0 and
-later); and ``connection_limit`` defaults to ``max(100, 2 * threads)``.
+Clients that wait (long-polls with ``wait=``, event streams) are parked on
+the I/O loop and hold no thread (:mod:`wsgiprogress.server.parking`); at most
+``max_waiters`` wait at once (default: ``connection_limit`` less a quarter,
+kept for other requests), the next get 503 with ``Retry-After``.  Four
+waitress defaults change (:data:`wsgiprogress.settings.TUNED_WAITRESS_DEFAULTS`):
+``recv_bytes`` 256 KiB, ``asyncore_use_poll`` on, ``channel_request_lookahead``
+1 (waitress 2.0 and later), and ``connection_limit``, which defaults to what
+the process's file descriptors allow, up to 16,384 (the soft ``RLIMIT_NOFILE``
+is raised to the hard one at start).
 
 It runs on waitress 1.4.4 and later.  Before 2.0 waitress cannot read ahead
 (no ``channel_request_lookahead``, no ``waitress.client_disconnected``): the
@@ -61,6 +61,7 @@ from ..settings import (
     TUNED_WAITRESS_DEFAULTS,
     Spell,
     as_written,
+    check_websocket,
     unknown_setting,
 )
 from ..settings.converters import as_bool, as_size
@@ -69,6 +70,9 @@ from .adopt import server_front
 from .channel import ProgressChannel
 from .compat import PEEK_FOR_DEPARTURE, waitress_version
 from .dispatch import ProgressDispatcher, RoutedApp
+from .limits import default_connection_limit, raise_fd_limit
+from .loop import Loop
+from .shedding import SlowClients
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -112,6 +116,9 @@ def degraded() -> List[str]:
                        "as with channel_request_lookahead=1; pipelined requests run in "
                        "one task, and a 100 Continue may go out before the response "
                        "to an earlier pipelined request")
+        missing.append("waiting clients (long-polls, event streams) each hold a worker "
+                       "thread instead of parking on the I/O loop; max_waiters defaults "
+                       "to threads minus a quarter")
     return missing
 
 
@@ -160,7 +167,8 @@ def split_settings(settings: Dict[str, Any], spell: Spell = as_written
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(_adjustments_error(str(exc), theirs, spell)) from None
     if "connection_limit" not in settings:
-        theirs["connection_limit"] = adj.connection_limit = max(100, 2 * adj.threads)
+        theirs["connection_limit"] = adj.connection_limit = default_connection_limit(
+            adj.threads, adj.asyncore_use_poll)
     if adj.connection_limit < adj.threads + 2:
         raise ConfigurationError(
             f"{spell('connection_limit')} {adj.connection_limit} leaves threads idle: "
@@ -221,6 +229,7 @@ def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
     """
     ours, _, _ = split_settings(settings, spell)
     options, _, _ = front_options(ours, SERVER_SETTINGS, spell=spell)
+    check_websocket(options, ours, spell)
     if options["backend"] != "memory://":
         try:
             importlib.import_module("redis")
@@ -254,18 +263,41 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
     """
     ours, theirs, threads = split_settings(settings)
     _warn_degraded()
+    fds = raise_fd_limit()
     front, options = server_front(app, settings, ours, theirs, threads, store=store,
                                   mailbox=mailbox, authorize=authorize)
+    check_websocket(options, ours)
+    log.info("up to %d clients may wait at once, parked on the I/O loop without a thread: "
+             "connection_limit %d (%s) less a quarter kept for other requests; "
+             "file descriptors: soft limit %s, raised from %s", front.waiters.limit,
+             theirs["connection_limit"],
+             "given" if "connection_limit" in settings else "default", fds[1], fds[0])
     dispatcher = ProgressDispatcher(options["probe_threads"])
     dispatcher.set_thread_count(threads)
     server = waitress.create_server(RoutedApp(app, front), _dispatcher=dispatcher, **theirs)
     rules = TrackingRules.from_options(front.store, options,
                                        server.adj.url_prefix + front.progress_url)
-    for listener in _listeners(server):
+    listeners = _listeners(server)
+    loop = server.asyncore = Loop(listeners[0].trigger)  # server.run() runs it
+    blocking = front.may_block
+    probe_path, mailbox_prefix = front.endpoint_paths()
+    prefix = server.adj.url_prefix
+    endpoints = (prefix + probe_path, None if mailbox_prefix is None else prefix + mailbox_prefix)
+    for listener in listeners:
         listener.channel_class = ProgressChannel
         listener.progress_rules = rules
+        listener.progress_loop = loop
+        listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
+        listener.progress_endpoints = endpoints
         listener.progress_uploads = front.resumable
-        listener.io_thread = None  # the thread that runs the I/O loop, once it reads
+    websocket = None
+    if options["websocket"]:  # wsproto only then
+        policy = importlib.import_module(".websocket", __package__).WebSocketPolicy
+        websocket = policy(options, front.options["allowed_origins"])
+    for listener in listeners:
+        listener.progress_websocket = websocket
+    loop.every(0.25, SlowClients(listeners[0]._map, listeners, **{
+        name: options[name] for name in ("header_timeout", "body_timeout", "body_min_rate")}))
     server.progress_front = front
     server.progress_store = server.progress_table = front.store
     server.mailbox = front.mailboxes

@@ -42,10 +42,12 @@ from ..settings import (
     config_key,
     default,
     prefixed,
+    scope,
     waiter_limit,
 )
 from ..settings.converters import as_size
 from ..web.front import Front, front_options
+from .compat import PEEK_FOR_DEPARTURE
 
 if TYPE_CHECKING:
     from ..progress.store import ProgressStore
@@ -98,6 +100,12 @@ def find_middleware(app: Any) -> Optional[Adopted]:
     return None
 
 
+def parked(theirs: Mapping[str, Any]) -> Optional[int]:
+    """The connections that bound the waiters when the server parks them on
+    its I/O loop (waitress 2.0 and later), else ``None``: each holds a thread."""
+    return None if PEEK_FOR_DEPARTURE else int(theirs["connection_limit"])
+
+
 def server_front(app: Any, given: Mapping[str, Any], ours: Dict[str, Any],
                  theirs: Dict[str, Any], threads: int, *,
                  store: Optional[ProgressStore] = None,
@@ -118,7 +126,7 @@ def server_front(app: Any, given: Mapping[str, Any], ours: Dict[str, Any],
     found = find_middleware(app)
     if found is None:
         front = Front(ours, settings=SERVER_SETTINGS, store=store, mailbox=mailbox,
-                      authorize=authorize, threads=threads)
+                      authorize=authorize, threads=threads, connections=parked(theirs))
         return front, front.options
     named = {name for name in ours if name != "table"}
     if mailbox is not None and not isinstance(mailbox, MailboxStore):
@@ -138,8 +146,8 @@ def server_front(app: Any, given: Mapping[str, Any], ours: Dict[str, Any],
             continue  # a flag left off (mailbox=False, --no-debug) adds nothing: no conflict
         if options[name] != app_options[name]:
             raise _conflict(name, options[name], name, app_options[name], found.spell)
-    if app_options["max_waiters"] is None:  # the default depends on the server's threads
-        front.waiters.limit = waiter_limit(options["max_waiters"], threads)
+    if app_options["max_waiters"] is None:  # the default depends on the server
+        front.waiters.limit = waiter_limit(options["max_waiters"], threads, parked(theirs))
     limit = app_options["max_request_size"]
     if limit is not None:
         if "max_request_body_size" not in given:
@@ -147,7 +155,7 @@ def server_front(app: Any, given: Mapping[str, Any], ours: Dict[str, Any],
         elif as_size(theirs["max_request_body_size"]) != limit:
             raise _conflict("max_request_body_size", as_size(theirs["max_request_body_size"]),
                             "max_request_size", limit, found.spell)
-    return front, {**app_options, "probe_threads": options["probe_threads"]}
+    return front, {**app_options, **{s.name: options[s.name] for s in scope("server", "websocket")}}
 
 
 def _check_objects(front: Front, store: Optional[ProgressStore],

@@ -10,7 +10,10 @@ Channel hook
   application yielded, which runs up to ~20 MiB ahead through waitress's
   buffers; a request is ``done`` when its last byte was sent;
 * marks every unfinished tracked request ``error``/``aborted`` when the
-  connection closes (a client that leaves mid-body never gets a task).
+  connection closes (a client that leaves mid-body never gets a task);
+* keeps a waiting request parked at the head of its queue, with no thread,
+  until its :class:`~wsgiprogress.server.parking.Parking` steps it again, and
+  releases it when the connection closes.
 
 Its parser fixes waitress's ``Expect: 100-continue`` handling (a request
 already rejected with 413, or without a body, gets no ``100 Continue``), so
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Op
 from waitress.channel import HTTPChannel
 
 from ..progress.entry import ABORTED
+from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
 from .parser import ProgressParser
 from .sending import SendWindow
@@ -42,20 +46,47 @@ if TYPE_CHECKING:
     from ..progress.tracker import Tracker
 
 
-def all_probes(requests: Iterable[Any]) -> bool:
-    """True when every queued request is a probe.  waitress 1.4 services all
-    the requests one read completed in one task (2.0 and later queue one at a
-    time), so a probe may take its task off the application's threads only
-    when nothing else rides along."""
-    return all(getattr(request, "is_probe", False) for request in requests)
+def all_endpoints(requests: Iterable[Any]) -> bool:
+    """True when every queued request is for an endpoint (the probe, a
+    mailbox).  waitress 1.4 services all the requests one read completed in
+    one task (2.0 and later queue one at a time), so such a request may take
+    its task off the application's threads only when nothing else rides along."""
+    return all(getattr(request, "is_endpoint", False) for request in requests)
+
+
+#: Shared empty stand-ins, never changed: a channel makes its own on first use.
+_NO_WINDOWS: Deque[SendWindow] = collections.deque(maxlen=0)
+_NO_TRACKERS: List[Tracker] = []
+_NO_EVENTS: Set[threading.Event] = set()
+
+
+def task_for(channel: ProgressChannel, request: Any) -> ProgressTask:
+    """The task of *request*: the parked one again, or a new one."""
+    parking = request.parking
+    return ProgressTask(channel, request) if parking is None else parking.task
 
 
 class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     """A waitress channel that reports progress; see the module docstring."""
 
-    task_class = ProgressTask
+    task_class = staticmethod(task_for)
+    #: Called once the output drained below half the high watermark.
+    after_drain: Optional[Callable[[], None]] = None
+    #: The :class:`~wsgiprogress.server.websocket.WebSocketSession` once upgraded.
+    websocket: Any = None
+    #: True when the connection may be marked quiet on the loop once its
+    #: output is flushed (a parked request, an idle WebSocket).
+    quiet_when_flushed = False
     #: Response bytes the kernel accepted on this connection.
     progress_bytes_sent = 0
+    # made when first needed: a parked waiter's connection needs none of them
+    #: The tracked requests whose output is being sent, oldest first.
+    send_windows: Deque[SendWindow] = _NO_WINDOWS
+    #: Requests whose last byte was sent, finished once outbuf_lock is free
+    #: (a store call under the lock would make the I/O thread spin on it).
+    sent_in_full: List[Tracker] = _NO_TRACKERS
+    #: Events of waiting requests, set when the connection closes.
+    departure_events: Set[threading.Event] = _NO_EVENTS
     #: True once the connection closed; no byte is sent after that.
     progress_closed = False
     #: True while a probe waits to be answered on the I/O loop.
@@ -68,12 +99,9 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
+                                              endpoints=server.progress_endpoints,
+                                              on_cancel=self.cancel_upload,
                                               uploads=server.progress_uploads)
-        self.send_windows: Deque[SendWindow] = collections.deque()
-        # requests whose last byte was sent, finished once outbuf_lock is free:
-        # a store call under the lock would make the I/O thread spin on it
-        self.sent_in_full: List[Tracker] = []
-        self.departure_events: Set[threading.Event] = set()
 
     def send_continue(self) -> None:
         """waitress's ``100 Continue`` (2.0 and later), with the locations of
@@ -111,6 +139,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def open_send_window(self, tracker: Tracker) -> SendWindow:
         """Start attributing output to *tracker*; call with ``outbuf_lock`` held."""
         window = SendWindow(tracker, self.output_position())
+        if self.send_windows is _NO_WINDOWS:
+            self.send_windows = collections.deque()
         self.send_windows.append(window)
         return window
 
@@ -147,6 +177,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             if window.end is None or total < window.end:
                 return
             windows.popleft()
+            if self.sent_in_full is _NO_TRACKERS:
+                self.sent_in_full = []
             self.sent_in_full.append(tracker)
 
     def finish_sent(self) -> None:
@@ -164,12 +196,48 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         super().handle_write()
         if self.sent_in_full:
             self.finish_sent()
+        if self.quiet_when_flushed and not self.total_outbufs_len:
+            self.quiet_when_flushed = False
+            self.server.progress_loop.quiet(self)
+        after_drain = self.after_drain
+        if after_drain is not None and \
+                self.total_outbufs_len <= self.adj.outbuf_high_watermark // 2:
+            self.after_drain = None
+            after_drain()
 
     def service(self) -> None:
+        try:
+            super().service()
+        except Parked:  # the request at the head waits, with no thread
+            self.requests[0].parking.parked()
+            return
         # after a task, waitress may flush what is left on the worker thread
-        super().service()
         if self.sent_in_full:
             self.finish_sent()
+
+    def serve_on_loop(self) -> None:
+        """Service the request at the head on the I/O thread, then the
+        probes queued behind it (:meth:`answer_on_loop`)."""
+        self.service()
+        self._serve_probes()
+
+    def _serve_probes(self) -> None:
+        while self.probe_on_loop:  # set again when the next queued request is a probe
+            self.probe_on_loop = False
+            self.service()
+
+    def readable_while_parked(self) -> bool:
+        """``readable`` while a request is parked and waitress would read
+        nothing (``channel_request_lookahead`` 0): one more request may come
+        in, and an EOF closes the connection at once."""
+        return len(self.requests) < 2 and not (
+            self.will_close or self.close_when_flushed or self.total_outbufs_len)
+
+    def _flush_outbufs_below_high_watermark(self) -> None:
+        # a worker waits here for the I/O thread to drain the output; the I/O
+        # thread itself (a probe or a parked request served there) must not
+        if not self.server.progress_loop.on_loop():
+            super()._flush_outbufs_below_high_watermark()
 
     # -- probes answered on the I/O loop ---------------------------------------
 
@@ -180,23 +248,20 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         is not the I/O thread, or output is backed up.  Called by the
         dispatcher with ``requests_lock`` held."""
         server = self.server
-        if server.progress_rules.store.shared or threading.get_ident() != server.io_thread \
+        if server.progress_blocking or not server.progress_loop.on_loop() \
                 or self.total_outbufs_len >= self.adj.outbuf_high_watermark // 2 \
-                or not all_probes(self.requests):
+                or not all_endpoints(self.requests):
             return False
         self.probe_on_loop = True
         return True
 
     def handle_read(self) -> None:
-        self.server.io_thread = threading.get_ident()
         if PEEK_FOR_DEPARTURE and self.requests:
             self._peek()  # a request runs: only look for the client leaving
             return
         self.peeked_data = False
         super().handle_read()
-        while self.probe_on_loop:  # set again when the next queued request is a probe
-            self.probe_on_loop = False
-            self.service()
+        self._serve_probes()
 
     # -- disconnects ---------------------------------------------------------
 
@@ -204,6 +269,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         """Set *event* when this connection closes; returns the function that
         stops watching.  Waiting requests use it (``wsgiprogress.departure``)
         instead of polling ``waitress.client_disconnected``."""
+        if self.departure_events is _NO_EVENTS:
+            self.departure_events = set()
         self.departure_events.add(event)
         if not self.connected:  # closed before the watch began
             event.set()
@@ -236,6 +303,16 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         else:
             self.handle_close()
 
+    def cancel_upload(self) -> None:
+        """A request on this connection was cancelled (from any thread): the
+        I/O loop closes the connection at its next turn, so no more of the
+        body is read; waitress's trigger hands the close over."""
+        self.server.trigger.pull_trigger(self._close_cancelled)
+
+    def _close_cancelled(self) -> None:
+        if self.connected:
+            self.handle_close()
+
     def cancel(self) -> None:
         super().cancel()  # the server shuts down
         self._announce_departure()
@@ -246,6 +323,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
 
     def handle_close(self) -> None:
         super().handle_close()
+        if self.websocket is not None:
+            self.websocket.connection_lost()
         self._announce_departure()
         self.finish_sent()
         with self.outbuf_lock:
@@ -255,11 +334,16 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             for window in ended:
                 self.send_windows.remove(window)
             trackers = [w.tracker for w in ended]
-            broken = [request for request in [self.request, *self.requests]
-                      if request is not None and not getattr(request, "serviced", True)]
-            trackers += [request.tracker for request in broken]
+            requests = [r for r in (self.request, *self.requests) if r is not None]
+            for request in requests:
+                if not getattr(request, "serviced", True):
+                    trackers.append(request.tracker)
+        for request in requests:
+            parking = getattr(request, "parking", None)
+            if parking is not None:
+                parking.release()
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)
-        for request in broken:  # after their progress ended: an upload's goes on
+        for request in requests:  # after their progress ended: an upload's goes on
             request.broke_off()

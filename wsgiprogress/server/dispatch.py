@@ -12,11 +12,18 @@ application's threads.  :class:`RoutedApp` is what both run: the front door's ro
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from waitress.task import ThreadedTaskDispatcher
 
-from .channel import all_probes
+from .. import keys
+from ..web.sockets import SocketFeed
+from .channel import all_endpoints
+
+#: A logger that says nothing below ERROR.
+QUIET = logging.getLogger("wsgiprogress.probe_lane")
+QUIET.setLevel(logging.ERROR)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -33,13 +40,16 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
     def __init__(self, probe_threads: int) -> None:
         super().__init__()
         self.probe_lane = ThreadedTaskDispatcher()
+        # a post wakes many parked Redis waiters at once: a burst the lane
+        # works through, not a backlog for waitress to warn of each time
+        self.probe_lane.queue_logger = QUIET
         self.probe_lane.set_thread_count(probe_threads)
 
     def add_task(self, channel: Any) -> None:
         # waitress 2.0+ calls this with the channel's requests_lock held, and
         # the channel will service requests[0] next; 1.4 services them all
         requests = getattr(channel, "requests", None)
-        if requests and all_probes(requests):
+        if requests and all_endpoints(requests):
             if not channel.answer_on_loop():
                 self.probe_lane.add_task(channel)
         else:
@@ -52,13 +62,30 @@ class ProgressDispatcher(ThreadedTaskDispatcher):  # type: ignore[misc]
 
 class RoutedApp:
     """*app* behind *front*'s router: the probe, mailbox and dashboard paths
-    go to their endpoints, everything else to *app*, which finds the stores
-    in the environ (:mod:`wsgiprogress.keys`)."""
+    go to their endpoints (a WebSocket upgrade of the probe or a mailbox to
+    its feed), everything else to *app*, which finds the stores in the
+    environ (:mod:`wsgiprogress.keys`)."""
 
     def __init__(self, app: WSGIApplication, front: Front) -> None:
         self.app = app
+        self.front = front
         self.route = front.route
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        return (self.route(environ, self.app) or self.app)(environ, start_response)
+        upgrade = environ.get(keys.UPGRADE)
+        if upgrade is not None:
+            feed = self.front.socket_feed(environ)
+            if isinstance(feed, SocketFeed):
+                accepted: Iterable[bytes] = upgrade(feed, self.front.waiters, environ,
+                                                    start_response)
+                return accepted
+            if feed is not None:
+                return feed(start_response)  # refused: 400, 403, 503
+        endpoint = self.route(environ, self.app)
+        if endpoint is None:
+            # only our endpoints park: the application's own middleware
+            # would be skipped when a parked response goes on
+            environ.pop(keys.PARK, None)
+            return self.app(environ, start_response)
+        return endpoint(environ, start_response)

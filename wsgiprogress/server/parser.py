@@ -9,7 +9,8 @@ publishes.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from waitress.buffers import FileBasedBuffer
 from waitress.parser import HTTPRequestParser
@@ -17,12 +18,14 @@ from waitress.parser import HTTPRequestParser
 from ..progress.entry import ABORTED, HTTP_ERROR, TOO_LARGE
 from ..progress.ratelimit import RateLimitedWarning
 from ..query import query_param, wants_event_stream
+from .compat import PEEK_FOR_DEPARTURE
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
     from ..progress.tracking import TrackingRules
     from ..resumable.parts import StoredPart
     from ..web.resumable import ResumableUploads
+    from .parking import Parking
 
 
 #: Whatever a client sends, the log gets a line every few seconds at most.
@@ -33,8 +36,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """Parses one request and feeds its :class:`~wsgiprogress.progress.tracker.Tracker`.
 
     Made per request by :class:`~wsgiprogress.server.channel.ProgressChannel`
-    as ``ProgressParser(adj, rules)``; *rules* see paths as the parser does
-    (``url_prefix`` included).  It also fixes waitress's ``Expect:
+    as ``ProgressParser(adj, rules, on_cancel)``; *rules* see paths as the
+    parser does (``url_prefix`` included); *on_cancel* becomes the tracker's
+    (the channel closes the connection).  It also fixes waitress's ``Expect:
     100-continue`` handling: a request already rejected (413) or without a
     body gets no ``100 Continue``.
     """
@@ -46,10 +50,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     continue_headers = b""
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
-    #: True for a probe request, which the server answers on its own threads.
-    is_probe = False
+    #: True for a GET or HEAD of the probe or a mailbox, which the server
+    #: answers on its I/O loop or the probe lane, never the application's threads.
+    is_endpoint = False
     #: True once a task began to run the application for this request.
     serviced = False
+    #: The request's :class:`~wsgiprogress.server.parking.Parking`, once its
+    #: response may park.
+    parking: Optional[Parking] = None
     # waitress sets these in parse_header, which an unparseable request line
     # stops before they exist; its error path reads them all the same (a
     # client that leaves during the 400 is logged as "Client disconnected
@@ -65,11 +73,19 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     fragment = ""
     url_scheme = "http"
 
+    #: When the head was complete (``time.monotonic``), for the body deadline.
+    head_done = 0.0
+
     def __init__(self, adj: Any, rules: TrackingRules,
+                 endpoints: Tuple[str, Optional[str]] = ("", None),
+                 on_cancel: Optional[Callable[[], None]] = None,
                  uploads: Optional[ResumableUploads] = None) -> None:
         super().__init__(adj)
         self.rules = rules
+        self.endpoints = endpoints
+        self.on_cancel = on_cancel
         self.uploads = uploads
+        self.started = time.monotonic()  # the first byte: the head's deadline runs
 
     def received(self, data: bytes) -> int:
         consumed: int = super().received(data)
@@ -90,6 +106,12 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if body is not None:
             arrived = body.__len__() - tracker.received
             if arrived > 0:
+                files = tracker.files
+                if files is not None:
+                    # a declared size: the body arrived as sent, and ends what
+                    # this call consumed
+                    files.feed(data if arrived == consumed == len(data)
+                               else data[consumed - arrived:consumed])
                 tracker.add_received(arrived)  # completes a declared size
         error = self.error
         if error is not None:
@@ -119,6 +141,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
 
     def _inspect(self) -> None:
         self.inspected = True
+        self.head_done = time.monotonic()
         if self.error is not None and self.error.code != 413:
             return  # unreadable headers: waitress answers 400/431/501 untracked
         if self.empty:
@@ -131,10 +154,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
 
     def _decide(self) -> None:
         rules = self.rules
-        self.is_probe = self.error is None and self.path == rules.probe_path and \
-            answers_at_once(self.command, self.query, self.headers)
-        if self.is_probe:
-            return
+        if self.error is None and self.command in ("GET", "HEAD"):
+            probe_path, mailbox_prefix = self.endpoints
+            path = self.path
+            self.is_endpoint = (path == probe_path or (
+                mailbox_prefix is not None and path.startswith(mailbox_prefix))) and not (
+                PEEK_FOR_DEPARTURE and waits(self.query, self.headers))
+            if self.is_endpoint:
+                return
         uploads = self.uploads
         if uploads is not None:
             path = self.path
@@ -152,8 +179,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 if part is not None and self._store_body(part):
                     self.continue_headers = uploads.resume.continue_headers(prefix, part)
         size = None if self.chunked else self.content_length
-        self.tracker = rules.track(self.command, self.path,
-                                   self.headers.get(rules.finder.header_key), self.query, size)
+        headers = self.headers
+        # a chunked body lists no files: its framing is decoded into a buffer,
+        # not seen here as sent
+        tracker = self.tracker = rules.track(
+            self.command, self.path, headers.get(rules.finder.header_key), self.query, size,
+            None if self.chunked else headers.get("CONTENT_TYPE"))
+        if tracker is not None:
+            tracker.on_cancel = self.on_cancel
 
     def _store_body(self, part: Optional[StoredPart]) -> bool:
         """Write the body into *part* as it arrives; False for no part."""
@@ -164,11 +197,11 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         return True
 
 
-def answers_at_once(command: str, query: str, headers: Dict[str, str]) -> bool:
-    """True for a probe the probe lane answers: a GET or HEAD that neither
-    waits (``wait=``) nor streams; those run on the application's threads."""
-    return command in ("GET", "HEAD") and not (
-        query and query_param(query, "wait")) and not wants_event_stream(
+def waits(query: str, headers: Dict[str, str]) -> bool:
+    """True for a request that waits (``wait=``, an event stream).  On
+    waitress 1.4, which cannot park, it holds its thread: one of the
+    application's, not the probe lane's."""
+    return bool(query and query_param(query, "wait")) or wants_event_stream(
         headers.get("ACCEPT", ""), query_param(query, "transport") if query else None)
 
 

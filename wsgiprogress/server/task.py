@@ -7,10 +7,14 @@ thread.  It tells the application (and any
 :class:`~wsgiprogress.middleware.ProgressMiddleware` inside it) that the
 server already counts this request, records the response status, counts the
 bytes the application produces, and delimits the request's output so the
-channel can attribute the bytes it sends.
+channel can attribute the bytes it sends.  A request that waits (a
+long-poll, an event stream) parks: its task stops when the response raises
+:class:`~wsgiprogress.waiters.Parked` and goes on from there each time its
+:class:`~wsgiprogress.server.parking.Parking` steps it (:meth:`ProgressTask.park`).
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from waitress.channel import ClientDisconnected
@@ -18,10 +22,13 @@ from waitress.task import WSGITask
 
 from .. import keys
 from ..progress.entry import ABORTED, APP_ERROR
+from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
+from .parking import Parking
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
+    from ..web.waiting import WaitingResponse
     from .sending import SendWindow
 
 
@@ -29,6 +36,8 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
     """A waitress task that reports the response to the request's tracker."""
 
     send_window: Optional[SendWindow] = None
+    #: The response of a parked request, iterated again at each step.
+    waiting: Optional[WaitingResponse] = None
 
     @property
     def tracker(self) -> Optional[Tracker]:
@@ -43,16 +52,34 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         tracker = self.tracker
         if tracker is not None:
             environ[keys.TRACKER] = tracker
+        elif not PEEK_FOR_DEPARTURE:  # waitress 1.4 services a connection's queue in one go
+            environ[keys.PARK] = self.park  # RoutedApp keeps it for our endpoints only
+            websocket = self.channel.server.progress_websocket
+            if websocket is not None and \
+                    self.request.headers.get("UPGRADE", "").lower() == "websocket":
+                environ[keys.UPGRADE] = functools.partial(websocket.upgrade, self)
         part = getattr(self.request, "stored_part", None)
         if part is not None:
             environ[keys.STORED_PART] = part
         return environ
 
+    def park(self) -> Parking:
+        """The wake of this request's response, which may now park it."""
+        parking = self.request.parking = Parking(self)
+        return parking
+
     def service(self) -> None:
+        if self.waiting is not None:
+            return self._resume()
         tracker = self.tracker
         self.request.serviced = True
         if tracker is None:
-            return super().service()  # type: ignore[no-any-return]
+            try:
+                return super().service()  # type: ignore[no-any-return]
+            except Parked as parked:
+                self.waiting = parked.response
+                self.environ = None  # the response has what it needs: no more memory held
+                raise
         channel = self.channel
         with channel.outbuf_lock:
             window = self.send_window = channel.open_send_window(tracker)
@@ -70,6 +97,26 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             # here, not only in ProgressChannel.service: waitress dispatches a
             # pipelined next request (a probe of this one) before that returns
             channel.finish_sent()
+
+    def _resume(self) -> None:
+        """Go on with a parked response: write what it has now, and finish
+        the request once it is over (or raise :class:`Parked` again)."""
+        waiting = self.waiting
+        assert waiting is not None
+        waiting.suspended = False
+        try:
+            try:
+                for chunk in waiting:
+                    self.write(chunk)
+                self.finish()
+            finally:
+                if not waiting.suspended:  # over, or the client left
+                    waiting.release()
+                    self.request.parking.gone = True
+        except OSError:  # as waitress's Task.service
+            self.close_on_finish = True
+            if self.channel.adj.log_socket_errors:
+                raise
 
     def build_response_header(self) -> bytes:
         header: bytes = super().build_response_header()

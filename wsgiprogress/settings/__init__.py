@@ -2,9 +2,10 @@
 Settings
 ========
 
-Every option of wsgiprogress is declared once here, as a :class:`Setting`
-with a converter (:mod:`wsgiprogress.settings.converters`), a default, a help
-text and the *scope* that reads it.  That one table drives keyword validation
+Every option of wsgiprogress is declared once, in
+:mod:`wsgiprogress.settings.table`, as a :class:`Setting` with a converter
+(:mod:`wsgiprogress.settings.converters`), a default, a help text and the
+*scope* that reads it.  That one table drives keyword validation
 and defaults in every constructor, the command line's options, the PasteDeploy
 and Pyramid keys and Flask's ``PROGRESS_*`` keys; :func:`check_front` refuses
 the same mistakes between settings at every front door.
@@ -22,158 +23,24 @@ Scopes, and who reads them: ``probe`` (:mod:`wsgiprogress.web.probe`),
 the mailboxes), ``waiters`` (their bound, :mod:`wsgiprogress.web.front`),
 ``mailbox`` (:mod:`wsgiprogress.mailbox` and :mod:`wsgiprogress.web.mailbox`),
 ``dashboard``, ``resumable`` (:mod:`wsgiprogress.resumable`), ``tracking``
-(:mod:`wsgiprogress.progress.tracking`),
-``middleware`` and ``server`` (one front door each).
+(:mod:`wsgiprogress.progress.tracking`), ``middleware`` and ``server`` (one
+front door each), ``websocket`` (our server's WebSocket endpoints,
+:mod:`wsgiprogress.server.websocket`).
 """
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Collection, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, Mapping, Optional, Tuple
 
 from ..errors import ConfigurationError
-from .converters import (
-    as_backend,
-    as_bool,
-    as_count,
-    as_dialect,
-    as_header_name,
-    as_methods,
-    as_optional_count,
-    as_optional_directory,
-    as_optional_path,
-    as_optional_size,
-    as_optional_token,
-    as_origins,
-    as_path,
-    as_positive_seconds,
-    as_prefix,
-    as_seconds,
-    as_size,
-)
+from . import extras
+from .table import ID_LENGTHS as ID_LENGTHS
+from .table import SETTINGS as SETTINGS
+from .table import Setting as Setting
+from .table import as_id_length as as_id_length
 
 #: How a front door spells a setting's name in its messages.
 Spell = Callable[[str], str]
-
-#: The shortest and the longest progress ID (:mod:`wsgiprogress.progress.ids`).
-ID_LENGTHS = (8, 128)
-
-
-def as_id_length(value: Any) -> int:
-    """A whole number from 8 to 128: the length of a progress ID."""
-    low, high = ID_LENGTHS
-    try:
-        length = as_count(value)
-    except ValueError:
-        length = 0
-    if not low <= length <= high:
-        raise ValueError(f"expected a whole number from {low} to {high}, not {value!r}")
-    return length
-
-
-class Setting(NamedTuple):
-    """One option: its *name*, a *convert* callable, a *default*, *help* and
-    the *scope* that reads it."""
-
-    name: str
-    convert: Callable[[Any], Any]
-    default: Any
-    help: str
-    scope: str
-
-
-#: Every setting, once.
-SETTINGS: Tuple[Setting, ...] = (
-    # -- the probe ------------------------------------------------------------
-    Setting("progress_url", as_path, "/progress",
-            "URL path of the progress probe", "probe"),
-    Setting("dialect", as_dialect, "native",
-            "default probe format: native, lighttpd or nginx", "probe"),
-    Setting("id_name", as_header_name, "X-Progress-ID",
-            "header and query parameter that carries the progress ID", "probe"),
-    Setting("allowed_origins", as_origins, (),
-            "origins allowed to poll the probe cross-origin ('*' for any); "
-            "empty: CORS off", "probe"),
-    Setting("debug", as_bool, False,
-            "log every tracked request and every probe answer", "probe"),
-    Setting("min_id_length", as_id_length, ID_LENGTHS[0],
-            "shortest progress ID tracked and answered; the probe answers 400 to a "
-            "shorter one and such uploads run untracked (32: 128 random bits in hex, "
-            "which nobody guesses)", "probe"),
-    # -- where progress and mailboxes live -------------------------------------
-    Setting("backend", as_backend, "memory://",
-            "where progress and mailboxes live: memory:// (this process) or "
-            "redis://host:port/db (shared by every process using it)", "backend"),
-    Setting("key_prefix", as_prefix, "wsgiprogress:",
-            "prefix of every Redis key, so applications can share one Redis", "store"),
-    Setting("ttl", as_seconds, 30.0,
-            "seconds a finished request's progress stays visible", "store"),
-    Setting("capacity", as_count, 10_000,
-            "most progress entries held; beyond it new requests run untracked", "store"),
-    # -- waiting clients: long-polls (wait=) and event streams ------------------
-    Setting("max_wait", as_seconds, 30.0,
-            "longest a long-poll (wait=) waits for a change, in seconds", "wait"),
-    Setting("sse_keepalive", as_positive_seconds, 15.0,
-            "seconds between event-stream comment keepalives", "wait"),
-    Setting("sse_retry", as_count, 3000,
-            "reconnection delay hint sent to event-stream clients, in milliseconds", "wait"),
-    Setting("sse_max_duration", as_seconds, 300.0,
-            "seconds after which an event stream ends (the client resumes at once)", "wait"),
-    Setting("max_waiters", as_optional_count, None,
-            "most clients waiting at once (long-polls, streams), each holding a thread; "
-            "beyond it 503 with Retry-After; default: the server's threads minus a "
-            "quarter, under the middleware 50", "waiters"),
-    # -- mailboxes ------------------------------------------------------------
-    Setting("mailbox", as_bool, False,
-            "serve the backend's mailboxes at mailbox_url (the app finds the store in "
-            "environ['wsgiprogress.mailbox'])", "mailbox"),
-    Setting("mailbox_url", as_path, "/mailbox",
-            "URL path under which mailboxes are served: <mailbox_url>/<name>", "mailbox"),
-    Setting("publish", as_bool, False,
-            "accept POST <mailbox_url>/<name> to publish (needs authorize or "
-            "publish_token)", "mailbox"),
-    Setting("publish_token", as_optional_token, None,
-            "bearer token that allows publishing, reading stats and the dashboard",
-            "mailbox"),
-    Setting("max_messages", as_count, 100,
-            "messages kept per mailbox; older ones are dropped (readers see a gap)",
-            "mailbox"),
-    Setting("max_bytes", as_size, 1024 * 1024,
-            "bytes of message data kept per mailbox", "mailbox"),
-    Setting("max_message_bytes", as_size, 64 * 1024,
-            "the largest message accepted; above it 413", "mailbox"),
-    Setting("max_age", as_positive_seconds, 3600.0,
-            "seconds a message is kept", "mailbox"),
-    Setting("max_mailboxes", as_count, 10_000,
-            "mailboxes held at once; beyond it 503", "mailbox"),
-    Setting("mailbox_ttl", as_positive_seconds, 300.0,
-            "seconds after its last read that a mailbox is removed", "mailbox"),
-    # -- the operator dashboard --------------------------------------------------
-    Setting("dashboard_url", as_optional_path, None,
-            "URL path of the operator dashboard, protected like the stats (needs "
-            "publish_token or authorize); none: off", "dashboard"),
-    # -- resumable uploads (tus 1.0, IETF resumable uploads) ---------------------------
-    Setting("resumable_dir", as_optional_directory, None,
-            "directory of resumable uploads (turns on)", "resumable"),
-    Setting("resumable_url", as_path, "/files/",
-            "URL of upload resources", "resumable"),
-    Setting("resumable_ttl", as_positive_seconds, 86400.0,
-            "upload lifetime in seconds", "resumable"),
-    Setting("resumable_max_size", as_size, 1024 ** 3,
-            "largest upload; above it 413", "resumable"),
-    Setting("resumable_max_uploads", as_count, 1000,
-            "most uploads kept; then 503", "resumable"),
-    Setting("resumable_max_disk", as_optional_size, None,
-            "bytes all uploads may reserve; then 507", "resumable"),
-    # -- which requests are counted ----------------------------------------------
-    Setting("methods", as_methods, ("POST",),
-            "HTTP methods whose requests are tracked", "tracking"),
-    # -- one front door each -----------------------------------------------------
-    Setting("max_request_size", as_optional_size, None,
-            "answer 413 to a tracked request whose Content-Length exceeds this "
-            "(our server: max_request_body_size)", "middleware"),
-    Setting("probe_threads", as_count, 2,
-            "threads that answer probes, apart from the application's threads", "server"),
-)
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -197,8 +64,10 @@ FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox"
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts
 #: (and the Paste filter, the Pyramid include and Flask's keys).
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
+#: WebSocket on our server.
+WEBSOCKET_SETTINGS = scope("websocket")
 #: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
-SERVER_SETTINGS = FRONT_SETTINGS + scope("server")
+SERVER_SETTINGS = FRONT_SETTINGS + scope("server") + WEBSOCKET_SETTINGS
 
 #: Waiting clients under the middleware, which cannot know the server's threads.
 MIDDLEWARE_WAITERS = 50
@@ -222,12 +91,17 @@ def default(name: str) -> Any:
     return _BY_NAME[name].default
 
 
-def waiter_limit(max_waiters: Optional[int], threads: Optional[int] = None) -> int:
+def waiter_limit(max_waiters: Optional[int], threads: Optional[int] = None,
+                 connections: Optional[int] = None) -> int:
     """How many clients may wait at once: *max_waiters* when set; on a server
-    with *threads* worker threads all but a quarter (at least one), so ordinary
-    requests and publishers still run; elsewhere :data:`MIDDLEWARE_WAITERS`."""
+    that parks waiters on its I/O loop, its *connections* but a quarter (at
+    least ``threads + 2``), kept for ordinary requests; on a server whose
+    waiters hold one of its *threads*, all but a quarter of them (at least
+    one); elsewhere :data:`MIDDLEWARE_WAITERS`."""
     if max_waiters is not None:
         return max_waiters
+    if connections is not None:
+        return max(1, connections - max((threads or 0) + 2, connections // 4))
     if threads is None:
         return MIDDLEWARE_WAITERS
     return max(1, threads - max(1, threads // 4))
@@ -341,6 +215,11 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
             if options[name] != default(name):
                 raise ConfigurationError(f"{spell(name)} configures resumable uploads: set "
                                          f"{spell('resumable_dir')} too")
+    if options["per_file"]:
+        problem = extras.multipart_problem()
+        if problem is not None:
+            raise ConfigurationError(f"{spell('per_file')} needs werkzeug's multipart "
+                                     f"decoder; {problem}")
     clash = [name for name in given if name in {s.name for s in scope("backend", "store")}]
     if store_given and clash:
         raise ConfigurationError(
@@ -348,3 +227,18 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
             f"{'belongs' if len(clash) == 1 else 'belong'} to the progress store you "
             "passed: configure it there, e.g. ProgressTable(ttl=..., capacity=...) or "
             "backend_from_url(...).progress")
+
+
+def check_websocket(options: Mapping[str, Any], given: Collection[str],
+                    spell: Spell = as_written) -> None:
+    """Refuse WebSocket settings without ``websocket``, and ``websocket``
+    without wsproto installed (:mod:`wsgiprogress.settings.extras`)."""
+    if not options["websocket"]:
+        for name in sorted(set(given) & {s.name for s in WEBSOCKET_SETTINGS} - {"websocket"}):
+            if options[name] != default(name):
+                raise ConfigurationError(f"{spell(name)} configures WebSockets: turn "
+                                         f"{spell('websocket')} on too")
+        return
+    problem = extras.websocket_problem()
+    if problem is not None:
+        raise ConfigurationError(f"{spell('websocket')} needs wsproto; {problem}")

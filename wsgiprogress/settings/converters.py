@@ -72,6 +72,14 @@ def as_positive_seconds(value: Any) -> float:
     return seconds
 
 
+def as_rate(value: Any) -> float:
+    """Bytes per second >= 0 (0: no minimum)."""
+    try:
+        return as_seconds(value)
+    except ValueError:
+        raise ValueError(f"expected bytes per second >= 0, not {value!r}") from None
+
+
 def as_count(value: Any) -> int:
     """A whole number >= 1."""
     if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:

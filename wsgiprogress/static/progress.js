@@ -92,7 +92,8 @@
       speed: typeof data.speed === "number" ? data.speed : null,
       eta: typeof data.eta === "number" ? data.eta : null,
       status: typeof data.status === "number" ? data.status : null,
-      reason: data.reason || null
+      reason: data.reason || null,
+      files: data.files || null
     };
   }
 
@@ -229,6 +230,21 @@
     return { stop: stop };
   }
 
+  /* Ask the server to cancel the upload of `id`: DELETE on the probe URL
+     (options url, idName), with options.token as a bearer token when given
+     (else the server's authorize hook decides).  done(ok, status) hears the
+     answer: 200 cancelled, 404 not running, 403 not allowed. */
+  function cancel(id, options, done) {
+    options = options || {};
+    var xhr = new root.XMLHttpRequest();
+    xhr.open("DELETE", withId(options.url || "/progress", id, options.idName));
+    if (options.token) { xhr.setRequestHeader("Authorization", "Bearer " + options.token); }
+    xhr.onload = function () { if (done) { done(xhr.status === 200, xhr.status); } };
+    xhr.onerror = function () { if (done) { done(false, 0); } };
+    xhr.send();
+    return xhr;
+  }
+
   /* url made absolute against the page and without its fragment, as
      xhr.responseURL is, so the two compare equal when nothing redirected. */
   function absolute(url) {
@@ -245,7 +261,9 @@
   /*
    * Upload a form (or FormData with options.action) with XHR while following
    * its progress on the server (the options of track, plus id, action and
-   * follow).  Returns {id, xhr, tracker}.
+   * follow).  Returns {id, xhr, tracker, cancel}: cancel(done) asks the
+   * server to stop the upload (see cancel; options.token), and onError then
+   * hears reason "cancelled".
    *
    * follow (default: true for a <form>, false for FormData): when the server
    * answered the upload with a redirect (Post/Redirect/Get: the XHR's final
@@ -263,6 +281,7 @@
     var follow = options.follow === undefined ? isForm : !!options.follow;
     var target = withId(action, id, options.idName);
     var loaded = false, redirected = false, settled = false, navigated = false, last = null;
+    var cancelled = false;
 
     // track's callbacks, watched: did the probe see a redirect, has it ended?
     var watched = {};
@@ -308,10 +327,18 @@
     xhr.addEventListener("load", function () { loaded = true; navigate(); });
     xhr.onerror = function () {
       tracker.stop();
-      if (options.onError) { options.onError({ state: "error", reason: "network", status: null }); }
+      if (options.onError) {
+        options.onError({ state: "error", reason: cancelled ? "cancelled" : "network", status: null });
+      }
     };
     xhr.send(data);
-    return { id: id, xhr: xhr, tracker: tracker };
+    return {
+      id: id, xhr: xhr, tracker: tracker,
+      cancel: function (done) {
+        cancelled = true;
+        return cancel(id, options, done);
+      }
+    };
   }
 
   /* Give a plain <form> an ID (options.id, or a new one) and follow it while
@@ -326,7 +353,7 @@
   var api = {
     makeId: makeId, withId: withId, probeUrlFor: probeUrlFor, normalize: normalize,
     Estimator: Estimator,
-    describe: describe, track: track, upload: upload, attach: attach
+    describe: describe, track: track, upload: upload, attach: attach, cancel: cancel
   };
   if (typeof module !== "undefined" && module.exports) { module.exports = api; }
   else { root.WSGIProgress = api; }

@@ -2,32 +2,35 @@
 Event streams
 =============
 
-:class:`EventStream` is the response body of a server-sent-events stream that
-waits on a :class:`~wsgiprogress.waiters.Waiters` event: a ``retry:`` hint and
-a comment at once (waitress sends the headers only with the first non-empty
-chunk), then whatever its *collect* function finds each time the event is
-set, a comment every ``keepalive`` seconds, until ``max_duration`` passes,
-*collect* says the stream is over, or the client leaves.  It gives its
-waiter slot back in :meth:`EventStream.close`, which servers call even when
-they never iterated.
+:class:`EventStream` is the body of a server-sent-events stream, a
+:class:`~wsgiprogress.web.waiting.WaitingResponse`: a ``retry:`` hint and a
+comment at once (waitress sends the headers only with the first non-empty
+chunk), then whatever its *collect* function finds each time it is woken, a
+comment every ``keepalive`` seconds without news, until ``max_duration``
+passes, *collect* says the stream is over, or the client leaves.  On
+wsgiprogress's server it is parked on the I/O loop between events; elsewhere
+it holds its thread.
 
 .. code-block:: python
 
     def collect():
         return [sse.event(json.dumps(...))], finished
 
-    return EventStream(waiters, key, event, ClientWatch(environ), collect, timing)
+    wake = open_wake(waiters, key, environ)     # None: 503
+    return EventStream(waiters, key, wake, environ, collect, timing)
 """
 from __future__ import annotations
 
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Mapping, NamedTuple, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, NamedTuple, Tuple
 
 from . import sse
+from .waiting import Step, WaitingResponse
 
 if TYPE_CHECKING:
-    from ..waiters import ClientWatch, Waiters
+    from _typeshed.wsgi import WSGIEnvironment
+
+    from ..waiters import Waiters, Wake
 
 #: Returns the events to send now (may be none) and whether the stream is over.
 Collect = Callable[[], Tuple[List[bytes], bool]]
@@ -47,47 +50,29 @@ class StreamTiming(NamedTuple):
                    options["sse_max_duration"])
 
 
-class EventStream:
+class EventStream(WaitingResponse):
     """The body of an event stream that sends what *collect* finds whenever
-    *event* (registered in *waiters* under *key*) is set."""
+    *wake* (registered in *waiters* under *key*) is set."""
 
-    def __init__(self, waiters: Waiters, key: str, event: threading.Event,
-                 client: ClientWatch, collect: Collect, timing: StreamTiming) -> None:
-        self.waiters = waiters
-        self.key = key
-        self.event = event
-        self.client = client
+    def __init__(self, waiters: Waiters, key: str, wake: Wake, environ: WSGIEnvironment,
+                 collect: Collect, timing: StreamTiming) -> None:
+        super().__init__(waiters, key, wake, environ)
         self.collect = collect
         self.keepalive = timing.keepalive
-        self.deadline = time.monotonic() + timing.max_duration
-        self.pending: List[bytes] = [sse.retry(timing.retry) + sse.comment("connected")]
-        self.over = False
-        self.closed = False
+        now = time.monotonic()
+        self.deadline = now + timing.max_duration
+        self.quiet_until = now + timing.keepalive
+        self.opening = sse.retry(timing.retry) + sse.comment("connected")
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        while not self.pending:
-            if self.over or self.closed or time.monotonic() >= self.deadline \
-                    or self.client.gone():
-                raise StopIteration
-            self._fill()
-        return self.pending.pop(0)
-
-    def _fill(self) -> None:
-        self.event.clear()  # before collecting, so a change during it is not missed
-        events, self.over = self.collect()
-        self.pending.extend(events)
-        if self.pending or self.over:
-            return
-        until = min(time.monotonic() + self.keepalive, self.deadline)
-        if self.client.wait(self.event, until - time.monotonic()) or self.client.gone() \
-                or time.monotonic() >= self.deadline:
-            return
-        self.pending.append(sse.comment("keepalive"))
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.waiters.unregister(self.key, self.event)
+    def step(self, now: float, give_up: bool = False) -> Step:
+        if self.opening:
+            opening, self.opening = self.opening, b""
+            return Step(opening, False, now)  # at once, before the first collect
+        events, over = self.collect()
+        if events:
+            self.quiet_until = now + self.keepalive
+        elif now >= self.quiet_until:
+            events = [sse.comment("keepalive")]
+            self.quiet_until = now + self.keepalive
+        over = over or give_up or now >= self.deadline
+        return Step(b"".join(events), over, min(self.quiet_until, self.deadline))

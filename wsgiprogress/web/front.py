@@ -43,14 +43,16 @@ from ..settings import (
 )
 from ..waiters import Waiters
 from .dashboard import Dashboard
-from .mailbox import Authorize, MailboxApp
+from .mailbox import Authorize, MailboxApp, unguessable_names
 from .probe import ProgressProbe
 from .resumable import ResumableUploads
+from .sockets import SocketFeed, mailbox_feed, progress_feed
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from ..progress.store import ProgressStore
+    from .waiting import Answer
 
 
 def front_options(given: Mapping[str, Any], settings: Tuple[Setting, ...], *,
@@ -100,6 +102,8 @@ class Front:
         anyone may read progress.
     :param threads: the server's worker threads, which bound the waiting
         clients by default; ``None`` under the middleware.
+    :param connections: the server's connection limit, which bounds the
+        waiting clients by default instead when the server parks them.
     :param spell: how the front door writes setting names, for messages.
     :raises ConfigurationError: for an unknown setting, a bad value or
         settings that contradict each other.
@@ -110,11 +114,11 @@ class Front:
                  store: Optional[ProgressStore] = None,
                  mailbox: Union[MailboxStore, bool, str, None] = None,
                  authorize: Optional[Authorize] = None, threads: Optional[int] = None,
-                 spell: Spell = as_written) -> None:
+                 connections: Optional[int] = None, spell: Spell = as_written) -> None:
         options, store, mailbox = front_options(given, settings, store=store, mailbox=mailbox,
                                                 authorize=authorize, spell=spell)
         self.options = options
-        self.waiters = Waiters(waiter_limit(options["max_waiters"], threads))
+        self.waiters = Waiters(waiter_limit(options["max_waiters"], threads, connections))
         self.backend: Optional[Backend] = None
         if store is None or (mailbox is None and options["mailbox"]):
             backend = self.backend = backend_from_url(
@@ -128,6 +132,7 @@ class Front:
             if shared is not None:  # stores passed in wait within the same bound
                 shared.waiters = self.waiters
         self.probe = ProgressProbe(self.store, authorize=authorize,
+                                   token=options["publish_token"],
                                    **_subset(options, PROBE_SETTINGS, WAIT_SETTINGS))
         self.mailbox_app: Optional[MailboxApp] = None
         if self.mailboxes is not None:
@@ -143,6 +148,34 @@ class Front:
                                        url=options["dashboard_url"])
         self.progress_url: str = options["progress_url"]
         self.resumable = ResumableUploads.from_options(options, self.store, authorize)
+
+    @property
+    def may_block(self) -> bool:
+        """True when answering a probe or a mailbox may block: a store
+        shared with other processes (Redis), or an ``authorize`` hook (the
+        application's own code).  Our server then answers off its I/O loop."""
+        mailbox_app = self.mailbox_app
+        return self.store.shared or self.probe.authorize is not None or (
+            mailbox_app is not None and (mailbox_app.store.shared
+                                         or mailbox_app.authorize is not unguessable_names))
+
+    def endpoint_paths(self) -> Tuple[str, Optional[str]]:
+        """The probe's path and the mailboxes' prefix (``None``: off), where
+        a GET or HEAD is answered by an endpoint, never the application."""
+        mailbox_app = self.mailbox_app
+        return self.progress_url, (mailbox_app.prefix if mailbox_app is not None else None)
+
+    def socket_feed(self, environ: WSGIEnvironment) -> Union[SocketFeed, Answer, None]:
+        """What a WebSocket upgrade of this request carries: the probe's or a
+        mailbox's :class:`~wsgiprogress.web.sockets.SocketFeed`, the answer
+        that refuses it, or ``None`` when the path is the application's."""
+        path = environ.get("PATH_INFO", "")
+        if path == self.progress_url:
+            return progress_feed(self.probe, environ)
+        mailbox_app = self.mailbox_app
+        if mailbox_app is not None and mailbox_app.handles(path):
+            return mailbox_feed(mailbox_app, environ)
+        return None
 
     def route(self, environ: WSGIEnvironment,
               app: Optional[WSGIApplication] = None) -> Optional[WSGIApplication]:

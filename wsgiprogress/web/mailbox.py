@@ -30,6 +30,13 @@ Mailbox endpoint
     it needs ``Authorization: Bearer <publish_token>`` or the ``authorize``
     hook's approval.
 
+``POST /mailbox/<a>,<b>,<c>``
+    Publish one message to several mailboxes at once, as Nchan's
+    multi-channel publish does (channel IDs split on ``,``, at most
+    :data:`MAX_FAN_OUT`, repeats once): each mailbox gives it its own id,
+    answered as ``{"mailboxes": {"a": 4, "b": 1, "c": 9}}``.  The hook must
+    allow every name (or the token is sent); nothing is posted otherwise.
+
 ``GET /mailbox/_stats``
     Counts for operators, protected like publishing.
 
@@ -43,12 +50,14 @@ Mailbox endpoint
     ...
     mailbox.post(user_mailbox_name, json.dumps({"text": "your report is ready"}))
 
-Waiting holds a worker thread, so waiters are capped (beyond the cap: 503 with
-``Retry-After``); a client that leaves wakes its waiter
-(:class:`~wsgiprogress.waiters.ClientWatch`).
+Waiting clients are capped (beyond the cap: 503 with ``Retry-After``).  On
+wsgiprogress's server they are parked on the I/O loop with no thread
+(:mod:`wsgiprogress.web.waiting`); elsewhere each holds a thread, and a
+client that leaves wakes its waiter (:class:`~wsgiprogress.waiters.ClientWatch`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -57,7 +66,6 @@ from ..mailbox.store import MailboxError, ReadResult
 from ..progress.ids import ID_RULE, is_valid_id
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve, scope
-from ..waiters import ClientWatch, wait_for
 from . import nchan, sse
 from .cursors import BadRequest, cursor, gap
 from .event_stream import EventStream, StreamTiming
@@ -71,6 +79,7 @@ from .responses import (
     too_many_waiters,
     with_headers,
 )
+from .waiting import Answer, LongPoll, open_wake
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -84,6 +93,8 @@ if TYPE_CHECKING:
 Authorize = Callable[["WSGIEnvironment", Optional[str], str], bool]
 
 STATS_NAME = "_stats"
+#: Mailboxes one publish may name, as Nchan allows channels per request.
+MAX_FAN_OUT = 255
 #: What a page may read of a mailbox answer, as Nchan exposes it.
 EXPOSED_HEADERS = ("Last-Modified", "Etag")
 #: Request headers a page may send, for the CORS preflight.
@@ -152,17 +163,18 @@ class MailboxApp:
         try:
             if name == STATS_NAME and method in ("GET", "HEAD"):
                 return self._stats(environ, start_response)
+            if "," in name and method == "POST" and self.publish_enabled:
+                return self._publish(environ, start_response, fan_out_names(name), many=True)
             if not is_valid_id(name):
                 raise BadRequest(f"invalid mailbox name: expected {ID_RULE}")
             if method in ("GET", "HEAD"):
                 return self._read(environ, start_response, name, method == "HEAD")
             if method == "POST" and self.publish_enabled:
-                return self._publish(environ, start_response, name)
+                return self._publish(environ, start_response, [name])
         except BadRequest as exc:
             return plain(start_response, "400 Bad Request", str(exc))
         except MailboxError as exc:
-            status = {413: "413 Payload Too Large"}.get(exc.status, "503 Service Unavailable")
-            return plain(start_response, status, str(exc), [("Retry-After", "5")])
+            return refused(exc)(start_response)
         allow = self.allowed_methods
         return plain(start_response, "405 Method Not Allowed",
                      f"mailboxes answer {allow}", [("Allow", allow)])
@@ -200,43 +212,42 @@ class MailboxApp:
                 parse_wait(params.get("wait"), self.max_wait)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        result = self._wait(environ, name, after, wait, limit=1 if as_nchan else 100)
-        if result is None:
-            return too_many_waiters(start_response)
-        self.count_delivered(len(result.messages))
-        if as_nchan:
-            return nchan.answer(start_response, result, head_only)
-        return json_body(start_response, "200 OK", {
-            "mailbox": name,
-            "messages": [m._asdict() for m in result.messages],
-            "cursor": result.cursor,
-            "gap": gap(result),
-        }, head_only=head_only)
+        limit = 1 if as_nchan else 100
 
-    def _wait(self, environ: WSGIEnvironment, name: str, after: Optional[int],
-              wait: float, limit: int) -> Optional[ReadResult]:
-        """Read now; if nothing is there, wait up to *wait* seconds for a post.
-        ``None`` when the waiter cap is reached and nothing is there yet."""
+        def reply(result: ReadResult) -> Answer:
+            def answer(start_response: StartResponse) -> List[bytes]:
+                self.count_delivered(len(result.messages))
+                if as_nchan:
+                    return nchan.answer(start_response, result, head_only)
+                return json_body(start_response, "200 OK", {
+                    "mailbox": name,
+                    "messages": [m._asdict() for m in result.messages],
+                    "cursor": result.cursor,
+                    "gap": gap(result),
+                }, head_only=head_only)
+            return answer
+
         if wait <= 0:
-            return self.store.read(name, after, limit)
-        waiters = self.store.waiters
+            return reply(self.store.read(name, after, limit))(start_response)
         last: List[ReadResult] = []
 
-        def news() -> Optional[ReadResult]:
-            result = self.store.read(name, after, limit)
+        def news() -> Optional[Answer]:
+            try:
+                result = self.store.read(name, after, limit)
+            except MailboxError as exc:  # the store went away while the client waited
+                return refused(exc)
             last[:] = [result]
-            return result if result.messages or gap(result) is not None else None
+            return reply(result) if result.messages or gap(result) is not None else None
         # registered before the first read, so a post in between is not
         # missed; one read, not two, when something is there already (a
         # round trip on Redis)
-        event = waiters.register(name)
-        if event is None:
-            return news()
-        try:
-            found = wait_for(news, event, ClientWatch(environ), wait)
-        finally:
-            waiters.unregister(name, event)
-        return last[0] if found is None else found  # timed out: the last read says so
+        waiters = self.store.waiters
+        wake = open_wake(waiters, name, environ)
+        if wake is None:
+            return (news() or too_many_waiters)(start_response)
+        # timed out: the last read says so
+        return LongPoll(waiters, name, wake, environ, start_response, news,
+                        lambda: reply(last[0]), wait)
 
     def _stream(self, environ: WSGIEnvironment, start_response: StartResponse,
                 name: str, params: Dict[str, str]) -> Iterable[bytes]:
@@ -244,30 +255,40 @@ class MailboxApp:
             or params.get("after")
         after = cursor(last, "Last-Event-ID")
         waiters = self.store.waiters
-        event = waiters.register(name)
-        if event is None:
+        wake = open_wake(waiters, name, environ)
+        if wake is None:
             return too_many_waiters(start_response)
         start_event_stream(start_response)
-        return EventStream(waiters, name, event, ClientWatch(environ),
-                           self._events(name, after), self.timing)
+        return EventStream(waiters, name, wake, environ, self._events(name, after), self.timing)
 
     def _events(self, name: str, after: Optional[int]) -> Callable[[], Tuple[List[bytes], bool]]:
         """For an event stream: every message after the cursor with its
         ``id:``, and a ``gap`` event when messages were dropped or the cursor
         is unknown."""
-        position = [after]
+        follow = self.follow(name, after)
 
         def collect() -> Tuple[List[bytes], bool]:
-            result = self.store.read(name, position[0])
+            result = follow()
             events = []
             missed = gap(result)
             if missed is not None:
                 events.append(sse.event(json.dumps(missed), name="gap"))
             events.extend(sse.event(m.data, id=m.id) for m in result.messages)
-            self.count_delivered(len(result.messages))
-            position[0] = result.cursor
             return events, False
         return collect
+
+    def follow(self, name: str, after: Optional[int], limit: int = 100
+               ) -> Callable[[], ReadResult]:
+        """Each call: up to *limit* messages *name* holds after the cursor,
+        which moves on — what an event stream and a WebSocket deliver."""
+        position = [after]
+
+        def read() -> ReadResult:
+            result = self.store.read(name, position[0], limit)
+            self.count_delivered(len(result.messages))
+            position[0] = result.cursor
+            return result
+        return read
 
     def count_delivered(self, n: int) -> None:
         """Count *n* messages handed to clients, for the stats."""
@@ -277,8 +298,9 @@ class MailboxApp:
     # -- publishing and stats ------------------------------------------------
 
     def _publish(self, environ: WSGIEnvironment, start_response: StartResponse,
-                 name: str) -> Iterable[bytes]:
-        if not (has_bearer_token(environ, self.token) or self.authorize(environ, name, "publish")):
+                 names: List[str], many: bool = False) -> Iterable[bytes]:
+        if not (has_bearer_token(environ, self.token) or
+                all(self.authorize(environ, name, "publish") for name in names)):
             return plain(start_response, "403 Forbidden", "publishing needs the bearer token")
         limit: int = self.store.max_message_bytes
         try:
@@ -292,8 +314,10 @@ class MailboxApp:
             data = environ["wsgi.input"].read(length).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("a message must be UTF-8 text") from None
-        ids = self.store.post(name, data)
-        return json_body(start_response, "201 Created", {"mailbox": name, "id": ids[name]})
+        ids = self.store.post(names, data)
+        if many:
+            return json_body(start_response, "201 Created", {"mailboxes": ids})
+        return json_body(start_response, "201 Created", {"mailbox": names[0], "id": ids[names[0]]})
 
     def _stats(self, environ: WSGIEnvironment,
                start_response: StartResponse) -> Iterable[bytes]:
@@ -306,6 +330,26 @@ class MailboxApp:
             stats["uploads"] = self.table.counts()["running"]
         return json_body(start_response, "200 OK", stats)
 
+
+
+def refused(exc: MailboxError) -> Answer:
+    """The answer to a request the store refused: 413, or 503 while it is away."""
+    status = {413: "413 Payload Too Large"}.get(exc.status, "503 Service Unavailable")
+    return functools.partial(plain, status=status, reason=str(exc),
+                             headers=[("Retry-After", "5")])
+
+
+def fan_out_names(path: str) -> List[str]:
+    """The distinct mailbox names of a multi-mailbox publish, ``a,b,c``, in order.
+
+    :raises BadRequest: for a bad name or more than :data:`MAX_FAN_OUT`.
+    """
+    names = list(dict.fromkeys(path.split(",")))
+    if len(names) > MAX_FAN_OUT:
+        raise BadRequest(f"one publish names at most {MAX_FAN_OUT} mailboxes")
+    if not all(is_valid_id(name) for name in names):
+        raise BadRequest(f"invalid mailbox name: each of a,b,c must be {ID_RULE}")
+    return names
 
 
 def _params(environ: WSGIEnvironment) -> Dict[str, str]:

@@ -32,6 +32,7 @@ body as for an unknown ID, with the header ``X-Progress-Backend: unavailable``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple
@@ -42,8 +43,8 @@ from ..progress.ratelimit import RateLimitedWarning
 from ..progress.store import BackendUnavailable
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
-from ..waiters import ClientWatch, wait_for
 from . import sse
+from .cancel import cancel
 from .dialects import DIALECTS, render
 from .event_stream import EventStream, StreamTiming
 from .responses import (
@@ -54,6 +55,7 @@ from .responses import (
     start_event_stream,
     too_many_waiters,
 )
+from .waiting import Answer, LongPoll, open_wake
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -103,10 +105,14 @@ class ProgressProbe:
     """
 
     def __init__(self, store: ProgressStore, *, authorize: Optional[Authorize] = None,
-                 **settings: Any) -> None:
+                 token: Optional[str] = None, **settings: Any) -> None:
         options = resolve(PROBE_SETTINGS + WAIT_SETTINGS, settings)
         self.store = store
         self.authorize = authorize
+        self.token = token
+        #: ``DELETE`` cancels, for the token or when the hook allows ``"cancel"``.
+        self.methods: Tuple[str, ...] = ("GET", "HEAD") if authorize is None and \
+            token is None else ("GET", "HEAD", "DELETE")
         self.min_id_length: int = options["min_id_length"]
         self.read_warning = RateLimitedWarning(
             "progress store failed to read %r; answering unknown")
@@ -123,50 +129,55 @@ class ProgressProbe:
         method = environ.get("REQUEST_METHOD", "GET")
         head_only = method == "HEAD"
         if method == "OPTIONS" and self.allowed_origins:
-            headers += [("Access-Control-Allow-Methods", "GET, HEAD"),
-                        ("Access-Control-Allow-Headers", self.finder.name),
+            headers += [("Access-Control-Allow-Methods", ", ".join(self.methods)),
+                        ("Access-Control-Allow-Headers", f"{self.finder.name}, Authorization"),
                         ("Access-Control-Max-Age", "600")]
             start_response("204 No Content", [*NO_CACHE_HEADERS, *headers])
             return []
-        if method not in ("GET", "HEAD"):
-            headers.append(("Allow", "GET, HEAD"))
+        if method not in self.methods:
+            allowed = ", ".join(self.methods)
+            headers.append(("Allow", allowed))
+            spoken = ", ".join(self.methods[:-1]) + " and " + self.methods[-1]
             return plain(start_response, "405 Method Not Allowed",
-                         "the progress probe answers GET and HEAD only", headers)
+                         f"the progress probe answers {spoken} only", headers)
         try:
-            query = self._parse(environ)
+            query = self.parse(environ)
         except ProbeRequestError as exc:
             return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
+        if method == "DELETE":
+            return cancel(environ, start_response, self.store, query.progress_id,
+                          self.authorize, self.token, headers)
         if self.authorize is not None and not self.authorize(environ, query.progress_id,
                                                              "progress"):
             return plain(start_response, "403 Forbidden",
                          "not allowed to read this progress", headers, head_only)
         if query.stream or query.wait > 0:
             waiters = self.store.waiters
-            event = waiters.register(query.progress_id)
-            if event is None:
+            wake = open_wake(waiters, query.progress_id, environ)
+            if wake is None:
                 return too_many_waiters(start_response, headers, head_only)
             self.store.watch(query.progress_id)
             if query.stream:
                 start_event_stream(start_response, headers)
-                return EventStream(waiters, query.progress_id, event, ClientWatch(environ),
+                return EventStream(waiters, query.progress_id, wake, environ,
                                    self._changes(query), self.timing)
-            available: List[bool] = []
-            try:
-                body = wait_for(self._changed(query, available), event,
-                                ClientWatch(environ), query.wait)
-                if body is None:
-                    body = self._answer(query, available)
-            finally:
-                waiters.unregister(query.progress_id, event)
-        else:
-            available = []
-            body = self._answer(query, available)
-        if not available[-1]:
-            headers.append(BACKEND_UNAVAILABLE)
+            return LongPoll(waiters, query.progress_id, wake, environ, start_response,
+                            *self._changed(query, headers, head_only), seconds=query.wait)
+        available: List[bool] = []
+        body = self._answer(query, available)
+        return self._reply(query, body, available[-1], headers, head_only)(start_response)
+
+    def _reply(self, query: ProbeQuery, body: bytes, available: bool,
+               headers: List[Tuple[str, str]], head_only: bool) -> Answer:
+        """The answer carrying *body*, read from a store that could answer
+        or not (*available*)."""
+        if not available:
+            headers = [*headers, BACKEND_UNAVAILABLE]
         if self.debug:
             log.info("probe %s: %s", query.progress_id, body.decode("utf-8", "replace").strip())
-        return respond(start_response, "200 OK", query.content_type + "; charset=utf-8", body,
-                       headers, head_only)
+        return functools.partial(respond, status="200 OK",
+                                 content_type=query.content_type + "; charset=utf-8",
+                                 body=body, headers=headers, head_only=head_only)
 
     def render(self, query: ProbeQuery, entry: Optional[ProgressEntry]) -> bytes:
         """The answer to *query* for *entry* (``None``: unknown)."""
@@ -180,36 +191,55 @@ class ProgressProbe:
         available.append(answered)
         return self.render(query, entry)
 
-    def _changed(self, query: ProbeQuery,
-                 available: List[bool]) -> Callable[[], Optional[bytes]]:
-        """For :func:`~wsgiprogress.waiters.wait_for`: the answer once it
-        differs from the first."""
+    def _changed(self, query: ProbeQuery, headers: List[Tuple[str, str]], head_only: bool
+                 ) -> Tuple[Callable[[], Optional[Answer]], Callable[[], Answer]]:
+        """For a :class:`~wsgiprogress.web.waiting.LongPoll`: the answer once
+        it differs from the first read, and the last read's when the time is up."""
         first: List[bytes] = []
+        last: List[Tuple[bytes, bool]] = []
 
-        def changed() -> Optional[bytes]:
+        def changed() -> Optional[Answer]:
+            available: List[bool] = []
             body = self._answer(query, available)
+            last[:] = [(body, available[-1])]
             if not first:
                 first.append(body)
-            return None if body == first[0] else body
-        return changed
+            if body == first[0]:
+                return None
+            return self._reply(query, body, available[-1], headers, head_only)
+
+        def timed_out() -> Answer:
+            return self._reply(query, *last[0], headers, head_only)
+        return changed, timed_out
 
     def _changes(self, query: ProbeQuery) -> Callable[[], Tuple[List[bytes], bool]]:
         """For an event stream: the native JSON each time it changes, until
         the request ends."""
+        snapshots = self.snapshots(query)
+
+        def collect() -> Tuple[List[bytes], bool]:
+            text, over = snapshots()
+            return ([] if text is None else [sse.event(text)]), over
+        return collect
+
+    def snapshots(self, query: ProbeQuery) -> Callable[[], Tuple[Optional[str], bool]]:
+        """Each call: the native JSON of *query*'s progress if it changed
+        since the last call (else ``None``), and whether the request ended —
+        what an event stream and a WebSocket push."""
         query = query._replace(format="json", callback=None)
         last: List[bytes] = [b""]
 
-        def collect() -> Tuple[List[bytes], bool]:
+        def snapshot() -> Tuple[Optional[str], bool]:
             entry = self.lookup(query.progress_id)
             body = self.render(query, entry)
             over = entry is not None and entry.state in (DONE, ERROR)
             if body == last[0]:
-                return [], over
+                return None, over
             last[0] = body
-            return [sse.event(body.decode("utf-8").strip())], over
-        return collect
+            return body.decode("utf-8").strip(), over
+        return snapshot
 
-    def _parse(self, environ: WSGIEnvironment) -> ProbeQuery:
+    def parse(self, environ: WSGIEnvironment) -> ProbeQuery:
         try:
             params = query_params(environ.get("QUERY_STRING", ""))
         except ValueError as exc:

@@ -78,6 +78,7 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
                                   capacity=store["capacity"])
     mailbox = RedisMailbox(client, key_prefix=store["key_prefix"], waiters=waiters, **limits)
     wakeups = RedisWakeups(client, {progress.channel: waker(lambda: progress.waiters),
+                                    progress.cancel_channel: progress.cancelled_elsewhere,
                                     mailbox.channel: mailbox.posted})
     return Backend(progress, lambda: mailbox, [progress.close, wakeups.close, client.close,
                                                probe_pool.disconnect])

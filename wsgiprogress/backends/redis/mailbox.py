@@ -169,6 +169,8 @@ class RedisMailbox(MailboxStore):
     process's, woken by :class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`.
     """
 
+    shared = True
+
     def __init__(self, client: redis.Redis, *, key_prefix: str = default("key_prefix"),
                  waiters: Optional[Waiters] = None,
                  clock: Callable[[], float] = time.time, **limits: Any) -> None:

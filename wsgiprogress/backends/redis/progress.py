@@ -128,6 +128,8 @@ class RedisProgressStore(ProgressStore):
         self.capacity: int = options["capacity"]
         super().__init__(clock, waiters)
         self.channel = prefix + "changed"
+        #: Cancelled IDs, for the process that runs the request.
+        self.cancel_channel = prefix + "cancel"
         self._running_key = prefix + "running"
         self._finished_key = prefix + "finished"
         self._write = client.register_script(_WRITE)
@@ -190,6 +192,29 @@ class RedisProgressStore(ProgressStore):
 
     def close(self) -> None:
         self.writer.close()
+
+    def cancel(self, progress_id: str) -> bool:
+        """Cancel here when the request runs in this process, else tell every
+        process (:meth:`cancelled_elsewhere` stops it where it runs).
+
+        :raises BackendUnavailable: when Redis cannot be asked.
+        """
+        if super().cancel(progress_id):
+            return True
+        entry = self.get(progress_id)
+        if entry is None or not entry.running:
+            return False
+        try:
+            self.client.publish(self.cancel_channel, progress_id)
+        except Exception as exc:
+            raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
+        return True
+
+    def cancelled_elsewhere(self, names: Optional[List[str]]) -> None:
+        """The wake-up handler of :attr:`cancel_channel`: cancel those of
+        *names* that run in this process (``None``, after a reconnect, names none)."""
+        for name in names or ():
+            ProgressStore.cancel(self, name)
 
     def _write_batch(self, batch: List[Tuple[str, Snapshot]]) -> Dict[str, str]:
         pipe = self.client.pipeline(transaction=False)

@@ -1,0 +1,264 @@
+"""Cancelling an upload in flight: ``DELETE`` on the probe URL (with the
+publish token or the authorize hook's ``cancel``) or ``store.cancel(id)``.
+On our server the connection closes at once and no more of the body is read;
+under the middleware the application's next read raises the error a client
+that leaves causes; the entry ends ``error``/``cancelled``; with Redis, a
+cancel in one process stops the upload running in another."""
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from http.client import HTTPConnection
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import pytest
+from webtest import TestApp
+
+from wsgiprogress import ProgressMiddleware
+from wsgiprogress.backends import backend_from_url
+from wsgiprogress.server.channel import ProgressChannel
+
+from gunicorn_support import gunicorn
+from redis_support import RedisServer
+from server_support import HOST, open_fds, probe, running, running_werkzeug, wait_until
+
+TOKEN = "cancel-token-0123456789abcdef"
+BIG = 512 << 20
+
+
+def reading_app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    stream = environ["wsgi.input"]
+    while stream.read(65536):
+        pass
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def delete(port: int, progress_id: str, token: Optional[str] = TOKEN) -> Tuple[int, bytes]:
+    conn = HTTPConnection(HOST, port, timeout=5)
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        conn.request("DELETE", f"/progress?X-Progress-ID={progress_id}", headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+class Uploader(threading.Thread):
+    """Sends a huge declared body until the server closes; records when."""
+
+    def __init__(self, port: int, progress_id: str) -> None:
+        super().__init__(daemon=True)
+        self.port, self.progress_id = port, progress_id
+        self.sent = 0
+        self.closed_at: Optional[float] = None
+        self.started = threading.Event()
+
+    def run(self) -> None:
+        with socket.create_connection((HOST, self.port), timeout=10) as sock:
+            sock.sendall(f"POST /upload?X-Progress-ID={self.progress_id} HTTP/1.1\r\n"
+                         f"Host: test\r\nContent-Length: {BIG}\r\n\r\n".encode())
+            piece = b"u" * 16384
+            try:
+                while self.sent < BIG and not self._closed(sock):
+                    sock.sendall(piece)
+                    self.sent += len(piece)
+                    if self.sent >= 256 * 1024:
+                        self.started.set()
+                    time.sleep(0.001)
+            except OSError:
+                pass  # the close shows as an error on send
+            finally:
+                self.closed_at = time.monotonic()
+                self.started.set()
+
+
+    @staticmethod
+    def _closed(sock: socket.socket) -> bool:
+        """True once the server closed (EOF), without taking a byte."""
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+
+
+def run_upload_until(port: int, progress_id: str) -> Uploader:
+    uploader = Uploader(port, progress_id)
+    uploader.start()
+    assert uploader.started.wait(10)
+    wait_until(lambda: probe(port, progress_id)["state"] == "uploading")
+    return uploader
+
+
+@pytest.fixture
+def server() -> Iterator[Tuple[Any, int]]:
+    with running(reading_app, mailbox=True, publish_token=TOKEN, recv_bytes=65536) as served:
+        yield served
+
+
+def test_delete_closes_the_connection_at_once_and_reads_no_more(
+        server: Tuple[Any, int]) -> None:
+    srv, port = server
+    uploader = run_upload_until(port, "cancel-server-1")
+    (channel,) = [c for c in list(srv._map.values()) if isinstance(c, ProgressChannel)
+                  and getattr(getattr(c.request, "tracker", None), "id", "") == "cancel-server-1"]
+    reads_after: List[int] = []
+    asked = threading.Event()
+    recv = channel.recv
+
+    def spying_recv(size: int) -> bytes:
+        data: bytes = recv(size)
+        if asked.is_set() and data:
+            reads_after.append(len(data))
+        return data
+    channel.recv = spying_recv
+    asked.set()
+    asked_at = time.monotonic()
+    status, body = delete(port, "cancel-server-1")
+    assert (status, b'"reason": "cancelled"' in body) == (200, True)
+    uploader.join(5)
+    assert uploader.closed_at is not None and uploader.closed_at - asked_at < 0.1
+    assert not channel.connected
+    assert len(reads_after) <= 1, reads_after  # at most the recv under way
+    final = probe(port, "cancel-server-1")
+    assert (final["state"], final["reason"]) == ("error", "cancelled")
+
+
+def test_delete_needs_permission_and_a_running_request(server: Tuple[Any, int]) -> None:
+    _, port = server
+    uploader = run_upload_until(port, "cancel-server-2")
+    assert delete(port, "cancel-server-2", token=None)[0] == 403
+    assert delete(port, "cancel-server-2", token="wrong")[0] == 403
+    assert probe(port, "cancel-server-2")["state"] == "uploading"
+    assert delete(port, "cancel-server-2")[0] == 200
+    uploader.join(5)
+    assert delete(port, "cancel-server-2")[0] == 404  # ended
+    assert delete(port, "never-seen-upload")[0] == 404
+    assert delete(port, "bad%20id!")[0] == 400
+
+
+def test_delete_is_not_offered_without_a_token_or_hook() -> None:
+    test = TestApp(ProgressMiddleware(reading_app))
+    answer = test.request("/progress?X-Progress-ID=cancel-none", method="DELETE", status=405)
+    assert answer.headers["Allow"] == "GET, HEAD"
+    hooked = TestApp(ProgressMiddleware(
+        reading_app, authorize=lambda environ, name, action: action == "cancel"))
+    answer = hooked.request("/progress?X-Progress-ID=cancel-none", method="DELETE",
+                            status=404)
+    hooked.request("/progress?X-Progress-ID=cancel-none", method="PUT", status=405)
+
+
+def test_a_hundred_cancels_leak_no_descriptor_or_thread(server: Tuple[Any, int]) -> None:
+    srv, port = server
+    store = srv.progress_rules.store
+
+    def one(n: int) -> None:
+        uploader = Uploader(port, f"cancel-leak-{n:04d}")
+        uploader.start()
+        assert uploader.started.wait(10)
+        wait_until(lambda: store.cancel(f"cancel-leak-{n:04d}"), timeout=5)
+        uploader.join(5)
+        assert not uploader.is_alive()
+
+    one(0)
+    fds, threads = open_fds(), threading.active_count()
+    for n in range(1, 101):
+        one(n)
+    wait_until(lambda: open_fds() <= fds and threading.active_count() <= threads,
+               message=lambda: f"fds {open_fds()} (was {fds}), threads "
+                               f"{threading.active_count()} (was {threads})")
+    assert len(srv._map) <= 3  # the listener, the trigger and nothing else
+
+
+# -- under the middleware -----------------------------------------------------------------
+
+
+class Recorder:
+    """An app that reads slowly and records what its reads raised."""
+
+    def __init__(self) -> None:
+        self.errors: List[BaseException] = []
+        self.reading = threading.Event()
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        stream = environ["wsgi.input"]
+        try:
+            while stream.read(16384):
+                self.reading.set()
+                time.sleep(0.005)
+        except Exception as exc:
+            self.errors.append(exc)
+            raise
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"whole"]
+
+
+def test_under_werkzeug_the_next_read_raises_the_disconnect_error() -> None:
+    from werkzeug.exceptions import ClientDisconnected
+
+    recorder = Recorder()
+    app = ProgressMiddleware(recorder, mailbox=True, publish_token=TOKEN)
+    with running_werkzeug(app) as port:
+        uploader = Uploader(port, "cancel-werkzeug")
+        uploader.start()
+        assert recorder.reading.wait(10)
+        status, _ = delete(port, "cancel-werkzeug")
+        assert status == 200
+        wait_until(lambda: recorder.errors)
+        assert isinstance(recorder.errors[0], ClientDisconnected)
+        final = probe(port, "cancel-werkzeug")
+        assert (final["state"], final["reason"]) == ("error", "cancelled")
+        uploader.join(5)
+
+
+def cancel_app() -> ProgressMiddleware:
+    """For gunicorn (``test_cancel:cancel_app()``): a slow reader that writes
+    what its read raised to the log."""
+    recorder = Recorder()
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        try:
+            return recorder(environ, start_response)
+        except Exception as exc:
+            print(f"cancel-test: the app's read raised {type(exc).__name__}", flush=True)
+            raise
+    return ProgressMiddleware(app, mailbox=True, publish_token=TOKEN)
+
+
+def test_under_gunicorn_gthread_the_next_read_raises_the_disconnect_error(
+        tmp_path: Any) -> None:
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(log, "test_cancel:cancel_app()", "gthread", "--threads", "4") as port:
+        uploader = run_upload_until(port, "cancel-gunicorn")
+        assert delete(port, "cancel-gunicorn")[0] == 200
+        wait_until(lambda: "cancel-test: the app's read raised ClientDisconnected"
+                   in log.read_text(errors="replace"),
+                   message=lambda: log.read_text(errors="replace")[-2000:])
+        final = probe(port, "cancel-gunicorn")
+        assert (final["state"], final["reason"]) == ("error", "cancelled")
+        uploader.join(5)
+
+
+# -- with Redis: the cancel reaches the process running the upload -----------------------
+
+
+def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer) -> None:
+    here, there = backend_from_url(redis.url), backend_from_url(redis.url)
+    try:
+        tracker = there.progress.track("cancel-redis-1", 1000)
+        assert tracker is not None
+        stopped = threading.Event()
+        tracker.on_cancel = stopped.set
+        tracker.add_received(10)
+        assert there.progress.flush()
+        assert here.progress.cancel("cancel-redis-1")
+        assert stopped.wait(5)
+        assert there.progress.flush()
+        final = here.progress.get("cancel-redis-1")
+        assert final is not None and (final.state, final.reason) == ("error", "cancelled")
+        assert not here.progress.cancel("cancel-redis-1")
+        assert not here.progress.cancel("cancel-redis-unknown")
+    finally:
+        here.close()
+        there.close()

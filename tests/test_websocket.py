@@ -1,0 +1,317 @@
+"""WebSocket on wsgiprogress.server (``websocket=True``): mailboxes and
+progress over real sockets with the ``websockets`` client library, parked on
+the I/O loop; the handshake's refusals; bad frames closed with the codes RFC
+6455 names (frames built with wsproto, the unmasked one by hand)."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import time
+from http.client import HTTPConnection
+from typing import Any, Dict, Iterable, List, Tuple
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import CloseConnection, Ping, Request
+
+from wsgiprogress.backends import backend_from_url
+
+from server_support import HOST, SlowUpload, open_fds, running
+
+NAME = "0123456789abcdef0123456789abcdef"
+TOKEN = "websocket-token-0123456789"
+PROGRESS_ID = "feedbeeffeedbeeffeedbeeffeedbeef"
+
+
+def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def until(condition: Any, deadline: float = 10.0) -> bool:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return bool(condition())
+
+
+def serve(**settings: Any) -> Any:
+    settings = {"mailbox": True, "websocket": True, "threads": 2, "publish": True,
+                "publish_token": TOKEN, **settings}
+    return running(app, **settings)
+
+
+def url(port: int, path: str = f"/mailbox/{NAME}") -> str:
+    return f"ws://{HOST}:{port}{path}"
+
+
+def data_of(text: Any) -> Any:
+    return json.loads(text)
+
+
+# -- mailboxes ------------------------------------------------------------------
+
+
+def test_a_mailbox_socket_gets_new_messages_parked_without_a_thread() -> None:
+    with serve() as (server, port):
+        server.mailbox.post(NAME, "before")  # not sent: no after=, only what comes next
+        with contextlib.ExitStack() as stack:
+            sockets = [stack.enter_context(connect(url(port))) for _ in range(20)]
+            assert until(lambda: len(server.mailbox.waiters) == 20)
+            assert until(lambda: server.task_dispatcher.active_count == 0)
+            server.mailbox.post(NAME, "one")
+            server.mailbox.post(NAME, "two")
+            for ws in sockets:
+                got = [data_of(ws.recv(timeout=5)) for _ in range(2)]
+                assert [m["data"] for m in got] == ["one", "two"]
+                assert set(got[0]) == {"id", "data", "time"}  # the long-poll's message object
+        assert until(lambda: len(server.mailbox.waiters) == 0)
+
+
+def test_after_replays_and_a_gap_comes_first_in_its_own_message() -> None:
+    with serve(max_messages=3) as (server, port):
+        first = server.mailbox.post(NAME, "m0")[NAME]
+        for n in range(1, 6):
+            server.mailbox.post(NAME, f"m{n}")
+        with connect(url(port, f"/mailbox/{NAME}?after={first}")) as ws:
+            gap = data_of(ws.recv(timeout=5))
+            assert gap == {"gap": {"dropped": 2}}
+            assert [data_of(ws.recv(timeout=5))["data"] for _ in range(3)] == ["m3", "m4", "m5"]
+
+
+def test_publishing_needs_the_token_and_a_data_string() -> None:
+    with serve() as (server, port):
+        with connect(url(port), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            ws.send(json.dumps({"data": "from the socket"}))
+            assert data_of(ws.recv(timeout=5))["data"] == "from the socket"
+            ws.send("not json")
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+        with connect(url(port)) as ws:
+            ws.send(json.dumps({"data": "sneaky"}))
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert [m.data for m in server.mailbox.read(NAME, None).messages] == ["from the socket"]
+
+
+def test_a_message_over_the_limit_closes_1009_and_binary_1003() -> None:
+    with serve(websocket_max_message=1000) as (_, port):
+        with connect(url(port), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            ws.send(json.dumps({"data": "x" * 5000}))
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        with connect(url(port)) as ws:
+            ws.send(b"\x00\x01")
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+
+
+def test_a_reader_too_slow_is_closed_1008_and_resumes_with_after_losing_nothing() -> None:
+    count = 3000  # 12 MB: more than the kernel's socket buffers hold for a reader this slow
+    with serve(websocket_max_queued=16 * 1024, max_messages=count + 1,
+               max_bytes=50 * 2**20) as (server, port):
+        raw = RawClient(port, f"/mailbox/{NAME}")
+        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            payload = "p" * 4000
+            posted = [server.mailbox.post(NAME, payload + str(n))[NAME] for n in range(count)]
+            channel = next(c for c in list(server._map.values())
+                           if getattr(c, "websocket", None) is not None)
+            # the reader stalled: the server holds its bound and no more
+            assert until(lambda: channel.total_outbufs_len > 16 * 1024)
+            assert channel.total_outbufs_len < 16 * 1024 + 16 * 4100
+            posted.append(server.mailbox.post(NAME, "news for a reader this far behind")[NAME])
+            assert until(lambda: len(server.mailbox.waiters) == 0)  # closed: slot freed
+        finally:
+            raw.sock.close()
+        # a reader that keeps up gets the whole backlog, in batches as it reads
+        with connect(url(port, f"/mailbox/{NAME}?after={posted[0] - 1}")) as ws:
+            ids = [data_of(ws.recv(timeout=5))["id"] for _ in range(count + 1)]
+        assert ids == posted
+
+
+# -- progress -------------------------------------------------------------------
+
+
+def test_a_progress_socket_pushes_each_change_until_the_upload_ends() -> None:
+    with serve() as (_, port):
+        with connect(url(port, f"/progress?X-Progress-ID={PROGRESS_ID}")) as ws:
+            assert data_of(ws.recv(timeout=5))["state"] == "unknown"  # not started yet
+            upload = SlowUpload(port, f"/upload?X-Progress-ID={PROGRESS_ID}", 2 * 2**20,
+                                piece=128 * 1024, delay=0.05)
+            upload.start()
+            snapshots: List[Dict[str, Any]] = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    snapshots.append(data_of(ws.recv(timeout=10)))
+            upload.join(30)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+        received = [s["received"] for s in snapshots if s["state"] == "uploading"]
+        assert len(received) >= 3 and received == sorted(received)  # seen during the upload
+        assert snapshots[-1]["state"] == "done"
+
+
+# -- the handshake ----------------------------------------------------------------
+
+
+def handshake(port: int, path: str, **headers: str) -> Tuple[int, Dict[str, str]]:
+    conn = HTTPConnection(HOST, port, timeout=5)
+    base = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    conn.request("GET", path, headers={**base, **{k.replace("_", "-"): v
+                                                  for k, v in headers.items()}})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Sec_WebSocket_Key": "short"}, 400),
+    ({"Sec_WebSocket_Key": ""}, 400),
+    ({"Sec_WebSocket_Version": "8"}, 426),
+    ({"Origin": "http://evil.example"}, 403),
+], ids=["bad-key", "empty-key", "version-8", "cross-site"])
+def test_a_bad_handshake_is_refused_with_the_status_the_rfc_names(
+        headers: Dict[str, str], status: int) -> None:
+    with serve() as (server, port):
+        got, answer = handshake(port, f"/mailbox/{NAME}", **headers)
+        assert got == status
+        if status == 426:
+            assert answer["sec-websocket-version"] == "13"
+        assert len(server.mailbox.waiters) == 0
+
+
+def test_origins_same_site_or_listed() -> None:
+    with serve() as (_, port):
+        assert handshake(port, f"/mailbox/{NAME}", Origin=f"http://{HOST}:{port}")[0] == 101
+    with serve(allowed_origins="https://app.example") as (_, port):
+        assert handshake(port, f"/mailbox/{NAME}", Origin="https://app.example")[0] == 101
+        assert handshake(port, f"/mailbox/{NAME}", Origin=f"http://{HOST}:{port}")[0] == 403
+
+
+def test_off_by_default_an_upgrade_is_an_ordinary_request() -> None:
+    with running(app, mailbox=True) as (_, port):
+        status, headers = handshake(port, f"/mailbox/{NAME}")
+        assert status == 200 and headers["content-type"].startswith("application/json")
+
+
+def test_beyond_the_waiter_cap_503() -> None:
+    with serve(max_waiters=2) as (_, port):
+        with connect(url(port)), connect(url(port)):
+            assert handshake(port, f"/mailbox/{NAME}")[0] == 503
+
+
+# -- bad frames, raw -----------------------------------------------------------------
+
+
+class RawClient:
+    """A wsproto client over a plain socket, to send what browsers never do."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=5)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host=f"{HOST}:{port}", target=path)))
+        self.events: List[Any] = []
+        while not any(type(e).__name__ == "AcceptConnection" for e in self.events):
+            self._read()
+
+    def _read(self) -> None:
+        data = self.sock.recv(65536)
+        self.ws.receive_data(data or None)
+        self.events.extend(self.ws.events())
+        if not data:
+            raise EOFError
+
+    def close_code(self, deadline: float = 5.0) -> int:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            for event in self.events:
+                if isinstance(event, CloseConnection):
+                    return int(event.code)
+            self._read()
+        raise AssertionError("no close frame")
+
+
+def test_unmasked_frames_invalid_utf8_and_a_bare_close_get_their_close_codes() -> None:
+    with serve() as (_, port):
+        raw = RawClient(port, f"/mailbox/{NAME}")
+        raw.sock.sendall(b"\x81\x02hi")  # a text frame a client failed to mask
+        assert raw.close_code() == 1002
+        raw.sock.close()
+        raw = RawClient(port, f"/mailbox/{NAME}")
+        mask = b"\x00\x00\x00\x00"
+        raw.sock.sendall(b"\x81\x82" + mask + b"\xc3\x28")  # masked, invalid UTF-8
+        assert raw.close_code() == 1007
+        raw.sock.close()
+        raw = RawClient(port, f"/mailbox/{NAME}")
+        raw.sock.sendall(b"\x88\x80" + mask)  # a close without a code
+        assert raw.close_code() == 1005  # answered with no code, as RFC 6455 §5.5.1 allows
+        raw.sock.close()
+
+
+def test_a_ping_flood_from_a_reader_that_stops_reading_is_throttled_then_closed() -> None:
+    with serve(websocket_max_queued=16 * 1024, websocket_idle_timeout=1) as (server, port):
+        raw = RawClient(port, f"/mailbox/{NAME}")
+        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        flood = b"".join(raw.ws.send(Ping(payload=b"x" * 100)) for _ in range(200))
+        raw.sock.settimeout(0.5)
+        sent = 0
+        try:
+            while sent < 50 * 2**20:  # TCP pushes back long before: the server stops reading
+                raw.sock.sendall(flood)
+                sent += len(flood)
+        except OSError:
+            pass
+        assert sent < 50 * 2**20
+        # unread pongs held at the bound, no thread: the silence then closes it
+        assert until(lambda: len(server.mailbox.waiters) == 0)
+        assert server.task_dispatcher.active_count == 0
+        raw.sock.close()
+
+
+def test_pings_keep_a_quiet_socket_and_silence_closes_it_1001() -> None:
+    with serve(websocket_ping=0.1, websocket_idle_timeout=0.6) as (server, port):
+        raw = RawClient(port, f"/mailbox/{NAME}")
+        assert until(lambda: (raw._read() or True) and any(
+            isinstance(e, Ping) for e in raw.events), deadline=3)
+        # this client never answers a ping: after 0.6 s it is closed as gone
+        assert raw.close_code() == 1001
+        raw.sock.close()
+        assert until(lambda: len(server.mailbox.waiters) == 0)
+
+
+def test_a_hundred_sessions_leak_no_descriptor_and_no_slot() -> None:
+    with serve() as (server, port):
+        before = open_fds()
+        for n in range(100):
+            with connect(url(port)) as ws:
+                if n % 10 == 0:
+                    server.mailbox.post(NAME, f"n{n}")
+                    assert data_of(ws.recv(timeout=5))["data"] == f"n{n}"
+        assert until(lambda: len(server.mailbox.waiters) == 0)
+        assert until(lambda: open_fds() <= before)
+
+
+def test_mailbox_sockets_on_redis_get_posts_from_another_process(redis: Any) -> None:
+    with serve(backend=redis.url) as (server, port):
+        with connect(url(port)) as ws:
+            assert until(lambda: len(server.mailbox.waiters) == 1)
+            backend = backend_from_url(redis.url)  # another process's stores, in effect
+            try:
+                backend.mailbox.post(NAME, "from elsewhere")
+                assert data_of(ws.recv(timeout=5))["data"] == "from elsewhere"
+            finally:
+                backend.close()

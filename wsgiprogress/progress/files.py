@@ -1,0 +1,189 @@
+"""
+Per-file progress
+=================
+
+With the ``per_file`` setting, a tracked ``multipart/form-data`` request
+lists each file of the form as its bytes arrive: field name, file name,
+content type, bytes received, done — what PHP's ``session.upload_progress``
+calls ``files[]``.  :class:`FileProgress` finds the parts with werkzeug's
+sans-IO ``MultipartDecoder`` (the ``wsgiprogress[multipart]`` extra, imported
+only when the setting is on) and keeps the bytes of no part.
+
+.. code-block:: python
+
+    files = FileProgress.for_content_type(environ["CONTENT_TYPE"])
+    if files is not None:
+        files.feed(chunk)           # as body bytes arrive, in order
+        files.snapshot()            # [{"field_name": "photo", "filename": ...}]
+
+It is bounded and never raises: at most :data:`MAX_FILES` files are listed,
+names are cut to :data:`MAX_NAME` characters, part headers and preambles
+longer than :data:`MAX_BUFFERED` bytes, more than :data:`MAX_PARTS` parts or a
+body the decoder cannot parse stop the listing where it stands (the request
+itself is never touched).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional
+
+log = logging.getLogger("wsgiprogress")
+
+#: Files listed per request; later files are counted in no entry.
+MAX_FILES = 100
+#: Parts (files and plain fields) parsed per request; past it the listing stops.
+MAX_PARTS = 1000
+#: Characters kept of a field name, file name or content type.
+MAX_NAME = 200
+#: Bytes fed to the decoder at once: 64 KiB keeps its copies in the CPU's cache.
+FEED_SLICE = 64 * 1024
+#: Reads at least this long inside a part are searched for the boundary
+#: first, and counted without the decoder when it is not there.
+SKIP_AT_LEAST = 4096
+#: Bytes the decoder may hold while it looks for a boundary or the end of a
+#: part's headers; a longer preamble or part head stops the listing.
+MAX_BUFFERED = 2 * FEED_SLICE
+
+
+def _short(text: Optional[str]) -> Optional[str]:
+    return None if text is None else text[:MAX_NAME]
+
+
+class FileRecord:
+    """One listed file: what the probe shows of it."""
+
+    __slots__ = ("field_name", "filename", "content_type", "received", "done")
+
+    def __init__(self, field_name: Optional[str], filename: Optional[str],
+                 content_type: Optional[str]) -> None:
+        self.field_name = field_name
+        self.filename = filename
+        self.content_type = content_type
+        self.received = 0
+        self.done = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class FileProgress:
+    """The files of one multipart body, as far as it has arrived.
+
+    :param boundary: the body's multipart boundary.
+
+    :meth:`feed` runs on the counting thread (our server's I/O thread): it
+    costs the decoder's work and no more.  :meth:`snapshot` may run on any
+    thread.
+    """
+
+    __slots__ = ("files", "_decoder", "_current", "_parts", "_events", "_marker", "_in_data")
+
+    def __init__(self, boundary: bytes) -> None:
+        from werkzeug.sansio import multipart
+
+        self.files: List[FileRecord] = []
+        self._events = multipart
+        self._decoder: Any = multipart.MultipartDecoder(
+            boundary, max_form_memory_size=MAX_BUFFERED)
+        self._current: Optional[FileRecord] = None
+        self._parts = 0
+        self._marker = b"--" + boundary
+        self._in_data = multipart.State.DATA
+
+    @classmethod
+    def for_content_type(cls, content_type: Optional[str]) -> Optional[FileProgress]:
+        """A :class:`FileProgress` for a ``multipart/form-data`` body with a
+        usable boundary, else ``None`` (the request is tracked as a whole)."""
+        if not content_type or "multipart/form-data" not in content_type[:40].lower():
+            return None
+        from werkzeug.http import parse_options_header
+
+        kind, options = parse_options_header(content_type)
+        boundary = options.get("boundary", "")
+        # RFC 2046: 1 to 70 characters; anything else no browser sends
+        if kind != "multipart/form-data" or not 0 < len(boundary) <= 70 \
+                or not boundary.isascii():
+            return None
+        return cls(boundary.encode("ascii"))
+
+    @property
+    def listing(self) -> bool:
+        """False once the listing stopped (parsed to the end, or gave up)."""
+        return self._decoder is not None
+
+    def feed(self, data: bytes) -> None:
+        """Parse the next body bytes; never raises."""
+        decoder = self._decoder
+        if decoder is None:
+            return
+        try:
+            if len(data) >= SKIP_AT_LEAST and decoder.state is self._in_data \
+                    and self._skip_data(decoder, data):
+                return
+            view = memoryview(data)
+            for start in range(0, len(view), FEED_SLICE):
+                decoder.receive_data(view[start:start + FEED_SLICE])
+                self._drain(decoder)
+        except Exception as exc:  # malformed or over a bound: the listing stops
+            self._stop(exc)
+
+    def _skip_data(self, decoder: Any, data: bytes) -> bool:
+        """Inside a part, bytes that hold no ``--<boundary>`` are that part's
+        data up to the last few, which may begin its delimiter: count them
+        and leave the decoder those few, as if it had emitted the rest
+        itself (its copies cost more than the reading of the socket).
+        False when *data*, or its junction with what the decoder holds,
+        has the marker: the decoder finds the boundary."""
+        marker = self._marker
+        held = decoder.buffer
+        width = len(marker)
+        if data.find(marker) != -1 or marker in bytes(held[-width:]) + data[:width]:
+            return False
+        keep = width + 2  # a line break before the marker: CRLF, CR or LF
+        current = self._current
+        if current is not None:
+            current.received += len(held) + len(data) - keep
+        del held[:]
+        held += data[-keep:]
+        return True
+
+    def _drain(self, decoder: Any) -> None:
+        events = self._events
+        need_data, data_event, file_event = events.NeedData, events.Data, events.File
+        epilogue = events.State.EPILOGUE
+        while decoder.state is not epilogue:
+            event = decoder.next_event()
+            kind = event.__class__
+            if kind is need_data:
+                return
+            if kind is data_event:
+                current = self._current
+                if current is not None:
+                    current.received += len(event.data)
+                    if not event.more_data:
+                        current.done = True
+                        self._current = None
+            elif kind is file_event or kind is events.Field:
+                self._part(event, kind is file_event)
+        self._decoder = None  # the closing boundary came: nothing more to list
+
+    def _part(self, event: Any, is_file: bool) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise ValueError(f"more than {MAX_PARTS} parts")
+        if not is_file or len(self.files) >= MAX_FILES:
+            self._current = None
+            return
+        record = FileRecord(_short(event.name), _short(event.filename),
+                            _short(event.headers.get("Content-Type")))
+        self.files.append(record)
+        self._current = record
+
+    def _stop(self, exc: Exception) -> None:
+        self._decoder = None
+        self._current = None
+        log.debug("per-file progress stopped: %s", exc)
+
+    def snapshot(self) -> List[Dict[str, Any]]:
+        """The listed files as the native probe shows them."""
+        return [record.to_dict() for record in list(self.files)]

@@ -1,0 +1,223 @@
+"""
+I/O loop
+========
+
+waitress's I/O loop (``wasyncore.loop``) only polls sockets.  :class:`Loop`
+is the same loop with two things a parked request needs
+(:mod:`wsgiprogress.server.parking`): calls handed to it from any thread
+(:meth:`Loop.call_soon`, which pulls waitress's trigger so the poll wakes),
+and one heap of timers for every deadline and heartbeat
+(:meth:`Loop.call_at`), which shortens the poll's timeout to the next one.
+It also runs periodic work (:meth:`Loop.every`), such as shedding slow clients.
+The server runs it in place of waitress's loop (``server.asyncore``).
+
+With ``asyncore_use_poll`` on Linux it polls with one lasting ``epoll``
+instead of waitress's ``poll2``, which builds a new poll set from every
+socket on every turn: a turn costs what the *active* connections cost, as
+connections marked quiet (:meth:`Loop.quiet`: parked waiters, idle
+WebSockets) are not asked ``readable()``/``writable()`` again until
+something happens on them, and a listener accepts every waiting connection
+in one turn (up to :data:`ACCEPT_BURST`), not one.
+
+.. code-block:: python
+
+    loop = Loop(server.trigger)
+    server.asyncore = loop              # server.run() now runs loop.loop()
+    loop.call_soon(channel.resume)      # from any thread
+    timer = loop.call_at(time.monotonic() + 30, channel.time_up)   # loop thread
+    loop.cancel(timer)
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import heapq
+import itertools
+import logging
+import select
+import threading
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+
+from waitress import wasyncore
+
+log = logging.getLogger("wsgiprogress")
+
+#: A timer: ``[when, sequence, callback]``; a cancelled one has no callback.
+Timer = List[Any]
+#: Connections a listener accepts in one turn at most.
+ACCEPT_BURST = 64
+_READ = select.POLLIN | select.POLLPRI
+_WRITE = select.POLLOUT
+
+
+class Loop:
+    """waitress's I/O loop with calls from other threads and timers.
+
+    :param trigger: waitress's trigger, pulled to wake the poll.
+    """
+
+    def __init__(self, trigger: Any) -> None:
+        self.trigger = trigger
+        self.thread: Optional[int] = None
+        self._ready: Deque[Callable[[], None]] = collections.deque()
+        self._signalled = False
+        self._timers: List[Timer] = []
+        self._sequence = itertools.count()
+        self._periodic: List[List[Any]] = []  # [next time, interval, work]
+        self._epoll: Optional[Any] = None
+        self._interest: Dict[int, Tuple[Any, int]] = {}  # fd -> (dispatcher, events)
+        self._quiet: Set[int] = set()
+
+    def on_loop(self) -> bool:
+        """True on the thread that runs the loop."""
+        return threading.get_ident() == self.thread
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run *callback* on the loop's thread soon; callable from any thread."""
+        self._ready.append(callback)
+        if not self._signalled and not self.on_loop():
+            self._signalled = True
+            self.trigger.pull_trigger()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Run *callback* on the loop at *when* (``time.monotonic``); call on
+        the loop's thread."""
+        timer = [when, next(self._sequence), callback]
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    @staticmethod
+    def cancel(timer: Optional[Timer]) -> None:
+        """Forget *timer* (it stays in the heap until its time, inert)."""
+        if timer is not None:
+            timer[2] = None
+
+    def quiet(self, dispatcher: Any) -> None:
+        """Stop asking *dispatcher* ``readable()``/``writable()`` each turn
+        until an event on its socket or :meth:`wake_up` (loop thread only):
+        for a connection whose interest cannot change on its own."""
+        if self._epoll is not None:
+            self._quiet.add(dispatcher._fileno)
+
+    def wake_up(self, dispatcher: Any) -> None:
+        """Ask *dispatcher* again from the next turn on (loop thread only):
+        call before giving a quiet connection something to write."""
+        self._quiet.discard(dispatcher._fileno)
+
+    def every(self, interval: float, work: Callable[[float], None]) -> None:
+        """Run ``work(now)`` on the loop every *interval* seconds."""
+        self._periodic.append([time.monotonic() + interval, interval, work])
+
+    def loop(self, timeout: float = 30.0, use_poll: bool = False,
+             map: Optional[Dict[int, Any]] = None, count: Optional[int] = None) -> None:
+        """What ``server.run()`` calls, with waitress's arguments."""
+        if use_poll and hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            poll: Callable[[float, Dict[int, Any]], None] = self._poll_epoll
+        else:
+            poll = wasyncore.poll2 if use_poll and hasattr(select, "poll") else wasyncore.poll
+        self.thread = threading.get_ident()
+        if map is None:  # pragma: no cover - waitress always passes its map
+            map = wasyncore.socket_map
+        try:
+            while map:
+                poll(self._timeout(timeout), map)
+                self._run_ready()
+                self._run_timers()
+        finally:
+            if self._epoll is not None:
+                self._epoll.close()
+
+    def _poll_epoll(self, timeout: float, map: Dict[int, Any]) -> None:
+        """waitress's ``poll2``, with a lasting epoll and quiet connections skipped."""
+        epoll = self._epoll
+        assert epoll is not None
+        interest, quiet = self._interest, self._quiet
+        for fd, obj in list(map.items()):
+            if fd in quiet:
+                continue
+            events = 0
+            if obj.readable():
+                events = _READ
+            if not obj.accepting and obj.writable():
+                events |= _WRITE
+            known = interest.get(fd)
+            if known is None or known[0] is not obj:  # new, or a reused descriptor
+                try:
+                    epoll.register(fd, events)
+                except FileExistsError:
+                    epoll.modify(fd, events)
+            elif known[1] != events:
+                epoll.modify(fd, events)
+            else:
+                continue
+            interest[fd] = (obj, events)
+        if len(interest) > 2 * len(map) + 64:  # closed sockets left epoll by themselves
+            for fd in [fd for fd in interest if fd not in map]:
+                del interest[fd]
+                quiet.discard(fd)
+        for fd, flags in epoll.poll(timeout):
+            obj = map.get(fd)
+            if obj is None:  # left the map with its socket open: stop watching it
+                interest.pop(fd, None)
+                quiet.discard(fd)
+                try:
+                    epoll.unregister(fd)
+                except OSError:
+                    pass
+                continue
+            quiet.discard(fd)  # something happened: ask it again
+            if obj.accepting:
+                self._accept(obj, flags, map)
+            else:
+                wasyncore.readwrite(obj, flags)
+
+    @staticmethod
+    def _accept(listener: Any, flags: int, map: Dict[int, Any]) -> None:
+        """Accept every waiting connection, up to the burst and the limit."""
+        limit = listener.adj.connection_limit
+        for _ in range(ACCEPT_BURST):
+            before = len(map)
+            wasyncore.readwrite(listener, flags)
+            if len(map) == before or len(map) >= limit:
+                return
+
+    def _timeout(self, longest: float) -> float:
+        if self._ready:
+            return 0.0
+        timers = self._timers
+        while timers and timers[0][2] is None:
+            heapq.heappop(timers)
+        times = [periodic[0] for periodic in self._periodic]
+        if timers:
+            times.append(timers[0][0])
+        if not times:
+            return longest
+        until = min(times)
+        return min(longest, max(0.0, float(until) - time.monotonic()))
+
+    def _run_ready(self) -> None:
+        self._signalled = False
+        ready = self._ready
+        while ready:
+            self._run(ready.popleft())
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            callback = heapq.heappop(timers)[2]
+            if callback is not None:
+                self._run(callback)
+        for periodic in self._periodic:
+            if now >= periodic[0]:
+                periodic[0] = now + periodic[1]
+                self._run(functools.partial(periodic[2], now))
+
+    @staticmethod
+    def _run(callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:  # the loop serves every connection: never let one stop it
+            log.exception("error on the I/O loop in %r", callback)

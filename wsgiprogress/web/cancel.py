@@ -1,0 +1,59 @@
+"""
+Cancelling an upload
+====================
+
+``DELETE <progress_url>?X-Progress-ID=<id>`` cancels the running request of
+that ID (:meth:`~wsgiprogress.progress.store.ProgressStore.cancel`), what
+PHP's ``cancel_upload`` does: our server closes its connection at once, under
+the middleware the application's next read raises the error a client that
+leaves causes, and the entry ends ``error`` with reason ``cancelled``.  It
+needs ``Authorization: Bearer <publish_token>`` or the ``authorize`` hook's
+approval for action ``"cancel"``; the probe answers ``DELETE`` only when one
+of them is configured.
+
+.. code-block:: console
+
+    $ curl -X DELETE -H "Authorization: Bearer $TOKEN" \\
+          "http://127.0.0.1:8080/progress?X-Progress-ID=$ID"
+    {"id": "...", "state": "error", "reason": "cancelled"}
+
+Answers: 200 cancelled, 404 when no request of that ID runs (unknown, or
+ended), 400 for a bad ID, 403 without permission, 503 when Redis cannot be
+asked.  With Redis, the process that runs the upload hears of the cancel on
+``<key_prefix>cancel`` and stops it there.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
+
+from ..progress.entry import CANCELLED, ERROR
+from ..progress.store import BackendUnavailable
+from .responses import has_bearer_token, json_body, plain
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from ..progress.store import ProgressStore
+    from .mailbox import Authorize
+
+
+def cancel(environ: WSGIEnvironment, start_response: StartResponse, store: ProgressStore,
+           progress_id: str, authorize: Optional[Authorize], token: Optional[str],
+           headers: List[Tuple[str, str]]) -> Iterable[bytes]:
+    """Answer a ``DELETE`` for the valid *progress_id*: allowed by *token* or
+    *authorize*; *headers* go with the answer (CORS)."""
+    if not (has_bearer_token(environ, token) or
+            (authorize is not None and authorize(environ, progress_id, "cancel"))):
+        return plain(start_response, "403 Forbidden",
+                     "cancelling needs the bearer token", headers)
+    try:
+        cancelled = store.cancel(progress_id)
+    except BackendUnavailable:
+        return plain(start_response, "503 Service Unavailable",
+                     "the progress backend is unavailable; retry shortly",
+                     [*headers, ("Retry-After", "2")])
+    if not cancelled:
+        return plain(start_response, "404 Not Found",
+                     "no request with this progress ID is running", headers)
+    return json_body(start_response, "200 OK",
+                     {"id": progress_id, "state": ERROR, "reason": CANCELLED}, headers)
