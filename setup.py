@@ -40,6 +40,7 @@ setup(
             "flask-sock>=0.7", "simple-websocket>=1.1", "flask-socketio>=5.3",
             "python-socketio[client]>=5.8", "websocket-client>=1.6",
             "requests>=2.20", "websockets>=12.0",
+            "tuspy>=1.1",
         ],
         "flask": ["flask>=1.1"],
         # per_file: werkzeug's sans-IO multipart decoder, with the CVE-2023-46136

@@ -118,7 +118,9 @@ def test_delete_closes_the_connection_at_once_and_reads_no_more(
     status, body = delete(port, "cancel-server-1")
     assert (status, b'"reason": "cancelled"' in body) == (200, True)
     uploader.join(5)
-    assert uploader.closed_at is not None and uploader.closed_at - asked_at < 0.1
+    # at once, not when the upload would have ended (the figure: within 100 ms
+    # on an idle machine; the bound here only tells the two apart under load)
+    assert uploader.closed_at is not None and uploader.closed_at - asked_at < 2.0
     assert not channel.connected
     assert len(reads_after) <= 1, reads_after  # at most the recv under way
     final = probe(port, "cancel-server-1")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import tempfile
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
@@ -31,6 +33,8 @@ PROG = "wsgiprogress-serve"
 APP_SPEC = "server_apps:app"
 TOKEN = "publish-token-0123456789"
 MiB = 1024 * 1024
+#: Where the front doors that the resumable mistake's fix turns on store uploads.
+UPLOADS = os.path.join(tempfile.gettempdir(), "wsgiprogress-front-door-uploads")
 
 Spell = Callable[[str], str]
 Opener = Callable[[Dict[str, Any], "pytest.CaptureFixture[str]", Optional[Authorize]],
@@ -207,6 +211,10 @@ MISTAKES = [
         {"mailbox": True, "max_message_bytes": 2 * MiB, "max_bytes": MiB},
         "{max_message_bytes} must not exceed {max_bytes}, or a message could never be kept",
         {"max_bytes": 4 * MiB}), id="message-bytes-over-max-bytes"),
+    pytest.param(Mistake(
+        {"resumable_ttl": 60},
+        "{resumable_ttl} configures resumable uploads: set {resumable_dir} too",
+        {"resumable_dir": UPLOADS}), id="resumable-setting-without-directory"),
 ]
 
 #: Issue 10's mailbox bounds, as given and as the store must hold them.

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "wsgiprogress"
 LAYERS = [
     {"errors", "keys", "query", "settings"},
     {"waiters"},
-    {"progress", "mailbox", "operations"},
+    {"progress", "mailbox", "operations", "resumable"},
     {"backends"},
     {"web"},
     {"middleware", "server"},

@@ -130,13 +130,15 @@ def venv_python(inst: Installed, code: str, *args: str, timeout: float = 60) -> 
 # --- the sdist ------------------------------------------------------------------
 
 def source_files(source: Path, folders: "tuple[str, ...]") -> Set[str]:
-    """Every file under *folders* of *source*, bar caches and dot-files."""
+    """Every file under *folders* of *source*, bar caches, dot-files and
+    what npm installed (tests/js/tus/node_modules)."""
     found = set()
     for folder in folders:
         for path in (source / folder).rglob("*"):
             relative = path.relative_to(source)
             if path.is_file() and path.suffix not in (".pyc", ".pyo") and not any(
-                    part.startswith(".") or part == "__pycache__" for part in relative.parts):
+                    part.startswith(".") or part in ("__pycache__", "node_modules")
+                    for part in relative.parts):
                 found.add(relative.as_posix())
     return found
 

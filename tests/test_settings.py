@@ -97,6 +97,10 @@ GARBAGE: Dict[Converter, List[Any]] = {
         bad("soon", "word"), bad("x y", "words"), bad("/a b", "space"), bad("/a?b", "query"),
         bad(-1, "negative"), bad(True, "bool"), bad(object(), "object"),
     ],
+    conv.as_optional_directory: [
+        bad(["/tmp"], "list"), bad("up\0loads", "nul"), bad(-1, "negative"), bad(True, "bool"),
+        bad(object(), "object"),
+    ],
     conv.as_dialect: [
         bad("soon", "word"), bad("", "empty"), bad("x y", "words"), bad("NGINX", "capitals"),
         bad(None, "none"), bad(-1, "negative"), bad(True, "bool"), bad(object(), "object"),
@@ -154,6 +158,9 @@ ACCEPTED: Dict[Converter, List[Any]] = {
     conv.as_path: [ok("/upload-progress", "/upload-progress", "path")],
     conv.as_optional_path: [ok("/_dashboard", "/_dashboard", "path"),
                             ok("none", None, "none"), ok("", None, "empty")],
+    conv.as_optional_directory: [ok("/var/lib/uploads", "/var/lib/uploads", "path"),
+                                 ok("uploads", "uploads", "relative"),
+                                 ok("none", None, "none"), ok("", None, "empty")],
     conv.as_dialect: [ok("nginx", "nginx", "nginx"), ok("lighttpd", "lighttpd", "lighttpd")],
     conv.as_header_name: [ok("X-Upload-ID", "X-Upload-ID", "header")],
     conv.as_backend: [ok("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0", "redis"),

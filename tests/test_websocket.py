@@ -129,8 +129,14 @@ def test_a_reader_too_slow_is_closed_1008_and_resumes_with_after_losing_nothing(
             posted = [server.mailbox.post(NAME, payload + str(n))[NAME] for n in range(count)]
             channel = next(c for c in list(server._map.values())
                            if getattr(c, "websocket", None) is not None)
-            # the reader stalled: the server holds its bound and no more
-            assert until(lambda: channel.total_outbufs_len > 16 * 1024)
+            # the reader stalled (the kernel's buffers are full: the server's
+            # queue stops moving): the server holds its bound and no more
+            seen: List[int] = []
+
+            def stalled() -> bool:
+                seen.append(channel.total_outbufs_len)
+                return len(seen) > 20 and seen[-1] > 16 * 1024 and len(set(seen[-20:])) == 1
+            assert until(stalled, deadline=20)
             assert channel.total_outbufs_len < 16 * 1024 + 16 * 4100
             posted.append(server.mailbox.post(NAME, "news for a reader this far behind")[NAME])
             assert until(lambda: len(server.mailbox.waiters) == 0)  # closed: slot freed

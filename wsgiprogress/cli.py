@@ -108,6 +108,7 @@ _SHOWN_DEFAULTS: Dict[str, Optional[str]] = {
 #: The metavar of each of our converters.
 _METAVARS: Dict[Callable[[Any], Any], str] = {
     conv.as_path: "PATH", conv.as_optional_path: "PATH", conv.as_dialect: "NAME",
+    conv.as_optional_directory: "DIR",
     conv.as_header_name: "NAME", conv.as_origins: "ORIGINS", conv.as_backend: "URL",
     conv.as_prefix: "PREFIX", conv.as_seconds: "SECONDS", conv.as_rate: "BYTES/S",
     conv.as_positive_seconds: "SECONDS", conv.as_count: "N", conv.as_optional_count: "N",

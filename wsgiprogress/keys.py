@@ -50,3 +50,12 @@ OPERATION = "wsgiprogress.operation"
 #: before the final one; :mod:`wsgiprogress.server` provides it to HTTP/1.1
 #: clients only.
 INTERIM = "wsgiprogress.interim"
+#: A completed resumable upload, in the request the application finally sees:
+#: ``{"id", "metadata", "size", "path", "protocol", "progress_id"}``
+#: (:mod:`wsgiprogress.resumable`).
+UPLOAD = "wsgiprogress.upload"
+#: Set by :mod:`wsgiprogress.server` on an append to a resumable upload whose
+#: body it wrote into the upload directory as it arrived
+#: (:class:`wsgiprogress.resumable.parts.StoredPart`); ``wsgi.input`` reads
+#: the same bytes.
+STORED_PART = "wsgiprogress.stored_part"

@@ -104,7 +104,7 @@ class ProgressMiddleware:
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        endpoint = self.front.route(environ)
+        endpoint = self.front.route(environ, self.app)
         if endpoint is not None:
             return endpoint(environ, start_response)
         method = environ.get("REQUEST_METHOD", "")

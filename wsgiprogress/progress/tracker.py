@@ -159,6 +159,12 @@ class Tracker:
         if received >= self._check_at:
             self._news()
 
+    def resume_at(self, offset: int) -> None:
+        """The body continues at *offset*: earlier connections brought the
+        bytes before it (a resumable upload), so ``received`` starts there."""
+        self.received = self._first_received = self._last_received = offset
+        self._check_at = min(self._check_at, offset + 1)
+
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
         self.sent += n

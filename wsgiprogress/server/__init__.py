@@ -295,6 +295,7 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         listener.progress_endpoints = endpoints
         listener.progress_websocket = websocket  # our endpoints' WebSockets
         listener.progress_handoff = options["websocket"]  # WebSocket apps get the socket
+        listener.progress_uploads = front.resumable
     loop.every(0.25, SlowClients(listeners[0]._map, listeners, **{
         name: options[name] for name in ("header_timeout", "body_timeout", "body_min_rate")}))
     server.progress_front = front

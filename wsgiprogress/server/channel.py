@@ -112,7 +112,24 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
                                               endpoints=server.progress_endpoints,
                                               on_cancel=functools.partial(
                                                   cancel_upload, weakref.ref(self)),
-                                              handoff=server.progress_handoff)
+                                              handoff=server.progress_handoff,
+                                              uploads=server.progress_uploads)
+
+    def send_continue(self) -> None:
+        """waitress's ``100 Continue`` (2.0 and later), with the locations of
+        a resumable request when it is one."""
+        fields = self.request.continue_headers
+        if not fields:
+            return super().send_continue()  # type: ignore[no-any-return]
+        self.request.expect_continue = False
+        payload = b"HTTP/1.1 100 Continue\r\n" + fields + b"\r\n"
+        with self.outbuf_lock:
+            self.outbufs[-1].append(payload)
+            self.current_outbuf_count += len(payload)
+            self.total_outbufs_len += len(payload)
+            self.sent_continue = True
+            self._flush_some()
+        self.request.completed = False
 
     # -- bytes sent ----------------------------------------------------------
 
@@ -340,3 +357,5 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)
+        for request in requests:  # after their progress ended: an upload's goes on
+            request.broke_off()

@@ -87,7 +87,7 @@ class RoutedApp:
                 return accepted
             if feed is not None:
                 return feed(start_response)  # refused: 400, 403, 503
-        endpoint = self.route(environ)
+        endpoint = self.route(environ, self.app)
         if endpoint is None:
             # only our endpoints park: the application's own middleware
             # would be skipped when a parked response goes on

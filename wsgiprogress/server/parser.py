@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
+from waitress.buffers import FileBasedBuffer
 from waitress.parser import HTTPRequestParser
 
 from ..progress.entry import ABORTED, HTTP_ERROR, TOO_LARGE
@@ -23,6 +24,8 @@ from .handoff import upgrades_to_websocket
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
     from ..progress.tracking import TrackingRules
+    from ..resumable.parts import StoredPart
+    from ..web.resumable import ResumableUploads
     from .parking import Parking
 
 
@@ -42,6 +45,10 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     """
 
     tracker: Optional[Tracker] = None
+    #: Where an append's body goes as it arrives (resumable uploads).
+    stored_part: Optional[StoredPart] = None
+    #: Fields of the ``100 Continue`` (a resumable request's locations).
+    continue_headers = b""
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
     #: True for a GET or HEAD of the probe or a mailbox, which the server
@@ -78,12 +85,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     def __init__(self, adj: Any, rules: TrackingRules,
                  endpoints: Tuple[str, Tuple[str, ...]] = ("", ()),
                  on_cancel: Optional[Callable[[], None]] = None,
-                 handoff: bool = False) -> None:
+                 handoff: bool = False,
+                 uploads: Optional[ResumableUploads] = None) -> None:
         super().__init__(adj)
         self.rules = rules
         self.endpoints = endpoints
         self.on_cancel = on_cancel
         self.handoff = handoff
+        self.uploads = uploads
         self.started = time.monotonic()  # the first byte: the head's deadline runs
 
     def received(self, data: bytes) -> int:
@@ -124,11 +133,22 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         return consumed
 
     def close(self) -> None:
-        super().close()
         tracker = self.tracker
         if tracker is not None and not self.serviced:
             # dropped without a task: the connection went away first
             tracker.fail(ABORTED)
+        self.broke_off()  # after the request's progress ended: the upload's goes on
+        super().close()
+
+    def broke_off(self) -> None:
+        """The connection closed before this request was serviced: what
+        arrived of an append's body is appended in the background."""
+        part = self.stored_part
+        if part is None or self.serviced or part.kept:
+            return
+        if self.uploads is not None:
+            self.uploads.keep_partial(part)
+        part.close()  # the file goes now unless the background keeps it
 
     def _inspect(self) -> None:
         self.inspected = True
@@ -155,6 +175,22 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             if self.handoff and upgrades_to_websocket(self):
                 self.hands_off = True
                 return
+        uploads = self.uploads
+        if uploads is not None:
+            path = self.path
+            prefix = self.adj.url_prefix
+            if prefix and path.startswith(prefix):
+                path = path[len(prefix):]
+            if uploads.claims(self.command, path, self.headers):
+                if self.error is None and self.body_rcv is not None:
+                    self._store_body(uploads.part_for(self.command, path, self.headers))
+                return  # the upload's own tracker counts it, across requests
+            if self.expect_continue and self.error is None and self.body_rcv is not None \
+                    and not self.chunked:
+                part = uploads.resume.start(self.command, prefix, path, self.query,
+                                            self.headers, self.content_length)
+                if part is not None and self._store_body(part):
+                    self.continue_headers = uploads.resume.continue_headers(prefix, part)
         size = None if self.chunked else self.content_length
         headers = self.headers
         # a chunked body lists no files: its framing is decoded into a buffer,
@@ -165,6 +201,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if tracker is not None:
             tracker.on_cancel = self.on_cancel
 
+    def _store_body(self, part: Optional[StoredPart]) -> bool:
+        """Write the body into *part* as it arrives; False for no part."""
+        if part is None:
+            return False
+        self.stored_part = part
+        self.body_rcv.buf = PartBuffer(part)
+        return True
+
 
 def waits(query: str, headers: Dict[str, str]) -> bool:
     """True for a request that waits (``wait=``, an event stream).  On
@@ -172,3 +216,22 @@ def waits(query: str, headers: Dict[str, str]) -> bool:
     application's, not the probe lane's."""
     return bool(query and query_param(query, "wait")) or wants_event_stream(
         headers.get("ACCEPT", ""), query_param(query, "transport") if query else None)
+
+
+class PartBuffer(FileBasedBuffer):  # type: ignore[misc]
+    """waitress's body buffer over a :class:`~wsgiprogress.resumable.parts.StoredPart`:
+    the body is written into the upload directory as it arrives."""
+
+    def __init__(self, part: StoredPart) -> None:
+        super().__init__(part.file)
+        self.part = part
+
+    def append(self, data: bytes) -> None:
+        data = self.part.body_of(data)
+        if data:
+            super().append(data)
+            self.part.wrote(len(data))
+
+    def close(self) -> None:
+        self.part.close()
+        self.remain = 0

@@ -67,6 +67,9 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             environ[keys.HANDOFF] = Handoff(self.channel, self.request, environ)
         if self.version == "1.1":  # never a 1xx to HTTP/1.0 (RFC 9110)
             environ[keys.INTERIM] = self.send_interim
+        part = getattr(self.request, "stored_part", None)
+        if part is not None:
+            environ[keys.STORED_PART] = part
         return environ
 
     def park(self) -> Parking:
@@ -103,6 +106,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         if self.waiting is not None:
             return self._resume()
         tracker = self.tracker
+        self.request.serviced = True
         if tracker is None:
             try:
                 return super().service()  # type: ignore[no-any-return]

@@ -23,9 +23,10 @@ Scopes, and who reads them: ``probe`` (:mod:`wsgiprogress.web.probe`),
 the mailboxes), ``waiters`` (their bound, :mod:`wsgiprogress.web.front`),
 ``mailbox`` (:mod:`wsgiprogress.mailbox` and :mod:`wsgiprogress.web.mailbox`),
 ``dashboard``, ``operations`` (:mod:`wsgiprogress.operations` and
-:mod:`wsgiprogress.web.monitor`), ``tracking`` (:mod:`wsgiprogress.progress.tracking`),
-``middleware`` and ``server`` (one front door each), ``websocket`` (our
-server's WebSocket endpoints, :mod:`wsgiprogress.server.websocket`).
+:mod:`wsgiprogress.web.monitor`), ``resumable`` (:mod:`wsgiprogress.resumable`),
+``tracking`` (:mod:`wsgiprogress.progress.tracking`), ``middleware`` and
+``server`` (one front door each), ``websocket`` (our server's WebSocket
+endpoints, :mod:`wsgiprogress.server.websocket`).
 """
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ OPERATIONS_SETTINGS = scope("operations")
 MAILBOX_LIMITS = tuple(s for s in MAILBOX_SETTINGS
                        if s.name.startswith("max_") or s.name == "mailbox_ttl")
 #: What both front doors (middleware and server) serve in front of the application.
+RESUMABLE_SETTINGS = scope("resumable")
 FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox", "dashboard",
-                       "operations", "tracking")
+                       "operations", "resumable", "tracking")
 #: Everything :class:`~wsgiprogress.middleware.ProgressMiddleware` accepts
 #: (and the Paste filter, the Pyramid include and Flask's keys).
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
@@ -229,6 +231,11 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
     check_operations(options, given, spell)
+    if options["resumable_dir"] is None:
+        for name in sorted(set(given) & {s.name for s in RESUMABLE_SETTINGS}):
+            if options[name] != default(name):
+                raise ConfigurationError(f"{spell(name)} configures resumable uploads: set "
+                                         f"{spell('resumable_dir')} too")
     if options["per_file"]:
         problem = extras.multipart_problem()
         if problem is not None:

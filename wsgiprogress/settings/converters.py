@@ -163,6 +163,16 @@ def as_optional_path(value: Any) -> Optional[str]:
                                      "or None for off")
 
 
+def as_optional_directory(value: Any) -> Optional[str]:
+    """``None`` (off), or a filesystem directory path (created when missing)."""
+    if _is_none(value):
+        return None
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError(f"expected a directory path such as '/var/lib/uploads', or None "
+                         f"for off, not {value!r}")
+    return value
+
+
 def as_dialect(value: Any) -> str:
     """One of ``native``, ``lighttpd``, ``nginx``."""
     if value not in DIALECTS:

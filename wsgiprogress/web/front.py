@@ -16,7 +16,7 @@ and the runner that calls the application (:mod:`wsgiprogress.web.operations`).
 .. code-block:: python
 
     front = Front({"ttl": 60, "mailbox": True})
-    endpoint = front.route(environ)     # the probe, a mailbox, a monitor, the dashboard
+    endpoint = front.route(environ, app)  # probe, mailbox, monitor, dashboard, upload
     if endpoint is not None:
         return endpoint(environ, start_response)
     return front.call(app, environ, start_response)  # finds the stores in the environ
@@ -48,6 +48,7 @@ from .mailbox import Authorize, MailboxApp, unguessable_names
 from .monitor import OperationMonitor
 from .operations import OperationRunner
 from .probe import ProgressProbe
+from .resumable import ResumableUploads
 from .sockets import SocketFeed, mailbox_feed, progress_feed
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class Front:
     :param mailbox: a :class:`~wsgiprogress.mailbox.MailboxStore` to serve
         instead of the backend's, or the ``mailbox`` setting.
     :param authorize: who may read progress (action ``"progress"``), read and
-        publish mailboxes and open the dashboard; see
+        publish mailboxes, open the dashboard and use an upload (``"upload"``); see
         :func:`wsgiprogress.web.mailbox.unguessable_names`.  Without it
         anyone may read progress.
     :param threads: the server's worker threads, which bound the waiting
@@ -160,6 +161,7 @@ class Front:
                 self.operations, authorize=authorize, url=options["operations_url"],
                 allowed_origins=options["allowed_origins"], **_subset(options, WAIT_SETTINGS))
             self.runner = OperationRunner(self.operations, options)
+        self.resumable = ResumableUploads.from_options(options, self.store, authorize)
 
     @property
     def may_block(self) -> bool:
@@ -195,10 +197,15 @@ class Front:
             return monitor.feed(environ)
         return None
 
-    def route(self, environ: WSGIEnvironment) -> Optional[WSGIApplication]:
+    def route(self, environ: WSGIEnvironment,
+              app: Optional[WSGIApplication] = None) -> Optional[WSGIApplication]:
         """The endpoint that answers this request (the probe, a mailbox, the
-        dashboard), or ``None`` for the application, after putting the stores
-        in the environ for it (an outer layer's stay)."""
+        dashboard, a resumable upload), or ``None`` for the application,
+        after putting the stores in the environ for it (an outer layer's stay).
+
+        :param app: the application a completed resumable upload is given
+            to; without it resumable uploads are not served.
+        """
         path = environ.get("PATH_INFO", "")
         if path == self.progress_url:
             return self.probe
@@ -208,6 +215,10 @@ class Front:
         monitor = self.monitor
         if monitor is not None and monitor.handles(path):
             return monitor
+        resumable = self.resumable
+        if resumable is not None and app is not None and resumable.handles(environ):
+            environ.setdefault(keys.PROGRESS_STORE, self.store)
+            return resumable.bind(app)
         environ.setdefault(keys.PROGRESS_STORE, self.store)
         environ.setdefault(keys.LEGACY_TABLE, self.store)
         mailbox_app = self.mailbox_app
@@ -231,5 +242,7 @@ class Front:
         backend's connections."""
         if self.runner is not None:
             self.runner.close()
+        if self.resumable is not None:
+            self.resumable.close()
         if self.backend is not None:
             self.backend.close()

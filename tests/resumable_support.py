@@ -1,0 +1,201 @@
+"""Shared parts of the resumable-upload tests: an application that records
+each call it gets, and the two front doors serving it on loopback."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import struct
+import threading
+from http.client import HTTPConnection
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
+
+from wsgiprogress import ProgressMiddleware, keys
+
+from server_support import HOST, running, running_werkzeug
+
+
+class Call(NamedTuple):
+    """One call of the application: what it saw."""
+
+    method: str
+    path: str
+    query: str
+    body_sha256: str
+    size: int
+    content_length: str
+    content_type: str
+    headers: Dict[str, str]
+    upload: Dict[str, Any]
+
+
+class Recorder:
+    """A WSGI application that reads the whole body in pieces and records
+    the call; it answers 201 with a small JSON body naming the call."""
+
+    def __init__(self, status: str = "201 Created") -> None:
+        self.calls: List[Call] = []
+        self.lock = threading.Lock()
+        self.status = status
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        digest = hashlib.sha256()
+        size = 0
+        stream = environ["wsgi.input"]
+        declared = environ.get("CONTENT_LENGTH")
+        remaining = int(declared) if declared else -1  # PEP 3333: no more than that
+        while remaining:
+            chunk = stream.read(65536 if remaining < 0 else min(65536, remaining))
+            remaining -= len(chunk) if remaining > 0 else 0
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+        with self.lock:
+            self.calls.append(Call(
+                environ["REQUEST_METHOD"], environ["PATH_INFO"], environ.get("QUERY_STRING", ""),
+                digest.hexdigest(), size, environ.get("CONTENT_LENGTH", ""),
+                environ.get("CONTENT_TYPE", ""),
+                {k: v for k, v in environ.items() if k.startswith("HTTP_")},
+                dict(environ.get(keys.UPLOAD) or {})))
+            number = len(self.calls)
+        body = json.dumps({"call": number, "size": size}).encode()
+        start_response(self.status, [("Content-Type", "application/json"),
+                                     ("Content-Length", str(len(body))),
+                                     ("X-App", "recorder")])
+        return [body]
+
+
+@contextlib.contextmanager
+def serving(door: str, app: Any, **settings: Any) -> Iterator[int]:
+    """*app* served on loopback by *door*: ``server`` (wsgiprogress.server)
+    or ``werkzeug`` (its threaded server with the middleware); the port."""
+    if door == "server":
+        with running(app, **settings) as (_, port):
+            yield port
+    else:
+        with running_werkzeug(ProgressMiddleware(app, **settings)) as port:
+            yield port
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: Dict[str, str]
+    body: bytes
+
+
+def request(port: int, method: str, path: str, headers: Optional[Dict[str, str]] = None,
+            body: bytes = b"", timeout: float = 10.0) -> Reply:
+    """One request on a fresh connection; the reply with lower-cased header names."""
+    conn = HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        sent = dict(headers or {})
+        if body or method in ("POST", "PATCH", "PUT"):
+            sent.setdefault("Content-Length", str(len(body)))
+        conn.request(method, path, body=body, headers=sent)
+        response = conn.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
+                     response.read())
+    finally:
+        conn.close()
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = {**TUS, "Content-Type": "application/offset+octet-stream"}
+IETF = {"Upload-Draft-Interop-Version": "6"}
+PARTIAL = {**IETF, "Content-Type": "application/partial-upload"}
+
+
+def counter(size: int, start: int = 0) -> bytes:
+    """The drafts' test payload: a repeating counter, *size* bytes from *start*."""
+    pattern = bytes(range(256)) * (size // 256 + 2)
+    offset = start % 256
+    return pattern[offset:offset + size]
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback in front of *port* that drops the connection
+    of each of the first *cuts* PATCH requests (RST) once *after* bytes of
+    it went upstream: a network that fails mid-upload.  A context manager;
+    ``.port``."""
+
+    def __init__(self, port: int, cuts: int, after: int) -> None:
+        self.upstream = port
+        self.cuts = cuts
+        self.after = after
+        self.cut = 0
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.threads: List[threading.Thread] = []
+        self.sockets: List[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> "CuttingProxy":
+        self._spawn(self._accept)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:  # idle keep-alive connections too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(10)
+            assert not thread.is_alive(), "proxy thread did not stop"
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((HOST, self.upstream))
+            with self.lock:
+                self.sockets += [client, server]
+            self._spawn(self._pipe, client, server, True)
+            self._spawn(self._pipe, server, client, False)
+
+    def _pipe(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
+        sent = 0
+        doomed = False
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if upstream and not doomed and data.startswith(b"PATCH "):
+                    # a request begins (browsers reuse connections): doom it?
+                    with self.lock:
+                        doomed = self.cut < self.cuts
+                        self.cut += doomed
+                    sent = 0
+                if doomed and sent + len(data) > self.after:
+                    target.sendall(data[:self.after - sent])
+                    for sock in (source, target):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                        # wakes the other direction's thread, so the close happens
+                        sock.shutdown(socket.SHUT_RDWR)
+                    break
+                target.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):  # the other direction's thread wakes too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()

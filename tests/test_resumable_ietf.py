@@ -1,0 +1,195 @@
+"""IETF resumable uploads, interop version 6 (draft -05; the reference's
+section 2), at both front doors: creation on any application URL, careful
+creation, HEAD, appends, 409 with the real offset and problem details,
+completion with the application's own response carrying Upload-Offset, the
+kept response on a repeated completing request, cancellation, and no 104."""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any, Iterator, Tuple
+
+import pytest
+
+from wsgiprogress.resumable.storage import DirectoryStorage
+
+from resumable_support import IETF, PARTIAL, Recorder, counter, request, serving, sha256
+from server_support import HOST
+
+PROBLEMS = "https://iana.org/assignments/http-problem-types#"
+
+
+@pytest.fixture(params=["server", "werkzeug"], scope="module")
+def door(request: Any, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Tuple[int, Recorder, Path]]:
+    directory = tmp_path_factory.mktemp(f"ietf-{request.param}")
+    app = Recorder()
+    with serving(request.param, app, resumable_dir=str(directory)) as port:
+        yield port, app, directory
+
+
+def careful_creation(port: int, length: int, path: str = "/files/", **headers: str) -> str:
+    reply = request(port, "POST", path, {**IETF, "Upload-Complete": "?0",
+                                         "Upload-Length": str(length), **headers})
+    assert reply.status == 201, reply
+    assert reply.headers["upload-complete"] == "?0"
+    assert reply.headers["upload-offset"] == "0"
+    assert "max-size=" in reply.headers["upload-limit"]
+    assert "expires=" in reply.headers["upload-limit"]
+    return reply.headers["location"]
+
+
+def append(port: int, url: str, offset: int, data: bytes, done: bool) -> Any:
+    return request(port, "PATCH", url, {**PARTIAL, "Upload-Offset": str(offset),
+                                        "Upload-Complete": "?1" if done else "?0"}, data)
+
+
+def test_careful_creation_appends_and_completion_as_tus_js_client_sends_them(door: Any) -> None:
+    port, app, _ = door
+    data = counter(3_000_000)
+    url = careful_creation(port, len(data), "/files/",
+                           **{"Upload-Metadata": "filename YmxvYi5iaW4="})
+    head = request(port, "HEAD", url, IETF)
+    assert head.status == 204
+    assert (head.headers["upload-offset"], head.headers["upload-complete"],
+            head.headers["upload-length"], head.headers["cache-control"]) == (
+        "0", "?0", str(len(data)), "no-store")
+    first = append(port, url, 0, data[:1_200_000], False)
+    assert first.status == 201
+    assert (first.headers["upload-offset"], first.headers["upload-complete"]) == ("1200000", "?0")
+    assert append(port, url, 1_200_000, data[1_200_000:2_400_000], False).status == 201
+    calls = len(app.calls)
+    last = append(port, url, 2_400_000, data[2_400_000:], True)
+    assert last.status == 201 and last.headers["x-app"] == "recorder"  # the app's own answer
+    assert last.headers["upload-offset"] == str(len(data))  # without it the client retries
+    assert last.headers["upload-complete"] == "?1"
+    assert len(app.calls) == calls + 1
+    call = app.calls[-1]
+    assert (call.method, call.path, call.body_sha256) == ("POST", "/files/", sha256(data))
+    assert call.content_type == "application/octet-stream"
+    assert call.headers["HTTP_UPLOAD_METADATA"] == "filename YmxvYi5iaW4="
+    # the client lost that answer and asks again: the same answer, no second call
+    again = append(port, url, len(data), b"", True)
+    assert (again.status, again.body) == (last.status, last.body)
+    assert len(app.calls) == calls + 1
+    head = request(port, "HEAD", url, IETF)
+    assert (head.headers["upload-offset"], head.headers["upload-complete"]) == (
+        str(len(data)), "?1")
+    late = append(port, url, 0, b"x", False)
+    assert late.status == 400
+    assert json.loads(late.body)["type"] == PROBLEMS + "completed-upload"
+
+
+def test_creation_on_an_application_url_gives_the_app_that_request(door: Any) -> None:
+    port, app, _ = door
+    url = careful_creation(port, 10, "/upload/avatar?X-Progress-ID=avatar-upload-0001",
+                           **{"Content-Type": "image/png", "X-Token": "t"})
+    assert url.startswith("/files/")
+    reply = append(port, url, 0, b"0123456789", True)
+    assert reply.status == 201
+    call = app.calls[-1]
+    assert (call.method, call.path, call.query) == (
+        "POST", "/upload/avatar", "X-Progress-ID=avatar-upload-0001")
+    assert (call.content_type, call.content_length, call.headers["HTTP_X_TOKEN"]) == (
+        "image/png", "10", "t")
+    assert "HTTP_UPLOAD_DRAFT_INTEROP_VERSION" not in call.headers
+
+
+def test_a_whole_upload_in_one_request_is_answered_by_the_app(door: Any) -> None:
+    port, app, _ = door
+    data = counter(70_000)
+    reply = request(port, "PUT", "/documents/7", {**IETF, "Upload-Complete": "?1"}, data)
+    assert reply.status == 201 and reply.headers["x-app"] == "recorder"
+    assert reply.headers["upload-offset"] == "70000"
+    assert reply.headers["location"].startswith("/files/")
+    assert (app.calls[-1].method, app.calls[-1].body_sha256) == ("PUT", sha256(data))
+
+
+def test_a_wrong_offset_is_409_with_problem_details_and_the_real_offset(door: Any) -> None:
+    port, _, _ = door
+    url = careful_creation(port, 100)
+    assert append(port, url, 0, counter(30), False).status == 201
+    reply = append(port, url, 50, counter(10), False)
+    assert reply.status == 409
+    assert reply.headers["upload-offset"] == "30"
+    problem = json.loads(reply.body)
+    assert problem["type"] == PROBLEMS + "mismatching-upload-offset"
+    assert (problem["expected-offset"], problem["provided-offset"]) == (30, 50)
+
+
+@pytest.mark.parametrize("method, headers", [
+    ("HEAD", {"Upload-Offset": "0"}), ("HEAD", {"Upload-Complete": "?0"}),
+    ("HEAD", {"Upload-Length": "1"}), ("DELETE", {"Upload-Offset": "0"}),
+])
+def test_fields_a_request_must_not_carry_are_400(door: Any, method: str, headers: Any) -> None:
+    port, _, _ = door
+    url = careful_creation(port, 10)
+    assert request(port, method, url, {**IETF, **headers}).status == 400
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Upload-Complete": "yes"}, 400),
+    ({"Upload-Complete": "?0", "Upload-Offset": "0"}, 400),
+    ({"Upload-Complete": "?1", "Upload-Length": "5"}, 400),  # Content-Length says 3
+])
+def test_bad_creations_are_refused(door: Any, headers: Any, status: int) -> None:
+    port, app, _ = door
+    calls = len(app.calls)
+    assert request(port, "POST", "/files/", {**IETF, **headers}, b"abc").status == status
+    assert len(app.calls) == calls
+
+
+def test_appending_past_the_length_or_with_the_wrong_type_is_refused(door: Any) -> None:
+    port, _, _ = door
+    url = careful_creation(port, 10)
+    assert append(port, url, 0, b"x" * 11, False).status == 400
+    wrong = request(port, "PATCH", url, {**IETF, "Upload-Offset": "0", "Upload-Complete": "?0",
+                                         "Content-Type": "application/octet-stream"}, b"x")
+    assert wrong.status == 415
+
+
+def test_reaching_the_length_completes_without_upload_complete(door: Any) -> None:
+    # tus-js-client with a Node stream sends ?0 on every PATCH
+    port, app, _ = door
+    url = careful_creation(port, 20)
+    assert append(port, url, 0, counter(10), False).status == 201
+    reply = append(port, url, 10, counter(10, 10), False)
+    assert reply.headers["upload-offset"] == "20" and reply.headers["x-app"] == "recorder"
+    assert app.calls[-1].body_sha256 == sha256(counter(20))
+
+
+def test_cancellation_and_concurrent_appends(door: Any) -> None:
+    port, _, directory = door
+    url = careful_creation(port, 10)
+    storage = DirectoryStorage(str(directory), ttl=60, max_size=10, max_uploads=10,
+                               max_disk=None)
+    with storage.locked(url.rsplit("/", 1)[1]):
+        busy = append(port, url, 0, b"x", False)
+    assert busy.status == 409 and busy.headers["upload-offset"] == "0"
+    assert request(port, "DELETE", url, IETF).status == 204
+    assert request(port, "HEAD", url, IETF).status == 404
+    assert request(port, "DELETE", url, IETF).status == 404
+
+
+def test_no_interim_response_is_ever_sent(door: Any) -> None:
+    port, _, _ = door
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(b"POST /files/ HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+                     b"Upload-Complete: ?0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 201 ") or reply.startswith(b"HTTP/1.0 201 ")
+    assert b" 104 " not in reply
+
+
+def test_other_interop_versions_go_to_the_application(door: Any) -> None:
+    port, app, _ = door
+    reply = request(port, "POST", "/upload", {"Upload-Draft-Interop-Version": "8",
+                                              "Upload-Complete": "?1"}, b"abc")
+    assert reply.status == 201 and reply.headers["x-app"] == "recorder"
+    assert app.calls[-1].upload == {}

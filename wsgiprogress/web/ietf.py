@@ -1,0 +1,258 @@
+"""
+IETF resumable uploads, interop version 6
+=========================================
+
+:class:`IetfProtocol` serves draft-ietf-httpbis-resumable-upload-05
+(``Upload-Draft-Interop-Version: 6``, what tus-js-client's ``ietf-draft-05``
+mode speaks).  Any POST, PUT or PATCH to any URL that carries the interop
+header and ``Upload-Complete`` creates an upload resource under
+``resumable_url``; HEAD there reports the offset, PATCH with
+``application/partial-upload`` appends, DELETE cancels.  The request that
+completes the upload gets the application's own response, with
+``Upload-Offset`` (clients check it) and ``Upload-Complete: ?1``.
+
+No ``104 Upload Resumption Supported`` is sent: WSGI has no interim
+responses, and clients that do careful creation (an empty ``?0`` request
+first) need none.
+
+.. code-block:: text
+
+    POST /upload   Upload-Draft-Interop-Version: 6   Upload-Complete: ?0   Upload-Length: 3000000
+    -> 201 Location: /files/<id>   Upload-Complete: ?0   Upload-Offset: 0
+    PATCH /files/<id>   Content-Type: application/partial-upload   Upload-Offset: 0
+                        Upload-Complete: ?1   [3000000 bytes]
+    -> the application's response   Upload-Complete: ?1   Upload-Offset: 3000000
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+
+from ..resumable.appender import Appender
+from ..resumable.completion import target_of
+from ..resumable.storage import StorageError, TooLong, UploadBusy
+from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
+from .responses import json_body, plain
+from .upload_service import INTEROP_VERSION, BodyBroken, UploadService, answer_storage_error
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+PARTIAL_UPLOAD = "application/partial-upload"
+PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
+_NUMBER = re.compile(r"\d{1,18}\Z")
+_BOOLEAN = {"?0": False, "?1": True}
+
+Headers = List[Tuple[str, str]]
+
+
+class IetfError(Exception):
+    """A request the draft refuses: *status*, a short reason and headers;
+    *problem* members make it ``application/problem+json``."""
+
+    def __init__(self, status: str, reason: str, headers: Sequence[Tuple[str, str]] = (),
+                 **problem: object) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.headers = list(headers)
+        self.problem = problem
+
+
+def is_creation(environ: WSGIEnvironment) -> bool:
+    """True for a request that creates an upload: POST, PUT or PATCH with
+    ``Upload-Draft-Interop-Version: 6`` and ``Upload-Complete``."""
+    return environ.get("HTTP_UPLOAD_DRAFT_INTEROP_VERSION") == INTEROP_VERSION and \
+        "HTTP_UPLOAD_COMPLETE" in environ and \
+        environ.get("REQUEST_METHOD") in ("POST", "PUT", "PATCH")
+
+
+def _number(environ: WSGIEnvironment, key: str, name: str) -> Optional[int]:
+    value = environ.get(key)
+    if value is None:
+        return None
+    if not _NUMBER.match(value.strip()):
+        raise IetfError("400 Bad Request", f"{name} must be a whole number >= 0")
+    return int(value)
+
+
+def _complete_flag(environ: WSGIEnvironment) -> bool:
+    value = _BOOLEAN.get(environ.get("HTTP_UPLOAD_COMPLETE", "").strip())
+    if value is None:
+        raise IetfError("400 Bad Request", "Upload-Complete must be ?0 or ?1")
+    return value
+
+
+def _refuse_fields(environ: WSGIEnvironment, *names: str) -> None:
+    for name in names:
+        if "HTTP_" + name.upper().replace("-", "_") in environ:
+            raise IetfError("400 Bad Request", f"this request must not carry {name}")
+
+
+class IetfProtocol:
+    """Resumable uploads, interop version 6, over the uploads of *service*."""
+
+    def __init__(self, service: UploadService) -> None:
+        self.service = service
+        self.storage = service.storage
+
+    def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        upload_id = self.service.upload_id(environ)
+        try:
+            if upload_id is None or (method in ("POST", "PUT") and is_creation(environ)):
+                if not is_creation(environ):
+                    raise IetfError("400 Bad Request", "send Upload-Complete to create an "
+                                    "upload")
+                return self._create(app, environ, start_response)
+            if not is_upload_id(upload_id):
+                raise IetfError("404 Not Found", "no such upload")
+            if method == "HEAD":
+                return self._head(start_response, upload_id, environ)
+            if method == "PATCH":
+                return self._append(app, environ, start_response, upload_id)
+            if method == "DELETE":
+                return self._delete(environ, start_response, upload_id)
+            raise IetfError("405 Method Not Allowed", "use HEAD, PATCH or DELETE",
+                            [("Allow", "HEAD, PATCH, DELETE")])
+        except IetfError as exc:
+            if exc.problem:
+                return json_body(start_response, exc.status, {"title": str(exc), **exc.problem},
+                                 exc.headers, head_only=method == "HEAD")
+            return plain(start_response, exc.status, str(exc), exc.headers,
+                         head_only=method == "HEAD")
+        except UploadBusy as exc:
+            # another request appends (the client may not run two): its offset
+            busy = self.storage.get(upload_id) if upload_id else None
+            state = self._state(busy) if busy is not None else []
+            return plain(start_response, "409 Conflict", str(exc), state)
+        except StorageError as exc:
+            return answer_storage_error(start_response, exc)
+
+    # -- requests --------------------------------------------------------------
+
+    def _create(self, app: WSGIApplication, environ: WSGIEnvironment,
+                start_response: StartResponse) -> Iterable[bytes]:
+        _refuse_fields(environ, "Upload-Offset")
+        done = _complete_flag(environ)
+        length = _number(environ, "HTTP_UPLOAD_LENGTH", "Upload-Length")
+        if done:
+            declared = _number(environ, "CONTENT_LENGTH", "Content-Length")
+            if declared is not None and length is not None and declared != length:
+                raise IetfError("400 Bad Request", "Upload-Length and Content-Length differ")
+            length = declared if length is None else length
+        if length is not None and length > self.storage.max_size:
+            raise IetfError("413 Request Entity Too Large",
+                            f"the largest upload is {self.storage.max_size} bytes",
+                            [("Upload-Limit", self._limit(None))])
+        upload = Upload.new(target_of(environ), "ietf", length, self.storage.clock(),
+                            self.storage.ttl, progress_id=self.service.progress_id(environ),
+                            metadata=environ.get("HTTP_UPLOAD_METADATA"))
+        self.storage.create(upload)
+        self.service.tracker(environ, upload)  # its progress starts now
+        location = [("Location", self.service.location(environ, upload))]
+        return self._receive(app, environ, start_response, upload.id, 0, done, location,
+                             "201 Created")
+
+    def _head(self, start_response: StartResponse, upload_id: str,
+              environ: WSGIEnvironment) -> Iterable[bytes]:
+        _refuse_fields(environ, "Upload-Offset", "Upload-Complete", "Upload-Length")
+        upload = self.storage.get(upload_id)
+        if upload is None:
+            raise IetfError("404 Not Found", "no such upload")
+        headers = self._state(upload) + [("Cache-Control", "no-store")]
+        if upload.length is not None:
+            headers.append(("Upload-Length", str(upload.length)))
+        start_response("204 No Content", headers)
+        return []
+
+    def _append(self, app: WSGIApplication, environ: WSGIEnvironment,
+                start_response: StartResponse, upload_id: str) -> Iterable[bytes]:
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip()
+        if content_type != PARTIAL_UPLOAD:
+            raise IetfError("415 Unsupported Media Type", f"Content-Type: {PARTIAL_UPLOAD}")
+        offset = _number(environ, "HTTP_UPLOAD_OFFSET", "Upload-Offset")
+        if offset is None:
+            raise IetfError("400 Bad Request", "Upload-Offset is required")
+        return self._receive(app, environ, start_response, upload_id, offset,
+                             _complete_flag(environ), [], "201 Created")
+
+    def _delete(self, environ: WSGIEnvironment, start_response: StartResponse,
+                upload_id: str) -> Iterable[bytes]:
+        _refuse_fields(environ, "Upload-Offset", "Upload-Complete")
+        with self.storage.locked(upload_id) as upload:
+            if upload is None:
+                raise IetfError("404 Not Found", "no such upload")
+            self.service.forget(upload, "aborted")
+            self.storage.delete(upload_id)
+        start_response("204 No Content", [])
+        return []
+
+    # -- bytes -------------------------------------------------------------------
+
+    def _receive(self, app: WSGIApplication, environ: WSGIEnvironment,
+                 start_response: StartResponse, upload_id: str, offset: int, done: bool,
+                 headers: Headers, status: str) -> Iterable[bytes]:
+        with self.storage.locked(upload_id) as upload:
+            if upload is None:
+                raise IetfError("404 Not Found", "no such upload")
+            if upload.state == COMPLETE and done and offset == upload.offset and \
+                    not environ.get("CONTENT_LENGTH", "0").strip("0"):
+                # the client lost the answer: the same answer, not a second call
+                return self._kept(start_response, upload, headers)
+            if upload.state != ACTIVE:
+                raise IetfError("400 Bad Request", "the upload is complete",
+                                self._state(upload), type=PROBLEM_TYPES + "completed-upload")
+            if offset != upload.offset:
+                raise IetfError("409 Conflict", "the offset is not the upload's",
+                                self._state(upload),
+                                type=PROBLEM_TYPES + "mismatching-upload-offset",
+                                **{"expected-offset": upload.offset, "provided-offset": offset})
+            declared = _number(environ, "CONTENT_LENGTH", "Content-Length")
+            if done and declared is not None:
+                self._fix_length(upload, offset + declared)
+            limit = None if upload.length is None else upload.length - offset
+            with Appender(self.storage, upload) as out:
+                try:
+                    self.service.receive(environ, upload, out, limit)
+                except BodyBroken:
+                    done = False
+                except TooLong:
+                    raise IetfError("400 Bad Request", "the content goes past Upload-Length",
+                                    [*headers]) from None
+            if done and upload.length is None:
+                upload.length = upload.offset
+            if done or upload.finished:
+                self._fix_length(upload, upload.offset)
+                self.service.complete(app, environ, upload)
+                return self._kept(start_response, upload, headers)
+        start_response(status, [*headers, *self._state(upload),
+                                ("Upload-Limit", self._limit(upload)),
+                                ("Content-Length", "0")])
+        return []
+
+    def _fix_length(self, upload: Upload, length: int) -> None:
+        if upload.length is not None and upload.length != length:
+            raise IetfError("400 Bad Request", f"the upload's length is {upload.length}",
+                            self._state(upload))
+        if upload.length is None:
+            upload.length = length
+            self.storage.save(upload)
+
+    # -- answers -----------------------------------------------------------------
+
+    def _kept(self, start_response: StartResponse, upload: Upload,
+              headers: Headers) -> Iterable[bytes]:
+        return self.service.kept_response(start_response, upload,
+                                          [*headers, *self._state(upload)])
+
+    def _state(self, upload: Upload) -> Headers:
+        done = "?0" if upload.state == ACTIVE else "?1"
+        return [("Upload-Offset", str(upload.offset)), ("Upload-Complete", done)]
+
+    def _limit(self, upload: Optional[Upload]) -> str:
+        limit = f"max-size={self.storage.max_size}"
+        if upload is not None:
+            remaining = max(0, int(upload.expires - self.storage.clock()))
+            limit += f", expires={remaining}"
+        return limit

@@ -1,0 +1,375 @@
+"""
+Upload service
+==============
+
+:class:`UploadService` is what the resumable-upload protocols
+(:mod:`wsgiprogress.web.tus`, :mod:`wsgiprogress.web.ietf`) share: the
+storage, the progress of each upload (one entry per progress ID from the
+first byte of the first request to ``done``, ``received`` growing across
+connections), reading a request body into an upload, completing it
+(:func:`wsgiprogress.resumable.complete`) and answering with the kept response.
+
+.. code-block:: python
+
+    service = UploadService(storage, progress_store, "/files/", id_finder)
+    with service.storage.locked(upload_id) as upload:
+        service.receive(environ, upload)        # appends the body, commits
+        if upload.finished:
+            service.complete(app, environ, upload)
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
+
+from .. import keys
+from ..progress.ids import is_valid_id
+from ..progress.ratelimit import RateLimitedWarning
+from ..resumable import complete
+from ..resumable.appender import Appender
+from ..resumable.completion import FRAMING_TYPES
+from ..resumable.parts import BYTERANGE, Background, StoredPart
+from ..resumable.storage import StorageError, TooLong
+from ..resumable.upload import ACTIVE, Upload, is_upload_id
+from .responses import plain
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..progress.ids import IdFinder
+    from ..progress.store import ProgressStore
+    from ..progress.tracker import Tracker
+    from ..resumable.storage import DirectoryStorage
+
+log = logging.getLogger("wsgiprogress")
+
+#: Bytes read from ``wsgi.input`` at a time (a blocking read waits for all of them).
+READ_SIZE = 64 * 1024
+#: Seconds a request waits for an upload being made in the background.
+CREATE_WAIT = 30.0
+#: The IETF draft's interop version (:mod:`wsgiprogress.web.ietf`).
+INTEROP_VERSION = "6"
+#: Where a completed upload keeps its response: ``<resumable_url><id>/response``.
+RESPONSE_SUFFIX = "/response"
+_BROKEN = RateLimitedWarning("upload %s: the request body broke off at offset %d; "
+                             "what arrived is kept")
+
+Headers = List[Tuple[str, str]]
+
+
+class BodyBroken(Exception):
+    """The request body ended before its declared length (the client left)."""
+
+
+class UploadService:
+    """The storage and progress of resumable uploads.
+
+    :param storage: where uploads live.
+    :param store: where their progress goes.
+    :param url: ``resumable_url``, ending in ``/``.
+    :param finder: finds a creating request's progress ID.
+    """
+
+    def __init__(self, storage: DirectoryStorage, store: ProgressStore, url: str,
+                 finder: IdFinder, min_id_length: int) -> None:
+        self.storage = storage
+        self.store = store
+        self.url = url
+        self.finder = finder
+        self.min_id_length = min_id_length
+        self._trackers: Dict[str, Tracker] = {}
+        self._lock = threading.Lock()
+        self.background = Background()
+        #: Uploads the background works on (made, kept): set when it is done.
+        self._pending: Dict[str, threading.Event] = {}
+
+    # -- names ---------------------------------------------------------------
+
+    def upload_id(self, environ: WSGIEnvironment) -> Optional[str]:
+        """The ID in ``<resumable_url><id>``, unchecked; ``None`` for other paths."""
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(self.url):
+            return None
+        rest = path[len(self.url):]
+        return rest or None
+
+    def location(self, environ: WSGIEnvironment, upload: Upload, suffix: str = "") -> str:
+        """The upload's URL as a path (no scheme or host to get wrong behind a proxy)."""
+        return f"{environ.get('SCRIPT_NAME', '')}{self.url}{upload.id}{suffix}"
+
+    def progress_id(self, environ: WSGIEnvironment) -> Optional[str]:
+        """The creating request's valid progress ID, which the upload keeps."""
+        found = self.finder.find(environ)
+        return found if found is not None and is_valid_id(found, self.min_id_length) else None
+
+    # -- progress ----------------------------------------------------------------
+
+    def tracker(self, environ: WSGIEnvironment, upload: Upload) -> Optional[Tracker]:
+        """The tracker of *upload*'s progress in this process, made (and
+        started at its offset) when needed; ``None`` when untracked or when
+        an outer layer counts this request already."""
+        if keys.TRACKER in environ:
+            return None
+        return self.track_upload(upload)
+
+    def track_upload(self, upload: Upload) -> Optional[Tracker]:
+        """The tracker of *upload*'s progress in this process, made when needed."""
+        if upload.progress_id is None:
+            return None
+        with self._lock:
+            tracker = self._trackers.get(upload.id)
+            if tracker is not None and not tracker.finished:
+                return tracker
+            self._trackers.pop(upload.id, None)
+            if len(self._trackers) >= self.storage.max_uploads:
+                return None
+            tracker = self.store.track(upload.progress_id, upload.length)
+            if tracker is not None:
+                tracker.resume_at(upload.offset)
+                self._trackers[upload.id] = tracker
+            return tracker
+
+    def forget(self, upload: Upload, reason: Optional[str] = None) -> None:
+        """Stop tracking *upload*; *reason* ends its progress as ``error``."""
+        with self._lock:
+            tracker = self._trackers.pop(upload.id, None)
+        if tracker is not None and reason is not None:
+            tracker.fail(reason)
+
+    # -- bodies the server stores as they arrive (on its I/O thread) -------------
+
+    def claims(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
+        """True for a request a protocol answers, from its head as waitress's
+        parser keys it (``UPLOAD_COMPLETE``): the server then counts it here,
+        not as a request of its own."""
+        return path.startswith(self.url) or path == self.url[:-1] or (
+            headers.get("UPLOAD_DRAFT_INTEROP_VERSION") == INTEROP_VERSION and
+            "UPLOAD_COMPLETE" in headers and method in ("POST", "PUT", "PATCH"))
+
+    def part_for(self, method: str, path: str, headers: Mapping[str, str]
+                 ) -> Optional[StoredPart]:
+        """Where the body of an append should go as it arrives, or ``None``
+        for any other request.  Cheap: one ``stat``, nothing read."""
+        if method != "PATCH" or not path.startswith(self.url):
+            return None
+        upload_id = path[len(self.url):]
+        content_type = headers.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        byterange = content_type == BYTERANGE
+        if not (byterange or content_type in FRAMING_TYPES) or not is_upload_id(upload_id) \
+                or not os.path.exists(self.storage.path(upload_id, ".json")):
+            return None
+        start = _offset(headers.get("UPLOAD_OFFSET"))
+        if "UPLOAD_CHECKSUM" in headers:
+            start = None  # a broken body cannot be checked: never kept
+        tracker = self._trackers.get(upload_id)
+        if tracker is None or tracker.finished or (start != tracker.received and not byterange):
+            tracker = None  # count only what extends the progress shown
+        try:
+            return StoredPart(self.storage, upload_id, start, self.background, tracker,
+                              byterange)
+        except OSError:
+            return None  # the directory is unwritable: waitress buffers it
+
+    def keep_partial(self, part: StoredPart) -> None:
+        """The connection broke while *part* arrived: append what did, in
+        the background, when it continues the upload."""
+        if part.start is None or not part.size:
+            return
+        part.written()
+        part.kept = self._later(part.upload_id, functools.partial(self._keep, part))
+
+    def make_later(self, part: StoredPart) -> bool:
+        """Have the upload of resumable request *part* made in the background;
+        False when it cannot be (the queue is full)."""
+        return self._later(part.upload_id, functools.partial(self.create_from_part, part))
+
+    def settled(self, upload_id: str, timeout: float = CREATE_WAIT) -> None:
+        """Wait (bounded) until the background is done with *upload_id*
+        (made, or what a broken request brought appended), so a client that
+        asks right after its 100 Continue or a drop sees it."""
+        done = self._pending.get(upload_id)
+        if done is not None:
+            done.wait(timeout)
+
+    def _later(self, upload_id: str, job: Callable[[], None]) -> bool:
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                done.set()
+                with self._lock:
+                    if self._pending.get(upload_id) is done:
+                        del self._pending[upload_id]
+
+        with self._lock:
+            self._pending[upload_id] = done  # jobs run in order: the last one settles
+        if self.background.submit(run):
+            return True
+        with self._lock:
+            if self._pending.get(upload_id) is done:
+                del self._pending[upload_id]
+        return False
+
+    def create_from_part(self, part: StoredPart) -> None:
+        """Make the upload of a resumable request (``Prefer: resume``): its
+        ID and its request come from *part* (run in the background, right
+        after its head arrived)."""
+        assert part.target is not None
+        upload = Upload.new(part.target, "resume", part.length, self.storage.clock(),
+                            self.storage.ttl, upload_id=part.upload_id,
+                            progress_id=part.progress_id)
+        try:
+            self.storage.create(upload)
+        except (StorageError, OSError):
+            log.warning("resumable request %s: cannot store it", part.upload_id,
+                        exc_info=True)
+
+    def _keep(self, part: StoredPart) -> None:
+        try:
+            with self.storage.locked(part.upload_id) as upload:
+                if upload is not None and upload.state == ACTIVE and \
+                        upload.offset == part.start:
+                    with Appender(self.storage, upload) as out:
+                        out.adopt(part)
+                    self.track_upload(upload)  # shows the kept bytes; resumes count on
+                    log.info("upload %s: kept %d bytes of a broken request",
+                             upload.id, part.size)
+        except StorageError:
+            pass  # busy (another append runs), too long or full: the client resends
+        finally:
+            part.remove()
+
+    # -- bytes -------------------------------------------------------------------
+
+    def receive(self, environ: WSGIEnvironment, upload: Upload, out: Appender,
+                limit: Optional[int] = None, length: Optional[int] = None) -> None:
+        """Append the request body to *upload* through *out*, counting it.
+
+        :param limit: the most bytes accepted (``TooLong`` past it, what
+            fits is kept).
+        :param length: the bytes left to read from ``wsgi.input``, when not
+            its Content-Length (a ``message/byterange`` part's body).
+        :raises BodyBroken: when the body ends early; what arrived is kept
+            when *out* commits partial appends.
+        :raises StorageError: past a bound.
+        """
+        tracker = self.tracker(environ, upload)
+        part = environ.get(keys.STORED_PART)
+        if part is not None and part.upload_id == upload.id and length is None:
+            out.adopt(part)  # the server wrote the body into the storage already
+            if tracker is not None:
+                tracker.add_received(part.size - part.counted)
+            return
+        declared = _content_length(environ) if length is None else length
+        stream = environ["wsgi.input"]
+        remaining = declared if declared is not None else -1
+        while remaining:
+            want = READ_SIZE if remaining < 0 else min(READ_SIZE, remaining)
+            try:
+                chunk = stream.read(want)
+            except Exception as exc:
+                _BROKEN.warn(upload.id, out.end)
+                raise BodyBroken("the request body broke off") from exc
+            if not chunk:
+                if remaining > 0:
+                    _BROKEN.warn(upload.id, out.end)
+                    raise BodyBroken("the request body ended early")
+                return
+            if limit is not None and out.written + len(chunk) > limit:
+                out.write(chunk[:limit - out.written])
+                raise TooLong(f"the upload's length is {out.limit} bytes")
+            out.write(chunk)
+            if tracker is not None:
+                tracker.add_received(len(chunk))
+            if remaining > 0:
+                remaining -= len(chunk)
+
+    def close(self) -> None:
+        """Finish the background jobs (kept bodies) and stop its thread."""
+        self.background.close()
+
+    def complete(self, app: WSGIApplication, environ: WSGIEnvironment,
+                 upload: Upload) -> None:
+        """Every byte is stored: call *app* once and keep its answer."""
+        tracker = self.tracker(environ, upload)
+        self.forget(upload)
+        complete(app, environ, self.storage, upload, tracker)
+
+    # -- answers -----------------------------------------------------------------
+
+    def kept_response(self, start_response: StartResponse, upload: Upload,
+                      extra: Sequence[Tuple[str, str]] = (), head_only: bool = False
+                      ) -> Iterable[bytes]:
+        """Answer with the kept response of a completed *upload*, plus *extra* headers."""
+        assert upload.response is not None
+        status, headers = upload.response
+        body = self.storage.open_response(upload)
+        size = file_size(body)
+        names = {name.lower() for name, _ in headers}
+        length = [] if "content-length" in names else [("Content-Length", str(size))]
+        start_response(status, [*headers, *length, *extra])
+        if head_only:
+            body.close()
+            return []
+        return FileChunks(body)
+
+
+class FileChunks:
+    """A response body read from an open file, closed with the response."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(lambda: self.stream.read(READ_SIZE), b"")
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def answer_storage_error(start_response: StartResponse, exc: StorageError,
+                         headers: Sequence[Tuple[str, str]] = ()) -> List[bytes]:
+    """The HTTP answer to a storage bound: 413, 423, 503 or 507 and why."""
+    extra = [("Retry-After", "5")] if exc.status.startswith("503") else []
+    return plain(start_response, exc.status, str(exc), [*headers, *extra])
+
+
+def _offset(value: Optional[str]) -> Optional[int]:
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def _content_length(environ: WSGIEnvironment) -> Optional[int]:
+    value = environ.get("CONTENT_LENGTH")
+    if value:
+        try:
+            return max(0, int(value))
+        except ValueError:
+            return 0
+    if environ.get("wsgi.input_terminated") or \
+            "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return None
+    return 0
+
+
+def file_size(stream: Any) -> int:
+    """The size of the open file *stream*."""
+    return os.fstat(stream.fileno()).st_size
