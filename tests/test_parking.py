@@ -278,6 +278,26 @@ def test_a_parked_progress_long_poll_hears_an_upload_on_one_busy_thread() -> Non
             sock.close()
 
 
+def test_a_new_connection_on_a_closed_parked_ones_descriptor_is_served() -> None:
+    with running(app, mailbox=True, threads=1) as (server, port):
+        cursor = cursor_of(port)
+        sock = connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30")
+        assert until(lambda: len(server.mailbox.waiters) == 1)
+
+        def close_parked() -> None:  # as shedding or a shutdown would: no event on it
+            for channel in list(server._map.values()):
+                if getattr(channel, "requests", None):
+                    channel.handle_close()
+        server.trigger.pull_trigger(close_parked)
+        assert until(lambda: len(server.mailbox.waiters) == 0)
+        sock.close()
+        for _ in range(3):  # the next connection reuses the descriptor: it is not quiet
+            ordinary = socket.create_connection((HOST, port), timeout=5)
+            ordinary.sendall(b"GET /ordinary HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(ordinary).endswith(b"ok")
+            ordinary.close()
+
+
 @pytest.mark.parametrize("lookahead", [0, 1])
 def test_a_parked_client_that_leaves_frees_its_slot_whatever_the_lookahead(lookahead: int
                                                                            ) -> None:

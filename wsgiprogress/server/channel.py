@@ -333,6 +333,12 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         for event in list(self.departure_events):
             event.set()
 
+    def del_channel(self, map: Optional[Dict[int, Any]] = None) -> None:
+        fd = self._fileno
+        super().del_channel(map)
+        if fd is not None:  # closed, or handed to the application
+            self.server.progress_loop.forget(fd, self)
+
     def handle_close(self) -> None:
         super().handle_close()
         if self.websocket is not None:

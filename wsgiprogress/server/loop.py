@@ -37,7 +37,7 @@ import logging
 import select
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from waitress import wasyncore
 
@@ -67,7 +67,7 @@ class Loop:
         self._periodic: List[List[Any]] = []  # [next time, interval, work]
         self._epoll: Optional[Any] = None
         self._interest: Dict[int, Tuple[Any, int]] = {}  # fd -> (dispatcher, events)
-        self._quiet: Set[int] = set()
+        self._quiet: Dict[int, Any] = {}  # fd -> the quiet dispatcher on it
 
     def on_loop(self) -> bool:
         """True on the thread that runs the loop."""
@@ -98,12 +98,32 @@ class Loop:
         until an event on its socket or :meth:`wake_up` (loop thread only):
         for a connection whose interest cannot change on its own."""
         if self._epoll is not None:
-            self._quiet.add(dispatcher._fileno)
+            self._quiet[dispatcher._fileno] = dispatcher
 
     def wake_up(self, dispatcher: Any) -> None:
         """Ask *dispatcher* again from the next turn on (loop thread only):
         call before giving a quiet connection something to write."""
-        self._quiet.discard(dispatcher._fileno)
+        self._quiet.pop(dispatcher._fileno, None)
+
+    def forget(self, fd: int, dispatcher: Any) -> None:
+        """*dispatcher*, which was on descriptor *fd*, left the map (closed,
+        or its socket handed to the application): drop what the loop kept of
+        it, so nothing of it stays alive, epoll stops watching a socket that
+        stays open, and a new connection on *fd* starts afresh.  Callable
+        from any thread."""
+        if not self.on_loop():
+            self.call_soon(functools.partial(self.forget, fd, dispatcher))
+            return
+        if self._quiet.get(fd) is dispatcher:
+            del self._quiet[fd]
+        known = self._interest.get(fd)
+        if known is not None and known[0] is dispatcher:
+            del self._interest[fd]
+            if self._epoll is not None:
+                try:
+                    self._epoll.unregister(fd)
+                except OSError:  # closed: epoll forgot it by itself
+                    pass
 
     def every(self, interval: float, work: Callable[[float], None]) -> None:
         """Run ``work(now)`` on the loop every *interval* seconds."""
@@ -136,7 +156,9 @@ class Loop:
         interest, quiet = self._interest, self._quiet
         for fd, obj in list(map.items()):
             if fd in quiet:
-                continue
+                if quiet[fd] is obj:
+                    continue
+                del quiet[fd]  # a new connection on a closed one's descriptor
             events = 0
             if obj.readable():
                 events = _READ
@@ -156,18 +178,18 @@ class Loop:
         if len(interest) > 2 * len(map) + 64:  # closed sockets left epoll by themselves
             for fd in [fd for fd in interest if fd not in map]:
                 del interest[fd]
-                quiet.discard(fd)
+                quiet.pop(fd, None)
         for fd, flags in epoll.poll(timeout):
             obj = map.get(fd)
             if obj is None:  # left the map with its socket open: stop watching it
                 interest.pop(fd, None)
-                quiet.discard(fd)
+                quiet.pop(fd, None)
                 try:
                     epoll.unregister(fd)
                 except OSError:
                     pass
                 continue
-            quiet.discard(fd)  # something happened: ask it again
+            quiet.pop(fd, None)  # something happened: ask it again
             if obj.accepting:
                 self._accept(obj, flags, map)
             else:
