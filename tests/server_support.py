@@ -59,6 +59,14 @@ def running(app: Any, **settings: Any) -> Iterator[Tuple[Any, int]]:
         assert not thread.is_alive(), "server loop did not stop"
 
 
+def ok_app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Reads the whole body and answers ``ok``: the application of tests about
+    the server itself."""
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
 def probe(port: int, progress_id: str, query: str = "", timeout: float = 5.0) -> Dict[str, Any]:
     """One native probe answer as a dict."""
     conn = HTTPConnection(HOST, port, timeout=timeout)

@@ -8,7 +8,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -18,24 +18,20 @@ from wsgiprogress.web import sse
 from wsgiprogress.web.event_stream import EventStream, StreamTiming
 from wsgiprogress.web.waiting import LongPoll
 
-from server_support import HOST, SlowUpload, open_fds, read_events, read_response, running
+from server_support import (
+    HOST,
+    SlowUpload,
+    ok_app,
+    open_fds,
+    read_events,
+    read_response,
+    running,
+    wait_until,
+)
 
 NAME = "0123456789abcdef0123456789abcdef"
 
 
-def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Length", "2")])
-    return [b"ok"]
-
-
-def until(condition: Any, deadline: float = 10.0) -> bool:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def connect(port: int, path: str, extra: str = "") -> socket.socket:
@@ -184,13 +180,13 @@ def test_the_loop_runs_calls_from_other_threads_and_timers_in_order() -> None:
 
 
 def test_hundreds_of_parked_long_polls_hold_no_thread_and_all_hear_one_post() -> None:
-    with running(app, mailbox=True, threads=2) as (server, port):
+    with running(ok_app, mailbox=True, threads=2) as (server, port):
         cursor = cursor_of(port)
         waiters = server.mailbox.waiters
         socks = [connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30") for _ in range(300)]
         try:
-            assert until(lambda: len(waiters) == 300)
-            assert until(lambda: server.task_dispatcher.active_count == 0)
+            wait_until(lambda: len(waiters) == 300)
+            wait_until(lambda: server.task_dispatcher.active_count == 0)
             # the two threads are free for ordinary requests meanwhile
             ordinary = connect(port, "/ordinary")
             assert read_response(ordinary).endswith(b"ok")
@@ -199,14 +195,14 @@ def test_hundreds_of_parked_long_polls_hold_no_thread_and_all_hear_one_post() ->
             for sock in socks:
                 reply = body_of(read_response(sock))
                 assert [m["data"] for m in reply["messages"]] == ["hello"]
-            assert until(lambda: len(waiters) == 0)
+            wait_until(lambda: len(waiters) == 0)
         finally:
             for sock in socks:
                 sock.close()
 
 
 def test_a_parked_long_poll_times_out_on_the_loop_and_the_connection_goes_on() -> None:
-    with running(app, mailbox=True, threads=1) as (server, port):
+    with running(ok_app, mailbox=True, threads=1) as (server, port):
         cursor = cursor_of(port)
         sock = connect(port, f"/mailbox/{NAME}?after={cursor}&wait=0.3")
         try:
@@ -222,13 +218,13 @@ def test_a_parked_long_poll_times_out_on_the_loop_and_the_connection_goes_on() -
 
 
 def test_a_request_pipelined_behind_a_parked_one_is_answered_after_it_in_order() -> None:
-    with running(app, mailbox=True, threads=1) as (server, port):
+    with running(ok_app, mailbox=True, threads=1) as (server, port):
         cursor = cursor_of(port)
         sock = socket.create_connection((HOST, port), timeout=15)
         try:
             sock.sendall(f"GET /mailbox/{NAME}?after={cursor}&wait=30 HTTP/1.1\r\nHost: t\r\n"
                          f"\r\nGET /ordinary HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-            assert until(lambda: len(server.mailbox.waiters) == 1)
+            wait_until(lambda: len(server.mailbox.waiters) == 1)
             server.mailbox.post(NAME, "first")
             replies = sock.makefile("rb")  # both answers may come in one read
             first, second = read_reply(replies), read_reply(replies)
@@ -239,13 +235,13 @@ def test_a_request_pipelined_behind_a_parked_one_is_answered_after_it_in_order()
 
 
 def test_parked_event_streams_send_events_and_keepalives_without_a_thread() -> None:
-    with running(app, mailbox=True, threads=1, sse_keepalive=0.2) as (server, port):
+    with running(ok_app, mailbox=True, threads=1, sse_keepalive=0.2) as (server, port):
         cursor = cursor_of(port)
         socks = [connect(port, f"/mailbox/{NAME}?after={cursor}", "Accept: text/event-stream\r\n")
                  for _ in range(20)]
         try:
-            assert until(lambda: len(server.mailbox.waiters) == 20)
-            assert until(lambda: server.task_dispatcher.active_count == 0)
+            wait_until(lambda: len(server.mailbox.waiters) == 20)
+            wait_until(lambda: server.task_dispatcher.active_count == 0)
             first = socks[0].recv(65536)
             while first.count(b": keepalive") < 2:  # heartbeats from the loop's timers
                 first += socks[0].recv(65536)
@@ -258,15 +254,15 @@ def test_parked_event_streams_send_events_and_keepalives_without_a_thread() -> N
         finally:
             for sock in socks:
                 sock.close()
-        assert until(lambda: len(server.mailbox.waiters) == 0)
+        wait_until(lambda: len(server.mailbox.waiters) == 0)
 
 
 def test_a_parked_progress_long_poll_hears_an_upload_on_one_busy_thread() -> None:
     progress_id = "c0ffee00c0ffee00c0ffee00c0ffee00"
-    with running(app, threads=1) as (server, port):
+    with running(ok_app, threads=1) as (server, port):
         sock = connect(port, f"/progress?X-Progress-ID={progress_id}&wait=20")
         try:
-            assert until(lambda: len(server.progress_store.waiters) == 1)
+            wait_until(lambda: len(server.progress_store.waiters) == 1)
             upload = SlowUpload(port, f"/upload?X-Progress-ID={progress_id}", 1 << 20,
                                 piece=64 * 1024, delay=0.02)
             upload.start()
@@ -279,17 +275,17 @@ def test_a_parked_progress_long_poll_hears_an_upload_on_one_busy_thread() -> Non
 
 
 def test_a_new_connection_on_a_closed_parked_ones_descriptor_is_served() -> None:
-    with running(app, mailbox=True, threads=1) as (server, port):
+    with running(ok_app, mailbox=True, threads=1) as (server, port):
         cursor = cursor_of(port)
         sock = connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30")
-        assert until(lambda: len(server.mailbox.waiters) == 1)
+        wait_until(lambda: len(server.mailbox.waiters) == 1)
 
         def close_parked() -> None:  # as shedding or a shutdown would: no event on it
             for channel in list(server._map.values()):
                 if getattr(channel, "requests", None):
                     channel.handle_close()
         server.trigger.pull_trigger(close_parked)
-        assert until(lambda: len(server.mailbox.waiters) == 0)
+        wait_until(lambda: len(server.mailbox.waiters) == 0)
         sock.close()
         for _ in range(3):  # the next connection reuses the descriptor: it is not quiet
             ordinary = socket.create_connection((HOST, port), timeout=5)
@@ -301,19 +297,19 @@ def test_a_new_connection_on_a_closed_parked_ones_descriptor_is_served() -> None
 @pytest.mark.parametrize("lookahead", [0, 1])
 def test_a_parked_client_that_leaves_frees_its_slot_whatever_the_lookahead(lookahead: int
                                                                            ) -> None:
-    with running(app, mailbox=True, threads=1, channel_request_lookahead=lookahead) \
+    with running(ok_app, mailbox=True, threads=1, channel_request_lookahead=lookahead) \
             as (server, port):
         cursor = cursor_of(port)
         sock = connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30")
-        assert until(lambda: len(server.mailbox.waiters) == 1)
+        wait_until(lambda: len(server.mailbox.waiters) == 1)
         sock.close()
         started = time.monotonic()
-        assert until(lambda: len(server.mailbox.waiters) == 0)
+        wait_until(lambda: len(server.mailbox.waiters) == 0)
         assert time.monotonic() - started < 2  # at the close, not at the deadline
         # and on a connection that stays, the answer still comes
         sock = connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30")
         try:
-            assert until(lambda: len(server.mailbox.waiters) == 1)
+            wait_until(lambda: len(server.mailbox.waiters) == 1)
             server.mailbox.post(NAME, "after")
             assert [m["data"] for m in body_of(read_response(sock))["messages"]] == ["after"]
         finally:
@@ -322,13 +318,13 @@ def test_a_parked_client_that_leaves_frees_its_slot_whatever_the_lookahead(looka
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 def test_a_disconnect_storm_while_posting_loses_nothing_and_leaks_nothing(reset: bool) -> None:
-    with running(app, mailbox=True, threads=2, max_wait=30) as (server, port):
+    with running(ok_app, mailbox=True, threads=2, max_wait=30) as (server, port):
         cursor = cursor_of(port)
         waiters = server.mailbox.waiters
         fds_before = open_fds()
         stay = [connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30") for _ in range(50)]
         leave = [connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30") for _ in range(150)]
-        assert until(lambda: len(waiters) == 200)
+        wait_until(lambda: len(waiters) == 200)
         poster = threading.Thread(target=lambda: [server.mailbox.post(NAME, f"p{n}")
                                                   for n in range(5)])
         for n, sock in enumerate(leave):
@@ -347,18 +343,18 @@ def test_a_disconnect_storm_while_posting_loses_nothing_and_leaks_nothing(reset:
         finally:
             for sock in stay:
                 sock.close()
-        assert until(lambda: len(waiters) == 0)
-        assert until(lambda: open_fds() <= fds_before)
+        wait_until(lambda: len(waiters) == 0)
+        wait_until(lambda: open_fds() <= fds_before)
 
 
 def test_parked_waiters_on_redis_are_stepped_off_the_loop(
         redis: Any, caplog: pytest.LogCaptureFixture) -> None:
-    with running(app, mailbox=True, threads=2, backend=redis.url) as (server, port):
+    with running(ok_app, mailbox=True, threads=2, backend=redis.url) as (server, port):
         cursor = cursor_of(port)
         socks = [connect(port, f"/mailbox/{NAME}?after={cursor}&wait=30") for _ in range(20)]
         try:
-            assert until(lambda: len(server.mailbox.waiters) == 20)
-            assert until(lambda: server.task_dispatcher.active_count == 0)
+            wait_until(lambda: len(server.mailbox.waiters) == 20)
+            wait_until(lambda: server.task_dispatcher.active_count == 0)
             server.mailbox.post(NAME, "via redis")
             for sock in socks:
                 assert [m["data"] for m in body_of(read_response(sock))["messages"]] == \

@@ -8,27 +8,23 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterable, List
+from typing import List
 
-from server_support import HOST, SlowUpload, probe, read_response, running, status_of
+from server_support import (
+    HOST,
+    SlowUpload,
+    ok_app,
+    probe,
+    read_response,
+    running,
+    status_of,
+    wait_until,
+)
 
 NAME = "0123456789abcdef0123456789abcdef"
 PROGRESS_ID = "5105105105105105a5105105105105a1"
 
 
-def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Length", "2")])
-    return [b"ok"]
-
-
-def until(condition: Any, deadline: float = 10.0) -> bool:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 class Dribbler(threading.Thread):
@@ -79,7 +75,7 @@ def ordinary(port: int, timeout: float = 10) -> float:
 
 
 def test_a_head_not_complete_in_time_gets_408_and_a_close() -> None:
-    with running(app, header_timeout=1) as (_, port):
+    with running(ok_app, header_timeout=1) as (_, port):
         slow = Dribbler(port, b"GET /ordinary HTTP/1.1\r\nHost: " + b"x" * 200, 0.05)
         started = time.monotonic()
         slow.start()
@@ -90,12 +86,12 @@ def test_a_head_not_complete_in_time_gets_408_and_a_close() -> None:
 
 
 def test_a_body_slower_than_the_minimum_rate_gets_408_and_its_progress_says_so() -> None:
-    with running(app, body_timeout=1, body_min_rate=10_000) as (_, port):
+    with running(ok_app, body_timeout=1, body_min_rate=10_000) as (_, port):
         target = f"/upload?X-Progress-ID={PROGRESS_ID}"
         slow = SlowUpload(port, target, 100_000, piece=200, delay=0.05)  # ~4 KB/s
         slow.start()
         slow.join(20)
-        assert until(lambda: probe(port, PROGRESS_ID)["state"] == "error")
+        wait_until(lambda: probe(port, PROGRESS_ID)["state"] == "error")
         entry = probe(port, PROGRESS_ID)
         assert entry["status"] == 408, entry
         assert 0 < entry["received"] < 100_000
@@ -107,11 +103,11 @@ def test_a_body_slower_than_the_minimum_rate_gets_408_and_its_progress_says_so()
 
 
 def test_at_the_connection_limit_the_slowest_heads_make_room() -> None:
-    with running(app, mailbox=True, threads=2, connection_limit=40, max_waiters=5,
+    with running(ok_app, mailbox=True, threads=2, connection_limit=40, max_waiters=5,
                  header_timeout=60) as (server, port):
         waiter = socket.create_connection((HOST, port), timeout=20)
         waiter.sendall(f"GET /mailbox/{NAME}?wait=30 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        assert until(lambda: len(server.mailbox.waiters) == 1)
+        wait_until(lambda: len(server.mailbox.waiters) == 1)
         dribblers: List[Dribbler] = []
         try:
             for _ in range(60):
@@ -119,7 +115,7 @@ def test_at_the_connection_limit_the_slowest_heads_make_room() -> None:
                 dribbler.start()
                 dribblers.append(dribbler)
             listener = server
-            assert until(lambda: listener.in_connection_overflow or any(
+            wait_until(lambda: listener.in_connection_overflow or any(
                 d.closed_at for d in dribblers))
             assert ordinary(port, timeout=15) < 10
             assert any(status_of(d.reply) == 408 for d in dribblers)

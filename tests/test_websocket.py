@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from http.client import HTTPConnection
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -21,32 +21,19 @@ from wsproto.events import CloseConnection, Ping, Request
 
 from wsgiprogress.backends import backend_from_url
 
-from server_support import HOST, SlowUpload, open_fds, running
+from server_support import HOST, SlowUpload, ok_app, open_fds, running, wait_until
 
 NAME = "0123456789abcdef0123456789abcdef"
 TOKEN = "websocket-token-0123456789"
 PROGRESS_ID = "feedbeeffeedbeeffeedbeeffeedbeef"
 
 
-def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Length", "2")])
-    return [b"ok"]
-
-
-def until(condition: Any, deadline: float = 10.0) -> bool:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def serve(**settings: Any) -> Any:
     settings = {"mailbox": True, "websocket": True, "threads": 2, "publish": True,
                 "publish_token": TOKEN, **settings}
-    return running(app, **settings)
+    return running(ok_app, **settings)
 
 
 def url(port: int, path: str = f"/mailbox/{NAME}") -> str:
@@ -65,15 +52,15 @@ def test_a_mailbox_socket_gets_new_messages_parked_without_a_thread() -> None:
         server.mailbox.post(NAME, "before")  # not sent: no after=, only what comes next
         with contextlib.ExitStack() as stack:
             sockets = [stack.enter_context(connect(url(port))) for _ in range(20)]
-            assert until(lambda: len(server.mailbox.waiters) == 20)
-            assert until(lambda: server.task_dispatcher.active_count == 0)
+            wait_until(lambda: len(server.mailbox.waiters) == 20)
+            wait_until(lambda: server.task_dispatcher.active_count == 0)
             server.mailbox.post(NAME, "one")
             server.mailbox.post(NAME, "two")
             for ws in sockets:
                 got = [data_of(ws.recv(timeout=5)) for _ in range(2)]
                 assert [m["data"] for m in got] == ["one", "two"]
                 assert set(got[0]) == {"id", "data", "time"}  # the long-poll's message object
-        assert until(lambda: len(server.mailbox.waiters) == 0)
+        wait_until(lambda: len(server.mailbox.waiters) == 0)
 
 
 def test_after_replays_and_a_gap_comes_first_in_its_own_message() -> None:
@@ -136,10 +123,10 @@ def test_a_reader_too_slow_is_closed_1008_and_resumes_with_after_losing_nothing(
             def stalled() -> bool:
                 seen.append(channel.total_outbufs_len)
                 return len(seen) > 20 and seen[-1] > 16 * 1024 and len(set(seen[-20:])) == 1
-            assert until(stalled, deadline=20)
+            wait_until(stalled, timeout=20)
             assert channel.total_outbufs_len < 16 * 1024 + 16 * 4100
             posted.append(server.mailbox.post(NAME, "news for a reader this far behind")[NAME])
-            assert until(lambda: len(server.mailbox.waiters) == 0)  # closed: slot freed
+            wait_until(lambda: len(server.mailbox.waiters) == 0)  # closed: slot freed
         finally:
             raw.sock.close()
         # a reader that keeps up gets the whole backlog, in batches as it reads
@@ -209,7 +196,7 @@ def test_origins_same_site_or_listed() -> None:
 
 
 def test_off_by_default_an_upgrade_is_an_ordinary_request() -> None:
-    with running(app, mailbox=True) as (_, port):
+    with running(ok_app, mailbox=True) as (_, port):
         status, headers = handshake(port, f"/mailbox/{NAME}")
         assert status == 200 and headers["content-type"].startswith("application/json")
 
@@ -283,7 +270,7 @@ def test_a_ping_flood_from_a_reader_that_stops_reading_is_throttled_then_closed(
             pass
         assert sent < 50 * 2**20
         # unread pongs held at the bound, no thread: the silence then closes it
-        assert until(lambda: len(server.mailbox.waiters) == 0)
+        wait_until(lambda: len(server.mailbox.waiters) == 0)
         assert server.task_dispatcher.active_count == 0
         raw.sock.close()
 
@@ -291,12 +278,12 @@ def test_a_ping_flood_from_a_reader_that_stops_reading_is_throttled_then_closed(
 def test_pings_keep_a_quiet_socket_and_silence_closes_it_1001() -> None:
     with serve(websocket_ping=0.1, websocket_idle_timeout=0.6) as (server, port):
         raw = RawClient(port, f"/mailbox/{NAME}")
-        assert until(lambda: (raw._read() or True) and any(
-            isinstance(e, Ping) for e in raw.events), deadline=3)
+        wait_until(lambda: (raw._read() or True) and any(
+            isinstance(e, Ping) for e in raw.events), timeout=3)
         # this client never answers a ping: after 0.6 s it is closed as gone
         assert raw.close_code() == 1001
         raw.sock.close()
-        assert until(lambda: len(server.mailbox.waiters) == 0)
+        wait_until(lambda: len(server.mailbox.waiters) == 0)
 
 
 def test_a_hundred_sessions_leak_no_descriptor_and_no_slot() -> None:
@@ -307,14 +294,14 @@ def test_a_hundred_sessions_leak_no_descriptor_and_no_slot() -> None:
                 if n % 10 == 0:
                     server.mailbox.post(NAME, f"n{n}")
                     assert data_of(ws.recv(timeout=5))["data"] == f"n{n}"
-        assert until(lambda: len(server.mailbox.waiters) == 0)
-        assert until(lambda: open_fds() <= before)
+        wait_until(lambda: len(server.mailbox.waiters) == 0)
+        wait_until(lambda: open_fds() <= before)
 
 
 def test_mailbox_sockets_on_redis_get_posts_from_another_process(redis: Any) -> None:
     with serve(backend=redis.url) as (server, port):
         with connect(url(port)) as ws:
-            assert until(lambda: len(server.mailbox.waiters) == 1)
+            wait_until(lambda: len(server.mailbox.waiters) == 1)
             backend = backend_from_url(redis.url)  # another process's stores, in effect
             try:
                 backend.mailbox.post(NAME, "from elsewhere")
