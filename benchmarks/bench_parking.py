@@ -72,7 +72,8 @@ def serve(kind: str) -> None:
     else:
         limit: Dict[str, Any] = {"connection_limit": 100} if kind == "ours-100" else {}
         server = create_server(hello, host=HOST, port=0, mailbox=True, publish=True,
-                               publish_token=TOKEN, max_wait=300, **limit)
+                               publish_token=TOKEN, max_wait=300,
+                               websocket=kind == "ours-websocket", **limit)
     serve_until_stdin_closes(server)
 
 
