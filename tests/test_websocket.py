@@ -308,3 +308,41 @@ def test_mailbox_sockets_on_redis_get_posts_from_another_process(redis: Any) -> 
                 assert data_of(ws.recv(timeout=5))["data"] == "from elsewhere"
             finally:
                 backend.close()
+
+
+def test_permessage_deflate_only_when_offered_by_the_setting() -> None:
+    with serve() as (_, port):
+        with connect(url(port)) as ws:  # the client offers it; off by default
+            assert ws.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+    with serve(websocket_deflate=True) as (server, port):
+        with connect(url(port)) as ws:
+            assert ws.response is not None
+            assert ws.response.headers["Sec-WebSocket-Extensions"].startswith(
+                "permessage-deflate")
+            wait_until(lambda: len(server.mailbox.waiters) == 1)
+            server.mailbox.post(NAME, "squeezed " * 100)
+            assert data_of(ws.recv(timeout=5))["data"] == "squeezed " * 100
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/mailbox/guessable", 403),        # the default policy reads unguessable names only
+    ("/mailbox/bad%20name!", 400),
+    ("/mailbox/" + NAME + "?after=x", 400),
+    ("/progress?X-Progress-ID=no!", 400),
+], ids=["guessable", "bad-name", "bad-cursor", "bad-progress-id"])
+def test_the_long_polls_rules_refuse_before_the_handshake(path: str, status: int) -> None:
+    with serve() as (server, port):
+        assert handshake(port, path)[0] == status
+        assert len(server.mailbox.waiters) == 0
+
+
+def test_the_authorize_hook_decides_who_reads_and_who_publishes() -> None:
+    def authorize(environ: Dict[str, Any], name: Any, action: str) -> bool:
+        return environ.get("HTTP_COOKIE") == "user=alice" and action in ("read", "publish")
+    with serve(authorize=authorize) as (server, port):
+        assert handshake(port, "/mailbox/alice-inbox")[0] == 403
+        with connect(url(port, "/mailbox/alice-inbox"),
+                     additional_headers={"Cookie": "user=alice"}) as ws:
+            ws.send(json.dumps({"data": "by cookie"}))  # browsers: the hook, not a token
+            assert data_of(ws.recv(timeout=5))["data"] == "by cookie"
