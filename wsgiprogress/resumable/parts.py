@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from .storage import DirectoryStorage
     from .upload import Target
 
+    #: The work the writer thread takes, None to stop (typing only: queue.Queue
+    #: takes no [] at run time before Python 3.9).
+    Jobs = queue.Queue[Optional[Callable[[], None]]]  # novermin: never run
+
 log = logging.getLogger("wsgiprogress")
 
 #: The media type of a byte-range PATCH body: one part, its header block, its bytes.
@@ -82,7 +86,7 @@ class Background:
     flushing parts while they arrive and keeping broken bodies."""
 
     def __init__(self) -> None:
-        self.jobs: queue.Queue[Optional[Callable[[], None]]] = queue.Queue(QUEUE_LIMIT)
+        self.jobs: Jobs = queue.Queue(QUEUE_LIMIT)
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
 
