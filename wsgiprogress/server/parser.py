@@ -165,11 +165,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
 
     def _decide(self) -> None:
         rules = self.rules
-        if self.error is None and self.command in ("GET", "HEAD"):
+        if self.error is None:
             probe_path, prefixes = self.endpoints
             path = self.path
-            self.is_endpoint = (path == probe_path or path.startswith(prefixes)) and not (
-                PEEK_FOR_DEPARTURE and waits(self.query, self.headers))
+            if self.command in ("GET", "HEAD"):
+                self.is_endpoint = (path == probe_path or path.startswith(prefixes)) and not (
+                    PEEK_FOR_DEPARTURE and waits(self.query, self.headers))
+            else:  # a publish, a cancel: small bodies, read in full before dispatch
+                self.is_endpoint = path.startswith(prefixes) and not self.chunked
             if self.is_endpoint:
                 return
             if self.handoff and upgrades_to_websocket(self):
