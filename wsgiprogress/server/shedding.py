@@ -23,18 +23,19 @@ sends a byte is left to waitress's ``channel_timeout``, unless shed.
 """
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..progress.entry import HTTP_ERROR
-
-log = logging.getLogger("wsgiprogress")
+from ..progress.ratelimit import RateLimitedWarning
 
 #: Only connections at least this old are shed: a new client gets to send.
 SHED_AFTER = 1.0
 #: Share of the open connections shed at once at the limit.
 SHED_SHARE = 10
+#: At the limit this happens four times a second: a line every few seconds at most.
+_SHED = RateLimitedWarning("connection limit reached: closed %d of the slowest unfinished "
+                           "requests and idle connections")
 _REASON = {"head": b"request head not received in time\n",
            "body": b"request body arrived too slowly\n"}
 
@@ -129,5 +130,4 @@ class SlowClients:
             else:
                 reject(channel, "head")
         if idle:
-            log.warning("connection limit reached: closed %d of the slowest unfinished "
-                        "requests and idle connections", min(count, len(idle)))
+            _SHED.warn(min(count, len(idle)))
