@@ -109,8 +109,7 @@ def test_a_reader_too_slow_is_closed_1008_and_resumes_with_after_losing_nothing(
     count = 3000  # 12 MB: more than the kernel's socket buffers hold for a reader this slow
     with serve(websocket_max_queued=16 * 1024, max_messages=count + 1,
                max_bytes=50 * 2**20) as (server, port):
-        raw = RawClient(port, f"/mailbox/{NAME}")
-        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw = RawClient(port, f"/mailbox/{NAME}", receive_buffer=4096)
         try:
             payload = "p" * 4000
             posted = [server.mailbox.post(NAME, payload + str(n))[NAME] for n in range(count)]
@@ -213,8 +212,12 @@ def test_beyond_the_waiter_cap_503() -> None:
 class RawClient:
     """A wsproto client over a plain socket, to send what browsers never do."""
 
-    def __init__(self, port: int, path: str) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout=5)
+    def __init__(self, port: int, path: str, receive_buffer: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer:  # before connecting: the window stays that small
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(5)
+        self.sock.connect((HOST, int(port)))  # waitress may report it as text
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.sock.sendall(self.ws.send(Request(host=f"{HOST}:{port}", target=path)))
         self.events: List[Any] = []
@@ -257,8 +260,7 @@ def test_unmasked_frames_invalid_utf8_and_a_bare_close_get_their_close_codes() -
 
 def test_a_ping_flood_from_a_reader_that_stops_reading_is_throttled_then_closed() -> None:
     with serve(websocket_max_queued=16 * 1024, websocket_idle_timeout=1) as (server, port):
-        raw = RawClient(port, f"/mailbox/{NAME}")
-        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw = RawClient(port, f"/mailbox/{NAME}", receive_buffer=4096)
         flood = b"".join(raw.ws.send(Ping(payload=b"x" * 100)) for _ in range(200))
         raw.sock.settimeout(0.5)
         sent = 0
