@@ -238,6 +238,20 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             self.probe_on_loop = False
             self.service()
 
+    def go_quiet(self) -> None:
+        """Nothing changes on this connection until its socket or its owner
+        (a parked request, a WebSocket session) stirs it: the loop stops asking
+        it each turn, once its output is flushed.  Loop thread only."""
+        if self.total_outbufs_len:
+            self.quiet_when_flushed = True
+        else:
+            self.server.progress_loop.quiet(self)
+
+    def stir(self) -> None:
+        """It may write: the loop asks it again each turn.  Loop thread only."""
+        self.quiet_when_flushed = False
+        self.server.progress_loop.wake_up(self)
+
     def readable_while_parked(self) -> bool:
         """``readable`` while a request is parked and waitress would read
         nothing (``channel_request_lookahead`` 0): one more request may come

@@ -87,11 +87,7 @@ class Parking:
             # client leaving (an EOF) while this one waits
             channel.readable = channel.readable_while_parked
         if not (channel.will_close or channel.close_when_flushed):
-            # nothing changes until its socket or its wake says so
-            if channel.total_outbufs_len:
-                channel.quiet_when_flushed = True
-            else:
-                self.loop.quiet(channel)
+            channel.go_quiet()  # until its socket or its wake says otherwise
 
     def step(self) -> None:
         """Run the request's task once more, without blocking the loop."""
@@ -100,8 +96,7 @@ class Parking:
         Loop.cancel(self.timer)
         self.timer = None
         channel = self.channel
-        channel.quiet_when_flushed = False
-        self.loop.wake_up(channel)
+        channel.stir()
         channel.__dict__.pop("readable", None)
         if channel.total_outbufs_len > channel.adj.outbuf_high_watermark // 2:
             channel.after_drain = self.step  # a slow reader: send more once it drained

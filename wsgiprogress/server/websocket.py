@@ -183,8 +183,7 @@ class WebSocketSession:
         self.pending = False
         if self.closed:
             return
-        self.channel.quiet_when_flushed = False
-        self.loop.wake_up(self.channel)  # it may write
+        self.channel.stir()  # it may write
         if self.running:
             self.again = True
             return
@@ -210,10 +209,7 @@ class WebSocketSession:
             self.again = False
             self._kick()
         elif not self.closed:  # idle until a frame, a post or its timer
-            if self.channel.total_outbufs_len:
-                self.channel.quiet_when_flushed = True
-            else:
-                self.loop.quiet(self.channel)
+            self.channel.go_quiet()
 
     def _exchange(self) -> None:
         feed, channel = self.feed, self.channel
@@ -316,8 +312,7 @@ class WebSocketSession:
 
     def _tick(self) -> None:
         self.timer = None
-        self.channel.quiet_when_flushed = False
-        self.loop.wake_up(self.channel)
+        self.channel.stir()
         now = time.monotonic()
         policy = self.policy
         if policy.idle_timeout and now - self.heard >= policy.idle_timeout:
@@ -352,7 +347,7 @@ class WebSocketSession:
 
     def _release(self) -> None:
         if self.loop.on_loop():
-            self.loop.wake_up(self.channel)  # to write its close
+            self.channel.stir()  # to write its close
         self.loop.cancel(self.timer)
         self.timer = None
         self.waiters.unregister(self.feed.key, self)
