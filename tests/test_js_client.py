@@ -40,7 +40,7 @@ def call(name: str, *args: Any, **request: Any) -> Any:
 
 
 def probe_body(dialect: str, entry: Optional[ProgressEntry]) -> str:
-    return render(dialect, "json", None, "client-test", entry)[1].decode()
+    return render(dialect, "json", None, "client-test", entry).decode()
 
 
 HEX32 = re.compile(r"[0-9a-f]{32}")

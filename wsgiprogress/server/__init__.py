@@ -291,8 +291,13 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         listener.channel_class = ProgressChannel
         listener.progress_rules = rules
         listener.progress_loop = loop
+        listener.pull_trigger = loop.pull_trigger  # none from the loop to itself
         listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
         listener.progress_endpoints = endpoints
+        # probes answered without a task: not to an authorize hook (it may
+        # read the whole environ), not on waitress 1.4 (one task a connection)
+        listener.progress_probe = None if front.probe.authorize is not None \
+            or PEEK_FOR_DEPARTURE else front.probe
         listener.progress_websocket = websocket  # our endpoints' WebSockets
         listener.progress_handoff = options["websocket"]  # WebSocket apps get the socket
         listener.progress_uploads = front.resumable

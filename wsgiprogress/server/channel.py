@@ -39,6 +39,7 @@ from waitress.channel import HTTPChannel
 from ..progress.entry import ABORTED
 from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
+from .loop_probe import probe_task
 from .parser import ProgressParser
 from .sending import SendWindow
 from .task import ProgressTask
@@ -70,10 +71,18 @@ def cancel_upload(channel: Callable[[], Optional[ProgressChannel]]) -> None:
         alive.cancel_upload()
 
 
-def task_for(channel: ProgressChannel, request: Any) -> ProgressTask:
-    """The task of *request*: the parked one again, or a new one."""
+def task_for(channel: ProgressChannel, request: Any) -> Any:
+    """The task of *request*: the parked one again, a probe's answer made at
+    once (:mod:`~wsgiprogress.server.loop_probe`), or a new task."""
     parking = request.parking
-    return ProgressTask(channel, request) if parking is None else parking.task
+    if parking is not None:
+        return parking.task
+    probe = channel.server.progress_probe
+    if request.reads_progress and probe is not None:
+        answer = probe_task(channel, request, probe)
+        if answer is not None:
+            return answer
+    return ProgressTask(channel, request)
 
 
 class ProgressChannel(HTTPChannel):  # type: ignore[misc]

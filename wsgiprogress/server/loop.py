@@ -80,6 +80,15 @@ class Loop:
             self._signalled = True
             self.trigger.pull_trigger()
 
+    def pull_trigger(self, thunk: Optional[Callable[[], None]] = None) -> None:
+        """The listeners' ``pull_trigger``: wake the poll from another thread.
+        On the loop's own thread a wake-up without a *thunk* is needless (the
+        loop asks its connections again after this turn), and waitress pulls
+        one after every request it serves, there too (a probe, a parked step)."""
+        if thunk is None and self.on_loop():
+            return
+        self.trigger.pull_trigger(thunk)
+
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         """Run *callback* on the loop at *when* (``time.monotonic``); call on
         the loop's thread."""

@@ -54,6 +54,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     #: True for a GET or HEAD of the probe or a mailbox, which the server
     #: answers on its I/O loop or the probe lane, never the application's threads.
     is_endpoint = False
+    #: True for a GET or HEAD of the probe that is no WebSocket upgrade.
+    reads_progress = False
     #: True once a task began to run the application for this request.
     serviced = False
     #: The request's :class:`~wsgiprogress.server.parking.Parking`, once its
@@ -171,6 +173,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             if self.command in ("GET", "HEAD"):
                 self.is_endpoint = (path == probe_path or path.startswith(prefixes)) and not (
                     PEEK_FOR_DEPARTURE and waits(self.query, self.headers))
+                self.reads_progress = path == probe_path and "UPGRADE" not in self.headers
             else:  # a publish, a cancel: small bodies, read in full before dispatch
                 self.is_endpoint = path.startswith(prefixes) and not self.chunked
             if self.is_endpoint:

@@ -24,7 +24,7 @@ asked.  With Redis, the process that runs the upload hears of the cancel on
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from ..progress.entry import CANCELLED, ERROR
 from ..progress.store import BackendUnavailable
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 def cancel(environ: WSGIEnvironment, start_response: StartResponse, store: ProgressStore,
            progress_id: str, authorize: Optional[Authorize], token: Optional[str],
-           headers: List[Tuple[str, str]]) -> Iterable[bytes]:
+           headers: List[Tuple[str, str]]) -> List[bytes]:
     """Answer a ``DELETE`` for the valid *progress_id*: allowed by *token* or
     *authorize*; *headers* go with the answer (CORS)."""
     if not (has_bearer_token(environ, token) or

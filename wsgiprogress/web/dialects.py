@@ -67,9 +67,16 @@ DIALECTS = {
 }
 
 
+def content_type(dialect: str, fmt: str) -> str:
+    """The Content-Type of a probe answer in *dialect* and format *fmt*."""
+    if fmt == "json":
+        return JSON
+    return "text/javascript" if dialect == "nginx" and fmt == "legacy" else JAVASCRIPT
+
+
 def render(dialect: str, fmt: str, callback: Optional[str],
-           progress_id: str, entry: Optional[ProgressEntry]) -> Tuple[str, bytes]:
-    """The Content-Type and body of a probe answer.
+           progress_id: str, entry: Optional[ProgressEntry]) -> bytes:
+    """The body of a probe answer (its Content-Type: :func:`content_type`).
 
     *entry* ``None`` means unknown.  *fmt* must be one the dialect offers;
     *callback* must already be validated (see :func:`wsgiprogress.web.probe.is_valid_callback`).
@@ -81,16 +88,15 @@ def render(dialect: str, fmt: str, callback: Optional[str],
     data = (entry or ProgressEntry(progress_id, UNKNOWN)).to_dict()
     body = json.dumps(data)
     if fmt == "jsonp":
-        return JAVASCRIPT, f"{callback}({body});".encode()
-    return JSON, body.encode()
+        return f"{callback}({body});".encode()
+    return body.encode()
 
 
 def _error_status(entry: ProgressEntry) -> int:
     return entry.status or 0
 
 
-def _lighttpd(fmt: str, callback: Optional[str],
-              entry: Optional[ProgressEntry]) -> Tuple[str, bytes]:
+def _lighttpd(fmt: str, callback: Optional[str], entry: Optional[ProgressEntry]) -> bytes:
     fields: Dict[str, Any]
     if entry is None:
         fields = {"state": "unknown"}
@@ -105,10 +111,10 @@ def _lighttpd(fmt: str, callback: Optional[str],
         }
     body = json.dumps(fields)
     if fmt == "legacy":
-        return JAVASCRIPT, f"new Object({body})".encode()
+        return f"new Object({body})".encode()
     if fmt == "jsonp":
-        return JAVASCRIPT, f"{callback}({body})".encode()
-    return JSON, body.encode()
+        return f"{callback}({body})".encode()
+    return body.encode()
 
 
 def _nginx_fields(entry: Optional[ProgressEntry]) -> Dict[str, Any]:
@@ -122,16 +128,15 @@ def _nginx_fields(entry: Optional[ProgressEntry]) -> Dict[str, Any]:
     return {"state": "uploading", "received": entry.received, "size": entry.size}
 
 
-def _nginx(fmt: str, callback: Optional[str],
-           entry: Optional[ProgressEntry]) -> Tuple[str, bytes]:
+def _nginx(fmt: str, callback: Optional[str], entry: Optional[ProgressEntry]) -> bytes:
     fields = _nginx_fields(entry)
     if fmt == "legacy":
         legacy = _nginx_object(fields, "'")
-        return "text/javascript", f"new Object({legacy})\r\n".encode()
+        return f"new Object({legacy})\r\n".encode()
     body = _nginx_object(fields, '"')
     if fmt == "jsonp":
-        return JAVASCRIPT, f"{callback or ''}({body});\r\n".encode()
-    return JSON, f"{body}\r\n".encode()
+        return f"{callback or ''}({body});\r\n".encode()
+    return f"{body}\r\n".encode()
 
 
 def _nginx_object(fields: Dict[str, Any], quote: str) -> str:

@@ -70,11 +70,11 @@ from . import nchan, sse
 from .cursors import BadRequest, cursor, gap
 from .event_stream import EventStream, StreamTiming
 from .responses import (
-    NO_CACHE_HEADERS,
     cors_headers,
     has_bearer_token,
     json_body,
     plain,
+    preflight,
     start_event_stream,
     too_many_waiters,
     with_headers,
@@ -186,12 +186,7 @@ class MailboxApp:
 
     def _preflight(self, start_response: StartResponse, cors: List[Tuple[str, str]]
                    ) -> Iterable[bytes]:
-        start_response("204 No Content", [*NO_CACHE_HEADERS, *cors,
-                                          ("Access-Control-Allow-Methods",
-                                           self.allowed_methods),
-                                          ("Access-Control-Allow-Headers", REQUEST_HEADERS),
-                                          ("Access-Control-Max-Age", "600")])
-        return []
+        return preflight(start_response, cors, self.allowed_methods, REQUEST_HEADERS)
 
     # -- reading -------------------------------------------------------------
 

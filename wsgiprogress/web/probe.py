@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 from ..progress.entry import DONE, ERROR
 from ..progress.ids import ID_RULE, IdFinder, is_valid_id
@@ -46,11 +46,12 @@ from ..settings import PROBE_SETTINGS, WAIT_SETTINGS, resolve
 from . import sse
 from .cancel import cancel
 from .dialects import DIALECTS, render
+from .dialects import content_type as dialect_content_type
 from .event_stream import EventStream, StreamTiming
 from .responses import (
-    NO_CACHE_HEADERS,
     cors_headers,
     plain,
+    preflight,
     respond,
     start_event_stream,
     too_many_waiters,
@@ -92,6 +93,14 @@ class ProbeQuery(NamedTuple):
     stream: bool
 
 
+class ProbeWait(NamedTuple):
+    """A probe that waits: a long-poll (``wait=``) or an event stream."""
+
+    query: ProbeQuery
+    headers: List[Tuple[str, str]]
+    head_only: bool
+
+
 class ProgressProbe:
     """Answers progress probes from *store*.
 
@@ -125,47 +134,65 @@ class ProgressProbe:
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
+        decision = self.decide(environ)
+        if isinstance(decision, ProbeWait):
+            return self._wait(environ, start_response, decision)
+        return decision(start_response)
+
+    def decide(self, environ: WSGIEnvironment) -> Union[Answer, ProbeWait]:
+        """The answer to the request of *environ* as it stands now, or the
+        :class:`ProbeWait` of a long-poll or an event stream.  Our server
+        answers a probe on its I/O loop with it, from the few environ keys a
+        probe reads (:mod:`wsgiprogress.server.loop_probe`)."""
         headers = cors_headers(environ, self.allowed_origins)
         method = environ.get("REQUEST_METHOD", "GET")
         head_only = method == "HEAD"
         if method == "OPTIONS" and self.allowed_origins:
-            headers += [("Access-Control-Allow-Methods", ", ".join(self.methods)),
-                        ("Access-Control-Allow-Headers", f"{self.finder.name}, Authorization"),
-                        ("Access-Control-Max-Age", "600")]
-            start_response("204 No Content", [*NO_CACHE_HEADERS, *headers])
-            return []
+            return functools.partial(preflight, headers=headers,
+                                     methods=", ".join(self.methods),
+                                     request_headers=f"{self.finder.name}, Authorization")
         if method not in self.methods:
             allowed = ", ".join(self.methods)
             headers.append(("Allow", allowed))
             spoken = ", ".join(self.methods[:-1]) + " and " + self.methods[-1]
-            return plain(start_response, "405 Method Not Allowed",
-                         f"the progress probe answers {spoken} only", headers)
+            return functools.partial(plain, status="405 Method Not Allowed",
+                                     reason=f"the progress probe answers {spoken} only",
+                                     headers=headers)
         try:
             query = self.parse(environ)
         except ProbeRequestError as exc:
-            return plain(start_response, "400 Bad Request", str(exc), headers, head_only)
+            return functools.partial(plain, status="400 Bad Request", reason=str(exc),
+                                     headers=headers, head_only=head_only)
         if method == "DELETE":
-            return cancel(environ, start_response, self.store, query.progress_id,
-                          self.authorize, self.token, headers)
+            return functools.partial(cancel, environ, store=self.store,
+                                     progress_id=query.progress_id, authorize=self.authorize,
+                                     token=self.token, headers=headers)
         if self.authorize is not None and not self.authorize(environ, query.progress_id,
                                                              "progress"):
-            return plain(start_response, "403 Forbidden",
-                         "not allowed to read this progress", headers, head_only)
+            return functools.partial(plain, status="403 Forbidden",
+                                     reason="not allowed to read this progress",
+                                     headers=headers, head_only=head_only)
         if query.stream or query.wait > 0:
-            waiters = self.store.waiters
-            wake = open_wake(waiters, query.progress_id, environ)
-            if wake is None:
-                return too_many_waiters(start_response, headers, head_only)
-            self.store.watch(query.progress_id)
-            if query.stream:
-                start_event_stream(start_response, headers)
-                return EventStream(waiters, query.progress_id, wake, environ,
-                                   self._changes(query), self.timing)
-            return LongPoll(waiters, query.progress_id, wake, environ, start_response,
-                            *self._changed(query, headers, head_only), seconds=query.wait)
+            return ProbeWait(query, headers, head_only)
         available: List[bool] = []
         body = self._answer(query, available)
-        return self._reply(query, body, available[-1], headers, head_only)(start_response)
+        return self._reply(query, body, available[-1], headers, head_only)
+
+    def _wait(self, environ: WSGIEnvironment, start_response: StartResponse,
+              wait: ProbeWait) -> Iterable[bytes]:
+        """A long-poll or an event stream of *wait*'s query."""
+        query, headers, head_only = wait
+        waiters = self.store.waiters
+        wake = open_wake(waiters, query.progress_id, environ)
+        if wake is None:
+            return too_many_waiters(start_response, headers, head_only)
+        self.store.watch(query.progress_id)
+        if query.stream:
+            start_event_stream(start_response, headers)
+            return EventStream(waiters, query.progress_id, wake, environ,
+                               self._changes(query), self.timing)
+        return LongPoll(waiters, query.progress_id, wake, environ, start_response,
+                        *self._changed(query, headers, head_only), seconds=query.wait)
 
     def _reply(self, query: ProbeQuery, body: bytes, available: bool,
                headers: List[Tuple[str, str]], head_only: bool) -> Answer:
@@ -181,8 +208,7 @@ class ProgressProbe:
 
     def render(self, query: ProbeQuery, entry: Optional[ProgressEntry]) -> bytes:
         """The answer to *query* for *entry* (``None``: unknown)."""
-        return render(query.dialect, query.format, query.callback, query.progress_id,
-                      entry)[1]
+        return render(query.dialect, query.format, query.callback, query.progress_id, entry)
 
     def _answer(self, query: ProbeQuery, available: List[bool]) -> bytes:
         """The answer to *query* as it stands now; appends to *available*
@@ -269,7 +295,7 @@ class ProgressProbe:
                 raise ProbeRequestError(f"format=jsonp needs {dialect.callback_param}=<name>")
             callback = dialect.default_callback
         stream = wants_event_stream(environ.get("HTTP_ACCEPT", ""), params.get("transport"))
-        content_type = render(dialect.name, fmt, callback, progress_id, None)[0]
+        content_type = dialect_content_type(dialect.name, fmt)
         try:
             wait = parse_wait(params.get("wait"), self.max_wait)
         except ValueError as exc:
