@@ -17,6 +17,7 @@ from waitress.utilities import build_http_date
 
 from wsgiprogress import ProgressTable
 from wsgiprogress.server.loop_probe import response_head
+from wsgiprogress.web.probe import MAX_PARSED, MAX_PARSED_QUERY, ProbeRequestError, ProgressProbe
 
 from server_support import HOST, ok_app, running
 
@@ -185,3 +186,21 @@ def test_the_probe_gets_no_wsgi_environ_unless_a_hook_reads_it() -> None:
                            b"Host: t\r\nConnection: close\r\n\r\n")
     assert b'"state": "uploading"' in answer
     assert seen and "wsgi.input" in seen[0]  # the application's hook gets the whole environ
+
+
+def test_parsed_queries_kept_are_bounded() -> None:
+    probe = ProgressProbe(ProgressTable())
+    for n in range(MAX_PARSED + 10):
+        probe.parse({"QUERY_STRING": f"X-Progress-ID=bounded-{n:06d}"})
+    assert 0 < len(probe._parsed) <= MAX_PARSED
+    probe._parsed.clear()
+    long_query = "X-Progress-ID=bounded-000001&pad=" + "a" * MAX_PARSED_QUERY
+    assert probe.parse({"QUERY_STRING": long_query}).progress_id == "bounded-000001"
+    assert not probe._parsed  # a long query is parsed each time, never kept
+    # a kept query answers as a fresh parse does, and a bad one is never kept
+    kept = probe.parse({"QUERY_STRING": "X-Progress-ID=bounded-000002&dialect=nginx"})
+    assert kept == probe.parse({"QUERY_STRING": "X-Progress-ID=bounded-000002&dialect=nginx"})
+    assert kept.dialect == "nginx"
+    with pytest.raises(ProbeRequestError):
+        probe.parse({"QUERY_STRING": "X-Progress-ID=bad id"})
+    assert len(probe._parsed) == 1

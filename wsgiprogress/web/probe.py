@@ -35,7 +35,18 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from ..progress.entry import DONE, ERROR
 from ..progress.ids import ID_RULE, IdFinder, is_valid_id
@@ -68,6 +79,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgiprogress")
 
 MAX_CALLBACK_LENGTH = 64
+#: Valid probe queries kept parsed, at most.
+MAX_PARSED = 1024
+#: The longest query string kept parsed.
+MAX_PARSED_QUERY = 256
 #: Sent with an answer the store could not give in time.
 BACKEND_UNAVAILABLE = ("X-Progress-Backend", "unavailable")
 _CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\Z", re.ASCII)
@@ -131,6 +146,7 @@ class ProgressProbe:
         self.finder = IdFinder(options["id_name"])
         self.allowed_origins: Tuple[str, ...] = options["allowed_origins"]
         self.debug: bool = options["debug"]
+        self._parsed: Dict[Tuple[Any, ...], ProbeQuery] = {}
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -266,6 +282,22 @@ class ProgressProbe:
         return snapshot
 
     def parse(self, environ: WSGIEnvironment) -> ProbeQuery:
+        """The validated query of *environ*'s request; raises
+        :class:`ProbeRequestError`.  A page asks the same few URLs over and
+        over: up to :data:`MAX_PARSED` valid ones are kept, of a short query."""
+        key = (environ.get("QUERY_STRING", ""), environ.get(self.finder.environ_key),
+               environ.get("HTTP_ACCEPT", ""))
+        parsed = self._parsed
+        query = parsed.get(key)
+        if query is None:
+            query = self._parse(environ)
+            if len(key[0]) <= MAX_PARSED_QUERY:
+                if len(parsed) >= MAX_PARSED:
+                    parsed.clear()
+                parsed[key] = query
+        return query
+
+    def _parse(self, environ: WSGIEnvironment) -> ProbeQuery:
         try:
             params = query_params(environ.get("QUERY_STRING", ""))
         except ValueError as exc:
