@@ -10,6 +10,10 @@ import threading
 import time
 from typing import List
 
+import pytest
+
+from wsgiprogress.server import shedding
+
 from server_support import (
     HOST,
     SlowUpload,
@@ -130,3 +134,59 @@ def test_at_the_connection_limit_the_slowest_heads_make_room() -> None:
                 dribbler.stop.set()
             for dribbler in dribblers:
                 dribbler.join(5)
+
+
+def keep_alive(port: int) -> socket.socket:
+    """A connection that made one request and now idles, kept alive."""
+    sock = socket.create_connection((HOST, port), timeout=20)
+    sock.sendall(b"GET /ordinary HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_response(sock).endswith(b"ok")
+    return sock
+
+
+def resting(server: object) -> int:
+    """How many connections the loop no longer asks each turn."""
+    return len(server.progress_loop._quiet)
+
+
+def test_idle_keep_alive_connections_rest_yet_answer_and_time_out() -> None:
+    with running(ok_app, channel_timeout=2, cleanup_interval=1) as (server, port):
+        sock = keep_alive(port)
+        try:
+            wait_until(lambda: resting(server) == 1)  # at rest: not asked each turn
+            sock.sendall(b"GET /ordinary HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(sock).endswith(b"ok")  # its socket stirred it
+            wait_until(lambda: resting(server) == 1)
+            # waitress's idle cleanup still closes it, at rest or not
+            started = time.monotonic()
+            sock.settimeout(10)
+            assert sock.recv(1) == b""
+            assert 1.0 <= time.monotonic() - started < 6.0
+        finally:
+            sock.close()
+
+
+def test_idle_keep_alive_connections_at_rest_are_shed_at_the_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shedding, "SHED_AFTER", 0.0)  # sheddable however briefly idle
+    with running(ok_app, threads=2, connection_limit=30) as (server, port):
+        idle = [keep_alive(port) for _ in range(25)]
+        try:
+            wait_until(lambda: resting(server) == 25)
+            crowd = [socket.create_connection((HOST, port), timeout=20) for _ in range(10)]
+            try:
+                assert ordinary(port, timeout=15) < 10
+                closed = 0
+                for sock in idle:
+                    sock.settimeout(0.01)
+                    try:
+                        closed += sock.recv(1) == b""
+                    except OSError:
+                        pass
+                assert closed >= 1  # a resting connection made room
+            finally:
+                for sock in crowd:
+                    sock.close()
+        finally:
+            for sock in idle:
+                sock.close()

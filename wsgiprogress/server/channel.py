@@ -261,6 +261,32 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
         self.quiet_when_flushed = False
         self.server.progress_loop.wake_up(self)
 
+    # -- idle connections rest on the loop -------------------------------------
+
+    _will_close = False
+
+    @property
+    def will_close(self) -> bool:
+        """waitress's flag to close the connection at its next write turn;
+        setting it (waitress's idle cleanup, shedding, shutdown) also ends a
+        rest (:meth:`may_rest`), so the loop asks the connection again."""
+        return self._will_close
+
+    @will_close.setter
+    def will_close(self, value: bool) -> None:
+        self._will_close = value
+        if value:
+            self.server.progress_loop.wake_up(self)
+
+    def may_rest(self) -> bool:
+        """True when only the client can change what this connection waits
+        for: no request queued or in service, nothing to send, not closing.
+        The loop then stops asking it each turn until its socket stirs
+        (:meth:`~wsgiprogress.server.loop.Loop.quiet`), so ten thousand idle
+        keep-alive connections cost a turn nothing.  Loop thread only."""
+        return not (self.requests or self.total_outbufs_len or self._will_close
+                    or self.close_when_flushed or self.websocket is not None)
+
     def readable_while_parked(self) -> bool:
         """``readable`` while a request is parked and waitress would read
         nothing (``channel_request_lookahead`` 0): one more request may come

@@ -15,7 +15,8 @@ With ``asyncore_use_poll`` on Linux it polls with one lasting ``epoll``
 instead of waitress's ``poll2``, which builds a new poll set from every
 socket on every turn: a turn costs what the *active* connections cost, as
 connections marked quiet (:meth:`Loop.quiet`: parked waiters, idle
-WebSockets) are not asked ``readable()``/``writable()`` again until
+WebSockets, and any connection that says it ``may_rest()``, such as an idle
+keep-alive one) are not asked ``readable()``/``writable()`` again until
 something happens on them, and a listener accepts every waiting connection
 in one turn (up to :data:`ACCEPT_BURST`), not one.
 
@@ -47,8 +48,14 @@ log = logging.getLogger("wsgiprogress")
 Timer = List[Any]
 #: Connections a listener accepts in one turn at most.
 ACCEPT_BURST = 64
+#: Calls handed to the loop that it runs in one turn at most.
+READY_BURST = 64
 _READ = select.POLLIN | select.POLLPRI
 _WRITE = select.POLLOUT
+
+
+def _never() -> bool:
+    return False
 
 
 class Loop:
@@ -110,8 +117,9 @@ class Loop:
             self._quiet[dispatcher._fileno] = dispatcher
 
     def wake_up(self, dispatcher: Any) -> None:
-        """Ask *dispatcher* again from the next turn on (loop thread only):
-        call before giving a quiet connection something to write."""
+        """Ask *dispatcher* again from the next turn on: call before giving a
+        quiet connection something to write (on the loop thread; from another
+        one, only for a connection the loop is not deciding to quiet now)."""
         self._quiet.pop(dispatcher._fileno, None)
 
     def forget(self, fd: int, dispatcher: Any) -> None:
@@ -163,16 +171,21 @@ class Loop:
         epoll = self._epoll
         assert epoll is not None
         interest, quiet = self._interest, self._quiet
-        for fd, obj in list(map.items()):
-            if fd in quiet:
-                if quiet[fd] is obj:
-                    continue
-                del quiet[fd]  # a new connection on a closed one's descriptor
+        # descriptors only: a (descriptor, connection) pair each turn for every
+        # parked connection would count, for the garbage collector, as that many
+        # long-lived objects a turn, and bring on its full passes
+        for fd in [fd for fd in map if fd not in quiet or quiet[fd] is not map[fd]]:
+            obj = map.get(fd)
+            if obj is None:  # closed by one asked before it this turn
+                continue
+            quiet.pop(fd, None)  # a new connection on a closed one's descriptor
             events = 0
             if obj.readable():
                 events = _READ
             if not obj.accepting and obj.writable():
                 events |= _WRITE
+            if events == _READ and getattr(obj, "may_rest", _never)():
+                quiet[fd] = obj  # idle: asked again once its socket stirs
             known = interest.get(fd)
             if known is None or known[0] is not obj:  # new, or a reused descriptor
                 try:
@@ -229,9 +242,12 @@ class Loop:
         return min(longest, max(0.0, float(until) - time.monotonic()))
 
     def _run_ready(self) -> None:
+        """Run the calls handed over, up to :data:`READY_BURST` a turn: a post
+        that wakes ten thousand waiters lets the sockets be polled between
+        batches, so a request that comes meanwhile is read and served."""
         self._signalled = False
         ready = self._ready
-        while ready:
+        for _ in range(min(len(ready), READY_BURST)):
             self._run(ready.popleft())
 
     def _run_timers(self) -> None:

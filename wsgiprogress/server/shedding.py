@@ -51,6 +51,7 @@ def reject(channel: Any, why: str) -> None:
                        b"Content-Type: text/plain; charset=utf-8\r\n"
                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     channel.close_when_flushed = True
+    channel.stir()  # a connection at rest is asked again, and closes
 
 
 class SlowClients:
