@@ -72,7 +72,7 @@ from .compat import PEEK_FOR_DEPARTURE, waitress_version
 from .dispatch import ProgressDispatcher, RoutedApp
 from .limits import default_connection_limit, raise_fd_limit
 from .loop import Loop
-from .shedding import SlowClients
+from .shedding import SlowClients, stir_closing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -292,6 +292,7 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         listener.progress_rules = rules
         listener.progress_loop = loop
         listener.pull_trigger = loop.pull_trigger  # none from the loop to itself
+        listener.maintenance = stir_closing(listener)  # idle ones may rest on the loop
         listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
         listener.progress_endpoints = endpoints
         # probes answered without a task: not to an authorize hook (it may

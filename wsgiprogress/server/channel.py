@@ -263,28 +263,16 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
 
     # -- idle connections rest on the loop -------------------------------------
 
-    _will_close = False
-
-    @property
-    def will_close(self) -> bool:
-        """waitress's flag to close the connection at its next write turn;
-        setting it (waitress's idle cleanup, shedding, shutdown) also ends a
-        rest (:meth:`may_rest`), so the loop asks the connection again."""
-        return self._will_close
-
-    @will_close.setter
-    def will_close(self, value: bool) -> None:
-        self._will_close = value
-        if value:
-            self.server.progress_loop.wake_up(self)
-
     def may_rest(self) -> bool:
         """True when only the client can change what this connection waits
         for: no request queued or in service, nothing to send, not closing.
         The loop then stops asking it each turn until its socket stirs
         (:meth:`~wsgiprogress.server.loop.Loop.quiet`), so ten thousand idle
-        keep-alive connections cost a turn nothing.  Loop thread only."""
-        return not (self.requests or self.total_outbufs_len or self._will_close
+        keep-alive connections cost a turn nothing.  Whatever marks a resting
+        connection to close stirs it (:meth:`stir`): waitress's idle cleanup
+        (:func:`~wsgiprogress.server.shedding.stir_closing`), shedding, a 408.
+        Loop thread only."""
+        return not (self.requests or self.total_outbufs_len or self.will_close
                     or self.close_when_flushed or self.websocket is not None)
 
     def readable_while_parked(self) -> bool:
@@ -297,7 +285,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     def _flush_outbufs_below_high_watermark(self) -> None:
         # a worker waits here for the I/O thread to drain the output; the I/O
         # thread itself (a probe or a parked request served there) must not
-        if not self.server.progress_loop.on_loop():
+        if self.total_outbufs_len > self.adj.outbuf_high_watermark \
+                and not self.server.progress_loop.on_loop():
             super()._flush_outbufs_below_high_watermark()
 
     # -- probes answered on the I/O loop ---------------------------------------

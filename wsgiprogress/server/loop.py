@@ -174,18 +174,21 @@ class Loop:
         # descriptors only: a (descriptor, connection) pair each turn for every
         # parked connection would count, for the garbage collector, as that many
         # long-lived objects a turn, and bring on its full passes
-        for fd in [fd for fd in map if fd not in quiet or quiet[fd] is not map[fd]]:
+        for fd in [fd for fd in map if quiet.get(fd) is not map[fd]]:
             obj = map.get(fd)
             if obj is None:  # closed by one asked before it this turn
                 continue
-            quiet.pop(fd, None)  # a new connection on a closed one's descriptor
+            if fd in quiet:
+                del quiet[fd]  # a new connection on a closed one's descriptor
             events = 0
             if obj.readable():
                 events = _READ
-            if not obj.accepting and obj.writable():
-                events |= _WRITE
-            if events == _READ and getattr(obj, "may_rest", _never)():
-                quiet[fd] = obj  # idle: asked again once its socket stirs
+                if not obj.accepting and obj.writable():
+                    events |= _WRITE
+                elif getattr(obj, "may_rest", _never)():
+                    quiet[fd] = obj  # idle: asked again once its socket stirs
+            elif not obj.accepting and obj.writable():
+                events = _WRITE
             known = interest.get(fd)
             if known is None or known[0] is not obj:  # new, or a reused descriptor
                 try:

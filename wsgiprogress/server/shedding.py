@@ -24,7 +24,7 @@ sends a byte is left to waitress's ``channel_timeout``, unless shed.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..progress.entry import HTTP_ERROR
 from ..progress.ratelimit import RateLimitedWarning
@@ -52,6 +52,20 @@ def reject(channel: Any, why: str) -> None:
                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     channel.close_when_flushed = True
     channel.stir()  # a connection at rest is asked again, and closes
+
+
+def stir_closing(listener: Any) -> Callable[[float], None]:
+    """*listener*'s ``maintenance``: waitress's idle cleanup, which marks the
+    connections idle past ``channel_timeout`` to close, then stirs them, so a
+    connection at rest on the loop is asked again and closed."""
+    cleanup = listener.maintenance
+
+    def maintenance(now: float) -> None:
+        cleanup(now)
+        for channel in list(listener.active_channels.values()):
+            if channel.will_close and hasattr(channel, "stir"):
+                channel.stir()
+    return maintenance
 
 
 class SlowClients:
@@ -128,6 +142,7 @@ class SlowClients:
             self.shed += 1
             if channel.request is None:
                 channel.will_close = True  # closed by the loop, as waitress's own cleanup
+                channel.stir()
             else:
                 reject(channel, "head")
         if idle:

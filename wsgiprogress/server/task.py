@@ -44,9 +44,10 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
     #: The response of a parked request, iterated again at each step.
     waiting: Optional[WaitingResponse] = None
 
-    @property
-    def tracker(self) -> Optional[Tracker]:
-        return getattr(self.request, "tracker", None)
+    def __init__(self, channel: Any, request: Any) -> None:
+        super().__init__(channel, request)
+        #: The request's tracker; ``None`` when it is not tracked.
+        self.tracker: Optional[Tracker] = request.tracker
 
     def get_environment(self) -> Dict[str, Any]:
         environ: Dict[str, Any] = super().get_environment()
