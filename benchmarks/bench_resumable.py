@@ -12,6 +12,11 @@ Resumable uploads, measured in one run on loopback.
    resumed through tus or the IETF draft, on both front doors; every upload
    must reach the application exactly once, byte-exact (goal: all).
 3. 200 concurrent resumable uploads, all byte-exact (goal: all).
+4. Where the records live: the same tus upload with the Redis backend
+   (records and locks in Redis, bytes in the directory) ÷ with the
+   directory's own records and flock, two servers in the same run: one
+   large upload (goal >= 0.9) and rounds of 64 KiB uploads, where the round
+   trips to Redis weigh most (figure only).
 
 The throughput servers run in subprocesses (the client never shares their
 interpreter lock); the trials use in-process servers from the test helpers.
@@ -20,6 +25,7 @@ Prints figures, ratios and PASS or MISS; always exits 0.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import statistics
 import sys
@@ -56,10 +62,13 @@ def sink(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 def serve() -> None:
+    """Our server with resumable uploads; the backend is ``BENCH_BACKEND``."""
     from wsgiprogress.server import create_server
     directory = tempfile.mkdtemp(prefix="bench-resumable-")
     serve_until_stdin_closes(create_server(sink, host=HOST, port=0, threads=4,
                                            resumable_dir=directory,
+                                           backend=os.environ.get("BENCH_BACKEND",
+                                                                  "memory://"),
                                            max_request_body_size=2 ** 31))
 
 
@@ -171,6 +180,36 @@ def concurrent(count: int) -> None:
           f"{verdict(exact and not failures)}")
 
 
+def stores(quick: bool) -> None:
+    from redis_support import redis_server
+
+    size = (16 if quick else 64) * MiB
+    rounds = 3 if quick else 7
+    body = bytes(range(256)) * (size // 256)
+    small = body[:64 * 1024]
+    batch = 20 if quick else 50
+    with redis_server() as redis, \
+            bench_support.server_process(__file__, "ours") as directory_port, \
+            bench_support.server_process(__file__, "ours",
+                                         {**os.environ, "BENCH_BACKEND": redis.url}) as redis_port:
+        for port in (directory_port, redis_port):
+            resumable_seconds(port, body, 0)  # warm up
+        large, many = [], []
+        for number in range(1, rounds + 1):
+            large.append(resumable_seconds(directory_port, body, number) /
+                         resumable_seconds(redis_port, body, number))
+            per_store = [sum(resumable_seconds(port, small, number * 1000 + i)
+                             for i in range(batch)) for port in (directory_port, redis_port)]
+            many.append(per_store[0] / per_store[1])
+    ratio = statistics.median(large)
+    print(f"stores, {size // MiB} MiB: Redis records ÷ directory records = {ratio:.3f} "
+          f"(rounds {', '.join(f'{r:.2f}' for r in large)})  goal >= 0.9  "
+          f"{verdict(ratio >= 0.9)}")
+    print(f"stores, 64 KiB uploads: Redis records ÷ directory records = "
+          f"{statistics.median(many):.3f} (rounds {', '.join(f'{r:.2f}' for r in many)})  "
+          "figure only")
+
+
 def main(argv: List[str]) -> int:
     if argv[:1] == ["--serve"]:
         serve()
@@ -181,6 +220,7 @@ def main(argv: List[str]) -> int:
     count = int(argv[argv.index("--trials") + 1]) if "--trials" in argv else (
         50 if quick else 1000)
     throughput(quick)
+    stores(quick)
     concurrent(200)
     trials(count, (1 if quick else 8) * MiB)
     return 0

@@ -24,7 +24,7 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; :meth:`stop` and :meth:`start` simulate an outage."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, persist: bool = False) -> None:
         executable = shutil.which("redis-server")
         assert executable, "redis-server is not installed (apt-get install redis-server)"
         self.executable = executable
@@ -32,11 +32,15 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://{HOST}:{self.port}/0"
         self.process: "subprocess.Popen[bytes] | None" = None
+        #: Every write is in the append-only file before it is answered, so
+        #: a restart (after :meth:`stop`) finds what was there.
+        self.persist = persist
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [self.executable, "--bind", HOST, "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", self.directory],
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
+             "--dir", self.directory],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(host=HOST, port=self.port, socket_timeout=1)
         deadline = time.monotonic() + 10
@@ -69,9 +73,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(persist: bool = False) -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="wsgiprogress-redis-") as directory:
-        server = RedisServer(directory)
+        server = RedisServer(directory, persist)
         server.start()
         try:
             yield server

@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import signal
 import socket
 import struct
+import sys
 import threading
 from http.client import HTTPConnection
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence
 
 from wsgiprogress import ProgressMiddleware, keys
 
-from server_support import HOST, running, running_werkzeug
+from server_support import HOST, running, running_werkzeug, start_process, stop_process
 
 
 class Call(NamedTuple):
@@ -199,3 +202,32 @@ class CuttingProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
+
+
+class ServerProcess:
+    """tests/resumable_server.py over *uploads*, restartable; *options*
+    go to every start."""
+
+    def __init__(self, door: str, uploads: Path, calls: Path,
+                 options: Sequence[str] = ()) -> None:
+        self.door = door
+        self.uploads = uploads
+        self.calls = calls
+        self.options = list(options)
+        self.process = None  # type: Optional[object]
+        self.port = 0
+
+    def start(self, *extra: str) -> int:
+        process, self.port = start_process(
+            [sys.executable, "resumable_server.py", self.door, str(self.uploads),
+             str(self.calls), *self.options, *extra])
+        self.process = process
+        return self.port
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            stop_process(self.process, signum)  # type: ignore[arg-type]
+            self.process = None
+
+    def bodies(self) -> List[str]:
+        return [path.read_text() for path in sorted(self.calls.iterdir())]

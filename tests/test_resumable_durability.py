@@ -9,42 +9,15 @@ import hashlib
 import json
 import signal
 import socket
-import sys
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Iterator, Tuple
 
 import pytest
 
-from resumable_support import OCTETS, TUS, counter, request
-from server_support import HOST, start_process, stop_process, wait_until
+from resumable_support import OCTETS, TUS, ServerProcess, counter, request
+from server_support import HOST, wait_until
 
 MiB = 1024 * 1024
-
-
-class ServerProcess:
-    """tests/resumable_server.py over *uploads*, restartable."""
-
-    def __init__(self, door: str, uploads: Path, calls: Path) -> None:
-        self.door = door
-        self.uploads = uploads
-        self.calls = calls
-        self.process = None  # type: Optional[object]
-        self.port = 0
-
-    def start(self, *extra: str) -> int:
-        process, self.port = start_process(
-            [sys.executable, "resumable_server.py", self.door, str(self.uploads),
-             str(self.calls), *extra])
-        self.process = process
-        return self.port
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        if self.process is not None:
-            stop_process(self.process, signum)  # type: ignore[arg-type]
-            self.process = None
-
-    def bodies(self) -> List[str]:
-        return [path.read_text() for path in sorted(self.calls.iterdir())]
 
 
 @pytest.fixture

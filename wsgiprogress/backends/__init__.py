@@ -2,8 +2,10 @@
 Backends
 ========
 
-A backend is where progress entries and mailboxes live: ``memory://`` (the
-default: one process) or ``redis://host:port/db`` (every process and host
+A backend is where progress entries, mailboxes, operations and the records
+and locks of resumable uploads live: ``memory://`` (the default: one
+process; uploads' records and locks beside their bytes, shared by the
+processes of one host) or ``redis://host:port/db`` (every process and host
 that uses that Redis).  Every entry point takes the URL as its ``backend``
 setting (``--backend`` on the command line).
 
@@ -21,12 +23,13 @@ setting (``--backend`` on the command line).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import ConfigurationError
 from ..mailbox import MailboxStore, MemoryMailboxes
 from ..operations import MemoryOperations, OperationStore
 from ..progress import ProgressStore, ProgressTable
+from ..resumable.storage import DirectoryStorage, UploadStorage
 from ..settings import MAILBOX_LIMITS, OPERATIONS_SETTINGS, STORE_SETTINGS, resolve
 from ..settings.converters import as_backend
 from ..waiters import Waiters
@@ -36,6 +39,8 @@ _LIMITS = frozenset(s.name for s in MAILBOX_LIMITS)
 #: The operations settings a backend's operations store takes.
 OPERATIONS_BOUNDS = ("max_operations", "operations_ttl", "max_kept_bytes")
 _OPERATIONS = tuple(s for s in OPERATIONS_SETTINGS if s.name in OPERATIONS_BOUNDS)
+#: Makes a backend's upload storage: (directory, lock_ttl, bounds).
+MakeUploads = Callable[[str, float, Dict[str, Any]], UploadStorage]
 
 
 class Backend:
@@ -48,8 +53,10 @@ class Backend:
 
     def __init__(self, progress: ProgressStore, make_mailbox: Callable[[], MailboxStore],
                  closers: Optional[List[Callable[[], None]]] = None,
-                 make_operations: Optional[Callable[[], OperationStore]] = None) -> None:
+                 make_operations: Optional[Callable[[], OperationStore]] = None,
+                 make_uploads: Optional[MakeUploads] = None) -> None:
         self.progress = progress
+        self._make_uploads = make_uploads
         self._make_mailbox = make_mailbox
         self._mailbox: Optional[MailboxStore] = None
         self._make_operations = make_operations or (
@@ -68,6 +75,20 @@ class Backend:
         if self._operations is None:
             self._operations = self._make_operations()
         return self._operations
+
+    def uploads(self, directory: str, *, lock_ttl: float, **bounds: Any) -> UploadStorage:
+        """The storage of resumable uploads whose bytes are in *directory*:
+        records and locks beside them (:class:`DirectoryStorage`), or in
+        Redis for the Redis backend, with locks that expire *lock_ttl*
+        seconds after a host holding one died.
+
+        :param bounds: ``ttl``, ``max_size``, ``max_uploads``, ``max_disk``
+            (:class:`~wsgiprogress.resumable.storage.UploadStorage`).
+        :raises OSError: when *directory* cannot be made.
+        """
+        if self._make_uploads is None:
+            return DirectoryStorage(directory, **bounds)
+        return self._make_uploads(directory, lock_ttl, bounds)
 
     def close(self) -> None:
         """Write what is pending and release connections, threads and kept responses."""

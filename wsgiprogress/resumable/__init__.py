@@ -2,8 +2,10 @@
 Resumable uploads
 =================
 
-One upload resource (:class:`~.upload.Upload`), stored durably in a
-directory (:class:`~.storage.DirectoryStorage`), that the protocols of
+One upload resource (:class:`~.upload.Upload`), stored durably behind one
+interface (:class:`~.storage.UploadStorage`: records beside the bytes in a
+directory, :class:`~.storage.DirectoryStorage`, or in Redis with the Redis
+backend), that the protocols of
 :mod:`wsgiprogress.web.resumable` (tus 1.0, IETF resumable uploads interop
 version 6) append to; once every byte is stored, :func:`~.completion.complete`
 calls the application once with the request that created it, rebuilt, and
@@ -17,7 +19,8 @@ keeps its response.  Setting ``resumable_dir`` turns it on at every front door.
     #       environ["wsgiprogress.upload"] and the whole body as wsgi.input
 """
 from .completion import complete
-from .storage import DirectoryStorage, StorageError
+from .storage import DirectoryStorage, StorageError, UploadStorage
 from .upload import Target, Upload, is_upload_id
 
-__all__ = ["DirectoryStorage", "StorageError", "Target", "Upload", "complete", "is_upload_id"]
+__all__ = ["DirectoryStorage", "StorageError", "Target", "Upload", "UploadStorage", "complete",
+           "is_upload_id"]

@@ -3,7 +3,7 @@ Appending
 =========
 
 An :class:`Appender` writes one request's bytes at the end of an upload (its
-lock held, :meth:`~.storage.DirectoryStorage.locked`) and commits them as
+lock held, :meth:`~.storage.UploadStorage.locked`) and commits them as
 :mod:`.storage` describes: fsync, then the offset.
 
 .. code-block:: python
@@ -20,14 +20,26 @@ import shutil
 from typing import IO, TYPE_CHECKING, Any, List, Optional
 
 from . import storage as storage_module
-from .storage import DISK_FULL, DirectoryStorage, StorageError, StorageFull, TooLong
+from .storage import (
+    DISK_FULL,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    TooLong,
+    UploadBusy,
+    UploadStorage,
+)
 from .upload import Upload
 
 if TYPE_CHECKING:
     from .parts import StoredPart
 
+#: A broken append is committed, except when one of these broke it: nothing
+#: can be committed (a full disk, the lock lost, the records unreachable).
+NO_COMMIT = (StorageFull, UploadBusy, StorageUnavailable)
 
-def concatenate(storage: DirectoryStorage, final: Upload, parts: List[Upload]) -> None:
+
+def concatenate(storage: UploadStorage, final: Upload, parts: List[Upload]) -> None:
     """Store the bytes of *parts*, in order, as *final*'s (its lock held)."""
     with Appender(storage, final) as out:
         for part in parts:
@@ -52,7 +64,7 @@ class Appender:
         checked first (a checksum).
     """
 
-    def __init__(self, storage: DirectoryStorage, upload: Upload, *,
+    def __init__(self, storage: UploadStorage, upload: Upload, *,
                  algorithm: Optional[str] = None, commit_partial: bool = True) -> None:
         self.storage = storage
         self.upload = upload
@@ -72,7 +84,7 @@ class Appender:
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         try:
-            if kind is None or (self.commit_partial and not isinstance(exc, StorageFull)):
+            if kind is None or (self.commit_partial and not isinstance(exc, NO_COMMIT)):
                 self.commit()
             else:
                 self.discard()
@@ -93,6 +105,7 @@ class Appender:
         """
         if self.end + len(data) > self.limit:
             raise TooLong(f"the upload's length is {self.limit} bytes")
+        self.storage.holding(self.upload.id)  # never write once another may
         try:
             view = memoryview(data)
             while view:
@@ -116,6 +129,7 @@ class Appender:
         """
         if self.end + part.size > self.limit:
             raise TooLong(f"the upload's length is {self.limit} bytes")
+        self.storage.holding(self.upload.id)
         part.written()
         if self.hash is not None:
             with open(part.path, "rb") as body:
@@ -146,16 +160,24 @@ class Appender:
         try:
             os.fsync(self._file.fileno())
             self.upload.offset = self.end
-            self.storage.save(self.upload)
+            self.storage.save(self.upload)  # fenced: only while the lock is ours
         except OSError as exc:
             self.upload.offset = self._committed
             self._disk_error(exc)
+        except StorageError:
+            self.upload.offset = self._committed
+            self.discard()
+            raise
         self._committed = self.upload.offset
         self._unsynced = 0
 
     def discard(self) -> None:
         """Forget what was written since the last commit."""
         self._unsynced = 0
+        try:
+            self.storage.holding(self.upload.id)
+        except StorageError:
+            return  # the lock expired: the bytes past the offset may be another's now
         with contextlib.suppress(OSError):
             self._file.truncate(self._committed)
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
     from ..progress.tracker import Tracker
-    from .storage import DirectoryStorage
+    from .storage import UploadStorage
 
 log = logging.getLogger("wsgiprogress")
 
@@ -100,14 +100,14 @@ class StoredBody(io.IOBase):
         return data
 
 
-def upload_info(storage: DirectoryStorage, upload: Upload) -> Dict[str, Any]:
+def upload_info(storage: UploadStorage, upload: Upload) -> Dict[str, Any]:
     """What the application finds in ``environ["wsgiprogress.upload"]``."""
     return {"id": upload.id, "metadata": upload.metadata, "size": upload.offset,
             "path": storage.path(upload.id, ".bin"), "protocol": upload.protocol,
             "progress_id": upload.progress_id}
 
 
-def rebuilt_environ(base: WSGIEnvironment, storage: DirectoryStorage, upload: Upload,
+def rebuilt_environ(base: WSGIEnvironment, storage: UploadStorage, upload: Upload,
                     body: IO[bytes]) -> Dict[str, Any]:
     """The environ the application sees: the server's part of *base* (this
     connection), the target's request line and headers, the stored body."""
@@ -127,7 +127,7 @@ def rebuilt_environ(base: WSGIEnvironment, storage: DirectoryStorage, upload: Up
     return environ
 
 
-def complete(app: WSGIApplication, base: WSGIEnvironment, storage: DirectoryStorage,
+def complete(app: WSGIApplication, base: WSGIEnvironment, storage: UploadStorage,
              upload: Upload, tracker: Optional[Tracker]) -> None:
     """Call *app* once for the finished *upload* (its lock held) and keep its
     response: marks it ``completing`` first, ``complete`` with the response.

@@ -33,7 +33,7 @@ from . import storage as storage_module
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
-    from .storage import DirectoryStorage
+    from .storage import UploadStorage
     from .upload import Target
 
     #: The work the writer thread takes, None to stop (typing only: queue.Queue
@@ -132,7 +132,7 @@ class StoredPart:
         kept apart (:attr:`head`) and gives :attr:`start`.
     """
 
-    def __init__(self, storage: DirectoryStorage, upload_id: str, start: Optional[int],
+    def __init__(self, storage: UploadStorage, upload_id: str, start: Optional[int],
                  background: Background, tracker: Optional[Tracker] = None,
                  byterange: bool = False) -> None:
         self.upload_id = upload_id

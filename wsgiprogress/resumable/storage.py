@@ -1,21 +1,30 @@
 """
-Directory storage
-=================
+Upload storage
+==============
 
-:class:`DirectoryStorage` keeps each upload as files in one directory:
-``<id>.bin`` (the bytes), ``<id>.json`` (the :class:`~.upload.Upload`),
-``<id>.lock`` (taken with ``flock`` by the one request appending) and, once
-the application answered, ``<id>.response`` (the kept response body).
-Several processes may share the directory: appends are serialized by the
-lock file, metadata is replaced atomically (write, fsync, rename).
+:class:`UploadStorage` is the one interface the resumable-upload protocols
+use; configuration picks its implementation in one place
+(:meth:`wsgiprogress.backends.Backend.uploads`).  The bytes always live in
+a directory (``resumable_dir``): ``<id>.bin`` (the body) and, once the
+application answered, ``<id>.response`` (the kept response body).  The
+record (the :class:`~.upload.Upload`) and the per-upload append lock live
+where the implementation keeps them:
+
+* :class:`DirectoryStorage` (the default): ``<id>.json`` beside the bytes,
+  replaced atomically (write, fsync, rename), and ``<id>.lock``, taken with
+  ``flock``, so several processes of one host share the directory.
+* :class:`wsgiprogress.backends.redis.uploads.RedisUploads` (the Redis
+  backend): records and expiring, token-owned locks in Redis, so several
+  hosts share the directory on shared storage.
 
 Durability (the fsync policy): an offset is reported only once the bytes
 before it are on disk.  :meth:`Appender.commit` fsyncs the data file, then
-writes the metadata with the new offset (fsync, rename, fsync of the
-directory).  It runs when an append ends, every :data:`SYNC_BYTES` during a
-long one, and when a connection breaks (what arrived is kept).  Bytes past
-the recorded offset (a process killed mid-append) are cut off by the next
-append, so the bytes before the offset are never disturbed.
+writes the record with the new offset (for the directory: fsync, rename,
+fsync of the directory).  It runs when an append ends, every
+:data:`SYNC_BYTES` during a long one, and when a connection breaks (what
+arrived is kept).  Bytes past the recorded offset (a process killed
+mid-append) are cut off by the next append, so the bytes before the offset
+are never disturbed.
 
 .. code-block:: python
 
@@ -35,7 +44,7 @@ import logging
 import os
 import secrets
 import time
-from typing import IO, Callable, Iterator, List, Optional
+from typing import IO, Callable, ContextManager, Iterator, List, Optional, Tuple
 
 from ..errors import ProgressError
 from .upload import Upload, is_upload_id
@@ -48,6 +57,8 @@ SYNC_BYTES = 16 * 1024 * 1024
 PART = ".part-"
 #: A full disk, a full quota, a file-size limit (RLIMIT_FSIZE): all mean 507.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: The files of one upload in the directory, whatever keeps its record.
+FILES = (".bin", ".response")
 
 
 class StorageError(ProgressError):
@@ -74,14 +85,22 @@ class TooManyUploads(StorageError):
     status = "503 Service Unavailable"
 
 
+class StorageUnavailable(StorageError):
+    """Where the records live (Redis) does not answer: no upload can go on
+    without its record, so the client is asked to retry."""
+
+    status = "503 Service Unavailable"
+
+
 class TooLong(StorageError):
     """The bytes sent go past the upload's length or ``resumable_max_size``."""
 
     status = "400 Bad Request"
 
 
-class DirectoryStorage:
-    """Uploads stored in *directory* (created when missing).
+class UploadStorage:
+    """Uploads whose bytes are files in *directory* (created when missing);
+    subclasses keep the records and the locks.
 
     :param ttl: seconds an upload lives after its last change.
     :param max_size: the largest upload.
@@ -101,6 +120,47 @@ class DirectoryStorage:
         self.max_disk = max_disk
         self.clock = clock
 
+    # -- the records and the locks (the subclass's) ---------------------------------
+
+    def create(self, upload: Upload) -> None:
+        """Store a new, empty *upload* after removing expired ones.
+
+        :raises TooManyUploads, StorageFull: past a bound.
+        """
+        raise NotImplementedError
+
+    def get(self, upload_id: str) -> Optional[Upload]:
+        """The upload, or ``None`` when unknown, malformed or expired."""
+        raise NotImplementedError
+
+    def save(self, upload: Upload) -> None:
+        """Store *upload*'s record; it now expires ``ttl`` from now."""
+        raise NotImplementedError
+
+    def delete(self, upload_id: str) -> None:
+        """Remove the upload and everything kept for it."""
+        raise NotImplementedError
+
+    def locked(self, upload_id: str) -> ContextManager[Optional[Upload]]:
+        """Hold the upload's lock and yield its record, fresh (``None`` when
+        it is gone).
+
+        :raises UploadBusy: when another request, in any process, holds it.
+        """
+        raise NotImplementedError
+
+    def holding(self, upload_id: str) -> None:
+        """Check, before bytes are written, that this process still holds
+        *upload_id*'s lock (a lock that can expire may have).
+
+        :raises UploadBusy: when it does not.
+        """
+
+    def close(self) -> None:
+        """Release what the storage holds (connections, threads)."""
+
+    # -- the bytes (shared) -----------------------------------------------------------
+
     def path(self, upload_id: str, suffix: str) -> str:
         if not is_upload_id(upload_id):  # never a path outside the directory
             raise ValueError(f"not an upload ID: {upload_id[:64]!r}")
@@ -110,33 +170,86 @@ class DirectoryStorage:
         """A fresh file name for one request's body (:mod:`.parts`)."""
         return self.path(upload_id, PART + secrets.token_hex(8))
 
-    # -- resources -------------------------------------------------------------
+    def has_body(self, upload_id: str) -> bool:
+        """True when *upload_id*'s bytes are in the directory: one ``stat``,
+        cheap enough for the server's I/O thread (the record may be gone)."""
+        return is_upload_id(upload_id) and os.path.exists(self.path(upload_id, ".bin"))
 
-    def create(self, upload: Upload) -> None:
-        """Store a new, empty *upload* after removing expired ones.
+    def open_body(self, upload: Upload) -> IO[bytes]:
+        """The stored bytes, for reading."""
+        return open(self.path(upload.id, ".bin"), "rb")
 
-        :raises TooManyUploads, StorageFull: past a bound.
+    def open_response(self, upload: Upload, mode: str = "rb") -> IO[bytes]:
+        """The kept response body (``"wb"``: to write it)."""
+        return open(self.path(upload.id, ".response"), mode)
+
+    def _create_body(self, upload: Upload) -> None:
+        """The empty data file of a new upload.
+
+        :raises StorageFull: when the disk is full.
         """
-        stored = self.sweep()
-        if len(stored) >= self.max_uploads:
-            raise TooManyUploads(f"{self.max_uploads} uploads are stored; retry later")
-        if self.max_disk is not None:
-            reserved = sum(_reserves(u) for u in stored) + _reserves(upload)
-            if reserved > self.max_disk:
-                raise StorageFull("the upload storage is full")
         try:
-            open(self.path(upload.id, ".lock"), "xb").close()
             open(self.path(upload.id, ".bin"), "xb").close()
-            self.save(upload)
         except OSError as exc:
-            self._remove(upload.id)
             if exc.errno in DISK_FULL:
                 raise StorageFull("the disk is full") from exc
             raise
 
+    def _remove_files(self, upload_id: str, suffixes: Tuple[str, ...] = FILES) -> None:
+        """Remove *upload_id*'s files, bodies still arriving for it included
+        (their appends will find no upload)."""
+        for suffix in suffixes:
+            with contextlib.suppress(OSError, ValueError):
+                os.unlink(self.path(upload_id, suffix))
+        prefix = upload_id + PART
+        for name in os.listdir(self.directory):
+            if name.startswith(prefix):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.directory, name))
+
+    def _sweep_files(self, known: Callable[[List[str]], List[bool]]) -> None:
+        """Remove bodies a killed process left (parts older than ``ttl``) and
+        the files of uploads whose record is gone: *known* says, for a list
+        of IDs, which still have one."""
+        stale = self.clock() - self.ttl
+        bodies = []
+        for name in os.listdir(self.directory):
+            if PART in name:
+                path = os.path.join(self.directory, name)
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_mtime < stale:
+                        os.unlink(path)
+            elif name.endswith(".bin"):
+                bodies.append(name[:-len(".bin")])
+        bodies = [upload_id for upload_id in bodies if is_upload_id(upload_id)]
+        for upload_id, kept in zip(bodies, known(bodies)):
+            if not kept:
+                self._remove_files(upload_id)
+
+
+class DirectoryStorage(UploadStorage):
+    """Records and locks beside the bytes: ``<id>.json`` and ``<id>.lock``."""
+
+    def create(self, upload: Upload) -> None:
+        stored = self.sweep()
+        if len(stored) >= self.max_uploads:
+            raise TooManyUploads(f"{self.max_uploads} uploads are stored; retry later")
+        if self.max_disk is not None:
+            reserved = sum(reserves(u) for u in stored) + reserves(upload)
+            if reserved > self.max_disk:
+                raise StorageFull("the upload storage is full")
+        try:
+            open(self.path(upload.id, ".lock"), "xb").close()
+            self.save(upload)  # the record first: a sweep removes bodies without one
+            self._create_body(upload)
+        except (OSError, StorageError) as exc:
+            self.delete(upload.id)
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise StorageFull("the disk is full") from exc
+            raise
+
     def get(self, upload_id: str) -> Optional[Upload]:
-        """The upload, or ``None`` when unknown, malformed or expired (an
-        expired one is removed)."""
+        """An expired upload is removed."""
         if not is_upload_id(upload_id):
             return None
         try:
@@ -150,7 +263,7 @@ class DirectoryStorage:
         return upload
 
     def save(self, upload: Upload) -> None:
-        """Write *upload*'s metadata atomically; it now expires ``ttl`` from now."""
+        """Written atomically: a temporary file, fsync, rename, fsync of the directory."""
         upload.expires = self.clock() + self.ttl
         final = self.path(upload.id, ".json")
         temporary = final + ".tmp"
@@ -169,33 +282,22 @@ class DirectoryStorage:
         self._sync_directory()
 
     def delete(self, upload_id: str) -> None:
-        """Remove the upload and everything kept for it."""
-        self._remove(upload_id)
+        self._remove_files(upload_id, (".json", *FILES, ".lock", ".json.tmp"))
 
     def sweep(self) -> List[Upload]:
         """Remove expired uploads, and bodies a killed process left behind;
         the uploads left."""
         left = []
-        stale = self.clock() - self.ttl
         for name in os.listdir(self.directory):
             if name.endswith(".json"):
                 upload = self.get(name[:-len(".json")])
                 if upload is not None:
                     left.append(upload)
-            elif PART in name:
-                path = os.path.join(self.directory, name)
-                with contextlib.suppress(OSError):
-                    if os.stat(path).st_mtime < stale:
-                        os.unlink(path)
+        self._sweep_files(lambda ids: [os.path.exists(self.path(i, ".json")) for i in ids])
         return left
 
     @contextlib.contextmanager
     def locked(self, upload_id: str) -> Iterator[Optional[Upload]]:
-        """Hold the upload's lock and yield it fresh from disk (``None`` when
-        it is gone).
-
-        :raises UploadBusy: when another request, in any process, holds it.
-        """
         try:
             fd = os.open(self.path(upload_id, ".lock"), os.O_RDWR)
         except (OSError, ValueError):
@@ -210,27 +312,6 @@ class DirectoryStorage:
         finally:
             os.close(fd)
 
-    # -- bytes ------------------------------------------------------------------
-
-    def open_body(self, upload: Upload) -> IO[bytes]:
-        """The stored bytes, for reading."""
-        return open(self.path(upload.id, ".bin"), "rb")
-
-    def open_response(self, upload: Upload, mode: str = "rb") -> IO[bytes]:
-        """The kept response body (``"wb"``: to write it)."""
-        return open(self.path(upload.id, ".response"), mode)
-
-    def _remove(self, upload_id: str) -> None:
-        for suffix in (".json", ".bin", ".response", ".lock", ".json.tmp"):
-            with contextlib.suppress(OSError, ValueError):
-                os.unlink(self.path(upload_id, suffix))
-        # bodies still arriving for it: their appends will find no upload
-        prefix = upload_id + PART
-        for name in os.listdir(self.directory):
-            if name.startswith(prefix):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.directory, name))
-
     def _sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)
         try:
@@ -239,5 +320,6 @@ class DirectoryStorage:
             os.close(fd)
 
 
-def _reserves(upload: Upload) -> int:
+def reserves(upload: Upload) -> int:
+    """The bytes *upload* holds against ``resumable_max_disk``."""
     return upload.length if upload.length is not None else upload.offset

@@ -159,6 +159,9 @@ SETTINGS: Tuple[Setting, ...] = (
             "most uploads kept; then 503", "resumable"),
     Setting("resumable_max_disk", as_optional_size, None,
             "bytes all uploads may reserve; then 507", "resumable"),
+    Setting("resumable_lock_ttl", as_positive_seconds, 30.0,
+            "with the Redis backend: seconds an upload's lock outlives a host "
+            "that died holding it", "resumable"),
     # -- which requests are counted ----------------------------------------------
     Setting("methods", as_methods, ("POST",),
             "HTTP methods whose requests are tracked", "tracking"),

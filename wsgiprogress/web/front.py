@@ -124,7 +124,8 @@ class Front:
         self.options = options
         self.waiters = Waiters(waiter_limit(options["max_waiters"], threads, connections))
         self.backend: Optional[Backend] = None
-        if store is None or (mailbox is None and options["mailbox"]) or options["operations"]:
+        if store is None or (mailbox is None and options["mailbox"]) or options["operations"] \
+                or options["resumable_dir"] is not None:
             backend = self.backend = backend_from_url(
                 options["backend"], waiters=self.waiters,
                 **_subset(options, STORE_SETTINGS, MAILBOX_LIMITS),
@@ -161,7 +162,8 @@ class Front:
                 self.operations, authorize=authorize, url=options["operations_url"],
                 allowed_origins=options["allowed_origins"], **_subset(options, WAIT_SETTINGS))
             self.runner = OperationRunner(self.operations, options)
-        self.resumable = ResumableUploads.from_options(options, self.store, authorize)
+        self.resumable = ResumableUploads.from_options(options, self.store, self.backend,
+                                                       authorize)
 
     @property
     def may_block(self) -> bool:

@@ -123,7 +123,7 @@ class IetfProtocol:
                          head_only=method == "HEAD")
         except UploadBusy as exc:
             # another request appends (the client may not run two): its offset
-            busy = self.storage.get(upload_id) if upload_id else None
+            busy = self.service.current(upload_id)
             state = self._state(busy) if busy is not None else []
             return plain(start_response, "409 Conflict", str(exc), state)
         except StorageError as exc:

@@ -13,7 +13,7 @@ acknowledges it (the upload goes).
 
 .. code-block:: python
 
-    uploads = ResumableUploads.from_options(options, store)
+    uploads = ResumableUploads.from_options(options, store, backend)
     if uploads is not None and uploads.handles(environ):
         return uploads.bind(app)(environ, start_response)
 """
@@ -26,17 +26,24 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional
 from .. import keys
 from ..errors import ConfigurationError
 from ..progress.ids import IdFinder
-from ..resumable.storage import DirectoryStorage
+from ..resumable.storage import StorageError
 from ..resumable.upload import COMPLETE, is_upload_id
 from .ietf import IetfProtocol, is_creation
 from .responses import plain
 from .resume import ResumeRequests
 from .tus import TusProtocol
-from .upload_service import RESPONSE_SUFFIX, FileChunks, UploadService, file_size
+from .upload_service import (
+    RESPONSE_SUFFIX,
+    FileChunks,
+    UploadService,
+    answer_storage_error,
+    file_size,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from ..backends import Backend
     from ..progress.store import ProgressStore
     from .mailbox import Authorize
 
@@ -58,23 +65,28 @@ class ResumableUploads:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], store: ProgressStore,
-                     authorize: Optional[Authorize] = None) -> Optional[ResumableUploads]:
+                     backend: Optional[Backend], authorize: Optional[Authorize] = None
+                     ) -> Optional[ResumableUploads]:
         """The endpoint the resolved settings ask for; ``None`` without
-        ``resumable_dir``.  An *authorize* hook is asked
-        ``authorize(environ, upload_id, "upload")`` on every request to an
-        upload (``upload_id`` ``None`` when it creates one): 403 when it says no.
+        ``resumable_dir``.  The *backend* keeps the uploads' records and
+        locks (:meth:`~wsgiprogress.backends.Backend.uploads`).  An
+        *authorize* hook is asked ``authorize(environ, upload_id, "upload")``
+        on every request to an upload (``upload_id`` ``None`` when it
+        creates one): 403 when it says no.
 
         :raises ConfigurationError: when the directory cannot be made.
         """
         directory = options["resumable_dir"]
         if directory is None:
             return None
+        assert backend is not None, "resumable uploads need the backend"
         try:
-            storage = DirectoryStorage(
+            storage = backend.uploads(
                 directory, ttl=options["resumable_ttl"],
                 max_size=options["resumable_max_size"],
                 max_uploads=options["resumable_max_uploads"],
-                max_disk=options["resumable_max_disk"])
+                max_disk=options["resumable_max_disk"],
+                lock_ttl=options["resumable_lock_ttl"])
         except OSError as exc:
             raise ConfigurationError(f"resumable_dir: cannot use {directory!r} ({exc.strerror}); "
                                      "give a directory this process may write") from None
@@ -97,6 +109,13 @@ class ResumableUploads:
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self._route(app, environ, start_response)
+        except StorageError as exc:  # the records are unreachable (Redis): retry later
+            return answer_storage_error(start_response, exc)
+
+    def _route(self, app: WSGIApplication, environ: WSGIEnvironment,
+               start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == self.url[:-1]:
             environ["PATH_INFO"] = path = self.url
@@ -120,8 +139,10 @@ class ResumableUploads:
         return self.resume(app, environ, start_response)  # the request-content location
 
     def close(self) -> None:
-        """Finish what runs in the background (bodies of broken requests)."""
+        """Finish what runs in the background (bodies of broken requests),
+        then close the storage."""
         self.service.close()
+        self.service.storage.close()
 
     def _response(self, environ: WSGIEnvironment, start_response: StartResponse,
                   upload_id: str) -> Iterable[bytes]:

@@ -165,7 +165,7 @@ class ResumeRequests:
             return plain(start_response, exc.status, str(exc), offset,
                          head_only=method == "HEAD")
         except UploadBusy as exc:
-            busy = self.storage.get(upload_id)
+            busy = self.service.current(upload_id)
             offset = [] if busy is None else [("Upload-Offset", str(busy.offset))]
             return plain(start_response, "409 Conflict", str(exc), offset)
         except StorageError as exc:

@@ -125,8 +125,7 @@ class TusProtocol:
             return self._answer(start_response, exc.status, exc.headers, str(exc),
                                 head_only=method == "HEAD")
         except StorageError as exc:
-            busy = self.storage.get(upload_id) if isinstance(exc, UploadBusy) and upload_id \
-                else None
+            busy = self.service.current(upload_id) if isinstance(exc, UploadBusy) else None
             offset = [("Upload-Offset", str(busy.offset))] if busy is not None else []
             return answer_storage_error(start_response, exc, [("Tus-Resumable", VERSION),
                                                               *offset])

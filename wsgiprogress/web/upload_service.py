@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..progress.ids import IdFinder
     from ..progress.store import ProgressStore
     from ..progress.tracker import Tracker
-    from ..resumable.storage import DirectoryStorage
+    from ..resumable.storage import UploadStorage
 
 log = logging.getLogger("wsgiprogress")
 
@@ -85,7 +85,7 @@ class UploadService:
     :param finder: finds a creating request's progress ID.
     """
 
-    def __init__(self, storage: DirectoryStorage, store: ProgressStore, url: str,
+    def __init__(self, storage: UploadStorage, store: ProgressStore, url: str,
                  finder: IdFinder, min_id_length: int) -> None:
         self.storage = storage
         self.store = store
@@ -170,8 +170,8 @@ class UploadService:
         upload_id = path[len(self.url):]
         content_type = headers.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         byterange = content_type == BYTERANGE
-        if not (byterange or content_type in FRAMING_TYPES) or not is_upload_id(upload_id) \
-                or not os.path.exists(self.storage.path(upload_id, ".json")):
+        if not (byterange or content_type in FRAMING_TYPES) \
+                or not self.storage.has_body(upload_id):
             return None
         start = _offset(headers.get("UPLOAD_OFFSET"))
         if "UPLOAD_CHECKSUM" in headers:
@@ -255,6 +255,16 @@ class UploadService:
             pass  # busy (another append runs), too long or full: the client resends
         finally:
             part.remove()
+
+    def current(self, upload_id: Optional[str]) -> Optional[Upload]:
+        """*upload_id*'s record as it is now, for the answer to an append that
+        found the upload busy; ``None`` when it is gone or cannot be read."""
+        if not upload_id or not is_upload_id(upload_id):
+            return None
+        try:
+            return self.storage.get(upload_id)
+        except StorageError:
+            return None
 
     # -- bytes -------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 Redis backend
 =============
 
-Progress entries (:mod:`~wsgiprogress.backends.redis.progress`) and
-mailboxes (:mod:`~wsgiprogress.backends.redis.mailbox`) shared by every
+Progress entries (:mod:`~wsgiprogress.backends.redis.progress`),
+mailboxes (:mod:`~wsgiprogress.backends.redis.mailbox`), operations
+(:mod:`~wsgiprogress.backends.redis.operations`) and the records and locks
+of resumable uploads (:mod:`~wsgiprogress.backends.redis.uploads`) shared by every
 process and host that uses one Redis, written in the background
 (:mod:`~wsgiprogress.backends.redis.writer`) and announced to every process
 by one subscriber each (:mod:`~wsgiprogress.backends.redis.wakeups`).
@@ -56,6 +58,7 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
     from .mailbox import RedisMailbox
     from .operations import RedisOperations
     from .progress import RedisProgressStore
+    from .uploads import RedisUploads
     from .wakeups import RedisWakeups, waker
 
     # a bounded pool that makes a thread wait for a free connection (up to
@@ -83,6 +86,10 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
                                     mailbox.channel: mailbox.posted})
     operations = RedisOperations(client, key_prefix=store["key_prefix"], waiters=waiters,
                                  reader=reader, **bounds)
+
+    def uploads(directory: str, lock_ttl: float, upload_bounds: Dict[str, Any]) -> RedisUploads:
+        return RedisUploads(client, directory, key_prefix=store["key_prefix"],
+                            lock_ttl=lock_ttl, **upload_bounds)
     return Backend(progress, lambda: mailbox, [progress.close, wakeups.close, client.close,
                                                probe_pool.disconnect],
-                   make_operations=lambda: operations)
+                   make_operations=lambda: operations, make_uploads=uploads)
