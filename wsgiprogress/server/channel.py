@@ -27,12 +27,11 @@ output position when its task started and the position when it ended.
 """
 from __future__ import annotations
 
-import collections
 import functools
 import socket
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Set
 
 from waitress.channel import HTTPChannel
 
@@ -41,11 +40,11 @@ from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
 from .loop_probe import probe_task
 from .parser import ProgressParser
-from .sending import SendWindow
+from .sending import SentBytes
 from .task import ProgressTask
 
 if TYPE_CHECKING:
-    from ..progress.tracker import Tracker
+    pass
 
 
 def all_endpoints(requests: Iterable[Any]) -> bool:
@@ -56,9 +55,7 @@ def all_endpoints(requests: Iterable[Any]) -> bool:
     return all(getattr(request, "is_endpoint", False) for request in requests)
 
 
-#: Shared empty stand-ins, never changed: a channel makes its own on first use.
-_NO_WINDOWS: Deque[SendWindow] = collections.deque(maxlen=0)
-_NO_TRACKERS: List[Tracker] = []
+#: A shared empty stand-in, never changed: a channel makes its own on first use.
 _NO_EVENTS: Set[threading.Event] = set()
 
 
@@ -85,7 +82,7 @@ def task_for(channel: ProgressChannel, request: Any) -> Any:
     return ProgressTask(channel, request)
 
 
-class ProgressChannel(HTTPChannel):  # type: ignore[misc]
+class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
     """A waitress channel that reports progress; see the module docstring."""
 
     task_class = staticmethod(task_for)
@@ -96,18 +93,8 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
     #: True when the connection may be marked quiet on the loop once its
     #: output is flushed (a parked request, an idle WebSocket).
     quiet_when_flushed = False
-    #: Response bytes the kernel accepted on this connection.
-    progress_bytes_sent = 0
-    # made when first needed: a parked waiter's connection needs none of them
-    #: The tracked requests whose output is being sent, oldest first.
-    send_windows: Deque[SendWindow] = _NO_WINDOWS
-    #: Requests whose last byte was sent, finished once outbuf_lock is free
-    #: (a store call under the lock would make the I/O thread spin on it).
-    sent_in_full: List[Tracker] = _NO_TRACKERS
     #: Events of waiting requests, set when the connection closes.
     departure_events: Set[threading.Event] = _NO_EVENTS
-    #: True once the connection closed; no byte is sent after that.
-    progress_closed = False
     #: True while a probe waits to be answered on the I/O loop.
     probe_on_loop = False
     #: True once a peek found the client's next bytes (waitress 1.4): they
@@ -139,79 +126,6 @@ class ProgressChannel(HTTPChannel):  # type: ignore[misc]
             self.sent_continue = True
             self._flush_some()
         self.request.completed = False
-
-    # -- bytes sent ----------------------------------------------------------
-
-    def send(self, data: Any, *args: Any, **kw: Any) -> int:
-        # *args/**kw: waitress 2.1.1 added do_close=True; keep every signature
-        sent: int = super().send(data, *args, **kw)
-        if sent:
-            self.progress_bytes_sent += sent
-            if self.send_windows:
-                self._account_sent()
-        return sent
-
-    def output_position(self) -> int:
-        """Where the next byte queued now will be in the output; call with
-        ``outbuf_lock`` held."""
-        queued: int = self.total_outbufs_len
-        return self.progress_bytes_sent + queued
-
-    def open_send_window(self, tracker: Tracker) -> SendWindow:
-        """Start attributing output to *tracker*; call with ``outbuf_lock`` held."""
-        window = SendWindow(tracker, self.output_position())
-        if self.send_windows is _NO_WINDOWS:
-            self.send_windows = collections.deque()
-        self.send_windows.append(window)
-        return window
-
-    def close_send_window(self, window: SendWindow) -> None:
-        """The task ended: its output ends here; call with ``outbuf_lock`` held."""
-        window.end = self.output_position()
-        if not self.progress_closed:
-            self._account_sent()
-            return
-        # the connection closed while the task ran: judge by what was sent
-        self.send_windows.remove(window)
-        tracker = window.tracker
-        expected = tracker.declared_response_size
-        if tracker.sent >= (tracker.produced if expected is None else expected):
-            tracker.finish()
-        else:
-            tracker.fail(ABORTED)
-
-    def _account_sent(self) -> None:
-        total = self.progress_bytes_sent
-        windows = self.send_windows
-        while windows:
-            window = windows[0]
-            tracker = window.tracker
-            upto = total if window.end is None else min(total, window.end)
-            # the body only: not chunk framing, and a file_wrapper body is
-            # queued without passing through the task's write()
-            body_size = tracker.declared_response_size
-            if body_size is None:
-                body_size = tracker.produced
-            body_sent = min(upto - window.start, body_size)
-            if body_sent > tracker.sent:
-                tracker.add_sent(body_sent - tracker.sent)
-            if window.end is None or total < window.end:
-                return
-            windows.popleft()
-            if self.sent_in_full is _NO_TRACKERS:
-                self.sent_in_full = []
-            self.sent_in_full.append(tracker)
-
-    def finish_sent(self) -> None:
-        """Finish the requests whose last byte was sent; call without
-        ``outbuf_lock`` (after a flush)."""
-        sent_in_full = self.sent_in_full
-        while sent_in_full:
-            try:
-                tracker = sent_in_full.pop()
-            except IndexError:  # another thread took the last one
-                return
-            tracker.finish()
 
     def handle_write(self) -> None:
         super().handle_write()
