@@ -33,7 +33,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Set
 
-from waitress.channel import HTTPChannel
+from waitress.channel import ClientDisconnected, HTTPChannel
 
 from ..progress.entry import ABORTED
 from ..waiters import Parked
@@ -110,6 +110,30 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
                                                   cancel_upload, weakref.ref(self)),
                                               handoff=server.progress_handoff,
                                               uploads=server.progress_uploads)
+
+    #: A response head the task built, sent with the first body bytes
+    #: (:meth:`write_soon`): one ``send`` for a small response, not two.
+    held_head = b""
+
+    def write_soon(self, data: Any) -> int:
+        head = self.held_head
+        if head and data:  # not the empty write standing for the held head
+            self.held_head = b""
+            if isinstance(data, bytes):
+                data = head + data
+            else:  # a file_wrapper's buffer
+                super().write_soon(head)
+        written: int = super().write_soon(data)
+        return written
+
+    def send_held_head(self) -> None:
+        """Send the held head alone (a response that wrote no body bytes
+        after it); nothing once the client left."""
+        head, self.held_head = self.held_head, b""
+        try:
+            super().write_soon(head)
+        except ClientDisconnected:
+            pass
 
     def send_continue(self) -> None:
         """waitress's ``100 Continue`` (2.0 and later), with the locations of

@@ -93,6 +93,8 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         try:
             self._serve()
         finally:
+            if self.channel.held_head:  # no body bytes came to carry it
+                self.channel.send_held_head()
             # the environ holds this task's own methods (park, upgrade), and a
             # request that was ready to park its task: let reference counting
             # free them, not the garbage collector (a parked response has what
@@ -162,12 +164,21 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             # the head is the first output of the request: sent counts the body
             self.send_window.start += len(header)
             tracker.start_response(self.status, self.content_length)
+        if self.hold_head:  # it goes out with the body's first bytes, in one send
+            self.channel.held_head = header
+            return b""
         return header
+
+    #: True while the first write has body bytes to send with the head.
+    hold_head = False
 
     def write(self, data: bytes) -> None:
         tracker = self.tracker
         if tracker is not None and data:
             tracker.add_produced(len(data))
+        # waitress sends the head and the body's first bytes in two sends; one
+        # does (an empty first write, which asks for the head alone, is not held)
+        self.hold_head = not self.wrote_header and bool(data) and self.has_body
         super().write(data)
         if tracker is not None and self.channel.sent_in_full:
             self.channel.finish_sent()
