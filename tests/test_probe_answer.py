@@ -5,8 +5,6 @@ the one waitress builds."""
 from __future__ import annotations
 
 import re
-import socket
-import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -19,7 +17,7 @@ from wsgiprogress import ProgressTable
 from wsgiprogress.server.loop_probe import response_head
 from wsgiprogress.web.probe import MAX_PARSED, MAX_PARSED_QUERY, ProbeRequestError, ProgressProbe
 
-from server_support import HOST, ok_app, running
+from server_support import exchange, ok_app, running
 
 # -- the head, beside waitress's own ------------------------------------------
 
@@ -111,24 +109,14 @@ def both() -> Iterator[Tuple[int, int]]:
 
 
 def ask(port: int, request: bytes) -> bytes:
-    """The raw answer to *request*, until the server closes or a second
-    passes quietly; the Date header blanked."""
-    with socket.create_connection((HOST, port), timeout=5) as sock:
-        sock.sendall(request)
-        received = b""
-        sock.settimeout(0.3)
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            try:
-                data = sock.recv(65536)
-            except socket.timeout:
-                break
-            if not data:
-                break
-            received += data
-    return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", received)
+    """The raw answer to *request* (which ends with a ``Connection: close``),
+    the Date header blanked."""
+    return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", exchange(port, request, read_for=5))
 
 
+#: Ends every exchange: the server closes after it.
+LAST = (b"GET /progress?X-Progress-ID=known-upload-01 HTTP/1.1\r\n"
+        b"Host: t\r\nConnection: close\r\n\r\n")
 QUERIES = st.sampled_from([
     "X-Progress-ID=known-upload-01", "X-Progress-ID=known-upload-02",
     "X-Progress-ID=unknown-id-0001", "X-Progress-ID=known-upload-01&dialect=lighttpd",
@@ -154,7 +142,7 @@ def test_answers_are_the_task_paths_byte_for_byte(
     pipelined = b"".join(
         b"%s /progress?%s HTTP/%s\r\nHost: t\r\n%s%s\r\n" % (
             method.encode(), query.encode(), version.encode(), connection, extra)
-        for method, version, connection, query, extra in requests)
+        for method, version, connection, query, extra in requests) + LAST
     fast, slow = both
     answer = ask(fast, pipelined)
     assert answer.startswith(b"HTTP/1.")
