@@ -7,7 +7,6 @@ Redis backend.  The connection that got the 202 no longer ends it."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 import time
@@ -24,7 +23,7 @@ from wsgiprogress.progress.tracker import Tracker
 
 from operations_apps import REPORTED, SEEN, slow
 from redis_support import RedisServer
-from server_support import HOST, probe, read_events, running, running_werkzeug, wait_until
+from server_support import HOST, follow_events, probe, running, running_werkzeug, wait_until
 
 WOOL = b"w" * 1000
 TOKEN = "knitting-token-" + "k" * 20
@@ -34,15 +33,18 @@ STEP_LABEL = "Knitting sweaters"
 @contextlib.contextmanager
 def front_door(kind: str, **settings: Any) -> Iterator[Tuple[int, Any]]:
     """:func:`slow` with operations on behind *kind*; yields the port and
-    the progress store."""
+    the progress store; closes the front door's stores after."""
     settings.setdefault("operations", True)
-    if kind == "server":
-        with running(slow, threads=6, **settings) as (server, port):
-            yield port, server.progress_front.store
-    else:
-        app = ProgressMiddleware(slow, **settings)
-        with running_werkzeug(app) as port:
-            yield port, app.store
+    with contextlib.ExitStack() as stack:
+        if kind == "server":
+            server, port = stack.enter_context(running(slow, threads=6, **settings))
+            front = server.progress_front
+        else:
+            app = ProgressMiddleware(slow, **settings)
+            front = app.front
+            port = stack.enter_context(running_werkzeug(app))
+        stack.callback(front.close)  # a Redis backend's threads and connections too
+        yield port, front.store
 
 
 @pytest.fixture(params=["server", "werkzeug"])
@@ -80,19 +82,8 @@ def long_polls(port: int, progress_id: str) -> List[Tuple[Dict[str, Any], float]
 
 def probe_stream(port: int, progress_id: str, out: List[Dict[str, Any]]) -> threading.Thread:
     """Reads the probe's event stream into *out* until the request ended."""
-    def read() -> None:
-        with socket.create_connection((HOST, port), timeout=10) as sock:
-            sock.sendall(f"GET /progress?X-Progress-ID={progress_id} HTTP/1.1\r\n"
-                         "Host: x\r\nAccept: text/event-stream\r\n\r\n".encode())
-            while not out or out[-1]["state"] not in ("done", "error"):
-                lines = read_events(sock, 1, deadline=8)
-                data = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
-                if not data:
-                    return
-                out.extend(data)
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
+    return follow_events(port, f"/progress?X-Progress-ID={progress_id}",
+                         lambda event: event["state"] in ("done", "error"), out)
 
 
 @pytest.mark.parametrize("prefer", ["respond-async, wait=0", "respond-async, wait=1"])
