@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, Dict, Iterable, List
 
 from wsgiprogress import ProgressMiddleware, report
@@ -17,10 +18,13 @@ STEP = 1.0
 RESULT = b"3 sweaters knitted from %d bytes of wool\n"
 #: What the slow application saw, by the X-Run header of the request.
 SEEN: Dict[str, List[str]] = {}
+#: When it reported each step (``time.monotonic()``), by the X-Run header.
+REPORTED: Dict[str, List[float]] = {}
 
 
 def slow(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    """Three steps over three seconds; stops early when cancelled (409)."""
+    """Three steps over three seconds; stops early when cancelled (409).
+    Records what it saw in :data:`SEEN`, when it reported in :data:`REPORTED`."""
     run = environ.get("HTTP_X_RUN", "")
     seen = SEEN.setdefault(run, [])
     operation = environ["wsgiprogress.operation"]
@@ -32,6 +36,7 @@ def slow(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
             seen.append("cancelled")
             start_response("409 Conflict", [("Content-Type", "text/plain")])
             return [b"stopped: cancelled\n"]
+        REPORTED.setdefault(run, []).append(time.monotonic())
         report(environ, step, 3, "Knitting sweaters")
         seen.append(f"step {step}")
         pause.wait(STEP if step < 3 else STEP / 2)

@@ -330,6 +330,25 @@ def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[
             if line.startswith(("id: ", "data: ", "event: "))]
 
 
+def follow_events(port: int, path: str, over: Callable[[Dict[str, Any]], bool],
+                  out: List[Dict[str, Any]]) -> threading.Thread:
+    """Reads the JSON events of the event stream at *path* into *out*, in a
+    thread, until one is *over* (or none came for 8 s)."""
+    def read() -> None:
+        with socket.create_connection((HOST, port), timeout=10) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+                         "Accept: text/event-stream\r\n\r\n".encode())
+            while not out or not over(out[-1]):
+                lines = read_events(sock, 1, deadline=8)  # what arrived: one event or more
+                data = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+                if not data:
+                    return
+                out.extend(data)
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
 TESTS = Path(__file__).parent
 SERVING = re.compile(r"Serving on http://127\.0\.0\.1:(\d+)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from typing import Any, Dict, Iterator, List, Optional
 from wsgiref.util import setup_testing_defaults
 
@@ -264,14 +265,74 @@ def test_memory_store_expires_finished_operations_and_their_responses() -> None:
     assert store.kept_bytes == 0 and len(store) == 0
 
 
-def test_memory_store_bounds_the_kept_bytes_oldest_first() -> None:
-    store = MemoryOperations(clock=FakeClock(), max_kept_bytes=2500)
+def test_kept_bytes_are_bounded_oldest_first(make_store: Any) -> None:
+    store = make_store(max_kept_bytes=2500)
     first, second, third = (store.create() for _ in range(3))
     for op_id in (first, second, third):
         store.finish(op_id, 200, kept(b"x" * 1000))
-    assert store.kept_bytes <= 2500
-    assert store.get(first).dropped and store.response(first) is None
-    assert store.response(third).body.read() == b"x" * 1000
+    assert store.kept_bytes == 2000
+    assert (store.get(first).kept, store.get(first).dropped) == (False, True)
+    assert store.response(first) is None
+    assert store.response(second).body.read() == store.response(third).body.read() \
+        == b"x" * 1000
+    alone = store.create()  # over the bound by itself: dropped, nothing else is
+    store.finish(alone, 200, kept(b"y" * 2501))
+    assert (store.get(alone).kept, store.get(alone).dropped) == (False, True)
+    assert store.kept_bytes == 2000 and store.response(second) is not None
+    assert store.forget(second)
+    assert store.kept_bytes == 1000
+    cancelled = store.create()  # a cancelled one keeps nothing and counts nothing
+    store.cancel(cancelled)
+    store.finish(cancelled, 409, kept(b"z" * 10))
+    assert store.kept_bytes == 1000 and store.get(cancelled).dropped
+
+
+def test_redis_counts_the_kept_bytes_of_every_process(redis: RedisServer) -> None:
+    """Four processes' stores on one prefix finish at once: together they
+    never keep more than ``max_kept_bytes``, and the count is exact."""
+    backends = [backend_from_url(redis.url, key_prefix="kept-shared:",
+                                 max_kept_bytes=10_000) for _ in range(4)]
+    try:
+        stores = [backend.operations for backend in backends]
+        finished: List[str] = []
+
+        def work(store: OperationStore) -> None:
+            for n in range(25):
+                op_id = store.create()
+                assert op_id is not None
+                store.finish(op_id, 200, kept(b"k" * (300 + 37 * n)))
+                finished.append(op_id)
+        threads = [threading.Thread(target=work, args=(store,)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        client = stores[0].client  # type: ignore[attr-defined]
+        sizes = [len(store_response.body.read()) for store_response in
+                 (stores[0].response(op_id) for op_id in finished) if store_response]
+        assert sum(sizes) == stores[1].kept_bytes <= 10_000
+        assert sum(sizes) > 10_000 - 300 - 37 * 24  # the oldest made just enough room
+        assert int(client.hlen("kept-shared:kept_sizes")) == len(sizes)
+    finally:
+        for backend in backends:
+            backend.close()
+
+
+def test_redis_uncounts_the_responses_it_expired(redis: RedisServer) -> None:
+    backend = backend_from_url(redis.url, key_prefix="kept-expiry:", operations_ttl=0.3,
+                               max_kept_bytes=5000)
+    try:
+        store = backend.operations
+        for _ in range(4):
+            store.finish(store.create(), 200, kept(b"e" * 1000))
+        assert store.kept_bytes == 4000
+        client = store.client  # type: ignore[attr-defined]
+        wait_until(lambda: not client.keys("kept-expiry:op:*"), 5)  # Redis expired them
+        fresh = store.create()
+        store.finish(fresh, 200, kept(b"f" * 4500))  # room without dropping anything live
+        assert store.kept_bytes == 4500 and store.get(fresh).kept
+    finally:
+        backend.close()
 
 
 def test_redis_store_expires_by_redis_clock(redis: RedisServer) -> None:

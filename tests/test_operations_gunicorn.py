@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Dict, Iterator, List
 
 import pytest
@@ -57,22 +58,28 @@ def test_the_monitor_follows_the_steps_from_any_worker(served: Gunicorn) -> None
     assert (final.status_code, final.content, final.headers["X-Sweaters"]) == \
         (201, RESULT % len(wool), "3")
 
-    # every worker reads it: fresh connections until each has answered
-    statuses: Dict[str, int] = {}
+    # every worker reads it
+    assert {r.status_code for r in from_every_worker(served, location).values()} == {303}
+
+
+def from_every_worker(served: Gunicorn, url: str) -> Dict[str, requests.Response]:
+    """GET *url* on fresh connections until every worker has answered: the
+    last answer of each, by its pid."""
+    answers: Dict[str, requests.Response] = {}
 
     def burst() -> bool:
         def read() -> None:
-            reply = requests.get(location, allow_redirects=False, timeout=5,
+            reply = requests.get(url, allow_redirects=False, timeout=5,
                                  headers={"Connection": "close"})
-            statuses[reply.headers["X-Worker"]] = reply.status_code
+            answers[reply.headers["X-Worker"]] = reply
         threads = [threading.Thread(target=read) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(10)
-        return set(statuses) >= {str(pid) for pid in served.workers()}
+        return set(answers) >= {str(pid) for pid in served.workers()}
     wait_until(burst, 20, interval=0)
-    assert set(statuses.values()) == {303}
+    return answers
 
 
 def test_cancel_through_another_worker(served: Gunicorn) -> None:
@@ -92,6 +99,27 @@ def test_cancel_through_another_worker(served: Gunicorn) -> None:
     assert elsewhere, "every cancel went to the operation's own worker"
     status = wait_until(lambda: requests.get(elsewhere[0], timeout=5).json().get("status"), 10)
     assert status == 409  # the application saw the flag and stopped
+
+
+def test_the_probe_of_an_accepted_request_follows_it_from_any_worker(
+        served: Gunicorn) -> None:
+    base = base_of(served)
+    progress_id = uuid.uuid4().hex
+    close = {"Connection": "close"}  # a fresh connection: any worker may take it
+    answer = requests.post(f"{base}/knit?X-Progress-ID={progress_id}", data=b"w" * 500,
+                           headers={"Prefer": "respond-async, wait=0", **close}, timeout=5)
+    assert answer.status_code == 202
+    probe = f"{base}/progress?X-Progress-ID={progress_id}"
+    seen = []
+    while not seen or seen[-1][0] not in ("done", "error"):
+        entry = requests.get(probe + "&wait=10", headers=close, timeout=15).json()
+        seen.append((entry["state"], (entry.get("steps") or {}).get("done"),
+                     entry["status"]))
+    assert seen[-4:] == [("processing", 1, None), ("processing", 2, None),
+                         ("processing", 3, None), ("done", 3, 201)], seen
+    ended = {(r.json()["state"], r.json()["status"])
+             for r in from_every_worker(served, probe).values()}
+    assert ended == {("done", 201)}
 
 
 def test_unknown_ids_are_404(served: Gunicorn) -> None:

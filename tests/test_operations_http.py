@@ -23,7 +23,15 @@ import requests
 from wsgiprogress import ProgressMiddleware
 
 from operations_apps import RESULT, SEEN, big, slow
-from server_support import HOST, MiB, probe, read_events, running, running_werkzeug, wait_until
+from server_support import (
+    HOST,
+    MiB,
+    follow_events,
+    probe,
+    running,
+    running_werkzeug,
+    wait_until,
+)
 
 #: The application's own headers, which every copy of its answer carries.
 APP_HEADERS = ("Content-Type", "Content-Length", "X-Sweaters", "Set-Cookie")
@@ -60,19 +68,8 @@ def knit(base: str, prefer: str = "", **headers: str) -> Tuple[requests.Response
 
 def sse_states(base: str, location: str, out: List[Dict[str, Any]]) -> threading.Thread:
     """Reads the monitor's event stream into *out* until the operation ended."""
-    def read() -> None:
-        with socket.create_connection((HOST, int(base.rsplit(":", 1)[1])), timeout=10) as sock:
-            sock.sendall(f"GET {location} HTTP/1.1\r\nHost: x\r\n"
-                         "Accept: text/event-stream\r\n\r\n".encode())
-            while not out or out[-1]["state"] == "running":
-                lines = read_events(sock, 1, deadline=8)  # what arrived: one event or more
-                data = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
-                if not data:
-                    return
-                out.extend(data)
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
+    return follow_events(int(base.rsplit(":", 1)[1]), location,
+                         lambda event: event["state"] != "running", out)
 
 
 def test_respond_async_then_the_monitor_follows_the_steps_then_303(door: str) -> None:

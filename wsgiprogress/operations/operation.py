@@ -17,8 +17,9 @@ the client asked for a monitor, so the application never branches on it:
             operation.report(done + 1, len(sheets), "Knitting sweaters")
 
 or, without looking the key up, :func:`report` (``wsgiprogress.report``).
-A report reaches the request's probe (state ``processing`` with ``steps``),
-its status monitor when it has one, and a ``102 Processing`` when the client
+A report reaches the request's probe (state ``processing`` with ``steps``,
+after a ``202 Accepted`` too: the probe ends when the application does), its
+status monitor when it has one, and a ``102 Processing`` when the client
 asked for those.  Reporting never raises for the store's sake: a store that
 fails is logged, rate-limited.
 """
@@ -96,6 +97,31 @@ class Operation:
                 _STORE_FAILED.warn("report", self.id, exc_info=True)
         for listener in self.listeners:
             listener(steps)
+
+    def cancel(self) -> None:
+        """Set the cancellation flag (the request's probe got ``DELETE``
+        after its ``202 Accepted``)."""
+        self._cancelled = True
+        if self.store is not None and self.id is not None:
+            try:
+                self.store.cancel(self.id)
+            except Exception:
+                _STORE_FAILED.warn("cancel", self.id, exc_info=True)
+
+    def detach(self) -> None:
+        """The client was answered ``202 Accepted``: the request's probe
+        follows the application from now on (state ``processing``, the
+        steps) until :meth:`ended`, and a cancel there cancels this."""
+        if self.tracker is not None:
+            self.tracker.detach(self.cancel)
+
+    def ended(self, status: Optional[int]) -> None:
+        """The application ended with *status* (``None``: it failed): a
+        detached request's probe ends with it, ``cancelled`` when it was."""
+        tracker = self.tracker
+        if tracker is not None and tracker.detached:
+            self._checked_at = 0.0  # the flag as it is now, not a moment ago
+            tracker.settle(status, self.cancelled)
 
 
 def report(environ: Mapping[str, Any], done: int, total: Optional[int] = None,

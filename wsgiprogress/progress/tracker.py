@@ -41,6 +41,7 @@ from typing import (
 from ..waiters import Waiters
 from .entry import (
     ABORTED,
+    APP_ERROR,
     CANCELLED,
     DONE,
     ERROR,
@@ -111,7 +112,7 @@ class Tracker:
         "declared_response_size", "state", "status", "reason", "speed",
         "started", "steps", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
         "_last_received", "_first_time", "_first_received", "_store_failed",
-        "files", "on_cancel",
+        "files", "on_cancel", "detached",
     )
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
@@ -143,6 +144,7 @@ class Tracker:
         #: request stops reading its body (our server closes the connection).
         self.on_cancel: Optional[Callable[[], None]] = None
         self.steps: Optional[Dict[str, Any]] = None
+        self.detached = False  #: an operation, not the connection, ends it (:meth:`detach`)
 
     @property
     def finished(self) -> bool:
@@ -167,6 +169,8 @@ class Tracker:
 
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
+        if self.detached:
+            return
         self.sent += n
         if self._watched:
             self._wake_watchers()
@@ -206,7 +210,8 @@ class Tracker:
 
     def add_produced(self, n: int) -> None:
         """Count *n* response bytes produced by the application."""
-        self.produced += n
+        if not self.detached:
+            self.produced += n
 
     # -- transitions ---------------------------------------------------------
 
@@ -224,6 +229,8 @@ class Tracker:
     def start_response(self, status: Union[str, int], content_length: Optional[int]) -> None:
         """Record the response status (a WSGI status line or its code) and the
         declared Content-Length."""
+        if self.detached:
+            return
         self.status = status_code(status)
         self.declared_response_size = content_length
         self._publish()
@@ -236,8 +243,9 @@ class Tracker:
             self._publish()
 
     def fail(self, reason: str, status: Optional[int] = None) -> None:
-        """End the request as ``error`` with *reason*; later calls change nothing."""
-        if self.finished:
+        """End the request as ``error`` with *reason*; later calls (and calls
+        while :attr:`detached`) change nothing."""
+        if self.finished or self.detached:
             return
         self.state = ERROR
         self.reason = reason
@@ -250,6 +258,7 @@ class Tracker:
         (:attr:`on_cancel`) to stop it; False when it had already ended."""
         if self.finished:
             return False
+        self.detached = False
         self.fail(CANCELLED)
         stop = self.on_cancel
         if stop is not None:
@@ -263,9 +272,9 @@ class Tracker:
         """End the request: ``done``, or ``error`` for a status of 400 and above.
 
         A response that never started counts as ``aborted``.  Does nothing when
-        the request has already ended.
+        the request has already ended (or is :attr:`detached`).
         """
-        if self.finished:
+        if self.finished or self.detached:
             return
         if self.status is None:
             self.state, self.reason = ERROR, ABORTED
@@ -274,6 +283,27 @@ class Tracker:
         else:
             self.state = DONE
         self._end()
+
+    def detach(self, on_cancel: Callable[[], None]) -> None:
+        """The client got ``202 Accepted``; the application runs on: the
+        connection (the 202's status and bytes, its end) no longer changes the
+        request, which stays ``processing`` with the reported steps until
+        :meth:`settle`; a cancel calls *on_cancel*.  Not once ended."""
+        if not self.finished:
+            self.on_cancel = on_cancel
+            self.detached = True
+
+    def settle(self, status: Optional[int], cancelled: bool = False) -> None:
+        """A :attr:`detached` request's application ended with *status*: as
+        :meth:`finish`; ``error`` (``app_error``: *status* ``None``, ``cancelled``)."""
+        if not self.detached:
+            return
+        self.detached = False
+        if cancelled or status is None:
+            self.fail(CANCELLED if cancelled else APP_ERROR, status)
+        else:
+            self.status = status
+            self.finish()
 
     # -- reading and publishing ------------------------------------------------
 

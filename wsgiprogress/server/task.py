@@ -81,7 +81,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
     def send_interim(self, status: str, headers: List[Tuple[str, str]]) -> None:
         """Send an interim response (``"102 Processing"``) now; nothing once
         the final head was written.  The caller orders it before the final
-        ``start_response`` (:class:`wsgiprogress.web.operations.Interim`)."""
+        ``start_response`` (:class:`wsgiprogress.web.interim.Interim`)."""
         if self.wrote_header:
             return
         data = message_head(status, headers)

@@ -145,7 +145,8 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("max_kept_response", as_size, 16 * 1024 * 1024,
             "largest final response kept (larger: 410 Gone)", "operations"),
     Setting("max_kept_bytes", as_size, 256 * 1024 * 1024,
-            "final responses kept by a process; oldest make room", "operations"),
+            "final responses kept (by a process; with Redis, by all); oldest make room",
+            "operations"),
     # -- resumable uploads (tus 1.0, IETF resumable uploads) ---------------------------
     Setting("resumable_dir", as_optional_directory, None,
             "directory of resumable uploads (turns on)", "resumable"),

@@ -23,7 +23,8 @@ A WebSocket on ``<operations_url>/<id>`` (our server, ``websocket`` on)
 ``GET <operations_url>/<id>/response``
     the application's final response as it gave it (status, headers, body);
     with ``Accept: message/http`` the same as one ``message/http`` document.
-    410 when it was too large to keep; ``DELETE`` forgets it as above.
+    410 when it was not kept (too large, or it made room for newer ones:
+    ``max_kept_bytes``); ``DELETE`` forgets it as above.
 
 The id is a capability (192 random bits): whoever holds the URL may read and
 cancel, unless the ``authorize`` hook, asked ``authorize(environ, id,
@@ -278,7 +279,8 @@ class OperationMonitor:
             if record.running:
                 return plain(start_response, "404 Not Found",
                              "no final response yet: see the monitor", headers, head_only)
-            reason = ("the final response was larger than max_kept_response and was not kept"
+            reason = ("the final response was not kept: larger than max_kept_response, or "
+                      "it made room for newer ones (max_kept_bytes)"
                       if record.dropped else "no final response kept for this operation")
             return plain(start_response, "410 Gone", reason, headers, head_only)
         if MESSAGE_HTTP in environ.get("HTTP_ACCEPT", "").lower():

@@ -19,7 +19,13 @@ Operations at the front door
 * ``Prefer: processing`` where the server can send interim responses
   (:data:`wsgiprogress.keys.INTERIM`: :mod:`wsgiprogress.server`, HTTP/1.1):
   ``102 Processing`` with ``Location`` of a new monitor on receipt, then one
-  with ``Progress`` per report, until the final response starts.
+  with ``Progress`` per report, until the final response starts
+  (:mod:`wsgiprogress.web.interim`).
+
+After a ``202 Accepted`` the request's own progress (its probe) follows the
+application, not the connection: ``processing`` with the reported steps, and
+it ends when the application does, with its final status
+(:meth:`~wsgiprogress.operations.Operation.detach`).
 
 .. code-block:: python
 
@@ -42,12 +48,11 @@ from ..operations import (
     KeptResponse,
     Operation,
     OperationPool,
-    Steps,
     parse_prefer,
-    progress_header,
 )
 from ..progress.ratelimit import RateLimitedWarning
 from ..progress.tracker import status_code
+from .interim import Interim
 from .responses import json_body
 
 if TYPE_CHECKING:
@@ -71,35 +76,6 @@ def monitor_url(environ: WSGIEnvironment, url: str, op_id: str) -> str:
     return f"{environ.get('SCRIPT_NAME', '')}{url}/{op_id}"
 
 
-class Interim:
-    """Sends ``102 Processing`` through *send* (``environ[keys.INTERIM]``),
-    the first with ``Location``, until :meth:`close` (the final response)."""
-
-    def __init__(self, send: Callable[[str, List[Tuple[str, str]]], None],
-                 location: str) -> None:
-        self._send = send
-        self._location: Optional[str] = location
-        self._lock = threading.Lock()
-        self._open = True
-
-    def processing(self, steps: Steps) -> None:
-        headers = [("Progress", progress_header(steps))]
-        with self._lock:
-            if not self._open:
-                return
-            if self._location is not None:
-                headers.insert(0, ("Location", self._location))
-                self._location = None
-            try:
-                self._send("102 Processing", headers)
-            except Exception:  # the client left: nothing more to tell it
-                self._open = False
-
-    def close(self) -> None:
-        with self._lock:
-            self._open = False
-
-
 class Answer:
     """What the operation thread hands the request's thread when the
     application answered in time: its head, what it wrote, its iterable."""
@@ -116,9 +92,11 @@ class Answer:
 
 class Handoff:
     """Decides, once, whether the application's answer goes to the client
-    (it came in time) or is kept (the request answered 202)."""
+    (it came in time) or is kept (the request answered 202: *on_async* runs
+    then, before the operation thread can learn it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_async: Callable[[], None]) -> None:
+        self._on_async = on_async
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._decided: Optional[str] = None
@@ -139,6 +117,7 @@ class Handoff:
         with self._lock:
             if self._decided is None:
                 self._decided = "async"
+                self._on_async()
             return self.answer
 
 
@@ -196,7 +175,7 @@ class OperationRunner:
             self.pool.release()
             self._forget(op_id)
             raise
-        handoff = Handoff()
+        handoff = Handoff(operation.detach)
         self.pool.start(functools.partial(self._run, app, op_environ, operation, handoff))
         wait = min(float(prefs.wait or 0), self.max_wait)
         answer = handoff.wait(wait)
@@ -331,6 +310,7 @@ class OperationRunner:
             self.store.finish(operation.id or "", status, response)
         except Exception:
             self.full_warning.warn("the operations store failed to finish it", exc_info=True)
+        operation.ended(status)  # after the monitor: a client told by the probe finds it done
 
     def _forget(self, op_id: str) -> None:
         try:

@@ -10,7 +10,9 @@ an index ``<key_prefix>operations`` scored by expiry bounds their number
 (``max_operations``; the oldest finished make room); the kept final response
 is ``<key_prefix>op:<id>:response`` (status, headers and the base64 body,
 at most ``max_kept_response``), expiring with its monitor ``operations_ttl``
-seconds after the application ended.  Every change is one script that also
+seconds after the application ended; the kept bodies of all processes hold
+at most ``max_kept_bytes`` together, counted by the same scripts that keep,
+drop and forget them (the oldest make room, as in memory).  Every change is one script that also
 publishes ``operation:<id>`` on ``<key_prefix>changed``, which wakes the
 monitor's waiters in every process
 (:class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`).
@@ -40,8 +42,56 @@ if TYPE_CHECKING:
 #: A running operation nobody wrote for this long was abandoned (its process died).
 RUNNING_TTL = 24 * 3600.0
 
-# KEYS: record, index.  ARGV: id, now, capacity, running ttl ms, key prefix.
+# The kept responses' bytes, counted in Redis for every process: a sorted set
+# of the ids with a kept response, oldest first (ORDER, scored by SEQUENCE),
+# their body sizes (SIZES) and their sum (BYTES).  Every script that keeps,
+# drops or finds expired a kept response updates the three together.
+# Expects the locals ORDER, SIZES, BYTES (keys) and PREFIX (the key prefix).
+_KEPT = """
+local function unkeep(id)
+  local size = redis.call('HGET', SIZES, id)
+  redis.call('ZREM', ORDER, id)
+  if size then
+    redis.call('HDEL', SIZES, id)
+    redis.call('DECRBY', BYTES, size)
+  end
+end
+local function sweep()
+  -- Redis expired them, oldest first (one ttl): uncount them
+  while true do
+    local oldest = redis.call('ZRANGE', ORDER, 0, 0)[1]
+    if not oldest or redis.call('EXISTS', PREFIX .. 'op:' .. oldest .. ':response') == 1 then
+      return
+    end
+    unkeep(oldest)
+  end
+end
+local function room(size, limit)
+  -- the oldest kept responses make room; false when size alone is over the limit
+  if size > limit then return false end
+  sweep()
+  while tonumber(redis.call('GET', BYTES) or '0') + size > limit do
+    local oldest = redis.call('ZRANGE', ORDER, 0, 0)[1]
+    if not oldest then  -- nothing kept: nothing counted
+      redis.call('SET', BYTES, 0)
+    else
+      local key = PREFIX .. 'op:' .. oldest
+      redis.call('DEL', key .. ':response')
+      if redis.call('EXISTS', key) == 1 then
+        redis.call('HSET', key, 'kept', 0, 'dropped', 1)
+      end
+      unkeep(oldest)
+    end
+  end
+  return true
+end
+"""
+
+# KEYS: record, index, kept order, sizes, bytes.  ARGV: id, now, capacity,
+# running ttl ms, key prefix.
 _CREATE = """
+local ORDER, SIZES, BYTES, PREFIX = KEYS[3], KEYS[4], KEYS[5], ARGV[5]
+""" + _KEPT + """
 local now_ms = math.floor(tonumber(ARGV[2]) * 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
@@ -50,6 +100,7 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
   if redis.call('HGET', key, 'finished') == '' then return 0 end
   redis.call('DEL', key, key .. ':response')
   redis.call('ZREM', KEYS[2], oldest)
+  unkeep(oldest)
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', 'running', 'done', 0, 'total', '',
            'label', '', 'started', ARGV[2], 'updated', ARGV[2], 'finished', '',
@@ -73,22 +124,45 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: record, index, response.  ARGV: channel, name, ttl ms, id, now, status,
-# state, kept response ('' for none), dropped.  A cancelled one stays
-# cancelled and keeps no response.
+# KEYS: record, index, response, kept order, sizes, bytes, sequence.  ARGV:
+# channel, name, ttl ms, id, now, status, state, kept response ('' for none),
+# a response was given (0/1), its body size, max kept bytes, key prefix.  A
+# cancelled one stays cancelled and keeps no response; a response given and
+# not kept is dropped, as in MemoryOperations.finish.
 _FINISH = """
+local ORDER, SIZES, BYTES, PREFIX = KEYS[4], KEYS[5], KEYS[6], ARGV[12]
+""" + _KEPT + """
 if redis.call('HGET', KEYS[1], 'finished') ~= '' then return 0 end
-local state, kept = ARGV[7], ARGV[8]
+local state, kept, size = ARGV[7], ARGV[8], tonumber(ARGV[10])
 if redis.call('HGET', KEYS[1], 'state') == 'cancelled' then
   state, kept = 'cancelled', ''
 end
+if kept ~= '' and not room(size, tonumber(ARGV[11])) then kept = '' end
 redis.call('HSET', KEYS[1], 'finished', ARGV[5], 'updated', ARGV[5], 'status', ARGV[6],
-           'state', state, 'kept', kept == '' and 0 or 1, 'dropped', ARGV[9])
+           'state', state, 'kept', kept == '' and 0 or 1,
+           'dropped', (kept == '' and ARGV[9] == '1') and 1 or 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], math.floor(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[3]), ARGV[4])
-if kept ~= '' then redis.call('SET', KEYS[3], kept, 'PX', ARGV[3]) end
+if kept ~= '' then
+  redis.call('SET', KEYS[3], kept, 'PX', ARGV[3])
+  redis.call('ZADD', ORDER, redis.call('INCR', KEYS[7]), ARGV[4])
+  redis.call('HSET', SIZES, ARGV[4], size)
+  redis.call('INCRBY', BYTES, size)
+end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
+"""
+
+# KEYS: record, response, index, kept order, sizes, bytes.  ARGV: id, channel,
+# name, key prefix.  Returns the number of keys deleted (0: unknown).
+_FORGET = """
+local ORDER, SIZES, BYTES, PREFIX = KEYS[4], KEYS[5], KEYS[6], ARGV[4]
+""" + _KEPT + """
+local deleted = redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+unkeep(ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return deleted
 """
 
 _SETTINGS = tuple(s for s in OPERATIONS_SETTINGS
@@ -101,10 +175,10 @@ class RedisOperations(OperationStore):
     :param client: a ``redis.Redis`` made with ``decode_responses=True``.
     :param key_prefix: the prefix of every key.
     :param reader: the client monitors read with (short timeout); default *client*.
-    :param settings: ``max_operations``, ``operations_ttl`` (and
-        ``max_kept_bytes``, which bounds one process's memory store only: in
-        Redis, ``max_operations`` kept responses of at most
-        ``max_kept_response`` each, and Redis's own ``maxmemory``).
+    :param settings: ``max_operations``, ``operations_ttl`` and
+        ``max_kept_bytes``, which here bounds the kept responses of every
+        process that shares the prefix, together (the oldest make room, as
+        in memory).
     """
 
     shared = True
@@ -120,10 +194,13 @@ class RedisOperations(OperationStore):
         self.channel = key_prefix + "changed"
         self.capacity: int = options["max_operations"]
         self.ttl_ms = int(options["operations_ttl"] * 1000)
+        self.max_kept_bytes: int = options["max_kept_bytes"]
         self._index = key_prefix + "operations"
+        self._kept = [key_prefix + "kept", key_prefix + "kept_sizes", key_prefix + "kept_bytes"]
         self._create = client.register_script(_CREATE)
         self._while_running = client.register_script(_WHILE_RUNNING)
         self._finish = client.register_script(_FINISH)
+        self._forget = client.register_script(_FORGET)
 
     def _key(self, op_id: str) -> str:
         return f"{self.prefix}op:{op_id}"
@@ -137,7 +214,7 @@ class RedisOperations(OperationStore):
     def create(self) -> Optional[str]:
         op_id = new_operation_id()
         created = self._call(lambda: self._create(
-            keys=[self._key(op_id), self._index],
+            keys=[self._key(op_id), self._index, *self._kept],
             args=[op_id, repr(self.clock()), self.capacity, int(RUNNING_TTL * 1000),
                   self.prefix]))
         return op_id if int(created) else None
@@ -159,9 +236,9 @@ class RedisOperations(OperationStore):
 
     def finish(self, op_id: str, status: Optional[int],
                response: Optional[KeptResponse]) -> None:
-        data = ""
-        dropped = response is not None and response.body.dropped
-        if response is not None and not dropped and status is not None:
+        data, size = "", 0
+        if response is not None and not response.body.dropped and status is not None:
+            size = response.body.size
             data = json.dumps({"status": response.status, "headers": response.headers,
                                "body": base64.b64encode(response.body.read()).decode()})
         if response is not None:
@@ -169,9 +246,18 @@ class RedisOperations(OperationStore):
         now = repr(self.clock())
         args: List[Any] = [self.channel, "operation:" + op_id, self.ttl_ms, op_id, now,
                            "" if status is None else status,
-                           DONE if status is not None else ERROR, data, int(dropped)]
+                           DONE if status is not None else ERROR, data,
+                           int(response is not None), size, self.max_kept_bytes, self.prefix]
         key = self._key(op_id)
-        self._call(lambda: self._finish(keys=[key, self._index, key + ":response"], args=args))
+        self._call(lambda: self._finish(
+            keys=[key, self._index, key + ":response", *self._kept,
+                  self.prefix + "kept_sequence"], args=args))
+
+    @property
+    def kept_bytes(self) -> int:
+        """The bytes of the kept responses of every process, as counted in Redis
+        (those Redis expired are uncounted at the next finish)."""
+        return int(self._call(lambda: self.reader.get(self._kept[2])) or 0)
 
     def is_cancelled(self, op_id: str) -> bool:
         return bool(self._call(lambda: self.client.hget(self._key(op_id), "state"))
@@ -203,14 +289,9 @@ class RedisOperations(OperationStore):
 
     def forget(self, op_id: str) -> bool:
         key = self._key(op_id)
-
-        def drop() -> int:
-            pipe = self.client.pipeline()
-            pipe.delete(key, key + ":response")
-            pipe.zrem(self._index, op_id)
-            pipe.publish(self.channel, "operation:" + op_id)
-            return int(pipe.execute()[0])
-        return bool(self._call(drop))
+        return bool(int(self._call(lambda: self._forget(
+            keys=[key, key + ":response", self._index, *self._kept],
+            args=[op_id, self.channel, "operation:" + op_id, self.prefix]))))
 
 
 def _optional(convert: Callable[[str], Any]) -> Callable[[Optional[str]], Any]:
