@@ -4,6 +4,8 @@ at once when they leave; the same steps on a fake clock; the loop itself."""
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
 import struct
 import threading
@@ -174,6 +176,53 @@ def test_the_loop_runs_calls_from_other_threads_and_timers_in_order() -> None:
     while late[2] is not None and time.monotonic() < deadline:
         loop._run_timers()
     assert ran == ["soon"] * 3 + ["early", "late"]
+
+
+class Connection:
+    """A dispatcher as the loop sees it: its readiness, set by the test."""
+
+    accepting = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._fileno = sock.fileno()
+        self.want_write = False
+        self.events: List[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return self.want_write
+
+    def handle_read_event(self) -> None:
+        self.events.append(select.POLLIN)
+        self.sock.recv(100)
+
+    def handle_write_event(self) -> None:
+        self.events.append(select.POLLOUT)
+        self.want_write = False
+
+
+def test_a_descriptor_closed_under_the_loop_does_not_stop_it() -> None:
+    loop = Loop(CountingTrigger())
+    loop._epoll = select.epoll()
+    left, right = socket.socketpair()
+    other_left, other_right = socket.socketpair()
+    try:
+        doomed, alive = Connection(left), Connection(other_left)
+        socket_map = {doomed._fileno: doomed, alive._fileno: alive}
+        loop._poll_epoll(0.0, socket_map)  # both watched
+        os.close(left.detach())  # closed by someone else, still in the map
+        doomed.want_write = True  # its interest changes: epoll is told, and refuses
+        other_right.sendall(b"x")
+        loop._poll_epoll(0.5, socket_map)
+        assert alive.events == [select.POLLIN]  # the other connection is still served
+        loop._poll_epoll(0.0, socket_map)  # and again, without complaint
+    finally:
+        loop._epoll.close()
+        for sock in (right, other_left, other_right):
+            sock.close()
 
 
 # -- parked on a real server ----------------------------------------------------

@@ -190,14 +190,12 @@ class Loop:
             elif not obj.accepting and obj.writable():
                 events = _WRITE
             known = interest.get(fd)
-            if known is None or known[0] is not obj:  # new, or a reused descriptor
-                try:
-                    epoll.register(fd, events)
-                except FileExistsError:
-                    epoll.modify(fd, events)
-            elif known[1] != events:
-                epoll.modify(fd, events)
-            else:
+            if known is not None and known[0] is obj and known[1] == events:
+                continue
+            try:
+                self._watch(fd, events, new=known is None or known[0] is not obj)
+            except OSError:  # closed under the loop (a socket handed to the
+                interest.pop(fd, None)  # application): its channel leaves the map
                 continue
             interest[fd] = (obj, events)
         if len(interest) > 2 * len(map) + 64:  # closed sockets left epoll by themselves
@@ -219,6 +217,22 @@ class Loop:
                 self._accept(obj, flags, map)
             else:
                 wasyncore.readwrite(obj, flags)
+
+    def _watch(self, fd: int, events: int, new: bool) -> None:
+        """Tell epoll what to report of *fd*: a *new* connection (or one on a
+        reused descriptor), or one whose interest changed."""
+        epoll = self._epoll
+        assert epoll is not None
+        if new:
+            try:
+                epoll.register(fd, events)
+            except FileExistsError:
+                epoll.modify(fd, events)
+            return
+        try:
+            epoll.modify(fd, events)
+        except FileNotFoundError:  # closed and reused since: epoll forgot it
+            epoll.register(fd, events)
 
     @staticmethod
     def _accept(listener: Any, flags: int, map: Dict[int, Any]) -> None:
