@@ -58,8 +58,10 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
         tracker = self.tracker
         if tracker is not None:
             environ[keys.TRACKER] = tracker
-        elif not PEEK_FOR_DEPARTURE:  # waitress 1.4 services a connection's queue in one go
-            environ[keys.PARK] = self.park  # RoutedApp keeps it for our endpoints only
+        elif self.request.is_endpoint and not PEEK_FOR_DEPARTURE:
+            # only our endpoints park (waitress 1.4 services a connection's
+            # queue in one go: not there)
+            environ[keys.PARK] = self.park
             websocket = self.channel.server.progress_websocket
             if websocket is not None and \
                     self.request.headers.get("UPGRADE", "").lower() == "websocket":
