@@ -23,7 +23,13 @@ from flask_progress import Progress
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.errors import ConfigurationError
 from wsgiprogress.paste import filter_app_factory
-from wsgiprogress.progress.files import MAX_FILES, MAX_NAME, FileProgress
+from wsgiprogress.progress.files import (
+    MAX_FILES,
+    MAX_NAME,
+    SKIP_AT_LEAST,
+    FileProgress,
+    skip_needle,
+)
 from wsgiprogress.server import create_server
 from wsgiprogress.settings.extras import multipart_fixed
 
@@ -353,6 +359,158 @@ def test_any_bytes_never_raise_and_stay_bounded(body: bytes, cuts: List[int]) ->
     snapshot = files.snapshot()
     assert len(snapshot) <= MAX_FILES
     assert sum(record["received"] for record in snapshot) <= len(body)
+
+
+# -- large parts: found however the delimiters fall across reads ------------------------
+
+MARKER = b"--" + BOUNDARY.encode()
+#: How far a file's count may trail its bytes that arrived: the decoder holds
+#: back what may begin the next delimiter (a line break, ``--``, the boundary).
+LAG = len(b"\r\n" + MARKER)
+NEEDLE = skip_needle(MARKER)
+#: Bytes that look like part of a delimiter and hold no needle: reads of them
+#: are counted without the decoder.
+NEAR_MISSES = [b"\r\n", b"\r", b"\n", b"--", b"-", MARKER[:-1], NEEDLE[:-1], NEEDLE[1:],
+               b"\r\n" + MARKER[:-1], MARKER[:-1] + b"x", b"\n-" + MARKER[2:-3],
+               NEEDLE[:-1] + NEEDLE[:-1], b"\r\n--" + BOUNDARY[:10].encode()]
+#: Bytes that hold the needle and no delimiter: reads of them go to the decoder.
+FALSE_ALARMS = [MARKER[1:], NEEDLE, b"\r\n" + NEEDLE + b"\r\n"]
+
+
+def without_marker(data: bytes) -> bytes:
+    while MARKER in data:  # a part's data never holds its delimiter
+        data = data.replace(MARKER, MARKER[:-1] + b"\x00")
+    return data
+
+
+def near_misses(size: int, seed: int = 0) -> bytes:
+    """*size* bytes of near misses, each after 1 to 97 bytes no marker holds."""
+    fillers = bytes(sorted(set(range(256)) - set(MARKER)))
+    pieces = [bytes([fillers[n % len(fillers)]]) * (1 + n % 97) +
+              NEAR_MISSES[(seed + n) % len(NEAR_MISSES)] for n in range(size // 20)]
+    data = b"".join(pieces)[:size]
+    assert len(data) == size and NEEDLE not in data
+    return data
+
+
+class Layout:
+    """Where each file's data lies in a :func:`form` of file parts."""
+
+    def __init__(self, datas: List[bytes]) -> None:
+        self.datas = datas
+        self.body = form(*(part(f"f{n}", data, f"{n}.bin") for n, data in enumerate(datas)))
+        self.starts: List[int] = []
+        at = 0
+        for n, data in enumerate(datas):
+            head = part(f"f{n}", b"", f"{n}.bin")[:-2]  # the part without its data's CRLF
+            self.starts.append(at + len(head))
+            at += len(head) + len(data) + 2
+
+    def check(self, files: FileProgress, arrived: int) -> None:
+        """What the listing may show once *arrived* bytes of the body were fed."""
+        snapshot = files.snapshot()
+        for n, (start, data) in enumerate(zip(self.starts, self.datas)):
+            # listed once its head arrived whole
+            assert (n < len(snapshot)) is (arrived >= start), (n, arrived)
+            if n >= len(snapshot):
+                continue
+            record = snapshot[n]
+            here = min(max(arrived - start, 0), len(data))
+            # werkzeug's decoder may give a file one byte of a line break
+            # split across reads (the LF opening its data, the CR closing it)
+            assert here - LAG <= record["received"] <= here + 1, (n, arrived, record)
+            assert not record["done"] or arrived >= start + len(data) + LAG, (n, arrived)
+
+    def feed(self, ends: List[int]) -> FileProgress:
+        """A :class:`FileProgress` fed the body in reads ending at *ends*,
+        checked after each read; at the end each file is done with its size,
+        or with what werkzeug's decoder finds when fed the same reads itself
+        (older releases give a file the CR of a line break split from its LF)."""
+        files = new_files()
+        for start, end in zip([0, *ends], ends):
+            files.feed(self.body[start:end])
+            self.check(files, end)
+        decoded = decoded_sizes(self.body, ends)
+        listed = files.snapshot()
+        assert len(listed) == len(self.datas) and all(r["done"] for r in listed)
+        for record, data, size in zip(listed, self.datas, decoded):
+            assert record["received"] in (len(data), size), (record, len(data), size)
+        return files
+
+
+def decoded_sizes(body: bytes, ends: List[int]) -> List[int]:
+    """The size of each file werkzeug's decoder finds in *body* read in
+    pieces ending at *ends*."""
+    from werkzeug.sansio import multipart
+
+    decoder = multipart.MultipartDecoder(BOUNDARY.encode())
+    sizes: List[int] = []
+    for start, end in zip([0, *ends], ends):
+        decoder.receive_data(body[start:end])
+        event = decoder.next_event()
+        while not isinstance(event, (multipart.NeedData, multipart.Epilogue)):
+            if isinstance(event, multipart.File):
+                sizes.append(0)
+            elif isinstance(event, multipart.Data):
+                sizes[-1] += len(event.data)
+            event = decoder.next_event()
+    return sizes
+
+
+def new_files() -> FileProgress:
+    files = FileProgress.for_content_type(f"multipart/form-data; boundary={BOUNDARY}")
+    assert files is not None
+    return files
+
+
+def test_the_skip_needle_ends_the_marker_and_its_first_byte_occurs_once() -> None:
+    for boundary in (BOUNDARY, "x" + "-" * 69, "-a" * 35, "a" * 70, "------------------------3f1b",
+                     "3f1b0c7a9d2e4f603f1b0c7a9d2e4f60", "----geckoformboundary2f6c3b8e9a"):
+        marker = b"--" + boundary.encode()
+        needle = skip_needle(marker)
+        assert marker.endswith(needle) and needle[1:].find(needle[:1]) == -1
+        longer = marker[-len(needle) - 1:]
+        assert len(longer) == len(needle) or longer[0] in longer[1:]
+
+
+@recent_werkzeug
+def test_a_delimiter_split_across_reads_at_every_offset_is_found() -> None:
+    layout = Layout([near_misses(20_000, seed) for seed in range(3)])
+    body = layout.body
+    delimiters = [start + len(data) for start, data in zip(layout.starts, layout.datas)]
+    for delimiter in delimiters:
+        for cut in range(delimiter - 4, delimiter + len(b"\r\n" + MARKER + b"--\r\n") + 4):
+            # reads that end in the data, big enough to be searched whole,
+            # then the cut, then a read with the rest
+            ends = [delimiter - 4 * SKIP_AT_LEAST, delimiter - 2 * SKIP_AT_LEAST, cut]
+            if cut + 2 * SKIP_AT_LEAST < len(body) - 2 * SKIP_AT_LEAST:
+                ends.append(cut + 2 * SKIP_AT_LEAST)  # the rest of the delimiter, no other
+            layout.feed([*ends, len(body)])
+    whole = layout.feed([len(body)]).snapshot()
+    assert [r["received"] for r in whole] == [len(data) for data in layout.datas]
+
+
+big_data = st.builds(
+    lambda fragments, size: without_marker((b"".join(fragments) * (size + 1))[:size]),
+    st.lists(st.sampled_from(NEAR_MISSES) | st.sampled_from(FALSE_ALARMS) |
+             st.binary(min_size=1, max_size=40), min_size=1, max_size=12),
+    st.integers(min_value=0, max_value=40_000))
+read_sizes = st.lists(st.integers(min_value=1, max_value=64) |
+                      st.integers(min_value=SKIP_AT_LEAST, max_value=70_000),
+                      min_size=1, max_size=12)
+
+
+@recent_werkzeug
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datas=st.lists(big_data, min_size=1, max_size=4), cuts=read_sizes)
+def test_large_files_are_counted_exactly_and_freshly_however_they_arrive(
+        datas: List[bytes], cuts: List[int]) -> None:
+    layout = Layout(datas)
+    ends, turn = [0], 0
+    while ends[-1] < len(layout.body):
+        ends.append(min(ends[-1] + cuts[turn % len(cuts)], len(layout.body)))
+        turn += 1
+    layout.feed(ends[1:])
 
 
 @recent_werkzeug
