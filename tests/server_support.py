@@ -141,6 +141,28 @@ def open_fds(pid: int = 0) -> int:
     return len(os.listdir(f"/proc/{pid or os.getpid()}/fd"))
 
 
+def sockets_on(port: int) -> int:
+    """How many descriptors this process holds of TCP sockets whose local port
+    is *port*: a server's listener and the connections it accepted (handed to
+    an application or not), never a client's, nor another test's server."""
+    port = int(port)  # waitress's effective_port may be a string
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held += os.readlink(f"/proc/self/fd/{fd}") in inodes
+        except OSError:  # closed meanwhile
+            pass
+    return held
+
+
 class SlowUpload(threading.Thread):
     """A raw-socket client that POSTs *size* bytes in timed pieces.
 

@@ -14,7 +14,8 @@ from waitress.task import WSGITask
 from waitress.utilities import build_http_date
 
 from wsgiprogress import ProgressTable
-from wsgiprogress.server.loop_probe import response_head
+from wsgiprogress.server.compat import waitress_version
+from wsgiprogress.server.heads import response_head
 from wsgiprogress.web.probe import MAX_PARSED, MAX_PARSED_QUERY, ProbeRequestError, ProgressProbe
 
 from server_support import exchange, ok_app, running
@@ -114,6 +115,8 @@ def ask(port: int, request: bytes) -> bytes:
     return re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", exchange(port, request, read_for=5))
 
 
+#: waitress 2: the task path closes the connection after a HEAD.
+HEAD_CLOSES = int(waitress_version().split(".")[0]) < 3
 #: Ends every exchange: the server closes after it.
 LAST = (b"GET /progress?X-Progress-ID=known-upload-01 HTTP/1.1\r\n"
         b"Host: t\r\nConnection: close\r\n\r\n")
@@ -144,9 +147,15 @@ def test_answers_are_the_task_paths_byte_for_byte(
             method.encode(), query.encode(), version.encode(), connection, extra)
         for method, version, connection, query, extra in requests) + LAST
     fast, slow = both
-    answer = ask(fast, pipelined)
+    answer, tasked = ask(fast, pipelined), ask(slow, pipelined)
     assert answer.startswith(b"HTTP/1.")
-    assert answer == ask(slow, pipelined)
+    if HEAD_CLOSES and any(method == "HEAD" for method, *_ in requests):
+        # waitress before 3.0 closes the connection after a HEAD whose
+        # Content-Length no body bytes followed (fixed in 3.0): the answers
+        # agree up to there, and ours keep the connection, as waitress 3
+        assert tasked and answer.startswith(tasked)
+    else:
+        assert answer == tasked
 
 
 def test_the_probe_gets_no_wsgi_environ_unless_a_hook_reads_it() -> None:

@@ -40,6 +40,13 @@ def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
     if path == "/short":  # says 10 bytes, writes more: waitress cuts it
         start_response("200 OK", [("Content-Length", "10")])
         return [b"0123456789abcdef"]
+    if path == "/lists":  # header pairs as lists, which waitress accepts too
+        start_response("200 OK", [["Content-Type", "text/plain"], ["Content-Length", "2"]])
+        return [b"ok"]
+    if path == "/own-date":  # the application's own Date and Server
+        start_response("200 OK", [("Date", "Mon, 01 Jan 2001 00:00:00 GMT"),
+                                  ("Server", "mine"), ("content-length", "2")])
+        return [b"ok"]
     if path == "/file":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         import io
@@ -81,7 +88,8 @@ def normalized(reply: bytes) -> bytes:
 
 REQUESTS = [f"{method} {path} HTTP/{version}\r\nHost: t\r\n{extra}\r\n".encode()
             for method in ("GET", "HEAD")
-            for path in ("/sized", "/chunked", "/not-modified", "/empty", "/short", "/file")
+            for path in ("/sized", "/chunked", "/not-modified", "/empty", "/short", "/file",
+                         "/lists", "/own-date")
             for version, extra in (("1.1", ""), ("1.1", "Connection: close\r\n"),
                                    ("1.0", "Connection: keep-alive\r\n"), ("1.0", ""))]
 

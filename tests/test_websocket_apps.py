@@ -32,10 +32,10 @@ from wsgiprogress.server.channel import ProgressChannel
 from server_support import (
     HOST,
     exchange,
-    open_fds,
     probe,
     read_response,
     running,
+    sockets_on,
     start_process,
     status_of,
     stop_process,
@@ -101,12 +101,12 @@ def masked_text_frame(text: str) -> bytes:
         byte ^ mask[i % 4] for i, byte in enumerate(payload))
 
 
-def handed_off_cleanly(port: int, sessions: Sessions, server: Any, fds: int,
-                       threads: int) -> None:
-    """Every session over, and the server back to the descriptors, threads
-    and channels it had."""
+def handed_off_cleanly(port: int, sessions: Sessions, server: Any, threads: int) -> None:
+    """Every session over, and the server back to the sockets, threads and
+    channels it had."""
     wait_until(lambda: sessions.live() == 0, message=lambda: f"{sessions.live()} live")
-    wait_until(lambda: open_fds() <= fds, message=lambda: f"fds {open_fds()} > {fds}")
+    wait_until(lambda: sockets_on(port) == 1,  # the listener, no connection
+               message=lambda: f"{sockets_on(port)} sockets on the server's port")
     wait_until(lambda: threading.active_count() <= threads,
                message=lambda: f"threads {threading.active_count()} > {threads}")
     assert len(server._map) == 2  # the listener and the trigger, nothing else
@@ -271,7 +271,7 @@ def test_an_earlier_pipelined_response_goes_out_before_the_101(flask_sock: Any) 
 def test_a_session_ends_whichever_way_the_client_leaves(ending: str) -> None:
     sessions = Sessions()
     with running(create_app(sessions), websocket=True) as (server, port):
-        fds, threads = open_fds(), threading.active_count()
+        threads = threading.active_count()
         client = RawClient(port)
         client.send("hello")
         assert client.next_event() == TextMessage("hello")
@@ -282,7 +282,7 @@ def test_a_session_ends_whichever_way_the_client_leaves(ending: str) -> None:
                 client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
             client.sock.close()
-        handed_off_cleanly(port, sessions, server, fds, threads)
+        handed_off_cleanly(port, sessions, server, threads)
 
 
 def test_a_session_run_while_the_response_is_iterated() -> None:
@@ -317,12 +317,12 @@ def test_a_bare_application_failing_mid_session_is_logged_once(
         caplog: pytest.LogCaptureFixture) -> None:
     sessions = Sessions()
     with running(simple_echo(sessions), websocket=True) as (server, port):
-        fds, threads = open_fds(), threading.active_count()
+        threads = threading.active_count()
         client = RawClient(port, "/fail")
         client.send("boom")
         wait_until(lambda: sessions.live() == 0)
         client.sock.close()
-        handed_off_cleanly(port, sessions, server, fds, threads)
+        handed_off_cleanly(port, sessions, server, threads)
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in failures] == [
         "the application failed on the WebSocket /fail"], caplog.text
@@ -355,13 +355,12 @@ def test_an_application_that_leaves_the_socket_alone(answer: str, expected: int)
         return (part for part in [b"", b"not ", b"upgraded"])
 
     with running(application, websocket=True) as (server, port):
-        fds = open_fds()
         reply = exchange(port, HANDSHAKE.format(path="/").encode(), read_for=5,
                          until=b"upgraded")
         assert status_of(reply) == expected, reply
         if expected == 0:
             assert reply == b""
-        wait_until(lambda: open_fds() <= fds)
+        wait_until(lambda: sockets_on(port) == 1)  # the listener, no connection
         assert len(server._map) == 2
 
 
@@ -402,13 +401,13 @@ def test_no_descriptor_thread_or_channel_leaks_over_100_sessions() -> None:
         client = websocket.create_connection(f"ws://{HOST}:{port}/echo", timeout=5)
         client.close()
         wait_until(lambda: sessions.live() == 0)
-        fds, threads = open_fds(), threading.active_count()
+        threads = threading.active_count()
         for n in range(100):
             client = websocket.create_connection(f"ws://{HOST}:{port}/echo", timeout=5)
             client.send(str(n))
             assert client.recv() == str(n)
             client.close()
-        handed_off_cleanly(port, sessions, server, fds, threads)
+        handed_off_cleanly(port, sessions, server, threads)
         assert sessions.begun == 101
         # a waitress worker keeps the last channel it served until its next task
         assert channels(server) <= 4

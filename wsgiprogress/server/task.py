@@ -29,6 +29,7 @@ from ..progress.entry import ABORTED, APP_ERROR
 from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
 from .handoff import HandedOff, Handoff
+from .heads import HEADS
 from .parking import Parking
 
 if TYPE_CHECKING:
@@ -160,7 +161,14 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 raise
 
     def build_response_header(self) -> bytes:
-        header: bytes = super().build_response_header()
+        made = HEADS.head(self.version, self.request.headers.get("CONNECTION", ""),
+                          self.status, self.response_headers, self.channel.server.adj.ident)
+        if made is None:  # a body of unknown length: waitress's own way
+            header: bytes = super().build_response_header()
+        else:  # the same bytes, made once per shape a second
+            header, closes = made
+            if closes:
+                self.close_on_finish = True
         tracker = self.tracker
         if tracker is not None and self.send_window is not None:
             # the head is the first output of the request: sent counts the body

@@ -58,6 +58,7 @@ from .responses import (
     cors_headers,
     json_body,
     plain,
+    preflight,
     start_event_stream,
     too_many_waiters,
 )
@@ -116,10 +117,7 @@ class OperationMonitor:
             return plain(start_response, "404 Not Found", "no such operation", headers,
                          head_only)
         if method == "OPTIONS" and self.allowed_origins:  # a page's DELETE is preflighted
-            start_response("204 No Content", [
-                *NO_CACHE_HEADERS, *headers, ("Access-Control-Allow-Methods", ALLOWED),
-                ("Access-Control-Allow-Headers", "Accept"), ("Access-Control-Max-Age", "600")])
-            return []
+            return preflight(start_response, headers, ALLOWED, "Accept")
         if method not in ("GET", "HEAD", "DELETE"):
             return plain(start_response, "405 Method Not Allowed",
                          "a status monitor answers GET, HEAD and DELETE",
