@@ -113,7 +113,12 @@ def test_delete_closes_the_connection_at_once_and_reads_no_more(
             reads_after.append(len(data))
         return data
     channel.recv = spying_recv
-    asked.set()
+    cancel = channel.cancel_upload
+
+    def spying_cancel() -> None:  # from here on, no more recv but the one under way
+        asked.set()
+        cancel()
+    channel.cancel_upload = spying_cancel
     asked_at = time.monotonic()
     status, body = delete(port, "cancel-server-1")
     assert (status, b'"reason": "cancelled"' in body) == (200, True)
@@ -248,6 +253,8 @@ def test_under_gunicorn_gthread_the_next_read_raises_the_disconnect_error(
 def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer) -> None:
     here, there = backend_from_url(redis.url), backend_from_url(redis.url)
     try:
+        channel = there.progress.cancel_channel  # "there" listens before "here" tells
+        wait_until(lambda: dict(here.progress.client.pubsub_numsub(channel)).get(channel, 0) >= 2)
         tracker = there.progress.track("cancel-redis-1", 1000)
         assert tracker is not None
         stopped = threading.Event()

@@ -244,6 +244,8 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
         return True
 
     def handle_read(self) -> None:
+        if self.upload_cancelled:  # closed at once by the trigger's call
+            return
         if PEEK_FOR_DEPARTURE and self.requests:
             self._peek()  # a request runs: only look for the client leaving
             return
@@ -291,10 +293,14 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
         else:
             self.handle_close()
 
+    #: True once an upload on this connection was cancelled: nothing more is read.
+    upload_cancelled = False
+
     def cancel_upload(self) -> None:
         """A request on this connection was cancelled (from any thread): the
-        I/O loop closes the connection at its next turn, so no more of the
-        body is read; waitress's trigger hands the close over."""
+        loop reads nothing more of it (a ``recv`` under way at most) and closes
+        the connection at its next turn; waitress's trigger hands the close over."""
+        self.upload_cancelled = True
         self.server.trigger.pull_trigger(self._close_cancelled)
 
     def _close_cancelled(self) -> None:
