@@ -31,7 +31,7 @@ import functools
 import socket
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Set
+from typing import Any, Callable, Dict, Iterable, Optional, Set
 
 from waitress.channel import ClientDisconnected, HTTPChannel
 
@@ -42,9 +42,6 @@ from .loop_probe import probe_task
 from .parser import ProgressParser
 from .sending import SentBytes
 from .task import ProgressTask
-
-if TYPE_CHECKING:
-    pass
 
 
 def all_endpoints(requests: Iterable[Any]) -> bool:
