@@ -213,6 +213,16 @@ class SlowUpload(threading.Thread):
             sock.close()
 
 
+def read_to_close(sock: socket.socket) -> bytes:
+    """Everything *sock* receives until the server closes."""
+    received = b""
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return received
+        received += piece
+
+
 def read_response(sock: socket.socket) -> bytes:
     """One response with a Content-Length body, read from *sock*."""
     data = b""

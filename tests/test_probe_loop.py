@@ -12,7 +12,7 @@ import pytest
 
 from wsgiprogress import ProgressEntry, ProgressTable
 
-from server_support import HOST, probe, running
+from server_support import HOST, probe, read_to_close, running
 
 
 class Recording(ProgressTable):
@@ -77,12 +77,7 @@ def test_pipelined_answers_keep_their_order() -> None:
                          b"GET /third HTTP/1.1\r\nHost: t\r\n\r\n"
                          b"GET /progress?X-Progress-ID=pipelined-02 HTTP/1.1\r\nHost: t\r\n"
                          b"Connection: close\r\n\r\n")
-            answer = b""
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                answer += data
+            answer = read_to_close(sock)
     order = [b"/first", b"pipelined-01", b"/third", b"pipelined-02"]
     positions = [answer.find(part) for part in order]
     assert -1 not in positions and positions == sorted(positions), answer[:2000]

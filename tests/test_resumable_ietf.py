@@ -15,7 +15,7 @@ import pytest
 from wsgiprogress.resumable.storage import DirectoryStorage
 
 from resumable_support import IETF, PARTIAL, Recorder, counter, request, serving, sha256
-from server_support import HOST
+from server_support import HOST, read_to_close
 
 PROBLEMS = "https://iana.org/assignments/http-problem-types#"
 
@@ -177,12 +177,7 @@ def test_no_interim_response_is_ever_sent(door: Any) -> None:
     with socket.create_connection((HOST, port), timeout=5) as sock:
         sock.sendall(b"POST /files/ HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
                      b"Upload-Complete: ?0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        reply = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_to_close(sock)
     assert reply.startswith(b"HTTP/1.1 201 ") or reply.startswith(b"HTTP/1.0 201 ")
     assert b" 104 " not in reply
 

@@ -16,7 +16,7 @@ import waitress
 
 from wsgiprogress.server.sending import SentBytes
 
-from server_support import HOST, exchange, running
+from server_support import HOST, exchange, read_to_close, running
 
 BODY = b"x" * 3000
 _release = threading.Event()
@@ -128,10 +128,5 @@ def test_an_empty_write_sends_the_head_at_once(server: str) -> None:
             head += piece
         assert head.startswith(b"HTTP/1.1 200 OK")
         _release.set()
-        rest = b""
-        while True:
-            piece = sock.recv(4096)
-            if not piece:
-                break
-            rest += piece
+        rest = read_to_close(sock)
     assert (head + rest).endswith(b"\r\n\r\n4\r\nlate\r\n0\r\n\r\n")
