@@ -33,7 +33,7 @@ from wsgiprogress.progress.files import (
 from wsgiprogress.server import create_server
 from wsgiprogress.settings.extras import multipart_fixed
 
-from server_support import HOST, probe, running, wait_until
+from server_support import HOST, probe, read_to_close, running, wait_until
 
 WERKZEUG = metadata.version("werkzeug")
 recent_werkzeug = pytest.mark.skipif(
@@ -263,12 +263,7 @@ def raw_post(port: int, target: str, body: bytes, piece: int = 1 << 20,
             sock.sendall(body[start:start + piece])
             if delay:
                 time.sleep(delay)
-        reply = b""
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                return reply
-            reply += data
+        return read_to_close(sock)
 
 
 @recent_werkzeug
