@@ -80,11 +80,6 @@ def test_a_bar_per_file_reaches_100_in_order(kind: str, tmp_path: Path) -> None:
             assert sample[n] == 0 or sample[n - 1] == 100, samples
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, issue 14: the server closes a cancelled upload without an answer, and "
-    "Chromium resends a POST cut on a reused connection before any response "
-    "(HttpNetworkTransaction::ShouldResendRequest), so the upload restarts under its ID; "
-    "fails about 2 runs in 3"))
 def test_the_page_cancels_its_upload(tmp_path: Path) -> None:
     paths = files(tmp_path)
     token = "browser-cancel-token-0123456789"

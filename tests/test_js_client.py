@@ -266,6 +266,30 @@ def test_a_network_error_navigates_nowhere() -> None:
                              ["error", "network", None]]
 
 
+@pytest.mark.parametrize("upload_after", [1, 2], ids=["answer-first", "probe-first"])
+def test_the_servers_answer_to_a_cancelled_upload_is_an_error_heard_once(
+        upload_after: int) -> None:
+    # cancelled by someone else (another page, the application): the page learns
+    # it from the upload's own answer, or from the probe, whichever comes first
+    job = upload(form=f"{PAGE}/upload", uploadAfter=upload_after,
+                 probes=[UPLOADING_HALF, native("error", received=500)],
+                 upload={"status": 409, "responseText": "upload cancelled\n"})
+    assert job["assigned"] == []
+    errors = [e for e in job["events"] if e[0] == "error"]
+    assert len(errors) == 1, job["events"]
+    if upload_after == 1:  # the answer came first
+        assert errors[0][1] == "cancelled", job["events"]
+    assert not [e for e in job["events"] if e[0] == "done"]
+
+
+def test_an_applications_own_409_is_not_taken_for_a_cancel() -> None:
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1,
+                 probes=[UPLOADING_HALF, native("done", status=409)],
+                 upload={"status": 409, "responseText": '{"error": "exists"}'})
+    assert ["error", "cancelled", None] not in job["events"]
+    assert job["events"][-1] == ["done", "done", 100, 409]
+
+
 def test_the_page_may_give_the_id() -> None:
     given = "0123456789abcdef0123456789abcdef"
     job = upload(form="/upload", options={"id": given}, probes=[native("done")], upload={})

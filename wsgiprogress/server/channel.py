@@ -37,6 +37,7 @@ from waitress.channel import ClientDisconnected, HTTPChannel
 
 from ..progress.entry import ABORTED
 from ..waiters import Parked
+from .cancelling import answer_cancelled
 from .compat import PEEK_FOR_DEPARTURE
 from .loop_probe import probe_task
 from .parser import ProgressParser
@@ -296,13 +297,13 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
     def cancel_upload(self) -> None:
         """A request on this connection was cancelled (from any thread): the
         loop reads nothing more of it (a ``recv`` under way at most) and closes
-        the connection at its next turn; waitress's trigger hands the close over."""
+        the connection at its next turn, answered (:mod:`.cancelling`);
+        waitress's trigger hands the close over."""
         self.upload_cancelled = True
         self.server.trigger.pull_trigger(self._close_cancelled)
 
     def _close_cancelled(self) -> None:
-        if self.connected:
-            self.handle_close()
+        answer_cancelled(self)
 
     def cancel(self) -> None:
         super().cancel()  # the server shuts down

@@ -233,7 +233,8 @@
   /* Ask the server to cancel the upload of `id`: DELETE on the probe URL
      (options url, idName), with options.token as a bearer token when given
      (else the server's authorize hook decides).  done(ok, status) hears the
-     answer: 200 cancelled, 404 not running, 403 not allowed. */
+     answer: 200 cancelled, 404 not running, 403 not allowed.  On our server
+     the upload itself is answered 409 "upload cancelled" and closed. */
   function cancel(id, options, done) {
     options = options || {};
     var xhr = new root.XMLHttpRequest();
@@ -298,9 +299,10 @@
       if (options.onDone) { options.onDone(p); }
       navigate();
     };
+    var failed = false;  // onError is heard once, from the probe or the XHR
     watched.onError = function (p) {
       settled = true;
-      if (options.onError) { options.onError(p); }
+      if (!failed && options.onError) { failed = true; options.onError(p); }
     };
 
     var xhr = new root.XMLHttpRequest();
@@ -324,13 +326,24 @@
     }
 
     var tracker = track(id, watched);
-    xhr.addEventListener("load", function () { loaded = true; navigate(); });
-    xhr.onerror = function () {
+    function fail(reason) {
       tracker.stop();
-      if (options.onError) {
-        options.onError({ state: "error", reason: cancelled ? "cancelled" : "network", status: null });
+      settled = true;
+      if (!failed && options.onError) {
+        failed = true;
+        options.onError({ state: "error", reason: reason, status: null });
       }
-    };
+    }
+    xhr.addEventListener("load", function () {
+      loaded = true;
+      // the server's answer to a cancelled upload (see cancel)
+      if (cancelled || (xhr.status === 409 && xhr.responseText === "upload cancelled\n")) {
+        fail("cancelled");
+        return;
+      }
+      navigate();
+    });
+    xhr.onerror = function () { fail(cancelled ? "cancelled" : "network"); };
     xhr.send(data);
     return {
       id: id, xhr: xhr, tracker: tracker,

@@ -4,7 +4,8 @@ Cancelling an upload
 
 ``DELETE <progress_url>?X-Progress-ID=<id>`` cancels the running request of
 that ID (:meth:`~wsgiprogress.progress.store.ProgressStore.cancel`), what
-PHP's ``cancel_upload`` does: our server closes its connection at once, under
+PHP's ``cancel_upload`` does: our server reads no more of it, answers it
+``409 Conflict`` and closes its connection (:mod:`wsgiprogress.server.cancelling`), under
 the middleware the application's next read raises the error a client that
 leaves causes, and the entry ends ``error`` with reason ``cancelled``.  It
 needs ``Authorization: Bearer <publish_token>`` or the ``authorize`` hook's

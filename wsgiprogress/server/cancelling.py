@@ -1,0 +1,94 @@
+"""
+Cancelled uploads
+=================
+
+When an upload in flight on our server is cancelled (``DELETE`` on the probe,
+``store.cancel(id)``), :func:`answer_cancelled` ends its connection on the
+I/O loop without reading another byte of the body:
+
+.. code-block:: text
+
+    HTTP/1.1 409 Conflict
+    Content-Type: text/plain; charset=utf-8
+    Content-Length: 17
+    Connection: close
+
+    upload cancelled
+
+then a half-close (the client sees FIN at once), and the socket is kept,
+unread, for :data:`LINGER` seconds before it is closed.
+
+Why an answer: a browser whose upload is cut *without* one on a reused
+keep-alive connection takes the cut for a stale connection and sends the
+whole request again (Chromium's ``ShouldResendRequest``), so the upload would
+start over under its ID.  Why the linger: a client still sending its body
+reads no answer until its send fails; the close that ends the linger resets
+the connection, and browsers read an answer that came before a reset during
+an upload (Chromium's ``ShouldTryReadingOnUploadError``).  Closing at once
+would reset the connection while the answer may still be in flight.
+
+The waitress channel closes as before (its request ends ``error``/
+``cancelled``, its descriptor leaves the map); a duplicate descriptor of the
+socket stays in the map as a :class:`Lingering` dispatcher, which counts as a
+connection (``connection_limit`` bounds them) and closes when its time is up
+or when the client closes too, whichever comes first.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from waitress import wasyncore
+
+#: What a cancelled upload is answered.
+ANSWER = (b"HTTP/1.1 409 Conflict\r\n"
+          b"Content-Type: text/plain; charset=utf-8\r\n"
+          b"Content-Length: 17\r\n"
+          b"Connection: close\r\n\r\n"
+          b"upload cancelled\n")
+
+#: Seconds a cancelled connection is kept, half-closed and unread, after its answer.
+LINGER = 1.0
+
+
+class Lingering(wasyncore.dispatcher):  # type: ignore[misc]
+    """A half-closed socket kept in the server's map, never read nor written,
+    until :data:`LINGER` seconds are up or the client closes (``POLLHUP``)."""
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_close(self) -> None:
+        self.close()
+
+
+def answer_cancelled(channel: Any) -> None:
+    """Answer and close *channel*, a
+    :class:`~wsgiprogress.server.channel.ProgressChannel` whose upload was
+    cancelled (loop thread).  A connection with output of its own still going
+    out, or a request of its own in service, is closed without an answer:
+    nothing may be written in the middle of another response."""
+    if not channel.connected:
+        return
+    if channel.requests or channel.total_outbufs_len:
+        channel.handle_close()
+        return
+    try:
+        kept = channel.socket.dup()
+    except OSError:
+        channel.handle_close()
+        return
+    try:
+        kept.send(ANSWER)  # small, into an empty send buffer
+        kept.shutdown(socket.SHUT_WR)
+    except OSError:
+        kept.close()
+        channel.handle_close()
+        return
+    channel.handle_close()  # the channel's descriptor goes; the connection stays
+    lingering = Lingering(kept, channel._map)
+    channel.server.progress_loop.call_at(time.monotonic() + LINGER, lingering.close)
