@@ -159,6 +159,10 @@ class StoredPart:
         self.head: Optional[bytes] = b"" if byterange else None
         self._head_done = not byterange
         self._synced = 0
+        #: The tracker :meth:`offer` found, handed over when the part closes.
+        self.offered: Optional[Tracker] = None
+        self._offers = threading.Lock()
+        self._offering = True
 
     def body_of(self, data: bytes) -> bytes:
         """What of *data* belongs in the file: all of it, except a
@@ -188,12 +192,39 @@ class StoredPart:
     def wrote(self, n: int) -> None:
         """*n* more bytes were written to :attr:`file` (on the I/O thread: O(1))."""
         self.size += n
-        if self.tracker is not None:
-            self.tracker.add_received(n)
-            self.counted += n
+        tracker = self.tracker
+        if tracker is None and self.offered is not None:
+            tracker = self._take_offer()
+        if tracker is not None:
+            tracker.add_received(self.size - self.counted)  # n, or all since the offer
+            self.counted = self.size
         if self.size - self._synced >= storage_module.SYNC_BYTES:
             self._synced = self.size
             self.background.submit(self.flush)
+
+    def offer(self, make: Callable[[], Optional[Tracker]]) -> None:
+        """Off the I/O thread: count into the tracker *make* gives (found
+        while the body arrived: a shared store's record) from the next bytes
+        on, and hand it over when the part closes; nothing once :meth:`settle`
+        or :meth:`close` ran."""
+        with self._offers:
+            if self._offering and self.offered is None:
+                self.offered = make()
+
+    def settle(self) -> None:
+        """The request counts on its own tracker now (or is over): no more offers."""
+        with self._offers:
+            self._offering = False
+
+    def _take_offer(self) -> Optional[Tracker]:
+        tracker = self.offered
+        if tracker is not None and tracker.received == self.start and not tracker.finished:
+            self.tracker = tracker  # it continues the progress shown: count on
+            return tracker
+        self.offered = None  # it does not: the request counts nothing here
+        if tracker is not None:
+            tracker.hand_over()
+        return None
 
     def written(self) -> None:
         """Hand what Python still buffers to the file, before another reads it."""
@@ -207,7 +238,11 @@ class StoredPart:
 
     def close(self) -> None:
         """The request is over: the file goes unless an append took it or a
-        background job will."""
+        background job will, and an offered tracker is handed over."""
+        self.settle()
+        offered, self.offered = self.offered, None
+        if offered is not None:
+            offered.hand_over()
         self.file.close()
         if not (self.adopted or self.kept):
             self.remove()
