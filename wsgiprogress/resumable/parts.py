@@ -193,38 +193,45 @@ class StoredPart:
         """*n* more bytes were written to :attr:`file` (on the I/O thread: O(1))."""
         self.size += n
         tracker = self.tracker
-        if tracker is None and self.offered is not None:
-            tracker = self._take_offer()
         if tracker is not None:
-            tracker.add_received(self.size - self.counted)  # n, or all since the offer
+            tracker.add_received(self.size - self.counted)  # n, unless an offer came
             self.counted = self.size
+        elif self.offered is not None:
+            with self._offers:
+                self._count_offer()
         if self.size - self._synced >= storage_module.SYNC_BYTES:
             self._synced = self.size
             self.background.submit(self.flush)
 
     def offer(self, make: Callable[[], Optional[Tracker]]) -> None:
-        """Off the I/O thread: count into the tracker *make* gives (found
-        while the body arrived: a shared store's record) from the next bytes
-        on, and hand it over when the part closes; nothing once :meth:`settle`
-        or :meth:`close` ran."""
+        """Off the I/O thread: count what arrived, and what arrives, into the
+        tracker *make* gives (found while the body arrived: a shared store's
+        record) when it continues the progress shown, and hand it over when
+        the part closes; nothing once :meth:`settle` or :meth:`close` ran."""
         with self._offers:
             if self._offering and self.offered is None:
                 self.offered = make()
+                if self.offered is not None and self._head_done:
+                    self._count_offer()
 
     def settle(self) -> None:
         """The request counts on its own tracker now (or is over): no more offers."""
         with self._offers:
             self._offering = False
 
-    def _take_offer(self) -> Optional[Tracker]:
-        tracker = self.offered
-        if tracker is not None and tracker.received == self.start and not tracker.finished:
-            self.tracker = tracker  # it continues the progress shown: count on
-            return tracker
-        self.offered = None  # it does not: the request counts nothing here
-        if tracker is not None:
+    def _count_offer(self) -> None:
+        # under _offers, on the thread that offers or the I/O thread, whichever
+        # comes first: :attr:`tracker` is set last, after the bytes so far count
+        tracker = self.tracker or self.offered
+        if tracker is None:
+            return
+        if self.tracker is None and (tracker.received != self.start or tracker.finished):
+            self.offered = None  # it does not continue what is shown: count nothing
             tracker.hand_over()
-        return None
+            return
+        tracker.add_received(self.size - self.counted)
+        self.counted = self.size
+        self.tracker = tracker
 
     def written(self) -> None:
         """Hand what Python still buffers to the file, before another reads it."""
