@@ -22,12 +22,14 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from wsgiprogress.backends import backend_from_url
+from wsgiprogress.backends.redis import progress as redis_progress
 from wsgiprogress.backends.redis.uploads import RedisUploads
+from wsgiprogress.progress.tracker import Tracker
 from wsgiprogress.resumable.appender import Appender
 from wsgiprogress.resumable.storage import StorageFull, TooManyUploads, UploadBusy, UploadStorage
 from wsgiprogress.resumable.upload import Target, Upload
@@ -44,7 +46,7 @@ from resumable_support import (
     request,
 )
 from resumable_trial import run_trial
-from server_support import HOST, wait_until
+from server_support import HOST, probe, read_to_close, wait_until
 
 MiB = 1024 * 1024
 PREFIX = "wsgiprogress:"
@@ -367,3 +369,165 @@ def test_redis_stopped_is_503_with_a_reason_then_the_upload_goes_on(
 def _offset_if_up(port: int, url: str) -> Optional[int]:
     reply = request(port, "HEAD", url, TUS, timeout=30)
     return int(reply.headers["upload-offset"]) if reply.status == 200 else None
+
+
+# -- one progress entry across hosts ----------------------------------------------------------
+
+def test_the_next_request_of_an_upload_takes_its_entry_over_on_another_host(
+        redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_progress, "SILENT_AFTER", 1.0)
+    a, b = (backend_from_url(redis.url).progress for _ in range(2))
+    owner, progress_id = "upload-handover-1", "handover-0001"
+
+    def shown() -> Tuple[str, int]:
+        assert a.flush() and b.flush()
+        found = b.get(progress_id)
+        assert found is not None
+        return found.state, found.received
+
+    try:
+        on_a = a.track(progress_id, 100, owner=owner, offset=0)
+        assert on_a is not None
+        on_a.add_received(40)
+        assert shown() == ("uploading", 40)
+        # a request of the same upload on B while A's still counts: refused,
+        # what A counts stays shown
+        early = b.track(progress_id, 100, owner=owner, offset=0)
+        assert early is not None
+        early.add_received(10)
+        early.hand_over()
+        assert shown() == ("uploading", 40)
+        on_a.add_received(10)
+        on_a.hand_over()
+        assert shown() == ("uploading", 50)
+        on_b = b.track(progress_id, 100, owner=owner, offset=50)
+        assert on_b is not None
+        on_b.add_received(20)
+        assert shown() == ("uploading", 70)
+        # B's host dies without handing over; once silent, A's next request counts on
+        assert b.writer.flush()
+        b.live.clear()
+        died = time.monotonic()
+
+        def take_over() -> Optional[Tracker]:
+            tracker = a.track(progress_id, 100, owner=owner, offset=60)
+            assert tracker is not None
+            if shown() == ("uploading", 60):  # what is stored: B's last bytes were lost
+                return tracker
+            assert shown() == ("uploading", 70)  # refused: B counted further
+            tracker.hand_over()
+            return None
+
+        later = wait_until(take_over, timeout=5)
+        assert time.monotonic() - died >= 0.9  # not before B was silent that long
+        later.add_received(40)
+        later.start_response(200, 0)
+        later.finish()
+        assert shown() == ("done", 100)
+    finally:
+        a.close()
+        b.close()
+
+
+class Watch:
+    """What the probes of both hosts showed of one progress ID, in order."""
+
+    def __init__(self, progress_id: str, ports: Dict[str, int]) -> None:
+        self.progress_id = progress_id
+        self.ports = ports
+        self.seen: Dict[str, List[Tuple[str, int, Optional[int]]]] = {h: [] for h in ports}
+
+    def look(self, host: str) -> Dict[str, Any]:
+        answer = probe(self.ports[host], self.progress_id)
+        self.seen[host].append((answer["state"], answer["received"], answer.get("size")))
+        return answer
+
+    def reaches(self, host: str, received: int) -> Dict[str, Any]:
+        """Polls *host*'s probe until it shows *received* bytes at least."""
+        return wait_until(lambda: (lambda a: a if a["received"] >= received else None)(
+            self.look(host)), timeout=10, message=lambda: f"{host}: {self.seen[host][-3:]}")
+
+    def done(self, host: str) -> Dict[str, Any]:
+        """Polls *host*'s probe until the upload is done."""
+        return wait_until(lambda: (lambda a: a if a["state"] == "done" else None)(
+            self.look(host)), timeout=10, message=lambda: f"{host}: {self.seen[host][-3:]}")
+
+    def check_never_back(self) -> None:
+        order = {"starting": 0, "uploading": 1, "processing": 2, "done": 3}
+        for host, seen in self.seen.items():
+            received = [r for _, r, _ in seen]
+            assert received == sorted(received), (host, seen)
+            states = [order.get(state, -1) for state, _, _ in seen]
+            assert states == sorted(states), (host, seen)
+
+
+def _create_tracked(protocol: str, port: int, size: int, progress_id: str) -> str:
+    if protocol == "tus":
+        headers = {**TUS, "Upload-Length": str(size)}
+    else:
+        headers = {**IETF, "Upload-Complete": "?0", "Upload-Length": str(size)}
+    reply = request(port, "POST", f"/files/?X-Progress-ID={progress_id}", headers)
+    assert reply.status == 201, reply
+    return reply.headers["location"]
+
+
+def _append_head(protocol: str, url: str, offset: int, length: int, last: bool) -> bytes:
+    if protocol == "tus":
+        fields = "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+    else:
+        fields = ("Upload-Draft-Interop-Version: 6\r\nContent-Type: application/partial-upload"
+                  f"\r\nUpload-Complete: {'?1' if last else '?0'}\r\n")
+    return (f"PATCH {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{fields}"
+            f"Upload-Offset: {offset}\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("protocol", ["tus", "ietf"])
+@pytest.mark.parametrize("two_hosts", [("werkzeug", "server"), ("server", "werkzeug")],
+                         indirect=True, ids=["werkzeug+server", "server+werkzeug"])
+def test_one_progress_entry_across_hosts_grows_during_the_other_hosts_append(
+        two_hosts: Hosts, protocol: str) -> None:
+    a, b = two_hosts.a.start(), two_hosts.b.start()
+    progress_id = f"hosts-{protocol}-{a}-{b}"
+    size, first, piece = 3 * MiB, MiB, 128 * 1024
+    data = counter(size, 11)
+    url = _create_tracked(protocol, a, size, progress_id)
+    watch = Watch(progress_id, {"A": a, "B": b})
+    # A's claim, read from Redis on B
+    assert wait_until(lambda: watch.look("B")["size"] == size, timeout=10)
+    head = _append_head(protocol, url, 0, first, False)
+    with socket.create_connection((HOST, a), timeout=20) as sock:
+        sock.sendall(head + data[:first])
+        assert read_to_close(sock).split(b" ", 2)[1] in (b"201", b"204")
+    for host in "AB":
+        assert watch.reaches(host, first)["state"] == "uploading"
+    # B appends the rest slowly; both probes follow it while it arrives
+    lags: Dict[str, List[float]] = {"A": [], "B": []}
+    with socket.create_connection((HOST, b), timeout=20) as sock:
+        sock.sendall(_append_head(protocol, url, first, size - first, True))
+        sent = first
+        while sent < size - piece:
+            sock.sendall(data[sent:sent + piece])
+            sent += piece
+            since = time.monotonic()
+            for host in "BA":
+                answer = watch.reaches(host, sent)
+                assert (answer["state"], answer["size"]) == ("uploading", size), answer
+                lags[host].append(time.monotonic() - since)
+            if sent == first + 4 * piece:
+                # an unrelated request with the same ID still runs, untracked
+                for port in (a, b):
+                    plain = request(port, "POST", f"/plain?X-Progress-ID={progress_id}", {},
+                                    b"x" * 1000)
+                    assert (plain.status, plain.body) == (200, b"plain 1000")
+                assert watch.look("A")["received"] >= sent
+        sock.sendall(data[sent:])
+        assert read_to_close(sock).split(b" ", 2)[1] in (b"200", b"204")
+    for host in "AB":
+        final = watch.done(host)
+        assert (final["received"], final["size"]) == (size, size), final
+    watch.check_never_back()
+    assert two_hosts.calls_of(url.rsplit("/", 1)[1]) == [("B", sha256(data))]
+    print(f"\n{protocol} A={two_hosts.a.door} B={two_hosts.b.door}: a 128 KiB piece sent to B "
+          "showed, in ms (median/max): " + ", ".join(
+              f"on {host} {sorted(ms)[len(ms) // 2] * 1000:.0f}/{max(ms) * 1000:.0f}"
+              for host, ms in lags.items()))

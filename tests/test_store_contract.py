@@ -112,6 +112,34 @@ def test_a_duplicate_of_a_running_id_changes_nothing(make: Callable[..., Backend
     assert (entry(backend).state, entry(backend).received) == ("processing", 100)  # still its own
 
 
+def test_an_upload_hands_its_entry_over_to_its_next_request(make: Callable[..., Backend]) -> None:
+    backend = make()
+    store = backend.progress
+    first = store.track(ID, 100, owner="upload-one", offset=0)
+    assert first is not None
+    first.add_received(30)
+    first.hand_over()
+    first.add_received(5)  # late: changes nothing
+    first.finish()
+    got = entry(backend)
+    assert (got.state, got.received, got.size) == ("uploading", 30, 100)  # running, unowned
+    # another request with the ID, or another upload's, is still refused (a
+    # remote store when it writes)
+    for other in (store.track(ID, 5), store.track(ID, 100, owner="upload-two", offset=30)):
+        if other is not None:
+            other.add_received(5)
+            other.finish()
+    assert (entry(backend).state, entry(backend).received) == ("uploading", 30)
+    second = store.track(ID, 100, owner="upload-one", offset=30)  # the upload's next request
+    assert second is not None and (second.state, second.received) == ("uploading", 30)
+    assert (entry(backend).state, entry(backend).received) == ("uploading", 30)
+    second.add_received(70)
+    second.start_response(204, 0)
+    second.finish()
+    got = entry(backend)
+    assert (got.state, got.received, got.status) == ("done", 100, 204)
+
+
 def test_a_finished_id_starts_fresh(make: Callable[..., Backend]) -> None:
     backend = make()
     old = track(backend)

@@ -59,3 +59,7 @@ UPLOAD = "wsgiprogress.upload"
 #: (:class:`wsgiprogress.resumable.parts.StoredPart`); ``wsgi.input`` reads
 #: the same bytes.
 STORED_PART = "wsgiprogress.stored_part"
+#: With a progress store several hosts share, the tracker of the resumable
+#: upload a request counts into (:mod:`wsgiprogress.web.upload_progress`),
+#: handed over when the request ends.
+UPLOAD_TRACKER = "wsgiprogress.upload_tracker"

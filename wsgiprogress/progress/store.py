@@ -70,9 +70,15 @@ class ProgressStore(abc.ABC):
             "progress store failed to %s %r; its progress degrades", clock=clock)
 
     @abc.abstractmethod
-    def begin(self, progress_id: str, size: Optional[int]) -> Optional[Hashable]:
+    def begin(self, progress_id: str, size: Optional[int], *, owner: Optional[str] = None,
+              received: int = 0) -> Optional[Hashable]:
         """Claim *progress_id* for a new request in state ``starting``.
 
+        :param owner: who the claim belongs to beyond this request: the
+            requests of one resumable upload (in any process) take a running
+            entry of theirs over from each other, once the last one handed it
+            over (:meth:`hand_over`) or went silent; ``None``: this request only.
+        :param received: the bytes earlier requests brought (``uploading`` when any).
         :returns: a token for :meth:`update` and :meth:`finish`, or ``None`` when
             the ID belongs to a running request or the store is full.  An ID whose
             request has finished is reused and starts fresh.
@@ -132,6 +138,16 @@ class ProgressStore(abc.ABC):
         if self.live.get(tracker.id) is tracker:
             del self.live[tracker.id]
 
+    def hand_over(self, tracker: Tracker) -> None:
+        """*tracker*'s request ended, its upload goes on (:meth:`Tracker.hand_over`):
+        the entry keeps its counters and stays running, for the next request
+        with the same owner to take over (:meth:`begin`); reads come from the store."""
+        try:
+            self.update(tracker.id, tracker.token, tracker.fields())
+        except Exception:
+            self.failure_warning.warn("hand over", tracker.id, exc_info=True)
+        self.release(tracker)
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every change made so far is readable by :meth:`get`
         (stores that write in the background); True when it is."""
@@ -140,8 +156,10 @@ class ProgressStore(abc.ABC):
     def close(self) -> None:  # noqa: B027 (a default, not a stub)
         """Write what is pending and release resources; the default has none."""
 
-    def track(self, progress_id: str, size: Optional[int]) -> Optional[Tracker]:
-        """Begin tracking and return the request's :class:`Tracker`.
+    def track(self, progress_id: str, size: Optional[int], owner: Optional[str] = None,
+              offset: int = 0) -> Optional[Tracker]:
+        """Begin tracking and return the request's :class:`Tracker`, its
+        counts from *offset* on (*owner* and *offset*: :meth:`begin`).
 
         Never raises: a store failure leaves the request untracked, with a log
         line, because tracking must never break the request.  So does an ID
@@ -152,14 +170,17 @@ class ProgressStore(abc.ABC):
         if running is not None and not running.finished:
             self.duplicate_warning.warn(progress_id)
             return None
-        try:
-            token = self.begin(progress_id, size)
+        try:  # a plain request's claim is the call every store has always taken
+            token = self.begin(progress_id, size) if owner is None and not offset else \
+                self.begin(progress_id, size, owner=owner, received=offset)
         except Exception:
             self.begin_warning.warn(progress_id, exc_info=True)
             return None
         if token is None:
             return None
-        tracker = self.live[progress_id] = Tracker(self, progress_id, token, size)
+        tracker = Tracker(self, progress_id, token, size)
+        tracker.resume_at(offset)
+        self.live[progress_id] = tracker
         if progress_id in self.waiters:  # a client waits for it to start
             tracker.watch()
         return tracker

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
 
 from ..settings import STORE_SETTINGS, resolve
 from ..waiters import Waiters
-from .entry import STARTING, ProgressEntry
+from .entry import STARTING, UPLOADING, ProgressEntry
 from .ratelimit import RateLimitedWarning
 from .store import ProgressStore
 
@@ -35,11 +35,12 @@ _SETTINGS = tuple(s for s in STORE_SETTINGS if s.name in ("ttl", "capacity"))
 
 
 class _Record:
-    __slots__ = ("entry", "token")
+    __slots__ = ("entry", "token", "owner")
 
-    def __init__(self, entry: ProgressEntry, token: int) -> None:
+    def __init__(self, entry: ProgressEntry, token: int, owner: Optional[str]) -> None:
         self.entry = entry
         self.token = token
+        self.owner = owner
 
 
 class ProgressTable(ProgressStore):
@@ -71,19 +72,24 @@ class ProgressTable(ProgressStore):
             "progress table full (%d running requests); request untracked; raise capacity",
             clock=clock)
 
-    def begin(self, progress_id: str, size: Optional[int]) -> Optional[int]:
+    def begin(self, progress_id: str, size: Optional[int], *, owner: Optional[str] = None,
+              received: int = 0) -> Optional[int]:
         now = self.clock()
         # made before the lock is taken: its holders only look and swap
         token = next(self._tokens)
-        fresh = _Record(ProgressEntry(progress_id, STARTING, size=size, started=now), token)
+        fresh = _Record(ProgressEntry(progress_id, UPLOADING if received else STARTING,
+                                      received, size, started=now), token, owner)
         full = False
         with self._lock:
             self._expire(now)
             record = self._records.get(progress_id)
-            duplicate = record is not None and record.entry.running
+            # one process: its running trackers are in ``live`` (track refuses
+            # those), so a running entry of the same owner was handed over
+            duplicate = record is not None and record.entry.running and (
+                owner is None or record.owner != owner)
             if not duplicate:
-                if record is not None:  # finished: the ID starts fresh, as the newest
-                    del self._expiries[progress_id]
+                if record is not None:  # ended or taken over: fresh, as the newest
+                    self._expiries.pop(progress_id, None)
                     del self._records[progress_id]
                 elif len(self._records) >= self.capacity and not self._expiries:
                     full = True

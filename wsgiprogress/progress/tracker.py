@@ -77,14 +77,13 @@ class ProgressSink(Protocol):
     #: Logs a write that failed: once per request, rate-limited across them.
     failure_warning: RateLimitedWarning
 
-    def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
-        ...
+    def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None: ...
 
-    def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
-        ...
+    def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None: ...
 
-    def release(self, tracker: Tracker) -> None:
-        ...
+    def release(self, tracker: Tracker) -> None: ...
+
+    def hand_over(self, tracker: Tracker) -> None: ...
 
 
 def status_code(status: Union[str, int]) -> int:
@@ -108,12 +107,10 @@ class Tracker:
     wake_interval = 0.05
 
     __slots__ = (
-        "store", "id", "token", "size", "received", "sent", "produced",
-        "declared_response_size", "state", "status", "reason", "speed",
-        "started", "steps", "_clock", "_check_at", "_watched", "_wake_at", "_last_time",
-        "_last_received", "_first_time", "_first_received", "_store_failed",
-        "files", "on_cancel", "detached",
-    )
+        "store", "id", "token", "size", "received", "sent", "produced", "declared_response_size",
+        "state", "status", "reason", "speed", "started", "steps", "_clock", "_check_at",
+        "_watched", "_wake_at", "_last_time", "_last_received", "_first_time",
+        "_first_received", "_store_failed", "files", "on_cancel", "detached", "handed")
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
                  size: Optional[int]) -> None:
@@ -121,9 +118,7 @@ class Tracker:
         self.id = progress_id
         self.token = token
         self.size = size
-        self.received = 0
-        self.sent = 0
-        self.produced = 0
+        self.received = self.sent = self.produced = 0
         self.declared_response_size: Optional[int] = None
         self.state = STARTING
         self.status: Optional[int] = None
@@ -134,9 +129,8 @@ class Tracker:
         self._last_received = self._first_received = 0
         # add_received takes its slow path at this count: the first byte now
         self._check_at: float = 1
-        self._watched = False
+        self._watched = self._store_failed = False
         self._wake_at = 0.0
-        self._store_failed = False
         #: The files of a multipart form (the ``per_file`` setting); whoever
         #: counts the body feeds it the same bytes.
         self.files: Optional[FileProgress] = None
@@ -145,11 +139,12 @@ class Tracker:
         self.on_cancel: Optional[Callable[[], None]] = None
         self.steps: Optional[Dict[str, Any]] = None
         self.detached = False  #: an operation, not the connection, ends it (:meth:`detach`)
+        self.handed = False  #: another request counts on (:meth:`hand_over`)
 
     @property
     def finished(self) -> bool:
-        """True once :meth:`finish` or :meth:`fail` has run."""
-        return self.state in (DONE, ERROR)
+        """True once :meth:`finish`, :meth:`fail` or :meth:`hand_over` has run."""
+        return self.state in (DONE, ERROR) or self.handed
 
     # -- counting (hot path) -------------------------------------------------
 
@@ -163,23 +158,31 @@ class Tracker:
 
     def resume_at(self, offset: int) -> None:
         """The body continues at *offset*: earlier connections brought the
-        bytes before it (a resumable upload), so ``received`` starts there."""
+        bytes before it (a resumable upload), so ``received`` starts there,
+        ``uploading`` once there are any (a probe never sees it go back)."""
         self.received = self._first_received = self._last_received = offset
         self._check_at = min(self._check_at, offset + 1)
+        if offset:
+            self.state = UPLOADING
+
+    def hand_over(self) -> None:
+        """The next request of a resumable upload (in any process) counts on:
+        the entry stays running (:meth:`ProgressStore.hand_over`); this one is over."""
+        if not self.finished:
+            self.handed = True
+            self.store.hand_over(self)
 
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
-        if self.detached:
-            return
-        self.sent += n
-        if self._watched:
-            self._wake_watchers()
+        if not self.detached:
+            self.sent += n
+            if self._watched:
+                self._wake_watchers()
 
     def watch(self) -> None:
         """A client waits for this request's next change: counting wakes it
         (at most every :attr:`wake_interval`) until nobody waits."""
-        self._watched = True
-        self._check_at = 0
+        self._watched, self._check_at = True, 0
 
     def _news(self) -> None:
         if self.state == STARTING:
@@ -229,11 +232,9 @@ class Tracker:
     def start_response(self, status: Union[str, int], content_length: Optional[int]) -> None:
         """Record the response status (a WSGI status line or its code) and the
         declared Content-Length."""
-        if self.detached:
-            return
-        self.status = status_code(status)
-        self.declared_response_size = content_length
-        self._publish()
+        if not self.detached:
+            self.status, self.declared_response_size = status_code(status), content_length
+            self._publish()
 
     def report_steps(self, steps: Dict[str, Any]) -> None:
         """The application reports how far its processing got
@@ -247,8 +248,7 @@ class Tracker:
         while :attr:`detached`) change nothing."""
         if self.finished or self.detached:
             return
-        self.state = ERROR
-        self.reason = reason
+        self.state, self.reason = ERROR, reason
         if status is not None:
             self.status = status
         self._end()
@@ -372,7 +372,7 @@ class Tracker:
     def _publish(self) -> None:
         """A state changed: tell a store that other processes read, and wake
         the clients waiting here (a store of this process reads the tracker)."""
-        if self.state in (DONE, ERROR) or self._store_failed:
+        if self.finished or self._store_failed:
             return  # ended and written: a late change (the app answering an aborted
             # upload, say) must not reach a store that has let the entry go
         store = self.store

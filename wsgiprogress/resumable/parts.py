@@ -159,6 +159,10 @@ class StoredPart:
         self.head: Optional[bytes] = b"" if byterange else None
         self._head_done = not byterange
         self._synced = 0
+        #: The tracker :meth:`offer` found, handed over when the part closes.
+        self.offered: Optional[Tracker] = None
+        self._offers = threading.Lock()
+        self._offering = True
 
     def body_of(self, data: bytes) -> bytes:
         """What of *data* belongs in the file: all of it, except a
@@ -188,12 +192,46 @@ class StoredPart:
     def wrote(self, n: int) -> None:
         """*n* more bytes were written to :attr:`file` (on the I/O thread: O(1))."""
         self.size += n
-        if self.tracker is not None:
-            self.tracker.add_received(n)
-            self.counted += n
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.add_received(self.size - self.counted)  # n, unless an offer came
+            self.counted = self.size
+        elif self.offered is not None:
+            with self._offers:
+                self._count_offer()
         if self.size - self._synced >= storage_module.SYNC_BYTES:
             self._synced = self.size
             self.background.submit(self.flush)
+
+    def offer(self, make: Callable[[], Optional[Tracker]]) -> None:
+        """Off the I/O thread: count what arrived, and what arrives, into the
+        tracker *make* gives (found while the body arrived: a shared store's
+        record) when it continues the progress shown, and hand it over when
+        the part closes; nothing once :meth:`settle` or :meth:`close` ran."""
+        with self._offers:
+            if self._offering and self.offered is None:
+                self.offered = make()
+                if self.offered is not None and self._head_done:
+                    self._count_offer()
+
+    def settle(self) -> None:
+        """The request counts on its own tracker now (or is over): no more offers."""
+        with self._offers:
+            self._offering = False
+
+    def _count_offer(self) -> None:
+        # under _offers, on the thread that offers or the I/O thread, whichever
+        # comes first: :attr:`tracker` is set last, after the bytes so far count
+        tracker = self.tracker or self.offered
+        if tracker is None:
+            return
+        if self.tracker is None and (tracker.received != self.start or tracker.finished):
+            self.offered = None  # it does not continue what is shown: count nothing
+            tracker.hand_over()
+            return
+        tracker.add_received(self.size - self.counted)
+        self.counted = self.size
+        self.tracker = tracker
 
     def written(self) -> None:
         """Hand what Python still buffers to the file, before another reads it."""
@@ -207,7 +245,11 @@ class StoredPart:
 
     def close(self) -> None:
         """The request is over: the file goes unless an append took it or a
-        background job will."""
+        background job will, and an offered tracker is handed over."""
+        self.settle()
+        offered, self.offered = self.offered, None
+        if offered is not None:
+            offered.hand_over()
         self.file.close()
         if not (self.adopted or self.kept):
             self.remove()

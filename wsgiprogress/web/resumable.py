@@ -113,6 +113,8 @@ class ResumableUploads:
             return self._route(app, environ, start_response)
         except StorageError as exc:  # the records are unreachable (Redis): retry later
             return answer_storage_error(start_response, exc)
+        finally:
+            self.service.progress.ended(environ)
 
     def _route(self, app: WSGIApplication, environ: WSGIEnvironment,
                start_response: StartResponse) -> Iterable[bytes]:

@@ -47,13 +47,13 @@ from ..resumable.parts import BYTERANGE, Background, StoredPart
 from ..resumable.storage import StorageError, TooLong
 from ..resumable.upload import ACTIVE, Upload, is_upload_id
 from .responses import plain
+from .upload_progress import UploadProgress
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..progress.ids import IdFinder
     from ..progress.store import ProgressStore
-    from ..progress.tracker import Tracker
     from ..resumable.storage import UploadStorage
 
 log = logging.getLogger("wsgiprogress")
@@ -92,7 +92,10 @@ class UploadService:
         self.url = url
         self.finder = finder
         self.min_id_length = min_id_length
-        self._trackers: Dict[str, Tracker] = {}
+        self.progress = UploadProgress(store, storage.max_uploads)
+        self.tracker = self.progress.tracker
+        self.track_upload = self.progress.track
+        self.forget = self.progress.forget
         self._lock = threading.Lock()
         self.background = Background()
         #: Uploads the background works on (made, kept): set when it is done.
@@ -116,40 +119,6 @@ class UploadService:
         """The creating request's valid progress ID, which the upload keeps."""
         found = self.finder.find(environ)
         return found if found is not None and is_valid_id(found, self.min_id_length) else None
-
-    # -- progress ----------------------------------------------------------------
-
-    def tracker(self, environ: WSGIEnvironment, upload: Upload) -> Optional[Tracker]:
-        """The tracker of *upload*'s progress in this process, made (and
-        started at its offset) when needed; ``None`` when untracked or when
-        an outer layer counts this request already."""
-        if keys.TRACKER in environ:
-            return None
-        return self.track_upload(upload)
-
-    def track_upload(self, upload: Upload) -> Optional[Tracker]:
-        """The tracker of *upload*'s progress in this process, made when needed."""
-        if upload.progress_id is None:
-            return None
-        with self._lock:
-            tracker = self._trackers.get(upload.id)
-            if tracker is not None and not tracker.finished:
-                return tracker
-            self._trackers.pop(upload.id, None)
-            if len(self._trackers) >= self.storage.max_uploads:
-                return None
-            tracker = self.store.track(upload.progress_id, upload.length)
-            if tracker is not None:
-                tracker.resume_at(upload.offset)
-                self._trackers[upload.id] = tracker
-            return tracker
-
-    def forget(self, upload: Upload, reason: Optional[str] = None) -> None:
-        """Stop tracking *upload*; *reason* ends its progress as ``error``."""
-        with self._lock:
-            tracker = self._trackers.pop(upload.id, None)
-        if tracker is not None and reason is not None:
-            tracker.fail(reason)
 
     # -- bodies the server stores as they arrive (on its I/O thread) -------------
 
@@ -176,14 +145,18 @@ class UploadService:
         start = _offset(headers.get("UPLOAD_OFFSET"))
         if "UPLOAD_CHECKSUM" in headers:
             start = None  # a broken body cannot be checked: never kept
-        tracker = self._trackers.get(upload_id)
-        if tracker is None or tracker.finished or (start != tracker.received and not byterange):
+        tracker = self.progress.running(upload_id)
+        found = tracker is None and self.store.shared and (start is not None or byterange)
+        if tracker is not None and start != tracker.received and not byterange:
             tracker = None  # count only what extends the progress shown
         try:
-            return StoredPart(self.storage, upload_id, start, self.background, tracker,
+            part = StoredPart(self.storage, upload_id, start, self.background, tracker,
                               byterange)
         except OSError:
             return None  # the directory is unwritable: waitress buffers it
+        if found:  # its record is in the shared store: read off the I/O thread
+            self.background.submit(lambda: self.progress.attach(part, self.current(upload_id)))
+        return part
 
     def keep_partial(self, part: StoredPart) -> None:
         """The connection broke while *part* arrived: append what did, in
@@ -248,7 +221,7 @@ class UploadService:
                         upload.offset == part.start:
                     with Appender(self.storage, upload) as out:
                         out.adopt(part)
-                    self.track_upload(upload)  # shows the kept bytes; resumes count on
+                    self.progress.show(upload)
                     log.info("upload %s: kept %d bytes of a broken request",
                              upload.id, part.size)
         except StorageError:
@@ -283,6 +256,7 @@ class UploadService:
         tracker = self.tracker(environ, upload)
         part = environ.get(keys.STORED_PART)
         if part is not None and part.upload_id == upload.id and length is None:
+            part.settle()  # this tracker counts the rest
             out.adopt(part)  # the server wrote the body into the storage already
             if tracker is not None:
                 tracker.add_received(part.size - part.counted)

@@ -39,7 +39,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
-from ...progress.entry import STARTING, ProgressEntry
+from ...progress.entry import STARTING, UPLOADING, ProgressEntry
 from ...progress.ratelimit import RateLimitedWarning
 from ...progress.store import BackendUnavailable, ProgressStore
 from ...progress.tracker import Tracker
@@ -56,8 +56,14 @@ RUNNING_TTL = 3600.0
 #: Seconds reads skip Redis after one failed, before one tries again.
 READ_RETRY_AFTER = 1.0
 
+#: A running entry of a resumable upload whose request went silent this long
+#: (its host died, say) may be taken over by the upload's next request.
+SILENT_AFTER = 10.0
+
 # KEYS: entry, running set (scored by last write), finished set (scored by
-# expiry).  ARGV: id, token, snapshot, final, ttl ms, running ttl ms, capacity.
+# expiry).  ARGV: id, token, snapshot, final ('1' ends the entry, 'h' hands
+# it over, '0'), ttl ms, running ttl ms, capacity, owner ('' for none), the
+# snapshot's received, silent ms.
 _WRITE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -68,10 +74,17 @@ if current then
   own = doc.token == ARGV[2]
   if not own and (doc.state == 'starting' or doc.state == 'uploading'
                   or doc.state == 'processing') then
-    return 'refused'
+    -- a request of the same upload takes over what the last one handed
+    -- over, left silent, or counted no further than it does
+    if ARGV[8] == '' or doc.owner ~= ARGV[8] then return 'refused' end
+    if not doc.handed and tonumber(ARGV[9]) < (tonumber(doc.received) or 0) then
+      local last = redis.call('ZSCORE', KEYS[2], ARGV[1])
+      if last and now_ms - tonumber(last) < tonumber(ARGV[10]) then return 'refused' end
+    end
+    own = true
   end
 end
-if not own and ARGV[4] == '0' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
+if not own and ARGV[4] ~= '1' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
   -- entries nobody wrote for the running TTL were abandoned (their process
   -- died) and their keys expired: scored by last write, they go in O(log n)
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[6]))
@@ -90,6 +103,7 @@ end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[6])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
+if ARGV[4] == 'h' then return 'settled' end
 return 'written'
 """
 
@@ -152,12 +166,14 @@ class RedisProgressStore(ProgressStore):
 
     # -- writing: never on the caller's thread ---------------------------------
 
-    def begin(self, progress_id: str, size: Optional[int]) -> Optional[str]:
+    def begin(self, progress_id: str, size: Optional[int], *, owner: Optional[str] = None,
+              received: int = 0) -> Optional[str]:
         token = uuid.uuid4().hex
         snapshot: Snapshot = {
-            "id": progress_id, "token": token, "state": STARTING, "received": 0,
-            "size": size, "sent": 0, "response_size": None, "status": None,
-            "reason": None, "started": self.clock(), "finished": None, "speed": 0.0}
+            "id": progress_id, "token": token, "state": UPLOADING if received else STARTING,
+            "received": received, "size": size, "sent": 0, "response_size": None,
+            "status": None, "reason": None, "started": self.clock(), "finished": None,
+            "speed": 0.0, "owner": owner}
         if not self.writer.put(token, snapshot, urgent=True):
             self._full_warning.warn(self.capacity, progress_id)
             return None
@@ -175,6 +191,13 @@ class RedisProgressStore(ProgressStore):
     def release(self, tracker: Tracker) -> None:
         super().release(tracker)
         self._written.pop(str(tracker.token), None)
+
+    def hand_over(self, tracker: Tracker) -> None:
+        """The entry's last write from this process: running, ``handed``; the
+        writer forgets the token once it is written, so nothing later of this
+        request (a counter it polled) can overwrite the next request's."""
+        self.writer.put(str(tracker.token), {**tracker.fields(), "handed": True}, urgent=True)
+        self.release(tracker)
 
     def _poll(self) -> None:
         """On the writer's thread, once a round (``interval``): the counters of
@@ -221,11 +244,13 @@ class RedisProgressStore(ProgressStore):
         ttl_ms, running_ms = int(self.ttl * 1000), int(RUNNING_TTL * 1000)
         for token, snapshot in batch:
             progress_id = snapshot["id"]
-            final = "1" if snapshot.get("finished") is not None else "0"
+            final = "1" if snapshot.get("finished") is not None else \
+                "h" if snapshot.get("handed") else "0"
             self._write(keys=[self.entry_key(progress_id), self._running_key,
                               self._finished_key],
                         args=[progress_id, token, json.dumps(snapshot), final, ttl_ms,
-                              running_ms, self.capacity],
+                              running_ms, self.capacity, snapshot.get("owner") or "",
+                              snapshot.get("received") or 0, int(SILENT_AFTER * 1000)],
                         client=pipe)
         pipe.publish(self.channel, " ".join({s["id"] for _, s in batch}))
         outcomes = pipe.execute()[:-1]
