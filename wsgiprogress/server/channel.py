@@ -134,12 +134,16 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
 
     def send_continue(self) -> None:
         """waitress's ``100 Continue`` (2.0 and later), with the locations of
-        a resumable request when it is one."""
-        fields = self.request.continue_headers
-        if not fields:
+        a resumable request when it is one, after the request's interim
+        response when it has one (an IETF creation's 104)."""
+        request = self.request
+        fields = request.continue_headers
+        if not fields and not request.interim:
             return super().send_continue()  # type: ignore[no-any-return]
-        self.request.expect_continue = False
-        payload = b"HTTP/1.1 100 Continue\r\n" + fields + b"\r\n"
+        request.expect_continue = False
+        payload = request.interim
+        if request.sends_continue:
+            payload += b"HTTP/1.1 100 Continue\r\n" + fields + b"\r\n"
         with self.outbuf_lock:
             self.outbufs[-1].append(payload)
             self.current_outbuf_count += len(payload)

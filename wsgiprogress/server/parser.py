@@ -49,6 +49,12 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     stored_part: Optional[StoredPart] = None
     #: Fields of the ``100 Continue`` (a resumable request's locations).
     continue_headers = b""
+    #: An interim response sent before the body is read, asked for or not
+    #: (the IETF draft's ``104``): ``expect_continue`` is then set so that
+    #: waitress sends it in order (:meth:`ProgressChannel.send_continue`),
+    #: and ``sends_continue`` says whether a ``100 Continue`` follows it.
+    interim = b""
+    sends_continue = True
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
     #: True for a GET or HEAD of the probe or a mailbox, which the server
@@ -189,7 +195,15 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 path = path[len(prefix):]
             if uploads.claims(self.command, path, self.headers):
                 if self.error is None and self.body_rcv is not None:
-                    self._store_body(uploads.part_for(self.command, path, self.headers))
+                    part = uploads.part_for(self.command, path, self.headers)
+                    if part is None and self.announces():
+                        part = uploads.ietf.start(self.command, prefix, path, self.query,
+                                                  self.headers, self.content_length)
+                        if part is not None:
+                            self.sends_continue = self.expect_continue
+                            self.expect_continue = True
+                            self.interim = uploads.ietf.interim(prefix, part)
+                    self._store_body(part)
                 return  # the upload's own tracker counts it, across requests
             if self.expect_continue and self.error is None and self.body_rcv is not None \
                     and not self.chunked:
@@ -206,6 +220,13 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             None if self.chunked else headers.get("CONTENT_TYPE"))
         if tracker is not None:
             tracker.on_cancel = self.on_cancel
+
+    def announces(self) -> bool:
+        """True when this request may get an interim response before its
+        body: HTTP/1.1 (never a 1xx to HTTP/1.0, RFC 9110), a declared
+        length, and waitress 2.0 or later (1.4 sends a bare ``100 Continue``
+        for every ``expect_continue``)."""
+        return self.version == "1.1" and not self.chunked and not PEEK_FOR_DEPARTURE
 
     def _store_body(self, part: Optional[StoredPart]) -> bool:
         """Write the body into *part* as it arrives; False for no part."""

@@ -227,19 +227,36 @@ class UploadService:
                 del self._pending[upload_id]
         return False
 
-    def create_from_part(self, part: StoredPart) -> None:
-        """Make the upload of a resumable request (``Prefer: resume``): its
-        ID and its request come from *part* (run in the background, right
-        after its head arrived)."""
-        assert part.target is not None
-        upload = Upload.new(part.target, "resume", part.length, self.storage.clock(),
-                            self.storage.ttl, upload_id=part.upload_id,
-                            progress_id=part.progress_id)
+    def stored_part(self, upload: Upload, tracker: Optional[Tracker] = None
+                    ) -> Optional[StoredPart]:
+        """On the server's I/O thread: a :class:`StoredPart` for the body of
+        a request that makes *upload* (not stored yet: that is done in the
+        background, ahead of anything else done to it), or ``None`` when the
+        directory or the background cannot take it."""
         try:
-            self.storage.create(upload)
+            part = StoredPart(self.storage, upload.id, 0, self.background, tracker)
+        except OSError:
+            return None
+        part.upload = upload
+        if not self.make_later(part):
+            part.close()
+            return None
+        return part
+
+    def progress_id_in(self, headers: Mapping[str, str], query: str) -> Optional[str]:
+        """:meth:`progress_id` from a request head as the server's parser keys it."""
+        found = self.finder.find_in(headers.get(self.finder.header_key), query)
+        return found if found is not None and is_valid_id(found, self.min_id_length) else None
+
+    def create_from_part(self, part: StoredPart) -> None:
+        """Make the upload of a request whose body arrives into *part*
+        (run in the background, right after its head arrived)."""
+        assert part.upload is not None
+        try:
+            self.storage.create(part.upload)
         except (StorageError, OSError):
-            log.warning("resumable request %s: cannot store it", part.upload_id,
-                        exc_info=True)
+            self.forget(part.upload, "aborted")
+            log.warning("upload %s: cannot store it", part.upload_id, exc_info=True)
 
     def _keep(self, part: StoredPart) -> None:
         try:
