@@ -9,6 +9,7 @@ publishes.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
@@ -55,6 +56,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     #: and ``sends_continue`` says whether a ``100 Continue`` follows it.
     interim = b""
     sends_continue = True
+    #: True once what :attr:`interim` announces exists (the upload is made).
+    interim_ready = False
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
     #: True for a GET or HEAD of the probe or a mailbox, which the server
@@ -94,11 +97,13 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                  endpoints: Tuple[str, Tuple[str, ...]] = ("", ()),
                  on_cancel: Optional[Callable[[], None]] = None,
                  handoff: bool = False,
-                 uploads: Optional[ResumableUploads] = None) -> None:
+                 uploads: Optional[ResumableUploads] = None,
+                 on_interim: Optional[Callable[[ProgressParser], None]] = None) -> None:
         super().__init__(adj)
         self.rules = rules
         self.endpoints = endpoints
         self.on_cancel = on_cancel
+        self.on_interim = on_interim
         self.handoff = handoff
         self.uploads = uploads
         self.started = time.monotonic()  # the first byte: the head's deadline runs
@@ -195,15 +200,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 path = path[len(prefix):]
             if uploads.claims(self.command, path, self.headers):
                 if self.error is None and self.body_rcv is not None:
-                    part = uploads.part_for(self.command, path, self.headers)
-                    if part is None and self.announces():
-                        part = uploads.ietf.start(self.command, prefix, path, self.query,
-                                                  self.headers, self.content_length)
-                        if part is not None:
-                            self.sends_continue = self.expect_continue
-                            self.expect_continue = True
-                            self.interim = uploads.ietf.interim(prefix, part)
-                    self._store_body(part)
+                    self._store_body(uploads.part_for(self.command, path, self.headers)
+                                     or self._announced(uploads, prefix, path))
                 return  # the upload's own tracker counts it, across requests
             if self.expect_continue and self.error is None and self.body_rcv is not None \
                     and not self.chunked:
@@ -221,12 +219,22 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         if tracker is not None:
             tracker.on_cancel = self.on_cancel
 
-    def announces(self) -> bool:
-        """True when this request may get an interim response before its
-        body: HTTP/1.1 (never a 1xx to HTTP/1.0, RFC 9110), a declared
-        length, and waitress 2.0 or later (1.4 sends a bare ``100 Continue``
-        for every ``expect_continue``)."""
-        return self.version == "1.1" and not self.chunked and not PEEK_FOR_DEPARTURE
+    def _announced(self, uploads: ResumableUploads, prefix: str, path: str
+                   ) -> Optional[StoredPart]:
+        """The part of an IETF creation with a body, whose ``104`` (:attr:`interim`)
+        goes out once its upload is made; else ``None``.  Only to HTTP/1.1
+        (never a 1xx to HTTP/1.0, RFC 9110), for a declared length, on
+        waitress 2.0 or later (1.4 sends a bare 100 for any ``expect_continue``)."""
+        on_interim = self.on_interim
+        if on_interim is None or self.version != "1.1" or self.chunked or PEEK_FOR_DEPARTURE:
+            return None
+        part = uploads.ietf.start(self.command, prefix, path, self.query, self.headers,
+                                  self.content_length, functools.partial(on_interim, self))
+        if part is not None:
+            self.sends_continue = self.expect_continue
+            self.expect_continue = True  # so that waitress sends it in order
+            self.interim = uploads.ietf.interim(prefix, part)
+        return part
 
     def _store_body(self, part: Optional[StoredPart]) -> bool:
         """Write the body into *part* as it arrives; False for no part."""

@@ -26,7 +26,7 @@ first) need none.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .. import keys
 from ..resumable.appender import Appender
@@ -109,13 +109,14 @@ class IetfProtocol:
     # -- on the server's I/O thread ----------------------------------------------
 
     def start(self, method: str, script_name: str, path: str, query: str,
-              headers: Mapping[str, str], content_length: int) -> Optional[StoredPart]:
+              headers: Mapping[str, str], content_length: int,
+              on_made: Callable[[], None]) -> Optional[StoredPart]:
         """When the head of a request :meth:`UploadService.claims` arrived
         (keyed as waitress's parser keys it): for a valid creation request
         with a body, a :class:`StoredPart` that writes the body into the
-        upload as it arrives (the upload is made in the background) and
-        keeps it if the connection breaks; else ``None``.  Cheap: a file is
-        opened, nothing read."""
+        upload as it arrives and keeps it if the connection breaks; else
+        ``None``.  The upload is made in the background, which then calls
+        *on_made* (the 104 may go out).  Cheap: a file is opened, nothing read."""
         url = self.service.url
         rest = path[len(url):] if path.startswith(url) else ""
         if not self.announce or content_length <= 0 or "TUS_RESUMABLE" in headers or \
@@ -135,7 +136,7 @@ class IetfProtocol:
                             "ietf", length, self.storage.clock(), self.storage.ttl,
                             progress_id=self.service.progress_id_in(headers, query),
                             metadata=headers.get("UPLOAD_METADATA"))
-        part = self.service.stored_part(upload)
+        part = self.service.stored_part(upload, on_made)
         if part is not None:  # its progress counts as the body arrives
             part.tracker = self.service.track_upload(upload)
         return part

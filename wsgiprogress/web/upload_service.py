@@ -66,6 +66,7 @@ CREATE_WAIT = 30.0
 INTEROP_VERSION = "6"
 #: Where a completed upload keeps its response: ``<resumable_url><id>/response``.
 RESPONSE_SUFFIX = "/response"
+_UNSTORED = RateLimitedWarning("upload %s: cannot store it; its request will answer why")
 _BROKEN = RateLimitedWarning("upload %s: the request body broke off at offset %d; "
                              "what arrived is kept")
 
@@ -102,11 +103,8 @@ class UploadService:
 
     def upload_id(self, environ: WSGIEnvironment) -> Optional[str]:
         """The ID in ``<resumable_url><id>``, unchecked; ``None`` for other paths."""
-        path = environ.get("PATH_INFO", "")
-        if not path.startswith(self.url):
-            return None
-        rest = path[len(self.url):]
-        return rest or None
+        path: str = environ.get("PATH_INFO", "")
+        return (path[len(self.url):] or None) if path.startswith(self.url) else None
 
     def location(self, environ: WSGIEnvironment, upload: Upload, suffix: str = "") -> str:
         """The upload's URL as a path (no scheme or host to get wrong behind a proxy)."""
@@ -193,11 +191,6 @@ class UploadService:
         part.written()
         part.kept = self._later(part.upload_id, functools.partial(self._keep, part))
 
-    def make_later(self, part: StoredPart) -> bool:
-        """Have the upload of resumable request *part* made in the background;
-        False when it cannot be (the queue is full)."""
-        return self._later(part.upload_id, functools.partial(self.create_from_part, part))
-
     def settled(self, upload_id: str, timeout: float = CREATE_WAIT) -> None:
         """Wait (bounded) until the background is done with *upload_id*
         (made, or what a broken request brought appended), so a client that
@@ -227,21 +220,21 @@ class UploadService:
                 del self._pending[upload_id]
         return False
 
-    def stored_part(self, upload: Upload, tracker: Optional[Tracker] = None
+    def stored_part(self, upload: Upload, on_made: Optional[Callable[[], None]] = None
                     ) -> Optional[StoredPart]:
         """On the server's I/O thread: a :class:`StoredPart` for the body of
-        a request that makes *upload* (not stored yet: that is done in the
-        background, ahead of anything else done to it), or ``None`` when the
-        directory or the background cannot take it."""
+        a request that makes *upload*, which the background stores (ahead of
+        anything else done to it, then calls *on_made*); ``None`` when the
+        directory or the background (its queue full) cannot take it."""
         try:
-            part = StoredPart(self.storage, upload.id, 0, self.background, tracker)
+            part = StoredPart(self.storage, upload.id, 0, self.background)
         except OSError:
             return None
-        part.upload = upload
-        if not self.make_later(part):
-            part.close()
-            return None
-        return part
+        part.upload, part.on_made = upload, on_made
+        if self._later(upload.id, functools.partial(self.create_from_part, part)):
+            return part
+        part.close()
+        return None
 
     def progress_id_in(self, headers: Mapping[str, str], query: str) -> Optional[str]:
         """:meth:`progress_id` from a request head as the server's parser keys it."""
@@ -256,7 +249,10 @@ class UploadService:
             self.storage.create(part.upload)
         except (StorageError, OSError):
             self.forget(part.upload, "aborted")
-            log.warning("upload %s: cannot store it", part.upload_id, exc_info=True)
+            _UNSTORED.warn(part.upload_id, exc_info=True)
+            return
+        if part.on_made is not None:
+            part.on_made()
 
     def _keep(self, part: StoredPart) -> None:
         try:

@@ -1,0 +1,264 @@
+"""IETF resumable uploads, interop version 6: ``104 Upload Resumption
+Supported`` on our server (draft -05, section "Upload Creation").  A creation
+request with a body learns its upload's Location before the body is sent;
+cut mid-body (FIN or RST), the server keeps what arrived, HEAD there reports
+it and a PATCH completes it; the application sees one byte-exact request.
+No 104 without the interop header, to HTTP/1.0, for a creation without a
+body (careful creation), for a request refused at its head, or under the
+middleware (WSGI has no interim responses)."""
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+from resumable_support import IETF, PARTIAL, Recorder, counter, request, serving, sha256
+from server_support import HOST, probe, read_to_close, wait_until
+
+MiB = 1024 * 1024
+PROGRESS_ID = "ietf-interim-0001"
+
+Head = Tuple[int, Dict[str, str]]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Tuple[int, Recorder]]:
+    app = Recorder()
+    with serving("server", app, resumable_dir=str(tmp_path)) as port:
+        yield port, app
+
+
+def read_head(sock: socket.socket) -> Head:
+    """One response head (interim or final): status and lower-cased fields."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, data
+        data += chunk
+    lines = data.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}
+
+
+def creation_head(size: int, complete: str = "?1", path: str = f"/media/clip?X-Progress-ID="
+                  f"{PROGRESS_ID}", version: str = "1.1", **fields: str) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+    return (f"POST {path} HTTP/{version}\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+            f"Upload-Complete: {complete}\r\nContent-Type: video/mp4\r\n{extra}"
+            f"Content-Length: {size}\r\n\r\n").encode()
+
+
+def cut(sock: socket.socket, rst: bool) -> None:
+    if rst:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        sock.shutdown(socket.SHUT_WR)  # FIN: the server sees the body end early
+    sock.close()
+
+
+def head_offset(port: int, location: str) -> int:
+    reply = request(port, "HEAD", location, IETF)
+    assert reply.status == 204, reply
+    assert reply.headers["upload-complete"] == "?0"
+    return int(reply.headers["upload-offset"])
+
+
+@pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
+def test_the_104_comes_before_the_body_and_a_cut_creation_resumes_byte_exact(
+        served: Any, rst: bool) -> None:
+    port, app = served
+    data = counter(4 * MiB, 3)
+    sent = 1_500_000
+    sock = socket.create_connection((HOST, port), timeout=10)
+    sock.sendall(creation_head(len(data)))
+    # the 104 arrives while not one byte of the body was sent
+    status, fields = read_head(sock)
+    assert status == 104
+    assert fields["upload-draft-interop-version"] == "6"
+    location = fields["location"]
+    assert location.startswith("/files/") and len(location) > len("/files/") + 20
+    assert "max-size=" in fields["upload-limit"] and "expires=" in fields["upload-limit"]
+    sock.sendall(data[:sent])
+    # progress counts the body as it arrives, under the creating request's ID
+    assert wait_until(lambda: probe(port, PROGRESS_ID)["received"] >= sent)
+    assert probe(port, PROGRESS_ID)["state"] == "uploading"
+    cut(sock, rst)
+    # what arrived is kept: HEAD reports it once the server saw the cut
+    offset = wait_until(lambda: head_offset(port, location) or None)
+    assert offset == sent
+    head = request(port, "HEAD", location, IETF)
+    assert (head.headers["upload-length"], head.headers["cache-control"]) == (
+        str(len(data)), "no-store")
+    assert app.calls == []
+    reply = request(port, "PATCH", location, {**PARTIAL, "Upload-Offset": str(offset),
+                                              "Upload-Complete": "?1"}, data[offset:])
+    assert reply.status == 201 and reply.headers["x-app"] == "recorder"
+    assert (reply.headers["upload-offset"], reply.headers["upload-complete"]) == (
+        str(len(data)), "?1")
+    assert len(app.calls) == 1
+    call = app.calls[0]
+    assert (call.method, call.path, call.query, call.content_type) == (
+        "POST", "/media/clip", f"X-Progress-ID={PROGRESS_ID}", "video/mp4")
+    assert (call.size, call.body_sha256) == (len(data), sha256(data))
+    assert "HTTP_UPLOAD_COMPLETE" not in call.headers
+    done = probe(port, PROGRESS_ID)
+    assert (done["state"], done["received"]) == ("done", len(data))
+    # the application is never called twice
+    assert head_offset_complete(port, location) == len(data)
+    assert len(app.calls) == 1
+
+
+def head_offset_complete(port: int, location: str) -> int:
+    reply = request(port, "HEAD", location, IETF)
+    assert reply.status == 204 and reply.headers["upload-complete"] == "?1", reply
+    return int(reply.headers["upload-offset"])
+
+
+def test_a_whole_creation_gets_its_104_then_the_apps_answer_with_the_same_location(
+        served: Any) -> None:
+    port, app = served
+    data = counter(300_000)
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(creation_head(len(data), path="/documents/9"))
+        status, interim = read_head(sock)
+        assert status == 104
+        assert "upload-offset" not in interim  # the first 104 carries the Location
+        sock.sendall(data)
+        status, final = read_head(sock)
+    assert status == 201 and final["x-app"] == "recorder"
+    assert final["location"] == interim["location"]
+    assert (final["upload-offset"], final["upload-complete"]) == ("300000", "?1")
+    assert (app.calls[-1].path, app.calls[-1].body_sha256) == ("/documents/9", sha256(data))
+
+
+def test_a_first_part_gets_a_104_and_ends_in_201_incomplete(served: Any) -> None:
+    port, app = served
+    data = counter(500_000, 7)
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(creation_head(200_000, "?0", "/media/part",
+                                   **{"Upload-Length": str(len(data))}))
+        status, interim = read_head(sock)
+        assert status == 104
+        sock.sendall(data[:200_000])
+        status, final = read_head(sock)
+    location = interim["location"]
+    assert status == 201 and final["location"] == location
+    assert (final["upload-complete"], final["upload-offset"]) == ("?0", "200000")
+    assert app.calls == []
+    last = request(port, "PATCH", location, {**PARTIAL, "Upload-Offset": "200000",
+                                             "Upload-Complete": "?1"}, data[200_000:])
+    assert last.status == 201 and last.interim == ()  # an append is no creation
+    assert (len(app.calls), app.calls[0].body_sha256) == (1, sha256(data))
+
+
+def test_a_body_that_arrives_before_its_upload_is_made_needs_no_104(served: Any) -> None:
+    # head and body in one send (http.client joins a small body to its head):
+    # the request is whole in the read that brought its head, before the
+    # background made its upload; the final answer carries the Location
+    port, app = served
+    reply = request(port, "PUT", "/small", {**IETF, "Upload-Complete": "?1"}, b"abc")
+    assert reply.status == 201 and reply.headers["location"].startswith("/files/")
+    assert reply.interim == ()
+    assert app.calls[-1].body_sha256 == sha256(b"abc")
+
+
+def test_with_expect_100_continue_the_104_comes_first(served: Any) -> None:
+    port, app = served
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(creation_head(5000, **{"Expect": "100-continue"}))
+        first, fields = read_head(sock)
+        second, _ = read_head(sock)
+        assert (first, second) == (104, 100)
+        sock.sendall(counter(5000))
+        status, final = read_head(sock)
+    assert status == 201 and final["location"] == fields["location"]
+    assert app.calls[-1].body_sha256 == sha256(counter(5000))
+
+
+def test_a_pipelined_creation_gets_its_104_after_the_answer_before_it(served: Any) -> None:
+    port, app = served
+    ahead = b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(ahead + creation_head(4000, path="/second"))
+        answers: List[int] = [read_head(sock)[0]]
+        sock.recv(len(b'{"call": 1, "size": 3}'), socket.MSG_WAITALL)
+        answers.append(read_head(sock)[0])  # the 104, in order: after the first answer
+        sock.sendall(counter(4000))
+        answers.append(read_head(sock)[0])
+    assert answers == [201, 104, 201]
+    assert [call.path for call in app.calls] == ["/first", "/second"]
+
+
+@pytest.mark.parametrize("head", [
+    # not the interop version this server speaks: the application's request
+    b"POST /up HTTP/1.1\r\nHost: x\r\nUpload-Complete: ?1\r\nContent-Length: 3\r\n",
+    b"POST /up HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 8\r\n"
+    b"Upload-Complete: ?1\r\nContent-Length: 3\r\n",
+    # careful creation: no body, the 201 carries the Location at once
+    b"POST /files/ HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+    b"Upload-Complete: ?0\r\nUpload-Length: 3\r\nContent-Length: 0\r\n",
+    # refused at its head: a 400 alone
+    b"POST /up HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+    b"Upload-Complete: ?1\r\nUpload-Length: 5\r\nContent-Length: 3\r\n",
+    b"POST /up HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+    b"Upload-Complete: ?0\r\nUpload-Offset: 0\r\nContent-Length: 3\r\n",
+    b"POST /up HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+    b"Upload-Complete: yes\r\nContent-Length: 3\r\n",
+    # HTTP/1.0 never gets a 1xx (RFC 9110): created all the same
+    b"POST /up HTTP/1.0\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+    b"Upload-Complete: ?1\r\nContent-Length: 3\r\n",
+], ids=["no-interop", "interop-8", "careful", "sizes-differ", "offset", "bad-flag", "http10"])
+def test_no_104_unless_an_interop_6_creation_has_a_body_to_keep(served: Any,
+                                                                head: bytes) -> None:
+    port, _ = served
+    body = b"" if b"Content-Length: 0" in head else b"abc"
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(head + b"Connection: close\r\n\r\n" + body)
+        reply = read_to_close(sock)
+    assert reply[:9] in (b"HTTP/1.1 ", b"HTTP/1.0 ")
+    assert reply[9:12] in (b"201", b"400"), reply
+    assert b" 104 " not in reply
+
+
+def test_with_an_authorize_hook_no_104_goes_out_before_it_said_yes(tmp_path: Path) -> None:
+    app = Recorder()
+    asked: List[Any] = []
+
+    def authorize(environ: Any, name: Any, action: str) -> bool:
+        asked.append((name, action))
+        return environ.get("HTTP_X_TOKEN") == "yes"
+
+    with serving("server", app, resumable_dir=str(tmp_path), authorize=authorize) as port:
+        refused = request(port, "POST", "/up", {**IETF, "Upload-Complete": "?1"}, b"abc")
+        allowed = request(port, "POST", "/up", {**IETF, "Upload-Complete": "?1",
+                                                "X-Token": "yes"}, b"abc")
+    assert (refused.status, refused.interim) == (403, ())
+    assert (allowed.status, allowed.interim) == (201, ())
+    assert (None, "upload") in asked and len(app.calls) == 1
+    assert not list(tmp_path.glob("*.part-*"))  # nothing stored for the refused one
+
+
+def test_the_middleware_sends_no_104(tmp_path: Path) -> None:
+    app = Recorder()
+    with serving("werkzeug", app, resumable_dir=str(tmp_path)) as port:
+        reply = request(port, "POST", "/up", {**IETF, "Upload-Complete": "?1"}, counter(9000))
+    assert reply.status == 201 and reply.interim == ()
+    assert reply.headers["location"].startswith("/files/")
+
+
+def test_a_creation_cut_before_its_body_leaves_an_empty_upload_that_resumes(
+        served: Any) -> None:
+    port, app = served
+    data = counter(70_000, 11)
+    sock = socket.create_connection((HOST, port), timeout=10)
+    sock.sendall(creation_head(len(data), path="/early"))
+    status, fields = read_head(sock)
+    assert status == 104
+    cut(sock, rst=True)
+    assert head_offset(port, fields["location"]) == 0  # made before its 104 went out
+    reply = request(port, "PATCH", fields["location"], {**PARTIAL, "Upload-Offset": "0",
+                                                        "Upload-Complete": "?1"}, data)
+    assert reply.status == 201 and app.calls[-1].body_sha256 == sha256(data)
