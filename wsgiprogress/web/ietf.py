@@ -11,9 +11,18 @@ header and ``Upload-Complete`` creates an upload resource under
 completes the upload gets the application's own response, with
 ``Upload-Offset`` (clients check it) and ``Upload-Complete: ?1``.
 
-No ``104 Upload Resumption Supported`` is sent: WSGI has no interim
-responses, and clients that do careful creation (an empty ``?0`` request
-first) need none.
+On :mod:`wsgiprogress.server`, a creation request that carries its body
+(``?1`` with the whole of it, or ``?0`` with a first part) gets ``104 Upload
+Resumption Supported`` before its body is read (:meth:`IetfProtocol.start`
+at head time on the I/O thread, sent once the background made the upload):
+its ``Location`` lets the client resume if the connection breaks, and the
+server keeps what arrived.  No 104 goes to a request without the interop
+header (the draft forbids it, and clients built on ``requests`` take any 1xx
+but 100 for the answer), to HTTP/1.0, to a creation without a body (its 201
+carries the Location at once: careful creation), to one whose body arrived
+whole before its upload was made, or when an ``authorize`` hook is set (it
+runs after the body).  Under the middleware none is sent: WSGI has no
+interim responses.  Later 104s with ``Upload-Offset`` (a MAY) are not sent.
 
 .. code-block:: text
 
@@ -21,6 +30,13 @@ first) need none.
     -> 201 Location: /files/<id>   Upload-Complete: ?0   Upload-Offset: 0
     PATCH /files/<id>   Content-Type: application/partial-upload   Upload-Offset: 0
                         Upload-Complete: ?1   [3000000 bytes]
+    -> the application's response   Upload-Complete: ?1   Upload-Offset: 3000000
+
+    POST /upload   Upload-Draft-Interop-Version: 6   Upload-Complete: ?1   Content-Length: 3000000
+    -> 104 Upload Resumption Supported   Location: /files/<id>   (our server)
+    ... the body breaks off after 1000000 bytes ...
+    HEAD /files/<id>   -> 204 Upload-Offset: 1000000   Upload-Complete: ?0
+    PATCH /files/<id>  Upload-Offset: 1000000   Upload-Complete: ?1   [2000000 bytes]
     -> the application's response   Upload-Complete: ?1   Upload-Offset: 3000000
 """
 from __future__ import annotations
