@@ -134,6 +134,29 @@ def request(port: int, method: str, path: str, headers: Optional[Dict[str, str]]
         conn.close()
 
 
+def read_head(sock: socket.socket) -> Tuple[int, Dict[str, str]]:
+    """One response head off a raw socket (interim or final): its status and
+    lower-cased fields."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, data
+        data += chunk
+    lines = data.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}
+
+
+def cut(sock: socket.socket, rst: bool) -> None:
+    """Drop the connection: with RST (SO_LINGER 0), or FIN (the server reads
+    the end of the stream)."""
+    if rst:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = {**TUS, "Content-Type": "application/offset+octet-stream"}
 IETF = {"Upload-Draft-Interop-Version": "6"}

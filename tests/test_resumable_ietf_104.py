@@ -9,38 +9,34 @@ middleware (WSGI has no interim responses)."""
 from __future__ import annotations
 
 import socket
-import struct
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
-from resumable_support import IETF, PARTIAL, Recorder, counter, request, serving, sha256
+from resumable_support import (
+    IETF,
+    PARTIAL,
+    Recorder,
+    counter,
+    cut,
+    read_head,
+    request,
+    serving,
+    sha256,
+)
 from server_support import HOST, probe, read_to_close, wait_until
 
 MiB = 1024 * 1024
 PROGRESS_ID = "ietf-interim-0001"
 
-Head = Tuple[int, Dict[str, str]]
-
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Tuple[int, Recorder]]:
+def served(tmp_path: Path) -> Iterator[Tuple[int, Recorder, Path]]:
+    """Our server, its application, and its upload directory."""
     app = Recorder()
     with serving("server", app, resumable_dir=str(tmp_path)) as port:
-        yield port, app
-
-
-def read_head(sock: socket.socket) -> Head:
-    """One response head (interim or final): status and lower-cased fields."""
-    data = b""
-    while not data.endswith(b"\r\n\r\n"):
-        chunk = sock.recv(1)
-        assert chunk, data
-        data += chunk
-    lines = data.decode("latin-1").split("\r\n")
-    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}
+        yield port, app, tmp_path
 
 
 def creation_head(size: int, complete: str = "?1", path: str = f"/media/clip?X-Progress-ID="
@@ -49,14 +45,6 @@ def creation_head(size: int, complete: str = "?1", path: str = f"/media/clip?X-P
     return (f"POST {path} HTTP/{version}\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
             f"Upload-Complete: {complete}\r\nContent-Type: video/mp4\r\n{extra}"
             f"Content-Length: {size}\r\n\r\n").encode()
-
-
-def cut(sock: socket.socket, rst: bool) -> None:
-    if rst:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    else:
-        sock.shutdown(socket.SHUT_WR)  # FIN: the server sees the body end early
-    sock.close()
 
 
 def head_offset(port: int, location: str) -> int:
@@ -69,7 +57,7 @@ def head_offset(port: int, location: str) -> int:
 @pytest.mark.parametrize("rst", [False, True], ids=["fin", "rst"])
 def test_the_104_comes_before_the_body_and_a_cut_creation_resumes_byte_exact(
         served: Any, rst: bool) -> None:
-    port, app = served
+    port, app, directory = served
     data = counter(4 * MiB, 3)
     sent = 1_500_000
     sock = socket.create_connection((HOST, port), timeout=10)
@@ -106,9 +94,10 @@ def test_the_104_comes_before_the_body_and_a_cut_creation_resumes_byte_exact(
     assert "HTTP_UPLOAD_COMPLETE" not in call.headers
     done = probe(port, PROGRESS_ID)
     assert (done["state"], done["received"]) == ("done", len(data))
-    # the application is never called twice
+    # the application is never called twice; no body is left half-stored
     assert head_offset_complete(port, location) == len(data)
     assert len(app.calls) == 1
+    assert not list(directory.glob("*.part-*"))
 
 
 def head_offset_complete(port: int, location: str) -> int:
@@ -119,7 +108,7 @@ def head_offset_complete(port: int, location: str) -> int:
 
 def test_a_whole_creation_gets_its_104_then_the_apps_answer_with_the_same_location(
         served: Any) -> None:
-    port, app = served
+    port, app, _ = served
     data = counter(300_000)
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(creation_head(len(data), path="/documents/9"))
@@ -135,7 +124,7 @@ def test_a_whole_creation_gets_its_104_then_the_apps_answer_with_the_same_locati
 
 
 def test_a_first_part_gets_a_104_and_ends_in_201_incomplete(served: Any) -> None:
-    port, app = served
+    port, app, _ = served
     data = counter(500_000, 7)
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(creation_head(200_000, "?0", "/media/part",
@@ -158,7 +147,7 @@ def test_a_body_that_arrives_before_its_upload_is_made_needs_no_104(served: Any)
     # head and body in one send (http.client joins a small body to its head):
     # the request is whole in the read that brought its head, before the
     # background made its upload; the final answer carries the Location
-    port, app = served
+    port, app, _ = served
     reply = request(port, "PUT", "/small", {**IETF, "Upload-Complete": "?1"}, b"abc")
     assert reply.status == 201 and reply.headers["location"].startswith("/files/")
     assert reply.interim == ()
@@ -166,7 +155,7 @@ def test_a_body_that_arrives_before_its_upload_is_made_needs_no_104(served: Any)
 
 
 def test_with_expect_100_continue_the_104_comes_first(served: Any) -> None:
-    port, app = served
+    port, app, _ = served
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(creation_head(5000, **{"Expect": "100-continue"}))
         first, fields = read_head(sock)
@@ -179,7 +168,7 @@ def test_with_expect_100_continue_the_104_comes_first(served: Any) -> None:
 
 
 def test_a_pipelined_creation_gets_its_104_after_the_answer_before_it(served: Any) -> None:
-    port, app = served
+    port, app, _ = served
     ahead = b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(ahead + creation_head(4000, path="/second"))
@@ -213,7 +202,7 @@ def test_a_pipelined_creation_gets_its_104_after_the_answer_before_it(served: An
 ], ids=["no-interop", "interop-8", "careful", "sizes-differ", "offset", "bad-flag", "http10"])
 def test_no_104_unless_an_interop_6_creation_has_a_body_to_keep(served: Any,
                                                                 head: bytes) -> None:
-    port, _ = served
+    port, _, _ = served
     body = b"" if b"Content-Length: 0" in head else b"abc"
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(head + b"Connection: close\r\n\r\n" + body)
@@ -251,7 +240,7 @@ def test_the_middleware_sends_no_104(tmp_path: Path) -> None:
 
 def test_a_creation_cut_before_its_body_leaves_an_empty_upload_that_resumes(
         served: Any) -> None:
-    port, app = served
+    port, app, _ = served
     data = counter(70_000, 11)
     sock = socket.create_connection((HOST, port), timeout=10)
     sock.sendall(creation_head(len(data), path="/early"))

@@ -21,7 +21,6 @@ import hashlib
 import random
 import signal
 import socket
-import struct
 import time
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
@@ -43,6 +42,8 @@ from resumable_support import (
     Reply,
     ServerProcess,
     counter,
+    cut,
+    read_head,
     request,
 )
 from resumable_trial import run_trial
@@ -254,16 +255,13 @@ def test_a_creation_announced_in_a_104_cut_on_one_host_resumes_on_another(
     with socket.create_connection((HOST, a), timeout=20) as sock:
         sock.sendall(f"POST /clip HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
                      f"Upload-Complete: ?1\r\nContent-Length: {len(data)}\r\n\r\n".encode())
-        interim = b""
-        while not interim.endswith(b"\r\n\r\n"):
-            interim += sock.recv(1)
-        assert interim.startswith(b"HTTP/1.1 104 "), interim
-        url = next(line.split(": ", 1)[1] for line in interim.decode().split("\r\n")
-                   if line.lower().startswith("location: "))
+        status, interim = read_head(sock)
+        assert status == 104, interim
+        url = interim["location"]
         sock.sendall(data[:700_000])
         # B sees the upload A made (the offset stays 0 until A keeps the bytes)
         assert request(b, "HEAD", url, IETF).status == 204
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        cut(sock, rst=True)
     offset = wait_until(lambda: int(request(b, "HEAD", url, IETF).headers["upload-offset"]),
                         timeout=20)
     assert 0 < offset <= 700_000
