@@ -251,3 +251,20 @@ def test_a_creation_cut_before_its_body_leaves_an_empty_upload_that_resumes(
     reply = request(port, "PATCH", fields["location"], {**PARTIAL, "Upload-Offset": "0",
                                                         "Upload-Complete": "?1"}, data)
     assert reply.status == 201 and app.calls[-1].body_sha256 == sha256(data)
+
+
+def test_an_upload_that_cannot_be_made_gets_no_104_and_its_100_still_comes(
+        tmp_path: Path) -> None:
+    app = Recorder()
+    with serving("server", app, resumable_dir=str(tmp_path), resumable_max_uploads=1) as port:
+        assert request(port, "POST", "/files/", {**IETF, "Upload-Complete": "?0",
+                                                 "Upload-Length": "9"}).status == 201
+        with socket.create_connection((HOST, port), timeout=10) as sock:
+            sock.sendall(creation_head(3000, **{"Expect": "100-continue"}))
+            status, _ = read_head(sock)
+            assert status == 100  # the client that waits for it is not left hanging
+            sock.sendall(counter(3000))
+            status, fields = read_head(sock)
+        refused = request(port, "POST", "/up", {**IETF, "Upload-Complete": "?1"}, b"abc")
+    assert status == refused.status and status >= 500 and "location" not in fields
+    assert refused.interim == () and app.calls == []

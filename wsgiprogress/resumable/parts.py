@@ -152,8 +152,9 @@ class StoredPart:
         #: resumable request's, ``Prefer: resume``; an IETF creation's): made
         #: in the background, where its body goes whole or broken off.
         self.upload: Optional[Upload] = None
-        #: Called in the background once :attr:`upload` is made.
-        self.on_made: Optional[Callable[[], None]] = None
+        #: Called in the background once making :attr:`upload` is over:
+        #: with True when it was made, False when it could not be.
+        self.on_made: Optional[Callable[[bool], None]] = None
         #: A ``message/byterange`` part's header block once it arrived whole
         #: (``b""`` before; ``None`` when it is not one or was too long).
         self.head: Optional[bytes] = b"" if byterange else None

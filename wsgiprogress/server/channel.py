@@ -65,13 +65,16 @@ def cancel_upload(channel: Callable[[], Optional[ProgressChannel]]) -> None:
         alive.cancel_upload()
 
 
-def interim_ready(channel: Callable[[], Optional[ProgressChannel]], request: Any) -> None:
-    """A parser's ``on_interim``, called from the background once what
-    *request*'s interim response announces exists (an IETF upload): the
-    I/O loop sends it.  *channel* is a weak reference, as for ``on_cancel``."""
+def interim_ready(channel: Callable[[], Optional[ProgressChannel]], request: Any,
+                  made: bool) -> None:
+    """A parser's ``on_interim``, called from the background once making
+    what *request*'s interim response announces (an IETF upload) is over,
+    *made* or not: the I/O loop goes on (:meth:`ProgressChannel.send_interim`).
+    *channel* is a weak reference, as for ``on_cancel``."""
     alive = channel()
     if alive is not None:
-        alive.server.progress_loop.call_soon(functools.partial(alive.send_interim, request))
+        alive.server.progress_loop.call_soon(
+            functools.partial(alive.send_interim, request, made))
 
 
 def task_for(channel: ProgressChannel, request: Any) -> Any:
@@ -151,12 +154,14 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
         fields = request.continue_headers
         if not fields and not request.interim:
             return super().send_continue()  # type: ignore[no-any-return]
-        if request.interim and not request.interim_ready:
+        if request.interim and request.interim_ready is None:
             return  # not yet: send_interim sends it (or a later read does)
         request.expect_continue = False
-        payload = request.interim
+        payload = request.interim if request.interim_ready else b""
         if request.sends_continue:
             payload += b"HTTP/1.1 100 Continue\r\n" + fields + b"\r\n"
+        if not payload:
+            return  # no upload to announce, no 100 asked for
         with self.outbuf_lock:
             self.outbufs[-1].append(payload)
             self.current_outbuf_count += len(payload)
@@ -165,13 +170,14 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
             self._flush_some()
         self.request.completed = False
 
-    def send_interim(self, request: Any) -> None:
-        """What *request*'s interim response announces exists: send it now
-        when waitress would have (the request is still being read and none
-        is answered before it); later, waitress does, when the one before it
+    def send_interim(self, request: Any, made: bool) -> None:
+        """Making what *request*'s interim response announces is over: send
+        it (or only the 100 Continue asked for, when not *made*) now when
+        waitress would have (the request is still being read and none is
+        answered before it); later, waitress does, when the one before it
         ends.  Loop thread only."""
         with self.requests_lock:
-            request.interim_ready = True
+            request.interim_ready = made
             if self.request is request and request.expect_continue and self.connected \
                     and not self.requests and not self.sent_continue:
                 self.send_continue()

@@ -56,8 +56,10 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     #: and ``sends_continue`` says whether a ``100 Continue`` follows it.
     interim = b""
     sends_continue = True
-    #: True once what :attr:`interim` announces exists (the upload is made).
-    interim_ready = False
+    #: ``None`` until making what :attr:`interim` announces (the upload) is
+    #: over; then True when it exists, False when it could not be made
+    #: (no 104: a ``100 Continue`` alone, when asked for).
+    interim_ready: Optional[bool] = None
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
     #: True for a GET or HEAD of the probe or a mailbox, which the server
@@ -98,7 +100,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                  on_cancel: Optional[Callable[[], None]] = None,
                  handoff: bool = False,
                  uploads: Optional[ResumableUploads] = None,
-                 on_interim: Optional[Callable[[ProgressParser], None]] = None) -> None:
+                 on_interim: Optional[Callable[[ProgressParser, bool], None]] = None
+                 ) -> None:
         super().__init__(adj)
         self.rules = rules
         self.endpoints = endpoints

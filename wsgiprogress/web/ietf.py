@@ -126,13 +126,14 @@ class IetfProtocol:
 
     def start(self, method: str, script_name: str, path: str, query: str,
               headers: Mapping[str, str], content_length: int,
-              on_made: Callable[[], None]) -> Optional[StoredPart]:
+              on_made: Callable[[bool], None]) -> Optional[StoredPart]:
         """When the head of a request :meth:`UploadService.claims` arrived
         (keyed as waitress's parser keys it): for a valid creation request
         with a body, a :class:`StoredPart` that writes the body into the
         upload as it arrives and keeps it if the connection breaks; else
         ``None``.  The upload is made in the background, which then calls
-        *on_made* (the 104 may go out).  Cheap: a file is opened, nothing read."""
+        *on_made* (True: the 104 may go out; False: it could not be made).
+        Cheap: a file is opened, nothing read."""
         url = self.service.url
         rest = path[len(url):] if path.startswith(url) else ""
         if not self.announce or content_length <= 0 or "TUS_RESUMABLE" in headers or \

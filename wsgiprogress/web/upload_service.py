@@ -220,12 +220,12 @@ class UploadService:
                 del self._pending[upload_id]
         return False
 
-    def stored_part(self, upload: Upload, on_made: Optional[Callable[[], None]] = None
+    def stored_part(self, upload: Upload, on_made: Optional[Callable[[bool], None]] = None
                     ) -> Optional[StoredPart]:
         """On the server's I/O thread: a :class:`StoredPart` for the body of
         a request that makes *upload*, which the background stores (ahead of
-        anything else done to it, then calls *on_made*); ``None`` when the
-        directory or the background (its queue full) cannot take it."""
+        anything else done to it, then calls *on_made* with whether it could);
+        ``None`` when the directory or the background (queue full) cannot."""
         try:
             part = StoredPart(self.storage, upload.id, 0, self.background)
         except OSError:
@@ -242,17 +242,18 @@ class UploadService:
         return found if found is not None and is_valid_id(found, self.min_id_length) else None
 
     def create_from_part(self, part: StoredPart) -> None:
-        """Make the upload of a request whose body arrives into *part*
-        (run in the background, right after its head arrived)."""
+        """Make *part*'s upload (in the background, right after its head arrived)."""
         assert part.upload is not None
+        made = False
         try:
             self.storage.create(part.upload)
+            made = True
         except (StorageError, OSError):
             self.forget(part.upload, "aborted")
             _UNSTORED.warn(part.upload_id, exc_info=True)
-            return
-        if part.on_made is not None:
-            part.on_made()
+        finally:  # whatever happened: a client waiting for its 100 Continue gets it
+            if part.on_made is not None:
+                part.on_made(made)
 
     def _keep(self, part: StoredPart) -> None:
         try:
