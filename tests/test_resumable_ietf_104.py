@@ -4,15 +4,18 @@ request with a body learns its upload's Location before the body is sent;
 cut mid-body (FIN or RST), the server keeps what arrived, HEAD there reports
 it and a PATCH completes it; the application sees one byte-exact request.
 No 104 without the interop header, to HTTP/1.0, for a creation without a
-body (careful creation), for a request refused at its head, or under the
-middleware (WSGI has no interim responses)."""
+body (careful creation), for a request refused at its head, with an
+authorize hook, or under the middleware (WSGI has no interim responses);
+generated heads get a 104 exactly when the draft allows one."""
 from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from resumable_support import (
     IETF,
@@ -268,3 +271,58 @@ def test_an_upload_that_cannot_be_made_gets_no_104_and_its_100_still_comes(
         refused = request(port, "POST", "/up", {**IETF, "Upload-Complete": "?1"}, b"abc")
     assert status == refused.status and status >= 500 and "location" not in fields
     assert refused.interim == () and app.calls == []
+
+
+def may_announce(method: str, interop: Optional[str], complete: Optional[str],
+                 length: Optional[str], offset: bool, size: int) -> bool:
+    """The oracle, from draft -05: a 104 for a valid creation (interop 6,
+    POST/PUT/PATCH, ``Upload-Complete`` a boolean, no ``Upload-Offset``,
+    ``Upload-Length`` agreeing with the content) that has a body to keep."""
+    if interop != "6" or method not in ("POST", "PUT", "PATCH") or offset or size == 0 \
+            or complete not in ("?0", "?1"):
+        return False
+    if length is None:
+        return True
+    return length.isdigit() and (int(length) == size if complete == "?1"
+                                 else int(length) >= size)
+
+
+@pytest.mark.timeout(120)
+def test_generated_creation_heads_get_a_104_exactly_when_the_draft_allows(
+        served: Any) -> None:
+    port, _, _ = served
+
+    def field(valid: List[Optional[str]], invalid: List[Optional[str]]) -> Any:
+        # half the heads are creations with every field right, the others
+        # get any value: both sides of the oracle are tried
+        return st.one_of(st.sampled_from(valid), st.sampled_from(valid + invalid))
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(field(["POST", "PUT", "PATCH"], ["GET", "DELETE"]),
+           field(["6"], ["5", "8", " 6", None]),
+           field(["?0", "?1"], ["?2", "yes", None]),
+           field(["same", None], ["more", "less", "x1"]),
+           field([None], ["0"]), st.integers(0, 5000))
+    def check(method: str, interop: Optional[str], complete: Optional[str],
+              length_kind: Optional[str], offset: Optional[str], size: int) -> None:
+        length = {"same": str(size), "more": str(size + 7), "less": str(max(size - 1, 0)),
+                  "x1": "x1", None: None}[length_kind]
+        fields = {"Upload-Draft-Interop-Version": interop, "Upload-Complete": complete,
+                  "Upload-Length": length, "Upload-Offset": offset}
+        head = f"{method} /generated HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in fields.items() if value is not None)
+        announced = may_announce(method, interop, complete, length, offset is not None, size)
+        with socket.create_connection((HOST, port), timeout=10) as sock:
+            sock.sendall(f"{head}Content-Length: {size}\r\n\r\n".encode())
+            if announced:  # it comes before one byte of the body was sent
+                status, interim = read_head(sock)
+                assert status == 104 and interim["location"].startswith("/files/")
+            sock.sendall(counter(size))
+            reply = read_to_close(sock)
+        assert reply.startswith(b"HTTP/1.1 ") and b" 104 " not in reply, reply[:200]
+        if announced:
+            assert reply[9:12] == b"201" and b"\r\nLocation: " + interim[
+                "location"].encode() in reply
+
+    check()
