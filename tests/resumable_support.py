@@ -10,9 +10,9 @@ import socket
 import struct
 import sys
 import threading
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPResponse, parse_headers
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from wsgiprogress import ProgressMiddleware, keys
 
@@ -90,22 +90,71 @@ class Reply(NamedTuple):
     status: int
     headers: Dict[str, str]
     body: bytes
+    #: The interim responses before it (status, lower-cased fields), 100 aside.
+    interim: Tuple[Tuple[int, Dict[str, str]], ...] = ()
+
+
+class InterimResponse(HTTPResponse):
+    """http.client's response that reads past interim responses (102, 104)
+    as httpx and aiohttp do; http.client skips only 100 and would return
+    the first 1xx as the final response.  It keeps them in :attr:`interim`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.interim: List[Tuple[int, Dict[str, str]]] = []
+
+    def _read_status(self) -> Tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if status in (100, 101) or not 100 <= status < 200:
+                return version, status, reason
+            fields = parse_headers(self.fp)
+            self.interim.append((status, {k.lower(): v for k, v in fields.items()}))
+
+
+class Connection(HTTPConnection):
+    response_class = InterimResponse
 
 
 def request(port: int, method: str, path: str, headers: Optional[Dict[str, str]] = None,
             body: bytes = b"", timeout: float = 10.0) -> Reply:
-    """One request on a fresh connection; the reply with lower-cased header names."""
-    conn = HTTPConnection(HOST, port, timeout=timeout)
+    """One request on a fresh connection; the reply with lower-cased header
+    names, and the interim responses that came before it."""
+    conn = Connection(HOST, port, timeout=timeout)
     try:
         sent = dict(headers or {})
         if body or method in ("POST", "PATCH", "PUT"):
             sent.setdefault("Content-Length", str(len(body)))
         conn.request(method, path, body=body, headers=sent)
         response = conn.getresponse()
+        assert isinstance(response, InterimResponse)
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()},
-                     response.read())
+                     response.read(), tuple(response.interim))
     finally:
         conn.close()
+
+
+def read_head(sock: socket.socket) -> Tuple[int, Dict[str, str]]:
+    """One response head off a raw socket (interim or final): its status and
+    lower-cased fields."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, data
+        data += chunk
+    lines = data.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}
+
+
+def cut(sock: socket.socket, rst: bool) -> None:
+    """Drop the connection: with RST (SO_LINGER 0), or FIN (the server reads
+    the end of the stream)."""
+    if rst:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
 
 
 TUS = {"Tus-Resumable": "1.0.0"}

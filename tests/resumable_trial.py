@@ -14,11 +14,10 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
-import struct
 import time
 from typing import List, NamedTuple, Optional, Sequence
 
-from resumable_support import IETF, OCTETS, PARTIAL, TUS, counter, request
+from resumable_support import IETF, OCTETS, PARTIAL, TUS, counter, cut, request
 
 HOST = "127.0.0.1"
 PROTOCOLS = ("tus", "ietf")
@@ -45,10 +44,7 @@ def _send_cut(port: int, head: bytes, body: bytes, rst: bool) -> None:
     sock = socket.create_connection((HOST, port), timeout=10)
     try:
         sock.sendall(head + body)
-        if rst:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        else:
-            sock.shutdown(socket.SHUT_WR)
+        cut(sock, rst)
     except OSError:
         pass  # the server may answer and close first
     finally:

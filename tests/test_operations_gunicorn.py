@@ -96,7 +96,8 @@ def test_cancel_through_another_worker(served: Gunicorn) -> None:
         # the application saw the flag and stopped; waited for, so that the
         # operations of this loop never fill a worker's operation threads (past
         # them a request runs as usual and answers 201)
-        status = wait_until(lambda: requests.get(location, timeout=5).json().get("status"), 10)
+        status = wait_until(lambda at=location: requests.get(at, timeout=5).json().get("status"),
+                            10)
         assert status == 409
         if cancelled.headers["X-Worker"] != answer.headers["X-Worker"]:
             elsewhere.append(location)

@@ -2,7 +2,8 @@
 section 2), at both front doors: creation on any application URL, careful
 creation, HEAD, appends, 409 with the real offset and problem details,
 completion with the application's own response carrying Upload-Offset, the
-kept response on a repeated completing request, cancellation, and no 104."""
+kept response on a repeated completing request, cancellation, and no 104 for
+careful creation (the 104 of a creation with a body: test_resumable_ietf_104.py)."""
 from __future__ import annotations
 
 import json
@@ -172,7 +173,7 @@ def test_cancellation_and_concurrent_appends(door: Any) -> None:
     assert request(port, "DELETE", url, IETF).status == 404
 
 
-def test_no_interim_response_is_ever_sent(door: Any) -> None:
+def test_careful_creation_gets_no_interim_response(door: Any) -> None:
     port, _, _ = door
     with socket.create_connection((HOST, port), timeout=5) as sock:
         sock.sendall(b"POST /files/ HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"

@@ -9,7 +9,8 @@ gone; the count and disk bounds hold across hosts.
 
 Over HTTP (tests/resumable_server.py in two processes sharing one
 ``resumable_dir`` and one real redis-server): an upload made on host A,
-appended on B and completed on A; two hosts appending at once; a host
+appended on B and completed on A; a creation announced in a 104 on A, cut
+mid-body and resumed on B; two hosts appending at once; a host
 killed with SIGKILL mid-append; randomized cuts resumed on random hosts;
 Redis stopped (503 with a reason, plain tracked requests untouched) and
 started again (the upload goes on)."""
@@ -43,6 +44,8 @@ from resumable_support import (
     Reply,
     ServerProcess,
     counter,
+    cut,
+    read_head,
     request,
 )
 from resumable_trial import run_trial
@@ -243,6 +246,31 @@ def test_made_on_one_host_appended_on_another_completed_on_the_first(
     kept = request(b, "GET", reply.headers["response-message-location"])
     assert (kept.status, kept.body) == (200, b"ok")
     assert two_hosts.calls_of(upload_id) == [("A", sha256(data))]
+
+
+@pytest.mark.parametrize("two_hosts", [("server", "werkzeug")], indirect=True,
+                         ids=["server+werkzeug"])
+def test_a_creation_announced_in_a_104_cut_on_one_host_resumes_on_another(
+        two_hosts: Hosts) -> None:
+    a, b = two_hosts.a.start(), two_hosts.b.start()
+    data = counter(2 * MiB, 13)
+    with socket.create_connection((HOST, a), timeout=20) as sock:
+        sock.sendall(f"POST /clip HTTP/1.1\r\nHost: x\r\nUpload-Draft-Interop-Version: 6\r\n"
+                     f"Upload-Complete: ?1\r\nContent-Length: {len(data)}\r\n\r\n".encode())
+        status, interim = read_head(sock)
+        assert status == 104, interim
+        url = interim["location"]
+        sock.sendall(data[:700_000])
+        # B sees the upload A made (the offset stays 0 until A keeps the bytes)
+        assert request(b, "HEAD", url, IETF).status == 204
+        cut(sock, rst=True)
+    offset = wait_until(lambda: int(request(b, "HEAD", url, IETF).headers["upload-offset"]),
+                        timeout=20)
+    assert 0 < offset <= 700_000
+    reply = request(b, "PATCH", url, {**PARTIAL, "Upload-Offset": str(offset),
+                                      "Upload-Complete": "?1"}, data[offset:], timeout=30)
+    assert reply.status == 200 and reply.headers["upload-offset"] == str(len(data))
+    assert two_hosts.calls_of(url.rsplit("/", 1)[1]) == [("B", sha256(data))]
 
 
 def _start_append(port: int, url: str, offset: int, total: int, first: bytes) -> socket.socket:

@@ -8,13 +8,12 @@ the response-message location replays its answer.  The drafts' scenario: a
 from __future__ import annotations
 
 import socket
-import struct
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
-from resumable_support import PARTIAL, Recorder, counter, request, serving, sha256
+from resumable_support import PARTIAL, Recorder, counter, cut, read_head, request, serving, sha256
 from server_support import HOST, probe, wait_until
 
 SIZE = 1_000_000
@@ -26,23 +25,6 @@ def served(tmp_path: Path) -> Iterator[Tuple[int, Recorder]]:
     app = Recorder()
     with serving("server", app, resumable_dir=str(tmp_path)) as port:
         yield port, app
-
-
-def read_head(sock: socket.socket) -> Tuple[int, Dict[str, str]]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(1)
-        assert chunk, data
-        data += chunk
-    lines = data.decode("latin-1").split("\r\n")
-    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), {k.lower(): v for k, v in fields.items()}
-
-
-def cut(sock: socket.socket, rst: bool) -> None:
-    if rst:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def start_request(port: int, data: bytes, sent: int) -> Dict[str, str]:

@@ -34,7 +34,7 @@ from . import storage as storage_module
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
     from .storage import UploadStorage
-    from .upload import Target
+    from .upload import Upload
 
     #: The work the writer thread takes, None to stop (typing only: queue.Queue
     #: takes no [] at run time before Python 3.9).
@@ -148,12 +148,13 @@ class StoredPart:
         self.adopted = False
         #: True once a broken body was handed to :class:`Background`.
         self.kept = False
-        #: A resumable request's (``Prefer: resume``): the request that makes
-        #: the upload when it arrives whole or breaks off, its length and
-        #: progress ID.
-        self.target: Optional[Target] = None
-        self.length: Optional[int] = None
-        self.progress_id: Optional[str] = None
+        #: The upload a request that makes one as it arrives will have (a
+        #: resumable request's, ``Prefer: resume``; an IETF creation's): made
+        #: in the background, where its body goes whole or broken off.
+        self.upload: Optional[Upload] = None
+        #: Called in the background once making :attr:`upload` is over:
+        #: with True when it was made, False when it could not be.
+        self.on_made: Optional[Callable[[bool], None]] = None
         #: A ``message/byterange`` part's header block once it arrived whole
         #: (``b""`` before; ``None`` when it is not one or was too long).
         self.head: Optional[bytes] = b"" if byterange else None

@@ -66,6 +66,18 @@ def cancel_upload(channel: Callable[[], Optional[ProgressChannel]]) -> None:
         alive.cancel_upload()
 
 
+def interim_ready(channel: Callable[[], Optional[ProgressChannel]], request: Any,
+                  made: bool) -> None:
+    """A parser's ``on_interim``, called from the background once making
+    what *request*'s interim response announces (an IETF upload) is over,
+    *made* or not: the I/O loop goes on (:meth:`ProgressChannel.send_interim`).
+    *channel* is a weak reference, as for ``on_cancel``."""
+    alive = channel()
+    if alive is not None:
+        alive.server.progress_loop.call_soon(
+            functools.partial(alive.send_interim, request, made))
+
+
 def task_for(channel: ProgressChannel, request: Any) -> Any:
     """The task of *request*: the parked one again, a probe's answer made at
     once (:mod:`~wsgiprogress.server.loop_probe`), or a new task."""
@@ -102,12 +114,13 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any,
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
+        me = weakref.ref(self)
         self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
                                               endpoints=server.progress_endpoints,
-                                              on_cancel=functools.partial(
-                                                  cancel_upload, weakref.ref(self)),
+                                              on_cancel=functools.partial(cancel_upload, me),
                                               handoff=server.progress_handoff,
-                                              uploads=server.progress_uploads)
+                                              uploads=server.progress_uploads,
+                                              on_interim=functools.partial(interim_ready, me))
 
     #: A response head the task built, sent with the first body bytes
     #: (:meth:`write_soon`): one ``send`` for a small response, not two.
@@ -135,12 +148,21 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
 
     def send_continue(self) -> None:
         """waitress's ``100 Continue`` (2.0 and later), with the locations of
-        a resumable request when it is one."""
-        fields = self.request.continue_headers
-        if not fields:
+        a resumable request when it is one, after the request's interim
+        response when it has one (an IETF creation's 104), once what that
+        announces exists (:meth:`send_interim`)."""
+        request = self.request
+        fields = request.continue_headers
+        if not fields and not request.interim:
             return super().send_continue()  # type: ignore[no-any-return]
-        self.request.expect_continue = False
-        payload = b"HTTP/1.1 100 Continue\r\n" + fields + b"\r\n"
+        if request.interim and request.interim_ready is None:
+            return  # not yet: send_interim sends it (or a later read does)
+        request.expect_continue = False
+        payload = request.interim if request.interim_ready else b""
+        if request.sends_continue:
+            payload += b"HTTP/1.1 100 Continue\r\n" + fields + b"\r\n"
+        if not payload:
+            return  # no upload to announce, no 100 asked for
         with self.outbuf_lock:
             self.outbufs[-1].append(payload)
             self.current_outbuf_count += len(payload)
@@ -148,6 +170,19 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
             self.sent_continue = True
             self._flush_some()
         self.request.completed = False
+
+    def send_interim(self, request: Any, made: bool) -> None:
+        """Making what *request*'s interim response announces is over: send
+        it (or only the 100 Continue asked for, when not *made*) now when
+        waitress would have (the request is still being read and none is
+        answered before it); later, waitress does, when the one before it
+        ends.  Loop thread only."""
+        with self.requests_lock:
+            request.interim_ready = made
+            if self.request is request and request.expect_continue and self.connected \
+                    and not self.requests and not self.sent_continue:
+                self.send_continue()
+                self.stir()  # what the kernel did not take goes out without a read
 
     def handle_write(self) -> None:
         super().handle_write()

@@ -9,6 +9,7 @@ publishes.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
@@ -49,6 +50,16 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     stored_part: Optional[StoredPart] = None
     #: Fields of the ``100 Continue`` (a resumable request's locations).
     continue_headers = b""
+    #: An interim response sent before the body is read, asked for or not
+    #: (the IETF draft's ``104``): ``expect_continue`` is then set so that
+    #: waitress sends it in order (:meth:`ProgressChannel.send_continue`),
+    #: and ``sends_continue`` says whether a ``100 Continue`` follows it.
+    interim = b""
+    sends_continue = True
+    #: ``None`` until making what :attr:`interim` announces (the upload) is
+    #: over; then True when it exists, False when it could not be made
+    #: (no 104: a ``100 Continue`` alone, when asked for).
+    interim_ready: Optional[bool] = None
     #: True once the headers were inspected (tracking decided, probe or not).
     inspected = False
     #: True for a GET or HEAD of the probe or a mailbox, which the server
@@ -88,11 +99,14 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                  endpoints: Tuple[str, Tuple[str, ...]] = ("", ()),
                  on_cancel: Optional[Callable[[], None]] = None,
                  handoff: bool = False,
-                 uploads: Optional[ResumableUploads] = None) -> None:
+                 uploads: Optional[ResumableUploads] = None,
+                 on_interim: Optional[Callable[[ProgressParser, bool], None]] = None
+                 ) -> None:
         super().__init__(adj)
         self.rules = rules
         self.endpoints = endpoints
         self.on_cancel = on_cancel
+        self.on_interim = on_interim
         self.handoff = handoff
         self.uploads = uploads
         self.started = time.monotonic()  # the first byte: the head's deadline runs
@@ -189,7 +203,8 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 path = path[len(prefix):]
             if uploads.claims(self.command, path, self.headers):
                 if self.error is None and self.body_rcv is not None:
-                    self._store_body(uploads.part_for(self.command, path, self.headers))
+                    self._store_body(uploads.part_for(self.command, path, self.headers)
+                                     or self._announced(uploads, prefix, path))
                 return  # the upload's own tracker counts it, across requests
             if self.expect_continue and self.error is None and self.body_rcv is not None \
                     and not self.chunked:
@@ -206,6 +221,23 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             None if self.chunked else headers.get("CONTENT_TYPE"))
         if tracker is not None:
             tracker.on_cancel = self.on_cancel
+
+    def _announced(self, uploads: ResumableUploads, prefix: str, path: str
+                   ) -> Optional[StoredPart]:
+        """The part of an IETF creation with a body, whose ``104`` (:attr:`interim`)
+        goes out once its upload is made; else ``None``.  Only to HTTP/1.1
+        (never a 1xx to HTTP/1.0, RFC 9110), for a declared length, on
+        waitress 2.0 or later (1.4 sends a bare 100 for any ``expect_continue``)."""
+        on_interim = self.on_interim
+        if on_interim is None or self.version != "1.1" or self.chunked or PEEK_FOR_DEPARTURE:
+            return None
+        part = uploads.ietf.start(self.command, prefix, path, self.query, self.headers,
+                                  self.content_length, functools.partial(on_interim, self))
+        if part is not None:
+            self.sends_continue = self.expect_continue
+            self.expect_continue = True  # so that waitress sends it in order
+            self.interim = uploads.ietf.interim(prefix, part)
+        return part
 
     def _store_body(self, part: Optional[StoredPart]) -> bool:
         """Write the body into *part* as it arrives; False for no part."""

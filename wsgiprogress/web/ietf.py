@@ -11,9 +11,18 @@ header and ``Upload-Complete`` creates an upload resource under
 completes the upload gets the application's own response, with
 ``Upload-Offset`` (clients check it) and ``Upload-Complete: ?1``.
 
-No ``104 Upload Resumption Supported`` is sent: WSGI has no interim
-responses, and clients that do careful creation (an empty ``?0`` request
-first) need none.
+On :mod:`wsgiprogress.server`, a creation request that carries its body
+(``?1`` with the whole of it, or ``?0`` with a first part) gets ``104 Upload
+Resumption Supported`` before its body is read (:meth:`IetfProtocol.start`
+at head time on the I/O thread, sent once the background made the upload):
+its ``Location`` lets the client resume if the connection breaks, and the
+server keeps what arrived.  No 104 goes to a request without the interop
+header (the draft forbids it, and clients built on ``requests`` take any 1xx
+but 100 for the answer), to HTTP/1.0, to a creation without a body (its 201
+carries the Location at once: careful creation), to one whose body arrived
+whole before its upload was made, or when an ``authorize`` hook is set (it
+runs after the body).  Under the middleware none is sent: WSGI has no
+interim responses.  Later 104s with ``Upload-Offset`` (a MAY) are not sent.
 
 .. code-block:: text
 
@@ -22,21 +31,37 @@ first) need none.
     PATCH /files/<id>   Content-Type: application/partial-upload   Upload-Offset: 0
                         Upload-Complete: ?1   [3000000 bytes]
     -> the application's response   Upload-Complete: ?1   Upload-Offset: 3000000
+
+    POST /upload   Upload-Draft-Interop-Version: 6   Upload-Complete: ?1   Content-Length: 3000000
+    -> 104 Upload Resumption Supported   Location: /files/<id>   (our server)
+    ... the body breaks off after 1000000 bytes ...
+    HEAD /files/<id>   -> 204 Upload-Offset: 1000000   Upload-Complete: ?0
+    PATCH /files/<id>  Upload-Offset: 1000000   Upload-Complete: ?1   [2000000 bytes]
+    -> the application's response   Upload-Complete: ?1   Upload-Offset: 3000000
 """
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from .. import keys
 from ..resumable.appender import Appender
-from ..resumable.completion import target_of
+from ..resumable.completion import target_from_head, target_of
 from ..resumable.storage import StorageError, TooLong, UploadBusy
 from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
 from .responses import json_body, plain
-from .upload_service import INTEROP_VERSION, BodyBroken, UploadService, answer_storage_error
+from .upload_service import (
+    INTEROP_VERSION,
+    RESPONSE_SUFFIX,
+    BodyBroken,
+    UploadService,
+    answer_storage_error,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..resumable.parts import StoredPart
 
 PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
@@ -66,8 +91,7 @@ def is_creation(environ: WSGIEnvironment) -> bool:
         environ.get("REQUEST_METHOD") in ("POST", "PUT", "PATCH")
 
 
-def _number(environ: WSGIEnvironment, key: str, name: str) -> Optional[int]:
-    value = environ.get(key)
+def _number(value: Optional[str], name: str) -> Optional[int]:
     if value is None:
         return None
     if not _NUMBER.match(value.strip()):
@@ -75,8 +99,8 @@ def _number(environ: WSGIEnvironment, key: str, name: str) -> Optional[int]:
     return int(value)
 
 
-def _complete_flag(environ: WSGIEnvironment) -> bool:
-    value = _BOOLEAN.get(environ.get("HTTP_UPLOAD_COMPLETE", "").strip())
+def _complete_flag(field: Optional[str]) -> bool:
+    value = _BOOLEAN.get((field or "").strip())
     if value is None:
         raise IetfError("400 Bad Request", "Upload-Complete must be ?0 or ?1")
     return value
@@ -91,9 +115,57 @@ def _refuse_fields(environ: WSGIEnvironment, *names: str) -> None:
 class IetfProtocol:
     """Resumable uploads, interop version 6, over the uploads of *service*."""
 
-    def __init__(self, service: UploadService) -> None:
+    def __init__(self, service: UploadService, announce: bool = True) -> None:
         self.service = service
         self.storage = service.storage
+        #: Whether our server may send the 104 (not when an authorize hook
+        #: must see the request first: it runs after the body arrived).
+        self.announce = announce
+
+    # -- on the server's I/O thread ----------------------------------------------
+
+    def start(self, method: str, script_name: str, path: str, query: str,
+              headers: Mapping[str, str], content_length: int,
+              on_made: Callable[[bool], None]) -> Optional[StoredPart]:
+        """When the head of a request :meth:`UploadService.claims` arrived
+        (keyed as waitress's parser keys it): for a valid creation request
+        with a body, a :class:`StoredPart` that writes the body into the
+        upload as it arrives and keeps it if the connection breaks; else
+        ``None``.  The upload is made in the background, which then calls
+        *on_made* (True: the 104 may go out; False: it could not be made).
+        Cheap: a file is opened, nothing read."""
+        url = self.service.url
+        rest = path[len(url):] if path.startswith(url) else ""
+        if not self.announce or content_length <= 0 or "TUS_RESUMABLE" in headers or \
+                "UPLOAD_OFFSET" in headers or \
+                headers.get("UPLOAD_DRAFT_INTEROP_VERSION") != INTEROP_VERSION or \
+                "UPLOAD_COMPLETE" not in headers or method not in ("POST", "PUT", "PATCH") or \
+                (rest and (method == "PATCH" or rest.endswith(RESPONSE_SUFFIX))):
+            return None  # no creation, or one without a body to keep
+        try:
+            length = self._length(_complete_flag(headers["UPLOAD_COMPLETE"]),
+                                  headers.get("UPLOAD_LENGTH"), str(content_length))
+        except IetfError:
+            return None  # the task answers it
+        if content_length > (self.storage.max_size if length is None else length):
+            return None
+        upload = Upload.new(target_from_head(method, script_name, path, query, headers),
+                            "ietf", length, self.storage.clock(), self.storage.ttl,
+                            progress_id=self.service.progress_id_in(headers, query),
+                            metadata=headers.get("UPLOAD_METADATA"))
+        part = self.service.stored_part(upload, on_made)
+        if part is not None:  # its progress counts as the body arrives
+            part.tracker = self.service.track_upload(upload)
+        return part
+
+    def interim(self, script_name: str, part: StoredPart) -> bytes:
+        """The ``104 Upload Resumption Supported`` that tells the client of
+        :meth:`start`'s *part* where its upload is, before the body is read."""
+        assert part.upload is not None
+        return (f"HTTP/1.1 104 Upload Resumption Supported\r\n"
+                f"Upload-Draft-Interop-Version: {INTEROP_VERSION}\r\n"
+                f"Location: {script_name}{self.service.url}{part.upload_id}\r\n"
+                f"Upload-Limit: {self._limit(part.upload)}\r\n\r\n").encode("latin-1")
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -134,22 +206,22 @@ class IetfProtocol:
     def _create(self, app: WSGIApplication, environ: WSGIEnvironment,
                 start_response: StartResponse) -> Iterable[bytes]:
         _refuse_fields(environ, "Upload-Offset")
-        done = _complete_flag(environ)
-        length = _number(environ, "HTTP_UPLOAD_LENGTH", "Upload-Length")
-        if done:
-            declared = _number(environ, "CONTENT_LENGTH", "Content-Length")
-            if declared is not None and length is not None and declared != length:
-                raise IetfError("400 Bad Request", "Upload-Length and Content-Length differ")
-            length = declared if length is None else length
-        if length is not None and length > self.storage.max_size:
-            raise IetfError("413 Request Entity Too Large",
-                            f"the largest upload is {self.storage.max_size} bytes",
-                            [("Upload-Limit", self._limit(None))])
-        upload = Upload.new(target_of(environ), "ietf", length, self.storage.clock(),
-                            self.storage.ttl, progress_id=self.service.progress_id(environ),
-                            metadata=environ.get("HTTP_UPLOAD_METADATA"))
-        self.storage.create(upload)
-        self.service.tracker(environ, upload)  # its progress starts now
+        done = _complete_flag(environ.get("HTTP_UPLOAD_COMPLETE"))
+        length = self._length(done, environ.get("HTTP_UPLOAD_LENGTH"),
+                              environ.get("CONTENT_LENGTH"))
+        part = environ.get(keys.STORED_PART)
+        if part is not None and part.upload is not None and part.upload.protocol == "ietf":
+            # our server announced it in a 104 and made it in the background
+            upload = part.upload
+            self.service.settled(upload.id)
+            if self.storage.get(upload.id) is None:
+                self.storage.create(upload)  # the background could not: why, or made now
+        else:
+            upload = Upload.new(target_of(environ), "ietf", length, self.storage.clock(),
+                                self.storage.ttl, progress_id=self.service.progress_id(environ),
+                                metadata=environ.get("HTTP_UPLOAD_METADATA"))
+            self.storage.create(upload)
+            self.service.tracker(environ, upload)  # its progress starts now
         location = [("Location", self.service.location(environ, upload))]
         return self._receive(app, environ, start_response, upload.id, 0, done, location,
                              "201 Created")
@@ -171,11 +243,12 @@ class IetfProtocol:
         content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip()
         if content_type != PARTIAL_UPLOAD:
             raise IetfError("415 Unsupported Media Type", f"Content-Type: {PARTIAL_UPLOAD}")
-        offset = _number(environ, "HTTP_UPLOAD_OFFSET", "Upload-Offset")
+        offset = _number(environ.get("HTTP_UPLOAD_OFFSET"), "Upload-Offset")
         if offset is None:
             raise IetfError("400 Bad Request", "Upload-Offset is required")
         return self._receive(app, environ, start_response, upload_id, offset,
-                             _complete_flag(environ), [], "201 Created")
+                             _complete_flag(environ.get("HTTP_UPLOAD_COMPLETE")), [],
+                             "201 Created")
 
     def _delete(self, environ: WSGIEnvironment, start_response: StartResponse,
                 upload_id: str) -> Iterable[bytes]:
@@ -208,7 +281,7 @@ class IetfProtocol:
                                 self._state(upload),
                                 type=PROBLEM_TYPES + "mismatching-upload-offset",
                                 **{"expected-offset": upload.offset, "provided-offset": offset})
-            declared = _number(environ, "CONTENT_LENGTH", "Content-Length")
+            declared = _number(environ.get("CONTENT_LENGTH"), "Content-Length")
             if done and declared is not None:
                 self._fix_length(upload, offset + declared)
             limit = None if upload.length is None else upload.length - offset
@@ -230,6 +303,22 @@ class IetfProtocol:
                                 ("Upload-Limit", self._limit(upload)),
                                 ("Content-Length", "0")])
         return []
+
+    def _length(self, done: bool, upload_length: Optional[str],
+                content_length: Optional[str]) -> Optional[int]:
+        """The length a creation request gives its upload (``Upload-Length``,
+        or ``Content-Length`` with ``Upload-Complete: ?1``), if any."""
+        length = _number(upload_length, "Upload-Length")
+        if done:
+            declared = _number(content_length, "Content-Length")
+            if declared is not None and length is not None and declared != length:
+                raise IetfError("400 Bad Request", "Upload-Length and Content-Length differ")
+            length = declared if length is None else length
+        if length is not None and length > self.storage.max_size:
+            raise IetfError("413 Request Entity Too Large",
+                            f"the largest upload is {self.storage.max_size} bytes",
+                            [("Upload-Limit", self._limit(None))])
+        return length
 
     def _fix_length(self, upload: Upload, length: int) -> None:
         if upload.length is not None and upload.length != length:

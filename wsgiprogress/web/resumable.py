@@ -56,7 +56,9 @@ class ResumableUploads:
         self.authorize = authorize
         self.url = service.url
         self.tus = TusProtocol(service)
-        self.ietf = IetfProtocol(service)
+        # the 104 goes out before the body, the authorize hook sees the
+        # request after it: with a hook, no 104
+        self.ietf = IetfProtocol(service, announce=authorize is None)
         self.resume = ResumeRequests(service)
         # what the server's parser asks on its I/O thread
         self.claims = service.claims
@@ -187,7 +189,7 @@ def _resuming(environ: WSGIEnvironment) -> bool:
     """True for a resumable request (``Prefer: resume``) whose body our server
     stored as it arrived."""
     part = environ.get(keys.STORED_PART)
-    return part is not None and part.target is not None
+    return part is not None and part.upload is not None and part.upload.protocol == "resume"
 
 
 class _Prefixed:

@@ -34,12 +34,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Tuple
 
 from .. import keys
-from ..progress.ids import is_valid_id
 from ..resumable.appender import Appender
 from ..resumable.completion import target_from_head
 from ..resumable.parts import BYTERANGE, MAX_PART_HEAD, StoredPart, parse_byterange_head
 from ..resumable.storage import StorageError, TooLong, UploadBusy
-from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id, new_upload_id
+from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
 from .responses import plain
 from .upload_service import (
     RESPONSE_SUFFIX,
@@ -85,27 +84,16 @@ class ResumeRequests:
     def start(self, method: str, script_name: str, path: str, query: str,
               headers: Mapping[str, str], content_length: int) -> Optional[StoredPart]:
         """On the server's I/O thread, when a head arrived: a
-        :class:`StoredPart` for a resumable request's body (its ``target`` and
-        ``length`` set), or ``None``.  Cheap: a file is opened, nothing read."""
+        :class:`StoredPart` for a resumable request's body (its ``upload``
+        set), or ``None``.  Cheap: a file is opened, nothing read."""
         if method not in ("POST", "PUT", "PATCH") or content_length <= 0 or \
                 content_length > self.storage.max_size or \
                 not prefers_resume(headers.get("PREFER")):
             return None
-        try:
-            part = StoredPart(self.storage, new_upload_id(), 0, self.service.background)
-        except OSError:
-            return None
-        part.target = target_from_head(method, script_name, path, query, headers)
-        part.length = content_length
-        finder = self.service.finder
-        found = finder.find_in(headers.get(finder.header_key), query)
-        if found is not None and is_valid_id(found, self.service.min_id_length):
-            part.progress_id = found
-        # made off the I/O thread, ahead of anything else done to it
-        if not self.service.make_later(part):
-            part.close()
-            return None
-        return part
+        upload = Upload.new(target_from_head(method, script_name, path, query, headers),
+                            "resume", content_length, self.storage.clock(), self.storage.ttl,
+                            progress_id=self.service.progress_id_in(headers, query))
+        return self.service.stored_part(upload)
 
     def continue_headers(self, script_name: str, part: StoredPart) -> bytes:
         """The fields of the ``100 Continue`` that answers a resumable request."""

@@ -66,6 +66,7 @@ CREATE_WAIT = 30.0
 INTEROP_VERSION = "6"
 #: Where a completed upload keeps its response: ``<resumable_url><id>/response``.
 RESPONSE_SUFFIX = "/response"
+_UNSTORED = RateLimitedWarning("upload %s: cannot store it; its request will answer why")
 _BROKEN = RateLimitedWarning("upload %s: the request body broke off at offset %d; "
                              "what arrived is kept")
 
@@ -105,11 +106,8 @@ class UploadService:
 
     def upload_id(self, environ: WSGIEnvironment) -> Optional[str]:
         """The ID in ``<resumable_url><id>``, unchecked; ``None`` for other paths."""
-        path = environ.get("PATH_INFO", "")
-        if not path.startswith(self.url):
-            return None
-        rest = path[len(self.url):]
-        return rest or None
+        path: str = environ.get("PATH_INFO", "")
+        return (path[len(self.url):] or None) if path.startswith(self.url) else None
 
     def location(self, environ: WSGIEnvironment, upload: Upload, suffix: str = "") -> str:
         """The upload's URL as a path (no scheme or host to get wrong behind a proxy)."""
@@ -166,11 +164,6 @@ class UploadService:
         part.written()
         part.kept = self._later(part.upload_id, functools.partial(self._keep, part))
 
-    def make_later(self, part: StoredPart) -> bool:
-        """Have the upload of resumable request *part* made in the background;
-        False when it cannot be (the queue is full)."""
-        return self._later(part.upload_id, functools.partial(self.create_from_part, part))
-
     def settled(self, upload_id: str, timeout: float = CREATE_WAIT) -> None:
         """Wait (bounded) until the background is done with *upload_id*
         (made, or what a broken request brought appended), so a client that
@@ -200,19 +193,40 @@ class UploadService:
                 del self._pending[upload_id]
         return False
 
-    def create_from_part(self, part: StoredPart) -> None:
-        """Make the upload of a resumable request (``Prefer: resume``): its
-        ID and its request come from *part* (run in the background, right
-        after its head arrived)."""
-        assert part.target is not None
-        upload = Upload.new(part.target, "resume", part.length, self.storage.clock(),
-                            self.storage.ttl, upload_id=part.upload_id,
-                            progress_id=part.progress_id)
+    def stored_part(self, upload: Upload, on_made: Optional[Callable[[bool], None]] = None
+                    ) -> Optional[StoredPart]:
+        """On the server's I/O thread: a :class:`StoredPart` for the body of
+        a request that makes *upload*, which the background stores (ahead of
+        anything else done to it, then calls *on_made* with whether it could);
+        ``None`` when the directory or the background (queue full) cannot."""
         try:
-            self.storage.create(upload)
+            part = StoredPart(self.storage, upload.id, 0, self.background)
+        except OSError:
+            return None
+        part.upload, part.on_made = upload, on_made
+        if self._later(upload.id, functools.partial(self.create_from_part, part)):
+            return part
+        part.close()
+        return None
+
+    def progress_id_in(self, headers: Mapping[str, str], query: str) -> Optional[str]:
+        """:meth:`progress_id` from a request head as the server's parser keys it."""
+        found = self.finder.find_in(headers.get(self.finder.header_key), query)
+        return found if found is not None and is_valid_id(found, self.min_id_length) else None
+
+    def create_from_part(self, part: StoredPart) -> None:
+        """Make *part*'s upload (in the background, right after its head arrived)."""
+        assert part.upload is not None
+        made = False
+        try:
+            self.storage.create(part.upload)
+            made = True
         except (StorageError, OSError):
-            log.warning("resumable request %s: cannot store it", part.upload_id,
-                        exc_info=True)
+            self.forget(part.upload, "aborted")
+            _UNSTORED.warn(part.upload_id, exc_info=True)
+        finally:  # whatever happened: a client waiting for its 100 Continue gets it
+            if part.on_made is not None:
+                part.on_made(made)
 
     def _keep(self, part: StoredPart) -> None:
         try:
