@@ -237,14 +237,12 @@ class ProgressProbe:
         try:
             body = rendered.get(key)
         except TypeError:  # files or steps listed: rendered each time
-            body = None
-            key = None
+            return render(query.dialect, query.format, query.callback, query.progress_id, entry)
         if body is None:
             body = render(query.dialect, query.format, query.callback, query.progress_id, entry)
-            if key is not None:
-                if len(rendered) >= MAX_RENDERED:
-                    rendered.clear()
-                rendered[key] = body
+            if len(rendered) >= MAX_RENDERED:
+                rendered.clear()
+            rendered[key] = body
         return body
 
     def _answer(self, query: ProbeQuery, available: List[bool]) -> bytes:
