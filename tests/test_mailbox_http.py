@@ -49,6 +49,27 @@ def test_long_poll_returns_at_once_then_waits_for_the_next_post() -> None:
     assert waited.headers["Content-Length"] == str(len(waited.body))
 
 
+def test_answers_given_again_follow_the_mailbox_and_the_reader() -> None:
+    client, mailbox = make()
+    cursor = client.get(f"/mailbox/{NAME}").json["cursor"]
+    mailbox.post(NAME, "one")
+    first = client.get(f"/mailbox/{NAME}?after={cursor}")
+    assert client.get(f"/mailbox/{NAME}?after={cursor}").body == first.body
+    assert client.head(f"/mailbox/{NAME}?after={cursor}").body == b""
+    mailbox.post(NAME, "two")
+    again = client.get(f"/mailbox/{NAME}?after={cursor}").json
+    assert [m["data"] for m in again["messages"]] == ["one", "two"]
+    later = client.get(f"/mailbox/{NAME}?after={first.json['cursor']}").json
+    assert [m["data"] for m in later["messages"]] == ["two"]
+    other = "f" * 32
+    mailbox.post(other, "one")
+    assert client.get(f"/mailbox/{other}").json["mailbox"] == other
+    nchan = client.get(f"/mailbox/{NAME}?protocol=nchan",
+                       headers={"If-None-Match": str(cursor)})
+    assert nchan.body == b"one" and nchan.headers["Etag"] == str(cursor + 1)
+    assert client.get(f"/mailbox/{NAME}?after={cursor}").json == again
+
+
 def test_timeout_answers_an_empty_list() -> None:
     client, _ = make(max_wait=0.3)
     cursor = client.get(f"/mailbox/{NAME}").json["cursor"]

@@ -13,7 +13,8 @@ import webtest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsgiprogress import ProgressMiddleware, ProgressTable
+from wsgiprogress import ProgressMiddleware, ProgressProbe, ProgressTable
+from wsgiprogress.web.probe import MAX_RENDERED
 
 PID = "upload-0001"
 T0 = 1000.0
@@ -261,6 +262,33 @@ def test_speed_and_eta_agree_while_uploading() -> None:
     answer = probe(client).json
     assert answer["speed"] > 0
     assert answer["eta"] == pytest.approx((SIZE - 400) / answer["speed"], abs=0.01)
+
+
+@pytest.mark.parametrize("dialect", ["native", "lighttpd", "nginx"])
+def test_the_same_probe_follows_every_change_of_its_entry(dialect: str) -> None:
+    client, table, clock = make()
+    params = [("X-Progress-ID", PID), ("dialect", dialect)]
+    unknown = probe(client, params).body
+    assert probe(client, params).body == unknown
+    tracker = table.track(PID, SIZE)
+    assert tracker is not None
+    answers = [probe(client, params).body]
+    for _ in range(3):
+        assert probe(client, params).body == answers[-1]  # asked again: the same
+        tracker.add_received(100)
+        clock.now += 0.5
+        answers.append(probe(client, params).body)
+    assert len(set(answers)) == len(answers) and unknown not in answers[1:]
+    assert b"300" in answers[-1]
+
+
+def test_answers_kept_rendered_are_bounded() -> None:
+    store = ProgressTable()
+    probe_app = ProgressProbe(store)
+    client = webtest.TestApp(probe_app)
+    for n in range(MAX_RENDERED + 5):
+        assert client.get(f"/progress?X-Progress-ID=unknown-{n:06d}").json["state"] == "unknown"
+    assert 0 < len(probe_app._rendered) <= MAX_RENDERED
 
 
 def test_expired_entry_is_unknown_again() -> None:

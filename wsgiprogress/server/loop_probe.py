@@ -25,14 +25,13 @@ application's code, which may read anything in the environ) and waitress 1.4
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, cast
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional
 
 from ..web.probe import ProbeWait
-from .heads import HEADS, NO_BODY, Headers
+from ..web.responses import Recorded
+from .heads import HEADS, NO_BODY
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse
-
     from ..web.probe import ProgressProbe
 
 
@@ -65,24 +64,14 @@ class ProbeAnswer:
         self.wrote_header = True
 
 
-class _Response:
-    """A ``start_response`` that keeps what it was given."""
-
-    status = ""
-    headers: Headers = []
-
-    def __call__(self, status: str, headers: Headers, exc_info: Any = None) -> None:
-        self.status, self.headers = status, headers
-
-
 def probe_task(channel: Any, request: Any, probe: ProgressProbe) -> Optional[ProbeAnswer]:
     """The answer to *request*, a GET or HEAD of *probe*'s URL, as a task for
     *channel*; ``None`` when it waits (the usual task parks it)."""
     decision = probe.decide(probe_environ(request))
     if isinstance(decision, ProbeWait):
         return None
-    response = _Response()
-    body: Iterable[bytes] = decision(cast("StartResponse", response))
+    response = Recorded()
+    body: Iterable[bytes] = decision(response.start_response)
     head = HEADS.head(request.version, request.headers.get("CONNECTION", ""),
                       response.status, response.headers, channel.server.adj.ident)
     if head is None:

@@ -70,6 +70,8 @@ from . import nchan, sse
 from .cursors import BadRequest, cursor, gap
 from .event_stream import EventStream, StreamTiming
 from .responses import (
+    Headers,
+    Recorded,
     cors_headers,
     has_bearer_token,
     json_body,
@@ -101,6 +103,8 @@ EXPOSED_HEADERS = ("Last-Modified", "Etag")
 REQUEST_HEADERS = "If-None-Match, If-Modified-Since, Last-Event-ID, Authorization, Content-Type"
 _SETTINGS = MAILBOX_SETTINGS + WAIT_SETTINGS + tuple(
     s for s in scope("probe") if s.name == "allowed_origins")
+#: Mailboxes whose last answer is kept rendered, at most.
+MAX_RENDERED = 256
 #: The default policy reads only names this long: 128 random bits in hex.
 UNGUESSABLE_LENGTH = 32
 
@@ -143,6 +147,8 @@ class MailboxApp:
         self.allowed_origins: Tuple[str, ...] = options["allowed_origins"]
         self._lock = threading.Lock()
         self.delivered = 0
+        self._rendered: Dict[Tuple[str, bool, bool], Tuple[ReadResult, str, Headers,
+                                                            List[bytes]]] = {}
 
     def handles(self, path: str) -> bool:
         """True for paths under ``mailbox_url``."""
@@ -209,40 +215,45 @@ class MailboxApp:
             raise BadRequest(str(exc)) from None
         limit = 1 if as_nchan else 100
 
-        def reply(result: ReadResult) -> Answer:
-            def answer(start_response: StartResponse) -> List[bytes]:
-                self.count_delivered(len(result.messages))
-                if as_nchan:
-                    return nchan.answer(start_response, result, head_only)
-                return json_body(start_response, "200 OK", {
-                    "mailbox": name,
-                    "messages": [m._asdict() for m in result.messages],
-                    "cursor": result.cursor,
-                    "gap": gap(result),
-                }, head_only=head_only)
-            return answer
-
+        poll = MailboxPoll(self, name, after, limit, as_nchan, head_only)
         if wait <= 0:
-            return reply(self.store.read(name, after, limit))(start_response)
-        last: List[ReadResult] = []
-
-        def news() -> Optional[Answer]:
-            try:
-                result = self.store.read(name, after, limit)
-            except MailboxError as exc:  # the store went away while the client waited
-                return refused(exc)
-            last[:] = [result]
-            return reply(result) if result.messages or gap(result) is not None else None
+            return poll.reply(self.store.read(name, after, limit))(start_response)
         # registered before the first read, so a post in between is not
         # missed; one read, not two, when something is there already (a
         # round trip on Redis)
         waiters = self.store.waiters
         wake = open_wake(waiters, name, environ)
         if wake is None:
-            return (news() or too_many_waiters)(start_response)
-        # timed out: the last read says so
-        return LongPoll(waiters, name, wake, environ, start_response, news,
-                        lambda: reply(last[0]), wait)
+            return (poll.news() or too_many_waiters)(start_response)
+        return LongPoll(waiters, name, wake, environ, start_response, poll.news,
+                        poll.timed_out, wait)
+
+    def answer(self, name: str, result: ReadResult, as_nchan: bool, head_only: bool,
+               start_response: StartResponse) -> List[bytes]:
+        """Answer a read of *name* with *result*.  A post wakes every waiter
+        of a mailbox, and those that read from the same cursor get the same
+        answer: it is rendered once and given to each (the last answer of
+        each kind is kept for each of :data:`MAX_RENDERED` mailboxes)."""
+        self.count_delivered(len(result.messages))
+        shape = (name, as_nchan, head_only)
+        kept = self._rendered.get(shape)
+        if kept is None or kept[0] != result:
+            made = Recorded()
+            if as_nchan:
+                body = nchan.answer(made.start_response, result, head_only)
+            else:
+                body = json_body(made.start_response, "200 OK", {
+                    "mailbox": name,
+                    "messages": [m._asdict() for m in result.messages],
+                    "cursor": result.cursor,
+                    "gap": gap(result),
+                }, head_only=head_only)
+            kept = (result, made.status, made.headers, body)
+            if len(self._rendered) >= MAX_RENDERED:
+                self._rendered.clear()
+            self._rendered[shape] = kept
+        start_response(kept[1], list(kept[2]))
+        return list(kept[3])
 
     def _stream(self, environ: WSGIEnvironment, start_response: StartResponse,
                 name: str, params: Dict[str, str]) -> Iterable[bytes]:
@@ -325,6 +336,39 @@ class MailboxApp:
             stats["uploads"] = self.table.counts()["running"]
         return json_body(start_response, "200 OK", stats)
 
+
+
+class MailboxPoll:
+    """What a long-poll of a mailbox asks while it waits, and its answer:
+    one small object a waiter, not a closure each (everything a parked waiter
+    keeps, the garbage collector walks on each full pass)."""
+
+    __slots__ = ("app", "name", "after", "limit", "as_nchan", "head_only", "last")
+
+    def __init__(self, app: MailboxApp, name: str, after: Optional[int], limit: int,
+                 as_nchan: bool, head_only: bool) -> None:
+        self.app, self.name, self.after, self.limit = app, name, after, limit
+        self.as_nchan, self.head_only = as_nchan, head_only
+        self.last: Optional[ReadResult] = None
+
+    def reply(self, result: ReadResult) -> Answer:
+        """The answer carrying *result*."""
+        return functools.partial(self.app.answer, self.name, result, self.as_nchan,
+                                 self.head_only)
+
+    def news(self) -> Optional[Answer]:
+        """The answer once there is something to say, else ``None``."""
+        try:
+            result = self.app.store.read(self.name, self.after, self.limit)
+        except MailboxError as exc:  # the store went away while the client waited
+            return refused(exc)
+        self.last = result
+        return self.reply(result) if result.messages or gap(result) is not None else None
+
+    def timed_out(self) -> Answer:
+        """The time is up: the last read says so."""
+        assert self.last is not None  # a long-poll looks before it times out
+        return self.reply(self.last)
 
 
 def refused(exc: MailboxError) -> Answer:

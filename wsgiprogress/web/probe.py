@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import re
 from typing import (
     TYPE_CHECKING,
@@ -48,7 +49,7 @@ from typing import (
     Union,
 )
 
-from ..progress.entry import DONE, ERROR
+from ..progress.entry import DONE, ERROR, ProgressEntry
 from ..progress.ids import ID_RULE, IdFinder, is_valid_id
 from ..progress.ratelimit import RateLimitedWarning
 from ..progress.store import BackendUnavailable
@@ -72,7 +73,6 @@ from .waiting import Answer, LongPoll, open_wake
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from ..progress.entry import ProgressEntry
     from ..progress.store import ProgressStore
     from .mailbox import Authorize
 
@@ -83,6 +83,10 @@ MAX_CALLBACK_LENGTH = 64
 MAX_PARSED = 1024
 #: The longest query string kept parsed.
 MAX_PARSED_QUERY = 256
+#: Answers kept rendered, at most (a page asks for the same snapshot over and over).
+MAX_RENDERED = 1024
+#: What an answer is rendered from: every field of an entry.
+_FIELDS = operator.attrgetter(*ProgressEntry.__slots__)
 #: Sent with an answer the store could not give in time.
 BACKEND_UNAVAILABLE = ("X-Progress-Backend", "unavailable")
 _CALLBACK = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*\Z", re.ASCII)
@@ -147,6 +151,7 @@ class ProgressProbe:
         self.allowed_origins: Tuple[str, ...] = options["allowed_origins"]
         self.debug: bool = options["debug"]
         self._parsed: Dict[Tuple[Any, ...], ProbeQuery] = {}
+        self._rendered: Dict[Tuple[Any, ...], bytes] = {}
 
     def __call__(self, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -223,8 +228,22 @@ class ProgressProbe:
                                  body=body, headers=headers, head_only=head_only)
 
     def render(self, query: ProbeQuery, entry: Optional[ProgressEntry]) -> bytes:
-        """The answer to *query* for *entry* (``None``: unknown)."""
-        return render(query.dialect, query.format, query.callback, query.progress_id, entry)
+        """The answer to *query* for *entry* (``None``: unknown).  An answer
+        depends on nothing else, so the last :data:`MAX_RENDERED` are kept
+        (an unknown ID, a finished or stalled upload asked again and again)."""
+        key = (query.dialect, query.format, query.callback, query.progress_id,
+               None if entry is None else _FIELDS(entry))
+        rendered = self._rendered
+        try:
+            body = rendered.get(key)
+        except TypeError:  # files or steps listed: rendered each time
+            return render(query.dialect, query.format, query.callback, query.progress_id, entry)
+        if body is None:
+            body = render(query.dialect, query.format, query.callback, query.progress_id, entry)
+            if len(rendered) >= MAX_RENDERED:
+                rendered.clear()
+            rendered[key] = body
+        return body
 
     def _answer(self, query: ProbeQuery, available: List[bool]) -> bytes:
         """The answer to *query* as it stands now; appends to *available*

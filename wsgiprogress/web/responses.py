@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    cast,
+)
 
 from . import sse
 
@@ -27,6 +37,22 @@ NO_CACHE_HEADERS: Sequence[Tuple[str, str]] = (
     ("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"),
     ("X-Content-Type-Options", "nosniff"),
 )
+
+
+class Recorded:
+    """A ``start_response`` that keeps what it was given: an answer made once
+    and given again (the status and headers, with the body it returned)."""
+
+    status = ""
+    headers: Headers = []
+
+    def __call__(self, status: str, headers: Headers, exc_info: Any = None) -> None:
+        self.status, self.headers = status, headers
+
+    @property
+    def start_response(self) -> StartResponse:
+        """This, typed as what it stands for."""
+        return cast("StartResponse", self)
 
 
 def respond(start_response: StartResponse, status: str, content_type: str, body: bytes,
