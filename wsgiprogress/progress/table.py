@@ -75,7 +75,7 @@ class ProgressTable(ProgressStore):
     def begin(self, progress_id: str, size: Optional[int], *, owner: Optional[str] = None,
               received: int = 0) -> Optional[int]:
         now = self.clock()
-        # made before the lock is taken: its holders only look and swap
+        # made before the lock is taken: its holders only look, insert and change fields
         token = next(self._tokens)
         fresh = _Record(ProgressEntry(progress_id, UPLOADING if received else STARTING,
                                       received, size, started=now), token, owner)
@@ -118,15 +118,11 @@ class ProgressTable(ProgressStore):
 
     def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         now = self.clock()
-        record = self._records.get(progress_id)
-        if record is None or record.token != token:
-            return
-        final = record.entry.copy()  # made before the lock is taken
-        _assign(final, fields)
-        with self._lock:
-            if self._records.get(progress_id) is not record or not record.entry.running:
+        with self._lock:  # entries are changed and copied only under it
+            record = self._records.get(progress_id)
+            if record is None or record.token != token or not record.entry.running:
                 return
-            record.entry = final
+            _assign(record.entry, fields)
             self._expiries[progress_id] = now + self.ttl
             self._expire(now)
         self.waiters.wake(progress_id)
