@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from importlib import metadata
@@ -92,6 +94,23 @@ def test_per_file_with_the_installed_werkzeug() -> None:
         return
     with pytest.raises(ConfigurationError, match=r"wsgiprogress\[multipart\]"):
         ProgressMiddleware(digest_app, per_file=True)
+
+
+@recent_werkzeug
+def test_the_decoder_is_imported_at_start_not_by_the_first_form() -> None:
+    # on our server the first form is parsed on the I/O thread, which an
+    # import of werkzeug (tens of milliseconds) would hold up
+    code = (
+        "import sys\n"
+        "from wsgiprogress.server import create_server\n"
+        "def app(environ, start_response): return []\n"
+        "assert 'werkzeug.sansio.multipart' not in sys.modules\n"
+        "create_server(app, host='127.0.0.1', port=0).close()\n"
+        "assert 'werkzeug.sansio.multipart' not in sys.modules  # not without per_file\n"
+        "create_server(app, host='127.0.0.1', port=0, per_file=True).close()\n"
+        "assert 'werkzeug.sansio.multipart' in sys.modules\n"
+        "assert 'werkzeug.http' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 @pytest.mark.parametrize("make", [

@@ -61,6 +61,14 @@ def skip_needle(marker: bytes) -> bytes:
     return marker[start:]
 
 
+def preload_decoder() -> None:
+    """Import werkzeug's decoder now, where ``per_file`` is turned on (at
+    start), not at the first form: on our server that is the I/O thread,
+    which the import (tens of milliseconds) would hold up."""
+    import werkzeug.http  # noqa: F401
+    import werkzeug.sansio.multipart  # noqa: F401
+
+
 def _short(text: Optional[str]) -> Optional[str]:
     return None if text is None else text[:MAX_NAME]
 

@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any, FrozenSet, Mapping, Optional
 
 from ..settings import default
-from .files import FileProgress
+from .files import FileProgress, preload_decoder
 from .ids import IdFinder, is_valid_id
 from .ratelimit import RateLimitedWarning
 
@@ -61,6 +61,8 @@ class TrackingRules:
         self.debug = debug
         self.min_id_length = min_id_length
         self.per_file = per_file
+        if per_file:
+            preload_decoder()
 
     @classmethod
     def from_options(cls, store: ProgressStore, options: Mapping[str, Any],
