@@ -209,9 +209,13 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
 
     def serve_on_loop(self) -> None:
         """Service the request at the head on the I/O thread, then the
-        probes queued behind it (:meth:`answer_on_loop`)."""
+        probes queued behind it (:meth:`answer_on_loop`).  A connection that
+        closes after its answer, sent in full, closes now, as the loop's next
+        turn would (a thousand waiters woken at once: no turn each)."""
         self.service()
         self._serve_probes()
+        if self.close_when_flushed and not self.total_outbufs_len:
+            self.handle_write()
 
     def _serve_probes(self) -> None:
         while self.probe_on_loop:  # set again when the next queued request is a probe
