@@ -81,8 +81,8 @@ def interim_ready(channel: Callable[[], Optional[ProgressChannel]], request: Any
 def task_for(channel: ProgressChannel, request: Any) -> Any:
     """The task of *request*: the parked one again, a probe's answer made at
     once (:mod:`~wsgiprogress.server.loop_probe`), or a new task."""
-    parking = request.parking
-    if parking is not None:
+    parking = channel.parking
+    if parking is not None and parking.task.request is request:
         return parking.task
     probe = channel.server.progress_probe
     if request.reads_progress and probe is not None:
@@ -105,6 +105,10 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
     quiet_when_flushed = False
     #: Events of waiting requests, set when the connection closes.
     departure_events: Set[threading.Event] = _NO_EVENTS
+    #: The :class:`~wsgiprogress.server.parking.Parking` of the request at the
+    #: head of the queue, once its response may park (kept here, not on the
+    #: request, whose attribute dict one more name would make ~1.3 KiB larger).
+    parking: Any = None
     #: True while a probe waits to be answered on the I/O loop.
     probe_on_loop = False
     #: True once a peek found the client's next bytes (waitress 1.4): they
@@ -201,7 +205,7 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
         try:
             super().service()
         except Parked:  # the request at the head waits, with no thread
-            self.requests[0].parking.parked()
+            self.parking.parked()
             return
         # after a task, waitress may flush what is left on the worker thread
         if self.sent_in_full:
@@ -375,10 +379,8 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
             for request in requests:
                 if not getattr(request, "serviced", True):
                     trackers.append(request.tracker)
-        for request in requests:
-            parking = getattr(request, "parking", None)
-            if parking is not None:
-                parking.release()
+        if self.parking is not None:
+            self.parking.release()
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)
