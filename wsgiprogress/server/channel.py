@@ -119,12 +119,15 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
         me = weakref.ref(self)
-        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
-                                              endpoints=server.progress_endpoints,
-                                              on_cancel=functools.partial(cancel_upload, me),
-                                              handoff=server.progress_handoff,
-                                              uploads=server.progress_uploads,
-                                              on_interim=functools.partial(interim_ready, me))
+        self._on_cancel = functools.partial(cancel_upload, me)
+        self._on_interim = functools.partial(interim_ready, me)
+
+    def parser_class(self, adj: Any) -> ProgressParser:  # a method: no partial a connection
+        """The parser of a new request (waitress calls ``parser_class(adj)``)."""
+        server = self.server
+        return ProgressParser(adj, rules=server.progress_rules, endpoints=server.progress_endpoints,
+                              on_cancel=self._on_cancel, handoff=server.progress_handoff,
+                              uploads=server.progress_uploads, on_interim=self._on_interim)
 
     #: A response head the task built, sent with the first body bytes
     #: (:meth:`write_soon`): one ``send`` for a small response, not two.
