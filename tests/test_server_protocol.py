@@ -11,7 +11,14 @@ import pytest
 
 from wsgiprogress import ProgressMiddleware, ProgressTable
 
-from server_support import exchange, probe, read_response, running, wait_for_state
+from server_support import (
+    exchange,
+    probe,
+    read_response,
+    read_to_close,
+    running,
+    wait_for_state,
+)
 
 LIMIT = 1024 * 1024
 
@@ -174,6 +181,36 @@ def test_file_wrapper_downloads_count_sent_bytes(tmp_path: Any) -> None:
         assert reply.endswith(b"\r\n\r\n" + b"f" * 3_000_000)
         entry = wait_for_state(port, "wrapped-file", ("done",))
     assert (entry["sent"], entry["response_size"]) == (3_000_000, 3_000_000)
+
+
+def test_a_piece_bigger_than_the_socket_takes_arrives_whole_and_before_the_next_answer() -> None:
+    """A piece written while nothing is queued goes straight to the socket;
+    what the kernel does not take is queued, and the answer to a pipelined
+    request waits behind it.  Counted as sent, byte for byte."""
+    big = bytes(range(256)) * 32768  # 8 MiB, one write
+
+    def pieces(environ: dict, start_response: Any) -> Iterable[bytes]:
+        body = big if environ["PATH_INFO"] == "/big" else b"small answer"
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    with running(pieces, methods="GET") as (_, port):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow, small window
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", int(port)))
+        sock.sendall(b"GET /big?X-Progress-ID=one-big-piece HTTP/1.1\r\nHost: t\r\n\r\n"
+                     b"GET /small HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        received = read_to_close(sock)
+        sock.close()
+        entry = wait_for_state(port, "one-big-piece", ("done",))
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and f"Content-Length: {len(big)}".encode() in head
+    assert rest[:len(big)] == big
+    second = rest[len(big):]
+    assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(b"\r\n\r\nsmall answer")
+    assert (entry["sent"], entry["response_size"]) == (len(big), len(big))
 
 
 def test_blank_lines_before_a_request_are_skipped_as_waitress_does(server_port: int) -> None:

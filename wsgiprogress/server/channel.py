@@ -81,8 +81,8 @@ def interim_ready(channel: Callable[[], Optional[ProgressChannel]], request: Any
 def task_for(channel: ProgressChannel, request: Any) -> Any:
     """The task of *request*: the parked one again, a probe's answer made at
     once (:mod:`~wsgiprogress.server.loop_probe`), or a new task."""
-    parking = request.parking
-    if parking is not None:
+    parking = channel.parking
+    if parking is not None and parking.task.request is request:
         return parking.task
     probe = channel.server.progress_probe
     if request.reads_progress and probe is not None:
@@ -105,6 +105,10 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
     quiet_when_flushed = False
     #: Events of waiting requests, set when the connection closes.
     departure_events: Set[threading.Event] = _NO_EVENTS
+    #: The :class:`~wsgiprogress.server.parking.Parking` of the request at the
+    #: head of the queue, once its response may park (kept here, not on the
+    #: request, whose attribute dict one more name would make ~1.3 KiB larger).
+    parking: Any = None
     #: True while a probe waits to be answered on the I/O loop.
     probe_on_loop = False
     #: True once a peek found the client's next bytes (waitress 1.4): they
@@ -115,12 +119,15 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
                  map: Optional[Dict[int, Any]] = None) -> None:
         super().__init__(server, sock, addr, adj, map=map)
         me = weakref.ref(self)
-        self.parser_class = functools.partial(ProgressParser, rules=server.progress_rules,
-                                              endpoints=server.progress_endpoints,
-                                              on_cancel=functools.partial(cancel_upload, me),
-                                              handoff=server.progress_handoff,
-                                              uploads=server.progress_uploads,
-                                              on_interim=functools.partial(interim_ready, me))
+        self._on_cancel = functools.partial(cancel_upload, me)
+        self._on_interim = functools.partial(interim_ready, me)
+
+    def parser_class(self, adj: Any) -> ProgressParser:  # a method: no partial a connection
+        """The parser of a new request (waitress calls ``parser_class(adj)``)."""
+        server = self.server
+        return ProgressParser(adj, rules=server.progress_rules, endpoints=server.progress_endpoints,
+                              on_cancel=self._on_cancel, handoff=server.progress_handoff,
+                              uploads=server.progress_uploads, on_interim=self._on_interim)
 
     #: A response head the task built, sent with the first body bytes
     #: (:meth:`write_soon`): one ``send`` for a small response, not two.
@@ -201,7 +208,7 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
         try:
             super().service()
         except Parked:  # the request at the head waits, with no thread
-            self.requests[0].parking.parked()
+            self.parking.parked()
             return
         # after a task, waitress may flush what is left on the worker thread
         if self.sent_in_full:
@@ -209,9 +216,13 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
 
     def serve_on_loop(self) -> None:
         """Service the request at the head on the I/O thread, then the
-        probes queued behind it (:meth:`answer_on_loop`)."""
+        probes queued behind it (:meth:`answer_on_loop`).  A connection that
+        closes after its answer, sent in full, closes now, as the loop's next
+        turn would (a thousand waiters woken at once: no turn each)."""
         self.service()
         self._serve_probes()
+        if self.close_when_flushed and not self.total_outbufs_len:
+            self.handle_write()
 
     def _serve_probes(self) -> None:
         while self.probe_on_loop:  # set again when the next queued request is a probe
@@ -371,10 +382,8 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
             for request in requests:
                 if not getattr(request, "serviced", True):
                     trackers.append(request.tracker)
-        for request in requests:
-            parking = getattr(request, "parking", None)
-            if parking is not None:
-                parking.release()
+        if self.parking is not None:
+            self.parking.release()
         for tracker in trackers:
             if tracker is not None:
                 tracker.fail(ABORTED)

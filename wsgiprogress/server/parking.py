@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 class Parking:
     """The wake and the schedule of one parked request (see the module docstring)."""
 
+    # slots: one of these lives as long as its waiter, and a dict each would
+    # add a few hundred bytes to every parked connection
+    __slots__ = ("task", "channel", "loop", "stepping", "woken", "pending", "gone", "timer")
+
     def __init__(self, task: Any) -> None:  # the ProgressTask (which imports this module)
         self.task = task
         self.channel: Any = task.channel
@@ -126,4 +130,5 @@ class Parking:
         if response is not None:
             response.release()
             task.waiting = None
-        task.request.parking = None
+        if self.channel.parking is self:
+            self.channel.parking = None

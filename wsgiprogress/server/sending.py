@@ -12,9 +12,11 @@ closes it; the channel counts what the kernel accepted against it
 from __future__ import annotations
 
 import collections
+import time
 from typing import TYPE_CHECKING, Any, Deque, List, Optional
 
 from ..progress.entry import ABORTED
+from .compat import SEND_WITHOUT_CLOSING
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
@@ -44,6 +46,8 @@ class SentBytes:
 
     outbuf_lock: Any
     total_outbufs_len: int
+    connected: bool
+    last_activity: float
     #: Response bytes the kernel accepted on this connection.
     progress_bytes_sent = 0
     #: The tracked requests whose output is being sent, oldest first.
@@ -62,6 +66,31 @@ class SentBytes:
             if self.send_windows:
                 self._account_sent()
         return sent
+
+    def write_soon(self, data: Any) -> int:
+        """waitress's ``write_soon``, but bytes written while nothing is
+        queued go straight to the socket, one ``send``, without passing
+        through the output buffer (a parked answer, a probe's, any small
+        response); what the kernel does not take is queued as waitress
+        queues it, and a socket error is met again there and handled as
+        waitress handles it.  The check and the send hold ``outbuf_lock``,
+        as waitress's own flush from a task does."""
+        if SEND_WITHOUT_CLOSING and type(data) is bytes and data \
+                and not self.total_outbufs_len and self.connected:
+            with self.outbuf_lock:
+                if not self.total_outbufs_len and self.connected:
+                    try:
+                        sent = self.send(data, do_close=False)
+                    except OSError:
+                        sent = 0
+                    if sent:
+                        self.last_activity = time.time()
+                        if sent == len(data):
+                            return sent
+                        super().write_soon(data[sent:])  # type: ignore[misc]
+                        return len(data)
+        written: int = super().write_soon(data)  # type: ignore[misc]
+        return written
 
     def output_position(self) -> int:
         """Where the next byte queued now will be in the output; call with

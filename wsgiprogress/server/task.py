@@ -78,7 +78,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
 
     def park(self) -> Parking:
         """The wake of this request's response, which may now park it."""
-        parking = self.request.parking = Parking(self)
+        parking = self.channel.parking = Parking(self)
         return parking
 
     def send_interim(self, status: str, headers: List[Tuple[str, str]]) -> None:
@@ -103,10 +103,10 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             # free them, not the garbage collector (a parked response has what
             # it needs)
             self.environ = None
-            parking = self.request.parking
-            if parking is not None and self.waiting is None:  # answered without parking
-                parking.gone = True
-                self.request.parking = None
+            parking = self.channel.parking
+            if parking is not None and parking.task is self and self.waiting is None:
+                parking.gone = True  # answered without parking
+                self.channel.parking = None
 
     def _serve(self) -> None:
         if self.waiting is not None:
@@ -144,8 +144,8 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
     def _resume(self) -> None:
         """Go on with a parked response: write what it has now, and finish
         the request once it is over (or raise :class:`Parked` again)."""
-        waiting = self.waiting
-        assert waiting is not None
+        waiting, parking = self.waiting, self.channel.parking
+        assert waiting is not None and parking is not None
         waiting.suspended = False
         try:
             try:
@@ -154,7 +154,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 self.finish()
             finally:
                 if not waiting.suspended:  # over, or the client left
-                    self.request.parking.finished()
+                    parking.finished()
         except OSError:  # as waitress's Task.service
             self.close_on_finish = True
             if self.channel.adj.log_socket_errors:
