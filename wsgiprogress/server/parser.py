@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from ..progress.tracking import TrackingRules
     from ..resumable.parts import StoredPart
     from ..web.resumable import ResumableUploads
-    from .parking import Parking
 
 
 #: Whatever a client sends, the log gets a line every few seconds at most.
@@ -69,9 +68,6 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     reads_progress = False
     #: True once a task began to run the application for this request.
     serviced = False
-    #: The request's :class:`~wsgiprogress.server.parking.Parking`, once its
-    #: response may park.
-    parking: Optional[Parking] = None
     #: True for a WebSocket upgrade that goes to the application, which gets
     #: the socket (:mod:`wsgiprogress.server.handoff`); ``unread`` holds
     #: what followed its head in the read that completed it.
