@@ -57,17 +57,23 @@ def nothing(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 class Floor:
     """The least a waitress app can do for the same clients: every GET waits on
-    an Event of its own, a POST sets them all and everyone gets its body."""
+    an Event of its own, a POST sets them all and everyone gets its body.  The
+    cursor is the count of posts, so a GET that comes after the post it waits
+    for answers at once (the client gives the server 5 ms to park a waiter,
+    which a loaded machine may not keep)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.events: List[threading.Event] = []
         self.message = b""
+        self.posts = 0
 
     def __call__(self, environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] == "POST":
-            self.message = environ["wsgi.input"].read()
+            message = environ["wsgi.input"].read()
             with self.lock:
+                self.message = message
+                self.posts += 1
                 events, self.events = self.events, []
             for event in events:
                 event.set()
@@ -75,13 +81,17 @@ class Floor:
         elif environ["PATH_INFO"].endswith("_stats"):
             body = b'{"waiters": %d}' % len(self.events)
         elif "after=" not in environ["QUERY_STRING"]:
-            body = b'{"cursor": 0}'  # the first poll learns where to start
+            body = b'{"cursor": %d}' % self.posts  # the first poll learns where to start
         else:
+            after = int(environ["QUERY_STRING"].split("after=")[1].split("&")[0])
             event = threading.Event()
             with self.lock:
-                self.events.append(event)
+                if self.posts > after:
+                    event.set()
+                else:
+                    self.events.append(event)
             event.wait(30)
-            body = b'{"cursor": 0, "messages": [{"data": "%s"}]}' % self.message
+            body = b'{"cursor": %d, "messages": [{"data": "%s"}]}' % (self.posts, self.message)
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(body)))])
         return [body]
