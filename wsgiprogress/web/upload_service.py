@@ -115,8 +115,7 @@ class UploadService:
 
     def progress_id(self, environ: WSGIEnvironment) -> Optional[str]:
         """The creating request's valid progress ID, which the upload keeps."""
-        found = self.finder.find(environ)
-        return found if found is not None and is_valid_id(found, self.min_id_length) else None
+        return self._valid(self.finder.find(environ))
 
     # -- bodies the server stores as they arrive (on its I/O thread) -------------
 
@@ -211,7 +210,9 @@ class UploadService:
 
     def progress_id_in(self, headers: Mapping[str, str], query: str) -> Optional[str]:
         """:meth:`progress_id` from a request head as the server's parser keys it."""
-        found = self.finder.find_in(headers.get(self.finder.header_key), query)
+        return self._valid(self.finder.find_in(headers.get(self.finder.header_key), query))
+
+    def _valid(self, found: Optional[str]) -> Optional[str]:
         return found if found is not None and is_valid_id(found, self.min_id_length) else None
 
     def create_from_part(self, part: StoredPart) -> None:
