@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import Any, Optional
 
 from waitress import wasyncore
 
@@ -74,21 +74,24 @@ def answer_cancelled(channel: Any) -> None:
     nothing may be written in the middle of another response."""
     if not channel.connected:
         return
-    if channel.requests or channel.total_outbufs_len:
-        channel.handle_close()
-        return
+    kept = None if channel.requests or channel.total_outbufs_len else _answered(channel.socket)
+    channel.handle_close()  # the channel's descriptor goes; a kept connection stays
+    if kept is not None:
+        lingering = Lingering(kept, channel._map)
+        channel.server.progress_loop.call_at(time.monotonic() + LINGER, lingering.close)
+
+
+def _answered(sock: socket.socket) -> Optional[socket.socket]:
+    """A duplicate of *sock*, answered and half-closed; ``None`` when the
+    socket failed (the connection then just closes)."""
     try:
-        kept = channel.socket.dup()
+        kept = sock.dup()
     except OSError:
-        channel.handle_close()
-        return
+        return None
     try:
         kept.send(ANSWER)  # small, into an empty send buffer
         kept.shutdown(socket.SHUT_WR)
     except OSError:
         kept.close()
-        channel.handle_close()
-        return
-    channel.handle_close()  # the channel's descriptor goes; the connection stays
-    lingering = Lingering(kept, channel._map)
-    channel.server.progress_loop.call_at(time.monotonic() + LINGER, lingering.close)
+        return None
+    return kept
