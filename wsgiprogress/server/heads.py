@@ -103,11 +103,14 @@ class Heads:
         try:
             if key in made:
                 return made[key]
+            keep = True
         except TypeError:  # a header given as a list: made, not kept
-            return response_head(version, connection, status, headers, ident, date)
-        if len(made) >= MAX_HEADS:
-            made.clear()
-        head = made[key] = response_head(version, connection, status, headers, ident, date)
+            keep = False
+        head = response_head(version, connection, status, headers, ident, date)
+        if keep:
+            if len(made) >= MAX_HEADS:
+                made.clear()
+            made[key] = head
         return head
 
 

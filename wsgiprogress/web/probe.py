@@ -235,14 +235,15 @@ class ProgressProbe:
                None if entry is None else _FIELDS(entry))
         rendered = self._rendered
         try:
-            body = rendered.get(key)
-        except TypeError:  # files or steps listed: rendered each time
-            return render(query.dialect, query.format, query.callback, query.progress_id, entry)
+            body, keep = rendered.get(key), True
+        except TypeError:  # files or steps listed: rendered each time, not kept
+            body, keep = None, False
         if body is None:
             body = render(query.dialect, query.format, query.callback, query.progress_id, entry)
-            if len(rendered) >= MAX_RENDERED:
-                rendered.clear()
-            rendered[key] = body
+            if keep:
+                if len(rendered) >= MAX_RENDERED:
+                    rendered.clear()
+                rendered[key] = body
         return body
 
     def _answer(self, query: ProbeQuery, available: List[bool]) -> bytes:
