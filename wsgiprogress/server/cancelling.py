@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Optional
+from typing import Any
 
 from waitress import wasyncore
 
@@ -74,24 +74,25 @@ def answer_cancelled(channel: Any) -> None:
     nothing may be written in the middle of another response."""
     if not channel.connected:
         return
-    kept = None if channel.requests or channel.total_outbufs_len else _answered(channel.socket)
-    channel.handle_close()  # the channel's descriptor goes; a kept connection stays
-    if kept is not None:
+    kept = None
+    if not (channel.requests or channel.total_outbufs_len):
+        try:
+            kept = channel.socket.dup()  # keeps the connection open past the close
+        except OSError:
+            pass
+    # closed, its request ended, before the client can hear of it
+    channel.handle_close()
+    if kept is not None and _answered(kept):
         lingering = Lingering(kept, channel._map)
         channel.server.progress_loop.call_at(time.monotonic() + LINGER, lingering.close)
 
 
-def _answered(sock: socket.socket) -> Optional[socket.socket]:
-    """A duplicate of *sock*, answered and half-closed; ``None`` when the
-    socket failed (the connection then just closes)."""
-    try:
-        kept = sock.dup()
-    except OSError:
-        return None
+def _answered(kept: socket.socket) -> bool:
+    """Answer on *kept* and half-close it; False (and closed) when it failed."""
     try:
         kept.send(ANSWER)  # small, into an empty send buffer
         kept.shutdown(socket.SHUT_WR)
     except OSError:
         kept.close()
-        return None
-    return kept
+        return False
+    return True
