@@ -9,6 +9,8 @@ from typing import Dict, List, Tuple
 
 from wsgiprogress.backends.redis.writer import REFUSED, SETTLED, WRITTEN, CoalescingWriter, Snapshot
 
+from server_support import wait_until
+
 
 class Backend:
     """Records batches; fails while ``down`` is set."""
@@ -75,3 +77,26 @@ def test_refused_requests_are_dropped_until_they_end_and_the_limit_holds() -> No
     assert writer.put("one", {"id": "1"}) and writer.put("two", {"id": "2"})
     assert not writer.put("three", {"id": "3"})  # full: that request runs untracked
     writer.close()
+
+
+def test_a_claim_is_answered_when_its_first_write_comes_back() -> None:
+    backend = Backend()
+    backend.refuse.add("duplicate")
+    writer = CoalescingWriter(backend.flush, interval=0.05, limit=10)
+    writer.put("owner", {"id": "a"}, urgent=True)
+    writer.put("duplicate", {"id": "a"}, urgent=True)
+    assert writer.claimed("owner", timeout=5) is True
+    assert writer.claimed("duplicate", timeout=5) is False
+    writer.put("duplicate", {"finished": 1.0}, last=True)
+    assert writer.claimed("duplicate", timeout=5) is True  # ended: nothing pending
+    backend.down.set()
+    writer.put("unanswered", {"id": "b"}, urgent=True)
+    assert writer.claimed("unanswered", timeout=0.1) is None  # no answer in time
+    wait_until(lambda: writer._failing)
+    started = time.monotonic()
+    assert writer.claimed("unanswered", timeout=5) is None  # the backend is away: at once
+    assert time.monotonic() - started < 1
+    backend.down.clear()
+    wait_until(lambda: writer.claimed("unanswered", timeout=0.1) is True, timeout=10)
+    writer.close()
+

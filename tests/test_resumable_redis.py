@@ -457,6 +457,36 @@ def test_the_next_request_of_an_upload_takes_its_entry_over_on_another_host(
         b.close()
 
 
+def test_a_claim_redis_refused_is_never_read_or_cancelled_where_it_runs(
+        redis: RedisServer) -> None:
+    a, b = (backend_from_url(redis.url).progress for _ in range(2))
+    progress_id = "refused-0001"
+    try:
+        upload = a.track(progress_id, 100, owner="upload-refused", offset=0)
+        assert upload is not None
+        upload.add_received(40)
+        assert a.flush()
+        # an unrelated request with the ID on B: its claim is refused when written
+        duplicate = b.track(progress_id, 1000)
+        assert duplicate is not None
+        duplicate.add_received(1000)
+        got = b.read(progress_id)  # at once: the claim's answer is waited for
+        assert got is not None and (got.received, got.size) == (40, 100)
+        assert b.running_here(progress_id) is None and a.running_here(progress_id) is upload
+        assert b.cancel(progress_id)  # asks every process: A's upload is the one cancelled
+        assert wait_until(lambda: upload.state == "error", timeout=5)
+        assert not duplicate.finished
+        duplicate.start_response(200, 10)
+        duplicate.finish()
+        assert a.flush() and b.flush()
+        got = b.read(progress_id)
+        assert got is not None
+        assert (got.state, got.reason, got.received) == ("error", "cancelled", 40)
+    finally:
+        a.close()
+        b.close()
+
+
 class Watch:
     """What the probes of both hosts showed of one progress ID, in order."""
 

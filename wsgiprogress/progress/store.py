@@ -112,10 +112,8 @@ class ProgressStore(abc.ABC):
     def read(self, progress_id: str) -> Optional[ProgressEntry]:
         """The progress of *progress_id* as it stands: the live counters of
         a request running in this process, else :meth:`get`."""
-        tracker = self.live.get(progress_id)
-        if tracker is not None and not tracker.finished:
-            return tracker.entry()
-        return self.get(progress_id)
+        tracker = self.running_here(progress_id)
+        return self.get(progress_id) if tracker is None else tracker.entry()
 
     def cancel(self, progress_id: str) -> bool:
         """Cancel the running request of *progress_id*: it ends
@@ -123,15 +121,30 @@ class ProgressStore(abc.ABC):
         under the middleware the application's next read raises.  True when
         a running request was found (here; a store shared by several
         processes also asks the others); False when unknown or ended."""
-        tracker = self.live.get(progress_id)
+        tracker = self.running_here(progress_id)
         return tracker is not None and tracker.cancel()
 
     def watch(self, progress_id: str) -> None:
         """A client waits for the next change of *progress_id* (register its
         waiter first): counting in this process will wake it."""
-        tracker = self.live.get(progress_id)
+        tracker = self.running_here(progress_id)
         if tracker is not None:
             tracker.watch()
+
+    def running_here(self, progress_id: str) -> Optional[Tracker]:
+        """The tracker of *progress_id*'s request when it runs in this process
+        and its claim stands (:meth:`claim_stands`): its live counters are the entry."""
+        tracker = self.live.get(progress_id)
+        if tracker is None or tracker.finished or not self.claim_stands(tracker):
+            return None
+        return tracker
+
+    def claim_stands(self, tracker: Tracker) -> bool:
+        """True when *tracker*'s claim on its ID stands.  Always here: a store
+        of this process answers a claim at once; a store that other processes
+        share may refuse one after :meth:`begin` returned (another process's
+        request holds the ID), and says so here."""
+        return True
 
     def release(self, tracker: Tracker) -> None:
         """*tracker*'s request ended: its entry holds the final counters."""

@@ -29,7 +29,8 @@ failed, reads skip Redis for ``retry_after`` seconds and raise
 :class:`~wsgiprogress.progress.store.BackendUnavailable` at once (the probe
 answers ``unknown`` and says the backend is unavailable); then one read tries
 again, and the first that succeeds ends the outage.  A request running in this
-process is read from its tracker and never waits on Redis.
+process is read from its tracker once Redis took its claim; a claim Redis
+refused (another process's request holds the ID) is read from Redis.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
 RUNNING_TTL = 3600.0
 #: Seconds reads skip Redis after one failed, before one tries again.
 READ_RETRY_AFTER = 1.0
+
+#: Seconds a read waits for the answer to a claim of this process (see
+#: :meth:`RedisProgressStore.claim_stands`).
+CLAIM_WAIT = 0.5
 
 #: A running entry of a resumable upload whose request went silent this long
 #: (its host died, say) may be taken over by the upload's next request.
@@ -198,6 +203,14 @@ class RedisProgressStore(ProgressStore):
         request (a counter it polled) can overwrite the next request's."""
         self.writer.put(str(tracker.token), {**tracker.fields(), "handed": True}, urgent=True)
         self.release(tracker)
+
+    def claim_stands(self, tracker: Tracker) -> bool:
+        """False once Redis refused *tracker*'s claim: a request of another
+        process holds the ID, and its entry is what Redis has.  Until the
+        claim's first write comes back (a few milliseconds after :meth:`begin`)
+        this waits for it, at most :data:`CLAIM_WAIT` seconds; a claim Redis
+        could not answer (an outage) stands, so local counters still show."""
+        return self.writer.claimed(str(tracker.token), CLAIM_WAIT) is not False
 
     def _poll(self) -> None:
         """On the writer's thread, once a round (``interval``): the counters of

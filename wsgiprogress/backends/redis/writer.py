@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 log = logging.getLogger("wsgiprogress")
 
@@ -57,9 +57,12 @@ class CoalescingWriter:
         self._poll = poll
         self.interval = interval
         self.limit = limit
-        self._lock = threading.Condition(threading.Lock())
+        mutex = threading.Lock()
+        self._lock = threading.Condition(mutex)  # wakes the writer's thread
+        self._answered = threading.Condition(mutex)  # wakes those asking :meth:`claimed`
         self._dirty: Dict[str, Snapshot] = {}
         self._known: Dict[str, Snapshot] = {}  # every key not yet settled
+        self._written: Dict[str, None] = {}  # known keys whose last write was taken
         self._refused: Dict[str, None] = {}  # refused keys whose request still runs
         self._urgent = False
         self._closed = False
@@ -93,6 +96,23 @@ class CoalescingWriter:
         """True while *key* has a snapshot that is not settled yet."""
         with self._lock:
             return key in self._known
+
+    def claimed(self, key: str, timeout: float) -> Optional[bool]:
+        """Whether *key*'s claim stands: False once a write of it was refused
+        (another request holds the entry), True once one was taken or when
+        *key* is not pending; ``None`` when no write of it came back within
+        *timeout* seconds (at once while the backend is unreachable)."""
+        deadline = time.monotonic() + timeout
+        with self._answered:
+            while True:
+                if key in self._refused:
+                    return False
+                if key in self._written or key not in self._known:
+                    return True
+                left = deadline - time.monotonic()
+                if self._failing or left <= 0:
+                    return None
+                self._answered.wait(left)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Write everything queued now; True when it was written in time."""
@@ -155,11 +175,16 @@ class CoalescingWriter:
             for key, outcome in outcomes.items():
                 if outcome == REFUSED:
                     self._dirty.pop(key, None)
+                    self._written.pop(key, None)
                     snapshot = self._known.pop(key, None)
                     ended = snapshot is not None and snapshot.get("finished") is not None
                     if not ended and len(self._refused) < self.limit:
                         self._refused[key] = None
                 elif outcome == SETTLED and key not in self._dirty:
                     self._known.pop(key, None)
+                    self._written.pop(key, None)
+                elif key in self._known:
+                    self._written[key] = None
             if not self._dirty:
                 self._idle.set()
+            self._answered.notify_all()
