@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import time
 from http.client import HTTPConnection
 from typing import Any, Dict, List, Tuple
@@ -314,6 +315,32 @@ def test_mailbox_sockets_on_redis_get_posts_from_another_process(redis: Any) -> 
                 assert data_of(ws.recv(timeout=5))["data"] == "from elsewhere"
             finally:
                 backend.close()
+
+
+def test_frames_the_lane_writes_while_the_loop_flushes_arrive_whole_and_in_order(
+        redis: Any) -> None:
+    # on Redis the lane's threads write the frames; the loop flushes what the
+    # kernel did not take (a reader with a small window) at the same time
+    count, bounds = 1500, {"max_messages": 1500, "max_bytes": 50 * 2**20}
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns between any two bytecodes, nearly
+    with contextlib.ExitStack() as stack:
+        stack.callback(sys.setswitchinterval, switching)
+        server, port = stack.enter_context(serve(backend=redis.url, **bounds))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((HOST, int(port)))
+        with connect(url(port), sock=sock, max_size=None) as ws:
+            wait_until(lambda: len(server.mailbox.waiters) == 1)
+            backend = backend_from_url(redis.url, **bounds)  # the poster's bounds trim
+            try:
+                posted = [backend.mailbox.post(NAME, f"{n:05d}" * 800)[NAME]
+                          for n in range(count)]
+                got = [data_of(ws.recv(timeout=10)) for _ in range(count)]
+            finally:
+                backend.close()
+    assert [m["id"] for m in got] == posted
+    assert [m["data"] for m in got] == [f"{n:05d}" * 800 for n in range(count)]
 
 
 def test_permessage_deflate_only_when_offered_by_the_setting() -> None:
