@@ -191,17 +191,6 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
                 self.send_continue()
                 self.stir()  # what the kernel did not take goes out without a read
 
-    def _flush_some(self, *args: Any, **kw: Any) -> bool:
-        """waitress's flush; for a WebSocket under ``outbuf_lock``: waitress
-        flushes a channel with no request without it, but a session on the
-        probe lane writes its frames from the lane's threads."""
-        if self.websocket is None:
-            return super()._flush_some(*args, **kw)  # type: ignore[no-any-return]
-        with self.outbuf_lock:
-            flushed: bool = super()._flush_some(*args, **kw)
-            self.outbuf_lock.notify()  # a writer waiting below the high watermark
-            return flushed
-
     def handle_write(self) -> None:
         super().handle_write()
         if self.sent_in_full:

@@ -48,6 +48,7 @@ class SentBytes:
     total_outbufs_len: int
     connected: bool
     last_activity: float
+    websocket: Any
     #: Response bytes the kernel accepted on this connection.
     progress_bytes_sent = 0
     #: The tracked requests whose output is being sent, oldest first.
@@ -91,6 +92,17 @@ class SentBytes:
                         return len(data)
         written: int = super().write_soon(data)  # type: ignore[misc]
         return written
+
+    def _flush_some(self, *args: Any, **kw: Any) -> bool:
+        """waitress's flush; for a WebSocket under ``outbuf_lock``: waitress
+        flushes a channel with no request without it, but a session on the
+        probe lane writes its frames from the lane's threads."""
+        if self.websocket is None:
+            return super()._flush_some(*args, **kw)  # type: ignore[misc,no-any-return]
+        with self.outbuf_lock:
+            flushed: bool = super()._flush_some(*args, **kw)  # type: ignore[misc]
+            self.outbuf_lock.notify()  # a writer waiting below the high watermark
+            return flushed
 
     def output_position(self) -> int:
         """Where the next byte queued now will be in the output; call with
