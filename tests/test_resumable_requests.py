@@ -7,6 +7,7 @@ the response-message location replays its answer.  The drafts' scenario: a
 1,000,000-byte counter, cut after more than 100 kB, the resume cut again."""
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
@@ -107,6 +108,27 @@ def test_a_whole_resumable_request_is_answered_by_the_app_once(served: Any) -> N
     assert [(c.method, c.path, c.body_sha256) for c in app.calls] == [
         ("PUT", "/doc", sha256(data))]
     assert request(port, "GET", fields["response-message-location"]).status == 201
+
+
+def test_a_resumable_request_the_authorize_hook_refuses_leaves_nothing_stored(
+        tmp_path: Path) -> None:
+    def authorize(environ: Dict[str, Any], name: Any, action: str) -> bool:
+        return environ.get("HTTP_X_USER") == "alice"
+
+    app = Recorder()
+    with serving("server", app, resumable_dir=str(tmp_path), authorize=authorize) as port:
+        with socket.create_connection((HOST, port), timeout=10) as sock:
+            sock.sendall(b"PUT /doc HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         b"Prefer: resume\r\nContent-Length: 300000\r\n\r\n")
+            status, fields = read_head(sock)
+            assert status == 100  # the body is kept as it arrives, before the hook is asked
+            sock.sendall(counter(300_000))
+            status, _ = read_head(sock)
+        assert status == 403
+        location = fields["request-content-location"]
+        assert request(port, "HEAD", location, {"X-User": "alice"}).status == 404
+        assert os.listdir(tmp_path) == []  # not even until it expires
+    assert app.calls == []
 
 
 def test_the_ietf_append_completes_a_resumable_request(served: Any) -> None:

@@ -125,6 +125,8 @@ class ResumableUploads:
             environ["PATH_INFO"] = path = self.url
         name = path[len(self.url):].partition("/")[0] if path.startswith(self.url) else ""
         if self.authorize is not None and not self.authorize(environ, name or None, "upload"):
+            if _resuming(environ):  # its body was kept as it arrived, before the hook said no
+                self.resume.discard(environ)
             return plain(start_response, "403 Forbidden", "not allowed",
                          head_only=environ["REQUEST_METHOD"] == "HEAD")
         if name:

@@ -119,6 +119,16 @@ class ResumeRequests:
             return answer_storage_error(start_response, exc)
         return self.service.kept_response(start_response, upload)
 
+    def discard(self, environ: WSGIEnvironment) -> None:
+        """The authorize hook refused a resumable request whose body arrived:
+        the upload it made, and its body, go now rather than at expiry."""
+        part: StoredPart = environ[keys.STORED_PART]
+        self.service.settled(part.upload_id)
+        with self.storage.locked(part.upload_id) as upload:
+            if upload is not None:
+                self.storage.delete(part.upload_id)
+        part.close()
+
     # -- at the request-content location -----------------------------------------
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
