@@ -138,8 +138,7 @@ class ProgressMiddleware:
 
             def counting_write(data: bytes) -> object:
                 result = write(data)
-                tracker.add_produced(len(data))
-                tracker.add_sent(len(data))
+                tracker.add_passed(len(data))
                 return result
 
             return counting_write
@@ -282,9 +281,7 @@ class TrackedResponse:
         except BaseException:
             self.tracker.fail(APP_ERROR, 500)
             raise
-        n = len(chunk)
-        self.tracker.add_produced(n)
-        self.tracker.add_sent(n)
+        self.tracker.add_passed(len(chunk))
         return chunk
 
     def close(self) -> None:
