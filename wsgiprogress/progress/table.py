@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import threading
 import time
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
@@ -63,6 +64,8 @@ class ProgressTable(ProgressStore):
         self._records: Dict[str, _Record] = {}
         # finished IDs in the order they expire (ttl is the same for all)
         self._expiries: "collections.OrderedDict[str, float]" = collections.OrderedDict()
+        # no entry expires before this: begin and finish look at expiries only then
+        self._due = math.inf
         self._tokens = itertools.count(1)
         self._full_warning = RateLimitedWarning(
             "progress table full (%d running requests); request untracked; raise capacity",
@@ -78,7 +81,8 @@ class ProgressTable(ProgressStore):
         fresh.token, fresh.owner = token, owner
         full = False
         with self._lock:
-            self._expire(now)
+            if now >= self._due:
+                self._expire(now)
             record = self._records.get(progress_id)
             # one process: its running trackers are in ``live`` (track refuses
             # those), so a running entry of the same owner was handed over
@@ -120,8 +124,11 @@ class ProgressTable(ProgressStore):
             if record is None or record.token != token or not record.running:
                 return
             _assign(record, fields)
-            self._expiries[progress_id] = now + self.ttl
-            self._expire(now)
+            expiry = self._expiries[progress_id] = now + self.ttl
+            if expiry < self._due:
+                self._due = expiry
+            if now >= self._due:
+                self._expire(now)
         self.waiters.wake(progress_id)
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
@@ -162,9 +169,11 @@ class ProgressTable(ProgressStore):
         while expiries:
             progress_id, when = next(iter(expiries.items()))
             if when > now:
-                break
+                self._due = when
+                return
             del expiries[progress_id]
             del self._records[progress_id]
+        self._due = math.inf
 
 
 def _assign(entry: ProgressEntry, fields: Mapping[str, Any]) -> None:
