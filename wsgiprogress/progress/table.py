@@ -38,6 +38,8 @@ _SETTINGS = tuple(s for s in STORE_SETTINGS if s.name in ("ttl", "capacity"))
 class _Record(ProgressEntry):
     # the stored entry and who may change it: one object an entry, not two
     __slots__ = ("token", "owner")
+    token: int
+    owner: Optional[str]
 
 
 class ProgressTable(ProgressStore):
