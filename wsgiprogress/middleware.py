@@ -138,7 +138,8 @@ class ProgressMiddleware:
 
             def counting_write(data: bytes) -> object:
                 result = write(data)
-                tracker.add_passed(len(data))
+                tracker.add_produced(len(data))
+                tracker.add_sent(len(data))
                 return result
 
             return counting_write
@@ -281,7 +282,9 @@ class TrackedResponse:
         except BaseException:
             self.tracker.fail(APP_ERROR, 500)
             raise
-        self.tracker.add_passed(len(chunk))
+        n = len(chunk)
+        self.tracker.add_produced(n)
+        self.tracker.add_sent(n)
         return chunk
 
     def close(self) -> None:

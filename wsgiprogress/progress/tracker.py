@@ -215,16 +215,6 @@ class Tracker:
         if not self.detached:
             self.produced += n
 
-    def add_passed(self, n: int) -> None:
-        """Count *n* response bytes produced by the application and handed
-        to the server at once (the middleware): :meth:`add_produced` and
-        :meth:`add_sent` in one call."""
-        if not self.detached:
-            self.produced += n
-            self.sent += n
-            if self._watched:
-                self._wake_watchers()
-
     # -- transitions ---------------------------------------------------------
 
     def body_complete(self) -> None:
