@@ -115,7 +115,7 @@ class ProgressEntry:
     def copy(self) -> ProgressEntry:
         """A detached copy of this entry."""
         clone = ProgressEntry.__new__(ProgressEntry)
-        for name in self.__slots__:
+        for name in ProgressEntry.__slots__:  # a store's subclass keeps more
             setattr(clone, name, getattr(self, name))
         return clone
 
@@ -123,7 +123,7 @@ class ProgressEntry:
         """Every field and ``eta``, as the native probe shows them; ``files``
         only when files are listed, ``steps`` only once the application
         reported some."""
-        data = {name: getattr(self, name) for name in self.__slots__}
+        data = {name: getattr(self, name) for name in ProgressEntry.__slots__}
         for optional in ("files", "steps"):
             if data[optional] is None:
                 del data[optional]
@@ -135,7 +135,7 @@ class ProgressEntry:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProgressEntry):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+        return all(getattr(self, n) == getattr(other, n) for n in ProgressEntry.__slots__)
 
     def __repr__(self) -> str:
         return (

@@ -192,7 +192,8 @@ class ProgressStore(abc.ABC):
         if token is None:
             return None
         tracker = Tracker(self, progress_id, token, size)
-        tracker.resume_at(offset)
+        if offset:
+            tracker.resume_at(offset)
         self.live[progress_id] = tracker
         if progress_id in self.waiters:  # a client waits for it to start
             tracker.watch()

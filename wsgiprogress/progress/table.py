@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import threading
 import time
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
@@ -34,13 +35,11 @@ from .store import ProgressStore
 _SETTINGS = tuple(s for s in STORE_SETTINGS if s.name in ("ttl", "capacity"))
 
 
-class _Record:
-    __slots__ = ("entry", "token", "owner")
-
-    def __init__(self, entry: ProgressEntry, token: int, owner: Optional[str]) -> None:
-        self.entry = entry
-        self.token = token
-        self.owner = owner
+class _Record(ProgressEntry):
+    # the stored entry and who may change it: one object an entry, not two
+    __slots__ = ("token", "owner")
+    token: int
+    owner: Optional[str]
 
 
 class ProgressTable(ProgressStore):
@@ -67,6 +66,8 @@ class ProgressTable(ProgressStore):
         self._records: Dict[str, _Record] = {}
         # finished IDs in the order they expire (ttl is the same for all)
         self._expiries: "collections.OrderedDict[str, float]" = collections.OrderedDict()
+        # no entry expires before this: begin and finish look at expiries only then
+        self._due = math.inf
         self._tokens = itertools.count(1)
         self._full_warning = RateLimitedWarning(
             "progress table full (%d running requests); request untracked; raise capacity",
@@ -77,15 +78,17 @@ class ProgressTable(ProgressStore):
         now = self.clock()
         # made before the lock is taken: its holders only look, insert and change fields
         token = next(self._tokens)
-        fresh = _Record(ProgressEntry(progress_id, UPLOADING if received else STARTING,
-                                      received, size, started=now), token, owner)
+        fresh = _Record(progress_id, UPLOADING if received else STARTING, received, size,
+                        started=now)
+        fresh.token, fresh.owner = token, owner
         full = False
         with self._lock:
-            self._expire(now)
+            if now >= self._due:
+                self._expire(now)
             record = self._records.get(progress_id)
             # one process: its running trackers are in ``live`` (track refuses
             # those), so a running entry of the same owner was handed over
-            duplicate = record is not None and record.entry.running and (
+            duplicate = record is not None and record.running and (
                 owner is None or record.owner != owner)
             if not duplicate:
                 if record is not None:  # ended or taken over: fresh, as the newest
@@ -111,20 +114,23 @@ class ProgressTable(ProgressStore):
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         with self._lock:
             record = self._records.get(progress_id)
-            if record is None or record.token != token or not record.entry.running:
+            if record is None or record.token != token or not record.running:
                 return
-            _assign(record.entry, fields)
+            _assign(record, fields)
         self.waiters.wake(progress_id)
 
     def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         now = self.clock()
         with self._lock:  # entries are changed and copied only under it
             record = self._records.get(progress_id)
-            if record is None or record.token != token or not record.entry.running:
+            if record is None or record.token != token or not record.running:
                 return
-            _assign(record.entry, fields)
-            self._expiries[progress_id] = now + self.ttl
-            self._expire(now)
+            _assign(record, fields)
+            expiry = self._expiries[progress_id] = now + self.ttl
+            if expiry < self._due:
+                self._due = expiry
+            if now >= self._due:
+                self._expire(now)
         self.waiters.wake(progress_id)
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
@@ -154,21 +160,22 @@ class ProgressTable(ProgressStore):
 
     def _current(self, record: _Record) -> ProgressEntry:
         # a running request's entry holds its last state; its counters are live
-        entry = record.entry
-        if entry.running:
-            tracker = self.live.get(entry.id)
+        if record.running:
+            tracker = self.live.get(record.id)
             if tracker is not None and tracker.token == record.token and not tracker.finished:
-                return tracker.entry(entry.started)
-        return entry.copy()
+                return tracker.entry(record.started)
+        return record.copy()
 
     def _expire(self, now: float) -> None:
         expiries = self._expiries
         while expiries:
             progress_id, when = next(iter(expiries.items()))
             if when > now:
-                break
+                self._due = when
+                return
             del expiries[progress_id]
             del self._records[progress_id]
+        self._due = math.inf
 
 
 def _assign(entry: ProgressEntry, fields: Mapping[str, Any]) -> None:

@@ -110,7 +110,8 @@ class Tracker:
         "store", "id", "token", "size", "received", "sent", "produced", "declared_response_size",
         "state", "status", "reason", "speed", "started", "steps", "_clock", "_check_at",
         "_watched", "_wake_at", "_last_time", "_last_received", "_first_time",
-        "_first_received", "_store_failed", "files", "on_cancel", "detached", "handed")
+        "_first_received", "_store_failed", "files", "on_cancel", "detached", "handed",
+        "finished")
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
                  size: Optional[int]) -> None:
@@ -140,11 +141,9 @@ class Tracker:
         self.steps: Optional[Dict[str, Any]] = None
         self.detached = False  #: an operation, not the connection, ends it (:meth:`detach`)
         self.handed = False  #: another request counts on (:meth:`hand_over`)
-
-    @property
-    def finished(self) -> bool:
-        """True once :meth:`finish`, :meth:`fail` or :meth:`hand_over` has run."""
-        return self.state in (DONE, ERROR) or self.handed
+        #: True once :meth:`finish`, :meth:`fail` or :meth:`hand_over` has run
+        #: (an attribute, not a property: every count and change reads it).
+        self.finished = False
 
     # -- counting (hot path) -------------------------------------------------
 
@@ -169,7 +168,7 @@ class Tracker:
         """The next request of a resumable upload (in any process) counts on:
         the entry stays running (:meth:`ProgressStore.hand_over`); this one is over."""
         if not self.finished:
-            self.handed = True
+            self.handed = self.finished = True
             self.store.hand_over(self)
 
     def add_sent(self, n: int) -> None:
@@ -385,7 +384,7 @@ class Tracker:
             self._store_failure("update")
 
     def _end(self) -> None:
-        self.measure()
+        self.finished = True  # the state is final: the speed was measured last while uploading
         fields = self.fields()
         fields["finished"] = self._clock()
         try:

@@ -89,7 +89,7 @@ class TrackingRules:
 
         O(1) apart from the store call: on our server this runs on the I/O thread.
         """
-        if not self.wants(method) or path == self.probe_path:
+        if method not in self.methods or path == self.probe_path:
             return None
         progress_id = self.finder.find_in(header_id, query)
         if progress_id is None:
