@@ -199,8 +199,9 @@ class FileProgress:
         of what the decoder holds with ``data[pos:]`` may have the marker
         (it has the needle): the decoder looks itself."""
         needle, held = self._needle, decoder.buffer
-        # a needle in the junction begins at the last of its first byte held
-        begins = held.rfind(needle[0])
+        # a needle held whole or in part begins at or after the first of its
+        # first byte held
+        begins = held.find(needle[0])
         if begins != -1 and needle in held[begins:] + data[pos:pos + len(needle) - 1]:
             return False
         keep = self._keep
