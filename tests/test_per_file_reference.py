@@ -21,7 +21,15 @@ from wsgiprogress.progress.files import (
     skip_needle,
 )
 
-pytestmark = recent_werkzeug
+#: The reference is werkzeug's decoder as 3.1 made it: before, it holds a
+#: part's data from a line break and a marker (no delimiter) up to the next
+#: line break, unbounded, and misses delimiters split across some reads (a
+#: file counted through the next part), which per-file progress, fed windows
+#: around the delimiters, does not; test_per_file covers those releases.
+pytestmark = [recent_werkzeug, pytest.mark.skipif(
+    not hasattr(__import__("werkzeug.sansio.multipart").sansio.multipart.MultipartDecoder,
+                "_last_partial_boundary_index"),
+    reason="the reference needs werkzeug 3.1's decoder")]
 
 #: Boundaries as browsers and tools send them, and ones made to confuse.
 BOUNDARIES = [
