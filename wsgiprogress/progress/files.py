@@ -7,13 +7,18 @@ lists each file of the form as its bytes arrive: field name, file name,
 content type, bytes received, done — what PHP's ``session.upload_progress``
 calls ``files[]``.  :class:`FileProgress` finds the parts with werkzeug's
 sans-IO ``MultipartDecoder`` (the ``wsgiprogress[multipart]`` extra, imported
-only when the setting is on) and keeps the bytes of no part.
+only when the setting is on) and keeps the bytes of no part.  The decoder
+reads the part heads and a few KiB after each place where a delimiter may be
+(a :func:`skip_needle`, searched with ``bytes.rfind``); a file's bulk between
+them is counted by its length, so a large upload costs that search and one
+Python call per read.
 
 .. code-block:: python
 
     files = FileProgress.for_content_type(environ["CONTENT_TYPE"])
     if files is not None:
         files.feed(chunk)           # as body bytes arrive, in order
+        files.feed(buffer, 10, 20)  # or a part of a buffer, read in place
         files.snapshot()            # [{"field_name": "photo", "filename": ...}]
 
 It is bounded and never raises: at most :data:`MAX_FILES` files are listed,
@@ -35,14 +40,15 @@ MAX_FILES = 100
 MAX_PARTS = 1000
 #: Characters kept of a field name, file name or content type.
 MAX_NAME = 200
-#: Bytes fed to the decoder at once: 64 KiB keeps its copies in the CPU's cache.
-FEED_SLICE = 64 * 1024
-#: Reads at least this long inside a part are searched for the boundary
-#: first, and counted without the decoder when it is not there.
-SKIP_AT_LEAST = 4096
+#: Bytes the decoder reads at once: a part's head, or what follows a place
+#: where a delimiter may be.
+WINDOW = 4096
+#: Stretches of a part's data at least this long are searched for the
+#: boundary, and counted by their length up to where it may be.
+SKIP_AT_LEAST = WINDOW
 #: Bytes the decoder may hold while it looks for a boundary or the end of a
 #: part's headers; a longer preamble or part head stops the listing.
-MAX_BUFFERED = 2 * FEED_SLICE
+MAX_BUFFERED = 128 * 1024
 
 
 def skip_needle(marker: bytes) -> bytes:
@@ -95,12 +101,11 @@ class FileProgress:
 
     :param boundary: the body's multipart boundary.
 
-    :meth:`feed` runs on the counting thread (our server's I/O thread): it
-    costs the decoder's work and no more.  :meth:`snapshot` may run on any
-    thread.
+    :meth:`feed` runs on the counting thread (our server's I/O thread);
+    :meth:`snapshot` may run on any thread.
     """
 
-    __slots__ = ("files", "_decoder", "_current", "_parts", "_events", "_marker", "_needle",
+    __slots__ = ("files", "_decoder", "_current", "_parts", "_events", "_needle", "_keep",
                  "_in_data")
 
     def __init__(self, boundary: bytes) -> None:
@@ -112,8 +117,11 @@ class FileProgress:
             boundary, max_form_memory_size=MAX_BUFFERED)
         self._current: Optional[FileRecord] = None
         self._parts = 0
-        self._marker = marker = b"--" + boundary
+        marker = b"--" + boundary
         self._needle = skip_needle(marker)
+        #: What the decoder keeps of a part's data that may begin its
+        #: delimiter: a line break (CRLF, CR or LF) and the marker
+        self._keep = len(marker) + 2
         self._in_data = multipart.State.DATA
 
     @classmethod
@@ -137,43 +145,74 @@ class FileProgress:
         """False once the listing stopped (parsed to the end, or gave up)."""
         return self._decoder is not None
 
-    def feed(self, data: bytes) -> None:
-        """Parse the next body bytes; never raises."""
+    def feed(self, data: bytes, start: int = 0, end: Optional[int] = None) -> None:
+        """Parse the next body bytes, ``data[start:end]`` (read in place, not
+        copied); never raises."""
         decoder = self._decoder
         if decoder is None:
             return
+        if end is None:
+            end = len(data)
         try:
-            if len(data) >= SKIP_AT_LEAST and decoder.state is self._in_data \
-                    and self._skip_data(decoder, data):
-                return
-            view = memoryview(data)
-            for start in range(0, len(view), FEED_SLICE):
-                decoder.receive_data(view[start:start + FEED_SLICE])
-                self._drain(decoder)
+            last = -2  # where the last needle in data[start:end] begins; -2: not searched
+            if end - start >= SKIP_AT_LEAST and decoder.state is self._in_data:
+                # a large file's reads: most hold no delimiter, and cost this
+                last = data.rfind(self._needle, start, end)
+                if last == -1 and self._skip(decoder, data, start, end):
+                    return
+            self._feed(decoder, data, start, end, last)
         except Exception as exc:  # malformed or over a bound: the listing stops
             self._stop(exc)
 
-    def _skip_data(self, decoder: Any, data: bytes) -> bool:
-        """Inside a part, bytes that hold no ``--<boundary>`` are that part's
-        data up to the last few, which may begin its delimiter: count them
-        and leave the decoder those few, as if it had emitted the rest
-        itself (its copies cost more than the reading of the socket).
-        False when *data*, or its junction with what the decoder holds,
-        may have the marker (they have its :func:`skip_needle`): the
-        decoder finds the boundary, or that there is none."""
-        needle = self._needle
-        held = decoder.buffer
-        if data.rfind(needle) != -1 or needle in held + data[:len(needle) - 1]:
+    def _feed(self, decoder: Any, data: bytes, pos: int, end: int, last: int) -> None:
+        """The decoder reads the part heads and a window after each place
+        where a delimiter may be (a :func:`skip_needle`, the last of them at
+        *last*); a part's data between them is counted by its length
+        (:meth:`_skip`)."""
+        needle, in_data = self._needle, self._in_data
+        view = memoryview(data)
+        while pos < end:
+            upto = pos + WINDOW
+            if decoder.state is in_data and end - pos >= SKIP_AT_LEAST:
+                if last == -2:
+                    last = data.rfind(needle, pos, end)
+                # data[pos:clear] holds no needle: none begins before `hit`
+                hit = -1 if last < pos else data.find(needle, pos, last + len(needle))
+                clear = end if hit == -1 else hit + len(needle) - 1
+                if clear - pos >= SKIP_AT_LEAST and self._skip(decoder, data, pos, clear):
+                    pos = clear
+                    if pos == end:
+                        return
+                # the decoder decides whether a delimiter is there
+                upto = max(pos, hit) + len(needle) + WINDOW
+            upto = min(upto, end)
+            decoder.receive_data(view[pos:upto])
+            pos = upto
+            if not self._drain(decoder):
+                return
+
+    def _skip(self, decoder: Any, data: bytes, pos: int, clear: int) -> bool:
+        """Inside a part, ``data[pos:clear]`` holds no ``--<boundary>``: count
+        it up to its last few bytes, which may begin the delimiter, and leave
+        the decoder those few as if it had emitted the rest itself (its
+        copies cost more than reading the socket).  False when the junction
+        of what the decoder holds with ``data[pos:]`` may have the marker
+        (it has the needle): the decoder looks itself."""
+        needle, held = self._needle, decoder.buffer
+        # a needle held whole or in part begins at or after the first of its
+        # first byte held
+        begins = held.find(needle[0])
+        if begins != -1 and needle in held[begins:] + data[pos:pos + len(needle) - 1]:
             return False
-        keep = len(self._marker) + 2  # a line break before the marker: CRLF, CR or LF
+        keep = self._keep
         current = self._current
         if current is not None:
-            current.received += len(held) + len(data) - keep
-        del held[:]
-        held += data[-keep:]
+            current.received += len(held) + clear - pos - keep
+        held[:] = data[clear - keep:clear]
         return True
 
-    def _drain(self, decoder: Any) -> None:
+    def _drain(self, decoder: Any) -> bool:
+        """Take the decoder's events; False once the listing ended."""
         events = self._events
         need_data, data_event, file_event = events.NeedData, events.Data, events.File
         epilogue = events.State.EPILOGUE
@@ -181,7 +220,7 @@ class FileProgress:
             event = decoder.next_event()
             kind = event.__class__
             if kind is need_data:
-                return
+                return True
             if kind is data_event:
                 current = self._current
                 if current is not None:
@@ -192,6 +231,7 @@ class FileProgress:
             elif kind is file_event or kind is events.Field:
                 self._part(event, kind is file_event)
         self._decoder = None  # the closing boundary came: nothing more to list
+        return False
 
     def _part(self, event: Any, is_file: bool) -> None:
         self._parts += 1

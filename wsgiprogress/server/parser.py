@@ -133,8 +133,7 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
                 if files is not None:
                     # a declared size: the body arrived as sent, and ends what
                     # this call consumed
-                    files.feed(data if arrived == consumed == len(data)
-                               else data[consumed - arrived:consumed])
+                    files.feed(data, consumed - arrived, consumed)
                 tracker.add_received(arrived)  # completes a declared size
         error = self.error
         if error is not None:
