@@ -39,6 +39,7 @@ from ..progress.entry import ABORTED
 from ..waiters import Parked
 from .cancelling import answer_cancelled
 from .compat import PEEK_FOR_DEPARTURE
+from .loop_mailbox import mailbox_task
 from .loop_probe import probe_task
 from .parser import ProgressParser
 from .sending import SentBytes
@@ -80,13 +81,19 @@ def interim_ready(channel: Callable[[], Optional[ProgressChannel]], request: Any
 
 def task_for(channel: ProgressChannel, request: Any) -> Any:
     """The task of *request*: the parked one again, a probe's answer made at
-    once (:mod:`~wsgiprogress.server.loop_probe`), or a new task."""
+    once (:mod:`~wsgiprogress.server.loop_probe`), a mailbox's answer made
+    without a task (:mod:`~wsgiprogress.server.loop_mailbox`), or a new task."""
     parking = channel.parking
     if parking is not None and parking.task.request is request:
         return parking.task
-    probe = channel.server.progress_probe
-    if request.reads_progress and probe is not None:
-        answer = probe_task(channel, request, probe)
+    server = channel.server
+    if request.is_endpoint:
+        answer: Any = None
+        if request.reads_progress:
+            if server.progress_probe is not None:
+                answer = probe_task(channel, request, server.progress_probe)
+        elif server.progress_mailboxes is not None:
+            answer = mailbox_task(channel, request, server.progress_mailboxes)
         if answer is not None:
             return answer
     return ProgressTask(channel, request)
@@ -171,9 +178,7 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
         if not payload:
             return  # no upload to announce, no 100 asked for
         with self.outbuf_lock:
-            self.outbufs[-1].append(payload)
-            self.current_outbuf_count += len(payload)
-            self.total_outbufs_len += len(payload)
+            self.queue(payload)
             self.sent_continue = True
             self._flush_some()
         self.request.completed = False

@@ -87,6 +87,11 @@ class Loop:
             self._signalled = True
             self.trigger.pull_trigger()
 
+    @property
+    def pending(self) -> bool:
+        """True while calls handed to the loop wait for this turn's end."""
+        return bool(self._ready)
+
     def pull_trigger(self, thunk: Optional[Callable[[], None]] = None) -> None:
         """The listeners' ``pull_trigger``: wake the poll from another thread.
         On the loop's own thread a wake-up without a *thunk* is needless (the
