@@ -10,6 +10,7 @@ import itertools
 import re
 import secrets
 import socket
+import struct
 import time
 from typing import Any, Dict, Iterator, List, Tuple
 from unittest import mock
@@ -143,7 +144,22 @@ def test_answers_are_the_task_paths_byte_for_byte(both: Tuple[int, int],
         assert answer == tasked
 
 
-def test_a_publish_reaches_a_parked_waiter_without_a_task_or_environ() -> None:
+#: Linux's SO_TIMESTAMPNS (also its control message's type), which Python does not name.
+SO_TIMESTAMPNS = 35
+
+
+def received(sock: socket.socket) -> Tuple[bytes, float]:
+    """What one ``recv`` of *sock* gives, and when its first bytes arrived
+    (the kernel's time: ``SO_TIMESTAMPNS``)."""
+    data, ancillary, _, _ = sock.recvmsg(65536, 64)
+    stamps = [struct.unpack("qq", value[:16]) for level, kind, value in ancillary
+              if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS]
+    assert stamps, "no arrival time"
+    seconds, nanoseconds = stamps[0]
+    return data, seconds + nanoseconds / 1e9
+
+
+def test_a_publish_reaches_a_parked_waiter_first_without_a_task_or_environ() -> None:
     served: List[str] = []
     original = loop_mailbox.MailboxAnswer.service
 
@@ -164,11 +180,16 @@ def test_a_publish_reaches_a_parked_waiter_without_a_task_or_environ() -> None:
             while len(server.mailbox.waiters) < 1:
                 assert time.monotonic() < deadline, "the long-poll did not park"
                 time.sleep(0.01)
-            published = exchange(port, b"POST /mailbox/%s HTTP/1.1\r\nHost: t\r\n"
-                                 b"Authorization: Bearer %s\r\nContent-Length: 5\r\n"
-                                 b"Connection: close\r\n\r\nhello"
-                                 % (name.encode(), TOKEN.encode()), read_for=5)
-            delivered = waiter.recv(65536)
+            with socket.create_connection((HOST, port), timeout=5) as publisher:
+                for sock in (waiter, publisher):  # the kernel notes when bytes arrive
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                publisher.sendall(b"POST /mailbox/%s HTTP/1.1\r\nHost: t\r\n"
+                                  b"Authorization: Bearer %s\r\nContent-Length: 5\r\n\r\n"
+                                  b"hello" % (name.encode(), TOKEN.encode()))
+                published, published_at = received(publisher)
+                delivered, delivered_at = received(waiter)
+        # the waiter's answer went out before the publisher's reply
+        assert delivered_at < published_at
         assert published.startswith(b"HTTP/1.1 201 Created")
         assert b'"data": "hello"' in delivered
         assert not server.mailbox.waiters  # the slot went back

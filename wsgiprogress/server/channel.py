@@ -178,7 +178,9 @@ class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
         if not payload:
             return  # no upload to announce, no 100 asked for
         with self.outbuf_lock:
-            self.queue(payload)
+            self.outbufs[-1].append(payload)
+            self.current_outbuf_count += len(payload)
+            self.total_outbufs_len += len(payload)
             self.sent_continue = True
             self._flush_some()
         self.request.completed = False

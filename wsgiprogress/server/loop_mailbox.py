@@ -117,10 +117,12 @@ class MailboxAnswer:
         assert made is not None, "a mailbox answer that is no event stream has a length"
         data, self.close_on_finish = made
         channel = self.channel
-        if self.request.command == "POST" and channel.server.progress_loop.pending:
-            channel.write_next_turn(data)  # the waiters it woke are answered first
-        else:
-            channel.write_soon(data)  # raises ClientDisconnected once closed
+        loop = channel.server.progress_loop
+        if self.request.command == "POST" and loop.on_loop():
+            # the waiters a publish woke are answered first: a client waiting
+            # for both answers is woken once, when it has both
+            loop.run_ready()
+        channel.write_soon(data)  # raises ClientDisconnected once closed
         self.wrote_header = True
 
 

@@ -15,8 +15,6 @@ import collections
 import time
 from typing import TYPE_CHECKING, Any, Deque, List, Optional
 
-from waitress.channel import ClientDisconnected
-
 from ..progress.entry import ABORTED
 from .compat import SEND_WITHOUT_CLOSING
 
@@ -47,8 +45,6 @@ class SentBytes:
     kernel accepted (``send``), not those the application produced."""
 
     outbuf_lock: Any
-    outbufs: List[Any]
-    current_outbuf_count: int
     total_outbufs_len: int
     connected: bool
     last_activity: float
@@ -95,28 +91,6 @@ class SentBytes:
                         return len(data)
         written: int = super().write_soon(data)  # type: ignore[misc]
         return written
-
-    def queue(self, data: bytes) -> None:
-        """Put *data* at the end of the output, sent once the socket is
-        writable, not now; call with ``outbuf_lock`` held."""
-        self.outbufs[-1].append(data)
-        self.current_outbuf_count += len(data)
-        self.total_outbufs_len += len(data)
-
-    def write_next_turn(self, data: bytes) -> None:
-        """Queue *data* for the I/O loop to send at its next turn, after the
-        calls handed to it in this one: a publish's reply goes out after the
-        answers of the waiters it woke.  A client that waits for both reads
-        them in one go then, instead of being woken for the first while the
-        second is still being made.
-
-        :raises ClientDisconnected: once the connection closed, as waitress's
-            ``write_soon``.
-        """
-        with self.outbuf_lock:
-            if not self.connected:
-                raise ClientDisconnected
-            self.queue(data)
 
     def output_position(self) -> int:
         """Where the next byte queued now will be in the output; call with
