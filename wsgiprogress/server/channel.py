@@ -42,6 +42,7 @@ from .compat import PEEK_FOR_DEPARTURE
 from .loop_mailbox import mailbox_task
 from .loop_probe import probe_task
 from .parser import ProgressParser
+from .reading import SizedReads
 from .sending import SentBytes
 from .task import ProgressTask
 
@@ -99,7 +100,7 @@ def task_for(channel: ProgressChannel, request: Any) -> Any:
     return ProgressTask(channel, request)
 
 
-class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
+class ProgressChannel(SizedReads, SentBytes, HTTPChannel):  # type: ignore[misc]
     """A waitress channel that reports progress; see the module docstring."""
 
     task_class = staticmethod(task_for)
