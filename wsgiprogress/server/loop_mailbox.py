@@ -81,7 +81,6 @@ class MailboxAnswer:
         self.environ: Optional[Dict[str, Any]] = environ
         self.endpoint = endpoint
         self.response = Recorded()
-        environ[keys.PARK] = self.park
 
     def park(self) -> Parking:
         """The wake of this request's long-poll, which may now park it."""
@@ -97,6 +96,8 @@ class MailboxAnswer:
         waiting = self.waiting
         if waiting is None:
             environ, self.environ = self.environ, None
+            assert environ is not None  # serviced once before it waits
+            environ[keys.PARK] = self.park  # here: an answer never serviced holds no cycle
             body = self.endpoint(environ, self.response.start_response)
             if not isinstance(body, WaitingResponse):
                 return self._write(body)
