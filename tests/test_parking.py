@@ -169,7 +169,7 @@ def test_the_loop_runs_calls_from_other_threads_and_timers_in_order() -> None:
     cancelled = loop.call_at(now, lambda: ran.append("cancelled"))
     loop.cancel(cancelled)
     assert loop._timeout(1.0) == 0.0  # calls are ready: do not sleep in poll
-    loop._run_ready()
+    loop.run_ready()
     assert ran == ["soon"] * 3
     assert 0 < loop._timeout(1.0) <= 0.02
     deadline = time.monotonic() + 2

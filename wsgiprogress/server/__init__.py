@@ -274,7 +274,8 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
              "given" if "connection_limit" in settings else "default", fds[1], fds[0])
     dispatcher = ProgressDispatcher(options["probe_threads"])
     dispatcher.set_thread_count(threads)
-    server = waitress.create_server(RoutedApp(app, front), _dispatcher=dispatcher, **theirs)
+    routed = RoutedApp(app, front)
+    server = waitress.create_server(routed, _dispatcher=dispatcher, **theirs)
     rules = TrackingRules.from_options(front.store, options,
                                        server.adj.url_prefix + front.progress_url)
     listeners = _listeners(server)
@@ -299,6 +300,10 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         # read the whole environ), not on waitress 1.4 (one task a connection)
         listener.progress_probe = None if front.probe.authorize is not None \
             or PEEK_FOR_DEPARTURE else front.probe
+        # mailboxes answered without a task: only where nothing they do blocks,
+        # and no trusted proxy's headers are checked (waitress may answer 400)
+        listener.progress_mailboxes = None if blocking or PEEK_FOR_DEPARTURE \
+            or front.mailbox_app is None or server.adj.trusted_proxy else routed
         listener.progress_websocket = websocket  # our endpoints' WebSockets
         listener.progress_handoff = options["websocket"]  # WebSocket apps get the socket
         listener.progress_uploads = front.resumable

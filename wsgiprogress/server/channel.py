@@ -39,8 +39,10 @@ from ..progress.entry import ABORTED
 from ..waiters import Parked
 from .cancelling import answer_cancelled
 from .compat import PEEK_FOR_DEPARTURE
+from .loop_mailbox import mailbox_task
 from .loop_probe import probe_task
 from .parser import ProgressParser
+from .reading import SizedReads
 from .sending import SentBytes
 from .task import ProgressTask
 
@@ -80,19 +82,25 @@ def interim_ready(channel: Callable[[], Optional[ProgressChannel]], request: Any
 
 def task_for(channel: ProgressChannel, request: Any) -> Any:
     """The task of *request*: the parked one again, a probe's answer made at
-    once (:mod:`~wsgiprogress.server.loop_probe`), or a new task."""
+    once (:mod:`~wsgiprogress.server.loop_probe`), a mailbox's answer made
+    without a task (:mod:`~wsgiprogress.server.loop_mailbox`), or a new task."""
     parking = channel.parking
     if parking is not None and parking.task.request is request:
         return parking.task
-    probe = channel.server.progress_probe
-    if request.reads_progress and probe is not None:
-        answer = probe_task(channel, request, probe)
+    server = channel.server
+    if request.is_endpoint:
+        answer: Any = None
+        if request.reads_progress:
+            if server.progress_probe is not None:
+                answer = probe_task(channel, request, server.progress_probe)
+        elif server.progress_mailboxes is not None:
+            answer = mailbox_task(channel, request, server.progress_mailboxes)
         if answer is not None:
             return answer
     return ProgressTask(channel, request)
 
 
-class ProgressChannel(SentBytes, HTTPChannel):  # type: ignore[misc]
+class ProgressChannel(SizedReads, SentBytes, HTTPChannel):  # type: ignore[misc]
     """A waitress channel that reports progress; see the module docstring."""
 
     task_class = staticmethod(task_for)

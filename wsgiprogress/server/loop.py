@@ -160,7 +160,7 @@ class Loop:
         try:
             while map:
                 poll(self._timeout(timeout), map)
-                self._run_ready()
+                self.run_ready()
                 self._run_timers()
         finally:
             if self._epoll is not None:
@@ -258,10 +258,12 @@ class Loop:
         until = min(times)
         return min(longest, max(0.0, float(until) - time.monotonic()))
 
-    def _run_ready(self) -> None:
+    def run_ready(self) -> None:
         """Run the calls handed over, up to :data:`READY_BURST` a turn: a post
         that wakes ten thousand waiters lets the sockets be polled between
-        batches, so a request that comes meanwhile is read and served."""
+        batches, so a request that comes meanwhile is read and served.  The
+        loop does at each turn; a publish served on the loop does before it
+        answers, so the waiters it woke hear first.  Loop thread only."""
         self._signalled = False
         ready = self._ready
         for _ in range(min(len(ready), READY_BURST)):

@@ -7,7 +7,7 @@ WebSocket) is answered from the parsed request: :func:`probe_task` gives
 waitress's channel a :class:`ProbeAnswer` in place of a waitress task, which
 asks :meth:`~wsgiprogress.web.front.Front`'s probe
 (:meth:`~wsgiprogress.web.probe.ProgressProbe.decide`) with the few environ
-keys a probe reads (:func:`probe_environ`), and writes the whole response,
+keys a probe reads (:func:`request_environ`), and writes the whole response,
 head and body, in one piece.  No WSGI environ is built, no application chain
 is called, and the head is the one waitress would have written, byte for
 byte (:mod:`wsgiprogress.server.heads`).
@@ -25,24 +25,46 @@ application's code, which may read anything in the environ) and waitress 1.4
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple
 
 from ..web.probe import ProbeWait
 from ..web.responses import Recorded
-from .heads import HEADS, NO_BODY
+from .heads import HEADS, NO_BODY, Headers
 
 if TYPE_CHECKING:
     from ..web.probe import ProgressProbe
 
 
-def probe_environ(request: Any) -> Dict[str, Any]:
-    """The environ keys a probe reads, from waitress's parsed *request*:
-    the method, the query string and the request headers (``HTTP_*``)."""
-    environ: Dict[str, Any] = {"HTTP_" + name: value
+#: Headers waitress puts in the environ under their own names, not ``HTTP_*``.
+UNPREFIXED = ("CONTENT_LENGTH", "CONTENT_TYPE")
+
+
+def request_environ(request: Any) -> Dict[str, Any]:
+    """The environ keys an endpoint answered on the loop reads, from
+    waitress's parsed *request*, as waitress names them: the method, the
+    query string and the request headers (``HTTP_*``, ``CONTENT_LENGTH``,
+    ``CONTENT_TYPE``)."""
+    environ: Dict[str, Any] = {name if name in UNPREFIXED else "HTTP_" + name: value
                                for name, value in request.headers.items()}
     environ["REQUEST_METHOD"] = request.command
     environ["QUERY_STRING"] = request.query
     return environ
+
+
+def whole_answer(channel: Any, request: Any, status: str, headers: Headers,
+                 body: Iterable[bytes]) -> Optional[Tuple[bytes, bool]]:
+    """The bytes waitress writes for the response *status*, *headers*,
+    *body* to *request* on *channel* (head and body in one piece), and
+    whether the connection closes after it; ``None`` for a body of unknown
+    length (no ``Content-Length``), which only a task writes."""
+    head = HEADS.head(request.version, request.headers.get("CONNECTION", ""),
+                      status, headers, channel.server.adj.ident)
+    if head is None:
+        return None
+    data, close = head
+    if not status.startswith(NO_BODY):
+        data += b"".join(body)
+    return data, close
 
 
 class ProbeAnswer:
@@ -67,16 +89,12 @@ class ProbeAnswer:
 def probe_task(channel: Any, request: Any, probe: ProgressProbe) -> Optional[ProbeAnswer]:
     """The answer to *request*, a GET or HEAD of *probe*'s URL, as a task for
     *channel*; ``None`` when it waits (the usual task parks it)."""
-    decision = probe.decide(probe_environ(request))
+    decision = probe.decide(request_environ(request))
     if isinstance(decision, ProbeWait):
         return None
     response = Recorded()
     body: Iterable[bytes] = decision(response.start_response)
-    head = HEADS.head(request.version, request.headers.get("CONNECTION", ""),
-                      response.status, response.headers, channel.server.adj.ident)
-    if head is None:
+    made = whole_answer(channel, request, response.status, response.headers, body)
+    if made is None:
         return None
-    data, close = head
-    if not response.status.startswith(NO_BODY):
-        data += b"".join(body)
-    return ProbeAnswer(channel, request, data, close)
+    return ProbeAnswer(channel, request, *made)

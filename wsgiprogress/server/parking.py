@@ -34,6 +34,25 @@ if TYPE_CHECKING:
     from .loop import Timer
 
 
+def park(task: Any) -> Parking:
+    """The wake of *task*'s response, which may now park it: what
+    ``environ["wsgiprogress.park"]`` gives (the task is a
+    :class:`~wsgiprogress.server.task.ProgressTask` or a mailbox's answer
+    made on the loop, :mod:`~wsgiprogress.server.loop_mailbox`)."""
+    parking = task.channel.parking = Parking(task)
+    return parking
+
+
+def answered(task: Any) -> None:
+    """*task* ended without parking: the :class:`Parking` it made for a
+    wait that did not happen (an answer at once, the waiter cap) goes."""
+    channel = task.channel
+    parking = channel.parking
+    if parking is not None and parking.task is task and task.waiting is None:
+        parking.gone = True
+        channel.parking = None
+
+
 class Parking:
     """The wake and the schedule of one parked request (see the module docstring)."""
 
@@ -41,7 +60,7 @@ class Parking:
     # add a few hundred bytes to every parked connection
     __slots__ = ("task", "channel", "loop", "stepping", "woken", "pending", "gone", "timer")
 
-    def __init__(self, task: Any) -> None:  # the ProgressTask (which imports this module)
+    def __init__(self, task: Any) -> None:  # a task of a module that imports this one
         self.task = task
         self.channel: Any = task.channel
         self.loop: Loop = self.channel.server.progress_loop

@@ -247,8 +247,13 @@ def waits(query: str, headers: Dict[str, str]) -> bool:
     """True for a request that waits (``wait=``, an event stream).  On
     waitress 1.4, which cannot park, it holds its thread: one of the
     application's, not the probe lane's."""
-    return bool(query and query_param(query, "wait")) or wants_event_stream(
-        headers.get("ACCEPT", ""), query_param(query, "transport") if query else None)
+    return bool(query and query_param(query, "wait")) or streams(query, headers)
+
+
+def streams(query: str, headers: Dict[str, str]) -> bool:
+    """True for a request that asks for an event stream."""
+    return wants_event_stream(headers.get("ACCEPT", ""),
+                              query_param(query, "transport") if query else None)
 
 
 class PartBuffer(FileBasedBuffer):  # type: ignore[misc]

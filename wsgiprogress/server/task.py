@@ -30,7 +30,7 @@ from ..waiters import Parked
 from .compat import PEEK_FOR_DEPARTURE
 from .handoff import HandedOff, Handoff
 from .heads import HEADS
-from .parking import Parking
+from .parking import Parking, answered, park
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
@@ -78,8 +78,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
 
     def park(self) -> Parking:
         """The wake of this request's response, which may now park it."""
-        parking = self.channel.parking = Parking(self)
-        return parking
+        return park(self)
 
     def send_interim(self, status: str, headers: List[Tuple[str, str]]) -> None:
         """Send an interim response (``"102 Processing"``) now; nothing once
@@ -103,10 +102,7 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             # free them, not the garbage collector (a parked response has what
             # it needs)
             self.environ = None
-            parking = self.channel.parking
-            if parking is not None and parking.task is self and self.waiting is None:
-                parking.gone = True  # answered without parking
-                self.channel.parking = None
+            answered(self)
 
     def _serve(self) -> None:
         if self.waiting is not None:
