@@ -201,3 +201,14 @@ def test_parsed_queries_kept_are_bounded() -> None:
     with pytest.raises(ProbeRequestError):
         probe.parse({"QUERY_STRING": "X-Progress-ID=bad id"})
     assert len(probe._parsed) == 1
+
+
+def test_behind_a_trusted_proxy_its_headers_are_checked_as_for_any_request() -> None:
+    # waitress refuses a malformed Forwarded from the trusted proxy; so must the probe
+    forwarded = b"Forwarded: for=\"unterminated\r\n"
+    with running(ok_app, store=TABLE, trusted_proxy="127.0.0.1",
+                 trusted_proxy_headers="forwarded") as (_, port):
+        for path in (b"/", b"/progress?X-Progress-ID=known-upload-01"):
+            answer = ask(port, b"GET %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n"
+                         % (path, forwarded))
+            assert answer.startswith(b"HTTP/1.1 400 "), answer

@@ -297,9 +297,10 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
         listener.progress_blocking = blocking  # endpoints and parked steps go to the lane
         listener.progress_endpoints = endpoints
         # probes answered without a task: not to an authorize hook (it may
-        # read the whole environ), not on waitress 1.4 (one task a connection)
+        # read the whole environ), not on waitress 1.4 (one task a connection),
+        # not behind a trusted proxy (waitress checks its headers, may answer 400)
         listener.progress_probe = None if front.probe.authorize is not None \
-            or PEEK_FOR_DEPARTURE else front.probe
+            or PEEK_FOR_DEPARTURE or server.adj.trusted_proxy else front.probe
         # mailboxes answered without a task: only where nothing they do blocks,
         # and no trusted proxy's headers are checked (waitress may answer 400)
         listener.progress_mailboxes = None if blocking or PEEK_FOR_DEPARTURE \
