@@ -9,6 +9,7 @@ authorize hook, or under the middleware (WSGI has no interim responses);
 generated heads get a 104 exactly when the draft allows one."""
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
@@ -326,3 +327,27 @@ def test_generated_creation_heads_get_a_104_exactly_when_the_draft_allows(
                 "location"].encode() in reply
 
     check()
+
+
+@pytest.mark.parametrize("door", ["server", "werkzeug"])
+def test_our_endpoints_answer_their_paths_as_without_the_interop_header(
+        tmp_path: Path, door: str) -> None:
+    # the probe, a mailbox and the dashboard are never upload targets: no 104,
+    # no upload made, the same answer as without the interop header
+    token = "endpoint-token-0123456789"
+    directory = tmp_path / "uploads"
+    directory.mkdir()
+    auth = {"Authorization": f"Bearer {token}"}
+    with serving(door, Recorder(), resumable_dir=str(directory), mailbox=True, publish=True,
+                 publish_token=token, dashboard_url="/_dashboard") as port:
+        for path in (f"/progress?X-Progress-ID={PROGRESS_ID}",
+                     "/mailbox/0123456789abcdef0123456789abcdef", "/_dashboard"):
+            plain = request(port, "POST", path, auth, b"hello")
+            creation = request(port, "POST", path, {**auth, **IETF, "Upload-Complete": "?1"},
+                               b"hello")
+            assert (creation.status, creation.interim) == (plain.status, ()), path
+            assert re.sub(rb"\d+", b"N", creation.body) == re.sub(rb"\d+", b"N", plain.body)
+            assert "location" not in creation.headers
+        assert list(directory.iterdir()) == []
+        mailbox = request(port, "GET", "/mailbox/0123456789abcdef0123456789abcdef?after=0")
+        assert mailbox.body.count(b"hello") == 2

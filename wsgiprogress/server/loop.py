@@ -31,6 +31,7 @@ in one turn (up to :data:`ACCEPT_BURST`), not one.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import heapq
 import itertools
@@ -85,7 +86,8 @@ class Loop:
         self._ready.append(callback)
         if not self._signalled and not self.on_loop():
             self._signalled = True
-            self.trigger.pull_trigger()
+            with contextlib.suppress(OSError):  # the server closed: nothing runs any more
+                self.trigger.pull_trigger()
 
     def pull_trigger(self, thunk: Optional[Callable[[], None]] = None) -> None:
         """The listeners' ``pull_trigger``: wake the poll from another thread.

@@ -163,7 +163,7 @@ class Front:
                 allowed_origins=options["allowed_origins"], **_subset(options, WAIT_SETTINGS))
             self.runner = OperationRunner(self.operations, options)
         self.resumable = ResumableUploads.from_options(options, self.store, self.backend,
-                                                       authorize)
+                                                       authorize, self.reserved)
 
     @property
     def may_block(self) -> bool:
@@ -175,6 +175,13 @@ class Front:
             mailbox_app is not None and (mailbox_app.store.shared
                                          or mailbox_app.authorize is not unguessable_names)
         ) or (monitor is not None and (monitor.store.shared or monitor.authorize is not None))
+
+    def reserved(self, path: str) -> bool:
+        """True for a path the probe, the dashboard, a mailbox or a monitor
+        answers, whatever the method: never the application's, never an upload."""
+        return path == self.progress_url or any(
+            endpoint is not None and endpoint.handles(path)
+            for endpoint in (self.dashboard, self.mailbox_app, self.monitor))
 
     def endpoint_paths(self) -> Tuple[str, Tuple[str, ...]]:
         """The probe's path and the prefixes of the mailboxes and the

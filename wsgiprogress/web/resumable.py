@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import http.client
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from .. import keys
 from ..errors import ConfigurationError
@@ -61,20 +61,23 @@ class ResumableUploads:
         self.ietf = IetfProtocol(service, announce=authorize is None)
         self.resume = ResumeRequests(service)
         # what the server's parser asks on its I/O thread
+        self.reserved = service.reserved
         self.claims = service.claims
         self.part_for = service.part_for
         self.keep_partial = service.keep_partial
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], store: ProgressStore,
-                     backend: Optional[Backend], authorize: Optional[Authorize] = None
+                     backend: Optional[Backend], authorize: Optional[Authorize] = None,
+                     reserved: Callable[[str], bool] = lambda path: False
                      ) -> Optional[ResumableUploads]:
         """The endpoint the resolved settings ask for; ``None`` without
         ``resumable_dir``.  The *backend* keeps the uploads' records and
         locks (:meth:`~wsgiprogress.backends.Backend.uploads`).  An
         *authorize* hook is asked ``authorize(environ, upload_id, "upload")``
         on every request to an upload (``upload_id`` ``None`` when it
-        creates one): 403 when it says no.
+        creates one): 403 when it says no.  A path *reserved* says is another
+        endpoint's is never an upload.
 
         :raises ConfigurationError: when the directory cannot be made.
         """
@@ -94,7 +97,7 @@ class ResumableUploads:
                                      "give a directory this process may write") from None
         url = options["resumable_url"].rstrip("/") + "/"
         return cls(UploadService(storage, store, url, IdFinder(options["id_name"]),
-                                 options["min_id_length"]), authorize)
+                                 options["min_id_length"], reserved), authorize)
 
     def handles(self, environ: WSGIEnvironment) -> bool:
         """True for a request one of the protocols answers (cheap: a prefix
@@ -102,8 +105,8 @@ class ResumableUploads:
         if keys.UPLOAD in environ:
             return False
         path = environ.get("PATH_INFO", "")
-        return path.startswith(self.url) or path == self.url[:-1] or is_creation(environ) \
-            or _resuming(environ)
+        return path.startswith(self.url) or path == self.url[:-1] or _resuming(environ) or (
+            is_creation(environ) and not self.service.reserved(path))
 
     def bind(self, app: WSGIApplication) -> WSGIApplication:
         """The endpoint for this request, which completes uploads by calling *app*."""

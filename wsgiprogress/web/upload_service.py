@@ -87,8 +87,12 @@ class UploadService:
     """
 
     def __init__(self, storage: UploadStorage, store: ProgressStore, url: str,
-                 finder: IdFinder, min_id_length: int) -> None:
+                 finder: IdFinder, min_id_length: int,
+                 reserved: Callable[[str], bool] = lambda path: False) -> None:
         self.storage = storage
+        #: True for a path another endpoint answers (the probe, a mailbox):
+        #: never an upload, whatever its headers say.
+        self.reserved = reserved
         self.store = store
         self.url = url
         self.finder = finder
