@@ -196,14 +196,13 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
             prefix = self.adj.url_prefix
             if prefix and path.startswith(prefix):
                 path = path[len(prefix):]
-            ours = not uploads.reserved(path)  # another endpoint's path is never an upload
-            if ours and uploads.claims(self.command, path, self.headers):
+            if uploads.claims(self.command, path, self.headers):
                 if self.error is None and self.body_rcv is not None:
                     self._store_body(uploads.part_for(self.command, path, self.headers)
                                      or self._announced(uploads, prefix, path))
                 return  # the upload's own tracker counts it, across requests
-            if ours and self.expect_continue and self.error is None \
-                    and self.body_rcv is not None and not self.chunked:
+            if self.expect_continue and self.error is None and self.body_rcv is not None \
+                    and not self.chunked:
                 part = uploads.resume.start(self.command, prefix, path, self.query,
                                             self.headers, self.content_length)
                 if part is not None and self._store_body(part):

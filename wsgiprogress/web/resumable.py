@@ -38,6 +38,7 @@ from .upload_service import (
     UploadService,
     answer_storage_error,
     file_size,
+    nothing_reserved,
 )
 
 if TYPE_CHECKING:
@@ -61,7 +62,6 @@ class ResumableUploads:
         self.ietf = IetfProtocol(service, announce=authorize is None)
         self.resume = ResumeRequests(service)
         # what the server's parser asks on its I/O thread
-        self.reserved = service.reserved
         self.claims = service.claims
         self.part_for = service.part_for
         self.keep_partial = service.keep_partial
@@ -69,7 +69,7 @@ class ResumableUploads:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], store: ProgressStore,
                      backend: Optional[Backend], authorize: Optional[Authorize] = None,
-                     reserved: Callable[[str], bool] = lambda path: False
+                     reserved: Callable[[str], bool] = nothing_reserved
                      ) -> Optional[ResumableUploads]:
         """The endpoint the resolved settings ask for; ``None`` without
         ``resumable_dir``.  The *backend* keeps the uploads' records and

@@ -88,8 +88,8 @@ class ResumeRequests:
         set), or ``None``.  Cheap: a file is opened, nothing read."""
         if method not in ("POST", "PUT", "PATCH") or content_length <= 0 or \
                 content_length > self.storage.max_size or \
-                not prefers_resume(headers.get("PREFER")):
-            return None
+                not prefers_resume(headers.get("PREFER")) or self.service.reserved(path):
+            return None  # another endpoint's path is never an upload
         upload = Upload.new(target_from_head(method, script_name, path, query, headers),
                             "resume", content_length, self.storage.clock(), self.storage.ttl,
                             progress_id=self.service.progress_id_in(headers, query))

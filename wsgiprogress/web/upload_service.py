@@ -77,6 +77,11 @@ class BodyBroken(Exception):
     """The request body ended before its declared length (the client left)."""
 
 
+def nothing_reserved(path: str) -> bool:
+    """No path is another endpoint's (an :class:`UploadService` on its own)."""
+    return False
+
+
 class UploadService:
     """The storage and progress of resumable uploads.
 
@@ -88,7 +93,7 @@ class UploadService:
 
     def __init__(self, storage: UploadStorage, store: ProgressStore, url: str,
                  finder: IdFinder, min_id_length: int,
-                 reserved: Callable[[str], bool] = lambda path: False) -> None:
+                 reserved: Callable[[str], bool] = nothing_reserved) -> None:
         self.storage = storage
         #: True for a path another endpoint answers (the probe, a mailbox):
         #: never an upload, whatever its headers say.
@@ -126,10 +131,11 @@ class UploadService:
     def claims(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
         """True for a request a protocol answers, from its head as waitress's
         parser keys it (``UPLOAD_COMPLETE``): the server then counts it here,
-        not as a request of its own."""
+        not as a request of its own.  Never for a :attr:`reserved` path."""
         return path.startswith(self.url) or path == self.url[:-1] or (
             headers.get("UPLOAD_DRAFT_INTEROP_VERSION") == INTEROP_VERSION and
-            "UPLOAD_COMPLETE" in headers and method in ("POST", "PUT", "PATCH"))
+            "UPLOAD_COMPLETE" in headers and method in ("POST", "PUT", "PATCH")
+            and not self.reserved(path))
 
     def part_for(self, method: str, path: str, headers: Mapping[str, str]
                  ) -> Optional[StoredPart]:
