@@ -3,7 +3,10 @@ WebTest with lint on: what gets tracked, how requests end, and that tracking
 never breaks a request."""
 from __future__ import annotations
 
+import gc
+import io
 import logging
+import weakref
 from typing import (
     IO,
     Any,
@@ -507,3 +510,44 @@ def test_an_inner_middleware_stands_aside_for_an_outer_one() -> None:
     outer = outer_table.get("stacked-01")
     assert outer is not None and (outer.state, outer.received) == ("done", 99)
     assert inner_table.get("stacked-01") is None  # counted once
+
+
+class Body(io.BytesIO):
+    """A server's input that can be watched with a weak reference."""
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_the_servers_input_is_let_go_when_the_request_ends(cancelled: bool) -> None:
+    # without the collector: an input (a spooled file, under gunicorn a
+    # socket reader) held in a reference cycle stays open until it runs
+    table = ProgressTable()
+    middleware = ProgressMiddleware(echo_app if not cancelled else cancel_and_read,
+                                    store=table)
+    body = Body(BODY)
+    watched = weakref.ref(body)
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "SERVER_NAME": "x",
+               "SERVER_PORT": "80", "QUERY_STRING": f"X-Progress-ID={PID}",
+               "CONTENT_LENGTH": str(len(BODY)), "wsgi.input": body}
+    del body
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            response = middleware(environ, lambda status, headers, exc_info=None: None)
+            assert b"".join(response) == str(len(BODY)).encode()
+            response.close()  # type: ignore[attr-defined]
+            del response
+        except Exception as exc:  # the cancelled read's error, through the application
+            assert cancelled and "cancelled" in str(exc)
+        del environ
+        assert watched() is None
+    finally:
+        if collecting:
+            gc.enable()
+    assert entry(table).state == "error" if cancelled else entry(table).state == "done"
+
+
+def cancel_and_read(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Cancels its own upload, then reads: the read raises."""
+    environ["wsgiprogress.progress_store"].cancel(PID)
+    return echo_app(environ, start_response)

@@ -257,9 +257,8 @@ class Tracker:
         (:attr:`on_cancel`) to stop it; False when it had already ended."""
         if self.finished:
             return False
-        self.detached = False
+        stop, self.detached = self.on_cancel, False  # taken first: the end lets it go
         self.fail(CANCELLED)
-        stop = self.on_cancel
         if stop is not None:
             try:
                 stop()
@@ -385,6 +384,7 @@ class Tracker:
 
     def _end(self) -> None:
         self.finished = True  # the state is final: the speed was measured last while uploading
+        self.on_cancel = None  # its owner may hold this tracker: no cycle outlives it
         fields = self.fields()
         fields["finished"] = self._clock()
         try:
