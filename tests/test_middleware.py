@@ -238,6 +238,34 @@ def test_app_iterator_raising_is_app_error_and_propagates() -> None:
     assert (entry(table).state, entry(table).reason) == ("error", "app_error")
 
 
+def test_a_server_that_stops_iterating_ends_the_request_as_sent_so_far() -> None:
+    # a client gone mid-response: the server closes the response unfinished
+    closed: List[bool] = []
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        read_all(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            yield b"first "
+            yield b"second"
+        finally:
+            closed.append(True)
+
+    table = ProgressTable()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/upload", "SERVER_NAME": "x",
+               "SERVER_PORT": "80", "QUERY_STRING": f"X-Progress-ID={PID}",
+               "CONTENT_LENGTH": str(len(BODY)), "wsgi.input": io.BytesIO(BODY)}
+    response = ProgressMiddleware(app, store=table)(
+        environ, lambda status, headers, exc_info=None: None)
+    chunks = iter(response)
+    assert next(chunks) == b"first "
+    del chunks  # what a server does when the client has gone
+    response.close()  # type: ignore[attr-defined]
+    final = entry(table)
+    assert closed == [True]
+    assert (final.state, final.reason, final.status, final.sent) == ("done", None, 200, 6)
+
+
 @pytest.mark.parametrize("status, state, reason", [
     ("200 OK", "done", None), ("201 Created", "done", None), ("302 Found", "done", None),
     ("400 Bad Request", "error", "http_error"), ("404 Not Found", "error", "http_error"),

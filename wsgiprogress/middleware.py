@@ -259,33 +259,31 @@ class CountingInput:
 
 
 class TrackedResponse:
-    """Counts the bytes of *iterable* as they are yielded; finishes the
-    tracker in :meth:`close`."""
+    """Counts the bytes of *iterable* as the server iterates over it;
+    finishes the tracker in :meth:`close`."""
 
-    __slots__ = ("iterable", "iterator", "tracker")
+    __slots__ = ("iterable", "tracker")
 
     def __init__(self, iterable: Iterable[bytes], tracker: Tracker) -> None:
         self.iterable = iterable
-        self.iterator: Optional[Iterator[bytes]] = None
         self.tracker = tracker
 
-    def __iter__(self) -> TrackedResponse:
-        return self
-
-    def __next__(self) -> bytes:
+    def __iter__(self) -> Iterator[bytes]:
+        # a generator: the end of the iteration raises nothing in Python
+        tracker = self.tracker
+        in_app = True  # what raises is the application's, not the server's at ``yield``
         try:
-            if self.iterator is None:
-                self.iterator = iter(self.iterable)
-            chunk = next(self.iterator)
-        except StopIteration:
-            raise
+            for chunk in self.iterable:
+                in_app = False
+                n = len(chunk)
+                tracker.add_produced(n)
+                tracker.add_sent(n)
+                yield chunk
+                in_app = True
         except BaseException:
-            self.tracker.fail(APP_ERROR, 500)
+            if in_app:
+                tracker.fail(APP_ERROR, 500)
             raise
-        n = len(chunk)
-        self.tracker.add_produced(n)
-        self.tracker.add_sent(n)
-        return chunk
 
     def close(self) -> None:
         try:
