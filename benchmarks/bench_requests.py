@@ -14,7 +14,10 @@ goal is the median of the pairs' ratios:
 2. the middleware on waitress ÷ bare waitress: tracked POST >= 0.9, GET >= 0.97;
 3. the middleware on werkzeug ÷ bare werkzeug: the same goals.
 
-Prints figures, ratios and PASS or MISS; always exits 0.
+Prints figures, ratios and PASS or MISS; always exits 0.  With ``--floor``
+it prints, instead, what the goal leaves a middleware on waitress: the tracked
+POST's ratio when the application only spins 1, 2.5, 5 and 10 µs of Python
+(holding the interpreter lock) per request before answering.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 import bench_support
@@ -56,6 +60,17 @@ def tiny(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
         environ["wsgi.input"].read(length)
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
+
+
+def spending(seconds: float) -> Callable[..., Iterable[bytes]]:
+    """:func:`tiny` after spinning *seconds* of Python, as a middleware's
+    work on the request would (``--floor``)."""
+    def app(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+        return tiny(environ, start_response)
+    return app
 
 
 def serve(kind: str) -> None:
@@ -90,6 +105,8 @@ def serve(kind: str) -> None:
         server = waitress.create_server(tiny, **common, **tuned)
     elif kind == "middleware-on-waitress":
         server = waitress.create_server(ProgressMiddleware(tiny), **common, **tuned)
+    elif kind.startswith("spend-"):
+        server = waitress.create_server(spending(float(kind[6:]) / 1e6), **common, **tuned)
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
     serve_until_stdin_closes(server)
@@ -116,12 +133,16 @@ def wrk(port: int, script: str, seconds: int, run: int,
 Runs = Dict[str, Tuple[List[float], List[float]]]
 
 
-def compare(base: str, ours: str, pairs: int, seconds: int) -> Runs:
+REQUEST_KINDS = (("tracked POST", TRACKED_POST), ("untracked GET", UNTRACKED_GET))
+
+
+def compare(base: str, ours: str, pairs: int, seconds: int,
+            kinds: Tuple[Tuple[str, str], ...] = REQUEST_KINDS) -> Runs:
     """Interleaved runs of *base* and *ours* for each request kind."""
     results: Runs = {}
     with bench_support.server_process(__file__, base) as base_port, \
             bench_support.server_process(__file__, ours) as our_port:
-        for name, script in (("tracked POST", TRACKED_POST), ("untracked GET", UNTRACKED_GET)):
+        for name, script in kinds:
             bare: List[float] = []
             mine: List[float] = []
             wrk(base_port, script, 1, 0)  # warm both up
@@ -150,6 +171,16 @@ def main(argv: List[str]) -> int:
         return 0
     quick = "--quick" in argv
     pairs, seconds = (3, 2) if quick else (7, 3)
+    if "--floor" in argv:
+        print(f"tracked POST, {CONNECTIONS} connections, {pairs} interleaved pairs of "
+              f"{seconds:g} s: waitress whose application first spins N µs ÷ bare waitress")
+        for spent in ("1", "2.5", "5", "10"):
+            bare, mine = compare("waitress", f"spend-{spent}", pairs, seconds,
+                                 REQUEST_KINDS[:1])["tracked POST"]
+            ratio = statistics.median(m / b for b, m in zip(bare, mine))
+            print(f"{spent:>4} µs  {statistics.median(mine):8.0f}/s  bare "
+                  f"{statistics.median(bare):8.0f}/s  ratio {ratio:.3f}")
+        return 0
     goals = {"tracked POST": 0.9, "untracked GET": 0.97}
     print(f"requests/s, {CONNECTIONS} keep-alive connections, {pairs} interleaved pairs "
           f"of {seconds:g} s; 1 KiB body for the POST")
