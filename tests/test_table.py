@@ -269,6 +269,19 @@ def test_speed_is_smoothed_after_a_change_of_pace(
     assert 256 * KiB < slowed < steady  # moves towards the new pace, not jumps
 
 
+def test_a_resumed_uploads_final_speed_counts_only_its_own_bytes(
+        table: ProgressTable, clock: FakeClock) -> None:
+    # earlier connections brought 900 KiB; this one brings the last 100 KiB in 2 s
+    tracker = table.track(ID, 1000 * KiB, owner="upload-owner", offset=900 * KiB)
+    assert tracker is not None
+    for _ in range(4):
+        clock.advance(0.5)
+        tracker.add_received(25 * KiB)
+    final = entry(table)
+    assert final.state == "processing" and final.received == 1000 * KiB
+    assert final.speed == pytest.approx(50 * KiB)  # not 1000 KiB / 2 s
+
+
 class CountingTable(ProgressTable):
     """Counts what the tracker tells the store."""
 

@@ -110,7 +110,7 @@ class Tracker:
         "store", "id", "token", "size", "received", "sent", "produced", "declared_response_size",
         "state", "status", "reason", "speed", "started", "steps", "_clock", "_check_at",
         "_watched", "_wake_at", "_last_time", "_last_received", "_first_time",
-        "_first_received", "_store_failed", "files", "on_cancel", "detached", "handed",
+        "_first_received", "_store_failed", "files", "on_cancel", "detached", "handed", "_offset",
         "finished")
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
@@ -127,7 +127,7 @@ class Tracker:
         self.speed = 0.0
         self._clock = store.clock
         self.started = self._last_time = self._first_time = self._clock()
-        self._last_received = self._first_received = 0
+        self._last_received = self._first_received = self._offset = 0
         # add_received takes its slow path at this count: the first byte now
         self._check_at: float = 1
         self._watched = self._store_failed = False
@@ -159,7 +159,7 @@ class Tracker:
         """The body continues at *offset*: earlier connections brought the
         bytes before it (a resumable upload), so ``received`` starts there,
         ``uploading`` once there are any (a probe never sees it go back)."""
-        self.received = self._first_received = self._last_received = offset
+        self.received = self._first_received = self._last_received = self._offset = offset
         self._check_at = min(self._check_at, offset + 1)
         if offset:
             self.state = UPLOADING
@@ -222,7 +222,7 @@ class Tracker:
         if self.state in (STARTING, UPLOADING):
             elapsed = self._clock() - self.started
             if elapsed > 0:
-                self.speed = self.received / elapsed
+                self.speed = (self.received - self._offset) / elapsed  # this request's bytes
             if self.size is None:
                 self.size = self.received  # a chunked body's size is known now
             self.state = PROCESSING
