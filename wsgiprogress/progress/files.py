@@ -201,7 +201,8 @@ class FileProgress:
         *upto*, or right after a needle when only what may follow a marker
         (:data:`AFTER_MARKER`) lies between them.  werkzeug's decoder
         (3.1.8), given a read that ends there, counts a CRLF delimiter's CR
-        as the part's data; fed the whole body, it does not."""
+        as the part's data; fed the whole body, it does not (its
+        `issue 3285 <https://github.com/pallets/werkzeug/issues/3285>`_)."""
         if data[upto - 1] in AFTER_MARKER:
             needle = self._needle
             found = data.rfind(needle, pos, upto)
