@@ -17,6 +17,7 @@ from wsgiprogress.progress.files import (
     MAX_NAME,
     MAX_PARTS,
     SKIP_AT_LEAST,
+    WINDOW,
     FileProgress,
     skip_needle,
 )
@@ -201,6 +202,29 @@ def test_delimiters_split_at_every_offset_between_large_and_tiny_reads(
             # a large read, then the cut, one byte (the decoder holds the
             # marker and what follows), then a large read it could skip
             same_as_reference(body, boundary, [cut - SKIP_AT_LEAST, cut, cut + 1, len(body)])
+
+
+@pytest.mark.parametrize("after", [
+    b"--", b"--\r\n",
+    b" \t\r\nContent-Disposition: form-data; name=\"b\"; filename=\"b\"\r\n\r\nb\r\n--%s--",
+], ids=["closing", "closing-crlf", "blanks"])
+def test_a_window_never_ends_inside_what_follows_a_marker(after: bytes) -> None:
+    """werkzeug's decoder, given a read that ends after a CRLF delimiter's
+    marker and part of what follows it (its ``--``, blanks), counts the CR as
+    the part's data; fed the whole body, it does not.  The window read after
+    a needle ends wherever its length says, here everywhere around the
+    delimiter: one read of the whole body lists what the decoder fed it whole
+    lists."""
+    boundary = BOUNDARIES[2]
+    marker = b"--" + boundary.encode()
+    head = marker + b'\r\nContent-Disposition: form-data; name="a"; filename="a"\r\n\r\n'
+    after = after.replace(b"%s", boundary.encode())
+    for length in range(WINDOW - 100, WINDOW + 20):
+        # a needle but no delimiter, then a window's length to the delimiter
+        data = b"a" * 5000 + b"x" + skip_needle(marker) + b"y" * length
+        body = head + data + b"\r\n" + marker + after
+        assert listed(body, boundary, [len(body)])[0]["received"] == len(data)
+        same_as_reference(body, boundary, [len(body)])
 
 
 # -- the bodies the issue names ------------------------------------------------------------

@@ -49,6 +49,9 @@ SKIP_AT_LEAST = WINDOW
 #: Bytes the decoder may hold while it looks for a boundary or the end of a
 #: part's headers; a longer preamble or part head stops the listing.
 MAX_BUFFERED = 128 * 1024
+#: What may follow a delimiter's marker on its line: the closing ``--`` and
+#: blanks (werkzeug's ``[^\S\n\r]``).
+AFTER_MARKER = b"- \t\f\v"
 
 
 def skip_needle(marker: bytes) -> bytes:
@@ -186,10 +189,27 @@ class FileProgress:
                 # the decoder decides whether a delimiter is there
                 upto = max(pos, hit) + len(needle) + WINDOW
             upto = min(upto, end)
+            if upto < end:
+                upto = self._window_end(data, pos, upto)
             decoder.receive_data(view[pos:upto])
             pos = upto
             if not self._drain(decoder):
                 return
+
+    def _window_end(self, data: bytes, pos: int, upto: int) -> int:
+        """Where a window ``data[pos:upto]`` the decoder reads ends: at
+        *upto*, or right after a needle when only what may follow a marker
+        (:data:`AFTER_MARKER`) lies between them.  werkzeug's decoder
+        (3.1.8), given a read that ends there, counts a CRLF delimiter's CR
+        as the part's data; fed the whole body, it does not (its
+        `issue 3285 <https://github.com/pallets/werkzeug/issues/3285>`_)."""
+        if data[upto - 1] in AFTER_MARKER:
+            needle = self._needle
+            found = data.rfind(needle, pos, upto)
+            after = found + len(needle)
+            if found != -1 and after < upto and not data[after:upto].strip(AFTER_MARKER):
+                return after
+        return upto
 
     def _skip(self, decoder: Any, data: bytes, pos: int, clear: int) -> bool:
         """Inside a part, ``data[pos:clear]`` holds no ``--<boundary>``: count
