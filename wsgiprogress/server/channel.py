@@ -303,7 +303,8 @@ class ProgressChannel(SizedReads, SentBytes, HTTPChannel):  # type: ignore[misc]
             return
         self.peeked_data = False
         super().handle_read()
-        self._serve_probes()
+        if self.probe_on_loop:  # one test a read, no call: an upload reads thousands
+            self._serve_probes()
 
     # -- disconnects ---------------------------------------------------------
 

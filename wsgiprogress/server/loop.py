@@ -18,7 +18,8 @@ connections marked quiet (:meth:`Loop.quiet`: parked waiters, idle
 WebSockets, and any connection that says it ``may_rest()``, such as an idle
 keep-alive one) are not asked ``readable()``/``writable()`` again until
 something happens on them, and a listener accepts every waiting connection
-in one turn (up to :data:`ACCEPT_BURST`), not one.
+in one turn (up to :data:`ACCEPT_BURST`), not one.  A turn with no call handed
+over and no timer due does nothing besides: an upload's turn is its read.
 
 .. code-block:: python
 
@@ -36,6 +37,7 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import select
 import threading
 import time
@@ -73,6 +75,7 @@ class Loop:
         self._timers: List[Timer] = []
         self._sequence = itertools.count()
         self._periodic: List[List[Any]] = []  # [next time, interval, work]
+        self._periodic_due = math.inf  # the earliest next time of the periodic work
         self._epoll: Optional[Any] = None
         self._interest: Dict[int, Tuple[Any, int]] = {}  # fd -> (dispatcher, events)
         self._quiet: Dict[int, Any] = {}  # fd -> the quiet dispatcher on it
@@ -146,7 +149,9 @@ class Loop:
 
     def every(self, interval: float, work: Callable[[float], None]) -> None:
         """Run ``work(now)`` on the loop every *interval* seconds."""
-        self._periodic.append([time.monotonic() + interval, interval, work])
+        due = time.monotonic() + interval
+        self._periodic.append([due, interval, work])
+        self._periodic_due = min(self._periodic_due, due)
 
     def loop(self, timeout: float = 30.0, use_poll: bool = False,
              map: Optional[Dict[int, Any]] = None, count: Optional[int] = None) -> None:
@@ -159,11 +164,18 @@ class Loop:
         self.thread = threading.get_ident()
         if map is None:  # pragma: no cover - waitress always passes its map
             map = wasyncore.socket_map
+        timers, ready = self._timers, self._ready
         try:
             while map:
                 poll(self._timeout(timeout), map)
-                self.run_ready()
-                self._run_timers()
+                # a turn of an upload reads once: nothing more, unless something is due
+                if ready:
+                    self.run_ready()
+                else:  # a pull that came as the last turn ran the calls: the next pulls again
+                    self._signalled = False
+                now = time.monotonic()
+                if now >= self._periodic_due or (timers and timers[0][0] <= now):
+                    self._run_timers(now)
         finally:
             if self._epoll is not None:
                 self._epoll.close()
@@ -185,10 +197,11 @@ class Loop:
             events = 0
             if obj.readable():
                 events = _READ
-                if not obj.accepting and obj.writable():
-                    events |= _WRITE
-                elif getattr(obj, "may_rest", _never)():
-                    quiet[fd] = obj  # idle: asked again once its socket stirs
+                if not obj.accepting:  # a listener is asked each turn (it counts connections)
+                    if obj.writable():
+                        events |= _WRITE
+                    elif getattr(obj, "may_rest", _never)():
+                        quiet[fd] = obj  # idle: asked again once its socket stirs
             elif not obj.accepting and obj.writable():
                 events = _WRITE
             known = interest.get(fd)
@@ -252,12 +265,11 @@ class Loop:
         timers = self._timers
         while timers and timers[0][2] is None:
             heapq.heappop(timers)
-        times = [periodic[0] for periodic in self._periodic]
-        if timers:
-            times.append(timers[0][0])
-        if not times:
+        until = self._periodic_due
+        if timers and timers[0][0] < until:
+            until = timers[0][0]
+        if until == math.inf:
             return longest
-        until = min(times)
         return min(longest, max(0.0, float(until) - time.monotonic()))
 
     def run_ready(self) -> None:
@@ -271,17 +283,20 @@ class Loop:
         for _ in range(min(len(ready), READY_BURST)):
             self._run(ready.popleft())
 
-    def _run_timers(self) -> None:
-        now = time.monotonic()
+    def _run_timers(self, now: float) -> None:
+        """Run the timers due at *now* and the periodic work that is due."""
         timers = self._timers
         while timers and timers[0][0] <= now:
             callback = heapq.heappop(timers)[2]
             if callback is not None:
                 self._run(callback)
+        if now < self._periodic_due:
+            return
         for periodic in self._periodic:
             if now >= periodic[0]:
                 periodic[0] = now + periodic[1]
                 self._run(functools.partial(periodic[2], now))
+        self._periodic_due = min(periodic[0] for periodic in self._periodic)
 
     @staticmethod
     def _run(callback: Callable[[], None]) -> None:

@@ -21,6 +21,7 @@ from ..progress.ratelimit import RateLimitedWarning
 from ..query import query_param, wants_event_stream
 from .compat import PEEK_FOR_DEPARTURE
 from .handoff import upgrades_to_websocket
+from .reading import BodyBuffer
 
 if TYPE_CHECKING:
     from ..progress.tracker import Tracker
@@ -164,6 +165,9 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
     def _inspect(self) -> None:
         self.inspected = True
         self.head_done = time.monotonic()
+        body = self.body_rcv
+        if body is not None and not body.buf.__len__():  # no body byte in yet
+            body.buf = BodyBuffer(self.adj.inbuf_overflow)
         if self.error is not None and self.error.code != 413:
             return  # unreadable headers: waitress answers 400/431/501 untracked
         if self.empty:
