@@ -11,7 +11,8 @@ it reads the buffered body, the cheapest baseline there is).  Each server
 runs in a subprocess of its own on 127.0.0.1, port 0.
 
 Goal, per front door: per_file on / per_file off >= 0.95, the median of
-interleaved rounds' ratios (an off upload, then an on upload, back to back);
+interleaved rounds' ratios (an off and an on upload back to back, each first in
+every other round, after one upload to each server);
 the lowest and highest round show the machine's noise.  Beside it, figures
 that a busy machine moves less: the fastest off round over the fastest on
 round, and the server process's CPU time off over on.  Prints figures and
@@ -98,8 +99,13 @@ def main(quick: bool) -> None:
     with contextlib.ExitStack() as stack:
         servers = {kind: stack.enter_context(bench_support.server_subprocess(__file__, kind))
                    for kind in kinds}
-        for _ in range(rounds):  # interleaved, so a noisy moment hits both of a pair
-            for kind in kinds:
+        for kind in kinds:  # one upload each first: the first into a process is slower
+            upload_seconds(servers[kind][0], pieces)
+        for turn in range(rounds):  # interleaved, so a noisy moment hits both of a pair,
+            # whose sides take turns going first (the upload after a switch of process
+            # is the slower one)
+            for kind in kinds if turn % 2 == 0 else [k for pair in zip(kinds[1::2], kinds[::2])
+                                                     for k in pair]:
                 port, pid = servers[kind]
                 used = cpu_seconds(pid)
                 seconds[kind].append(upload_seconds(port, pieces))

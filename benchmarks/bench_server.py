@@ -7,7 +7,9 @@ Every server runs in a subprocess of its own (so the client does not share
 its interpreter lock) on 127.0.0.1, port 0, and is stopped at the end.
 
 1. Tracked upload throughput ÷ bare waitress with the same settings, the median
-   of interleaved rounds' ratios (goal >= 0.99).
+   of interleaved rounds' ratios (goal >= 0.99); each round's pair back to
+   back, each side first in half the rounds (the upload after a switch of
+   server process is the slower one), after one upload to each server.
 2. Our defaults ÷ waitress's defaults, same upload (goal >= 3x).
 3. Probe latency while every worker thread is blocked: ours ÷ the middleware on
    plain waitress, where probes queue behind the application (goal p99 <= 10 ms).
@@ -137,21 +139,29 @@ def probe(port: int, progress_id: str) -> Dict[str, Any]:
 
 def throughput(quick: bool) -> List[str]:
     size = (128 if quick else 256) * MiB
-    rounds = 5 if quick else 9
-    kinds = [("waitress-tuned", False), ("ours", True), ("waitress-defaults", False)]
-    seconds: Dict[str, List[float]] = {kind: [] for kind, _ in kinds}
+    rounds = 6 if quick else 10
+    pair = [("waitress-tuned", False), ("ours", True)]
+    seconds: Dict[str, List[float]] = {"waitress-tuned": [], "ours": [], "waitress-defaults": []}
     with contextlib.ExitStack() as stack:
-        ports = {kind: stack.enter_context(server_process(kind)) for kind, _ in kinds}
-        for _ in range(rounds):  # interleaved, so a noisy moment hits every kind
-            for kind, tracked in kinds:
+        ports = {kind: stack.enter_context(server_process(kind)) for kind in seconds}
+        for kind in seconds:  # one upload each first: the first into a process is slower
+            upload_seconds(ports[kind], size, kind == "ours")
+        # each round's pair back to back, in turns of order: an upload right
+        # after another process's runs measurably slower than a repeat, so
+        # each side goes first in half the rounds
+        for turn in range(rounds):
+            for kind, tracked in (pair if turn % 2 == 0 else pair[::-1]):
                 seconds[kind].append(upload_seconds(ports[kind], size, tracked))
-    # each round's pair: bare waitress, then ours, back to back
+        for _ in range(rounds // 2):  # apart: whatever follows it ran slow at times
+            seconds["waitress-defaults"].append(
+                upload_seconds(ports["waitress-defaults"], size, False))
     same = statistics.median(bare / ours for bare, ours in
                              zip(seconds["waitress-tuned"], seconds["ours"]))
     rate = {kind: size / statistics.median(values) / MiB for kind, values in seconds.items()}
     defaults = rate["ours"] / rate["waitress-defaults"]
     return [
-        f"upload {size // MiB} MiB, medians of {rounds} interleaved rounds: ours tracked "
+        f"upload {size // MiB} MiB, medians of {rounds} interleaved rounds (waitress defaults: "
+        f"{rounds // 2} after them): ours tracked "
         f"{rate['ours']:.0f} MiB/s, bare waitress same settings "
         f"{rate['waitress-tuned']:.0f} MiB/s, waitress defaults "
         f"{rate['waitress-defaults']:.0f} MiB/s",
