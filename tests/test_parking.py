@@ -3,6 +3,7 @@ while they wait, woken by a post, timed out by the loop's timers, released
 at once when they leave; the same steps on a fake clock; the loop itself."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import select
@@ -10,7 +11,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
@@ -176,6 +177,34 @@ def test_the_loop_runs_calls_from_other_threads_and_timers_in_order() -> None:
     while late[2] is not None and time.monotonic() < deadline:
         loop._run_timers(time.monotonic())
     assert ran == ["soon"] * 3 + ["early", "late"]
+
+
+class HandedOverDuringTheCheck(collections.deque):  # type: ignore[type-arg]
+    """The loop's ready calls, where another thread hands a call over right
+    after the loop found none: that thread sees the flag still set, so it
+    pulls no trigger."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        super().__init__()
+        self.call: Optional[Callable[[], None]] = call
+
+    def __len__(self) -> int:
+        length = super().__len__()
+        if self.call is not None:
+            self.append(self.call)
+            self.call = None
+        return length
+
+
+def test_a_call_handed_over_as_the_turn_finds_none_runs_without_another_pull() -> None:
+    trigger = CountingTrigger()
+    loop = Loop(trigger)
+    loop.thread = threading.get_ident()
+    ran: List[str] = []
+    loop._ready = HandedOverDuringTheCheck(lambda: ran.append("handed over"))
+    loop._signalled = True  # the last pull's, its calls already run
+    loop._after_poll()
+    assert ran == ["handed over"] and trigger.pulls == 0
 
 
 class Connection:

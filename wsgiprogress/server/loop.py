@@ -164,18 +164,10 @@ class Loop:
         self.thread = threading.get_ident()
         if map is None:  # pragma: no cover - waitress always passes its map
             map = wasyncore.socket_map
-        timers, ready = self._timers, self._ready
         try:
             while map:
                 poll(self._timeout(timeout), map)
-                # a turn of an upload reads once: nothing more, unless something is due
-                if ready:
-                    self.run_ready()
-                else:  # a pull that came as the last turn ran the calls: the next pulls again
-                    self._signalled = False
-                now = time.monotonic()
-                if now >= self._periodic_due or (timers and timers[0][0] <= now):
-                    self._run_timers(now)
+                self._after_poll()
         finally:
             if self._epoll is not None:
                 self._epoll.close()
@@ -271,6 +263,19 @@ class Loop:
         if until == math.inf:
             return longest
         return min(longest, max(0.0, float(until) - time.monotonic()))
+
+    def _after_poll(self) -> None:
+        # a turn of an upload reads once: nothing more, unless something is due
+        ready, timers = self._ready, self._timers
+        if ready:
+            self.run_ready()
+        else:  # a pull that came as the last turn ran the calls: the next pulls again
+            self._signalled = False
+            if ready:  # handed over by a thread that saw the flag still set: no pull came
+                self.run_ready()
+        now = time.monotonic()
+        if now >= self._periodic_due or (timers and timers[0][0] <= now):
+            self._run_timers(now)
 
     def run_ready(self) -> None:
         """Run the calls handed over, up to :data:`READY_BURST` a turn: a post
