@@ -267,12 +267,10 @@ class Loop:
     def _after_poll(self) -> None:
         # a turn of an upload reads once: nothing more, unless something is due
         ready, timers = self._ready, self._timers
-        if ready:
-            self.run_ready()
-        else:  # a pull that came as the last turn ran the calls: the next pulls again
+        if not ready:  # a pull that came as the last turn ran the calls: the next pulls again
             self._signalled = False
-            if ready:  # handed over by a thread that saw the flag still set: no pull came
-                self.run_ready()
+        if ready:  # also a call handed over by a thread that saw the flag still set
+            self.run_ready()
         now = time.monotonic()
         if now >= self._periodic_due or (timers and timers[0][0] <= now):
             self._run_timers(now)
