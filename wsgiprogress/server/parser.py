@@ -166,8 +166,11 @@ class ProgressParser(HTTPRequestParser):  # type: ignore[misc]
         self.inspected = True
         self.head_done = time.monotonic()
         body = self.body_rcv
-        if body is not None and not body.buf.__len__():  # no body byte in yet
-            body.buf = BodyBuffer(self.adj.inbuf_overflow)
+        overflow = self.adj.inbuf_overflow
+        # a body that may outgrow memory, before its first byte
+        if body is not None and (self.chunked or self.content_length >= overflow) \
+                and not body.buf.__len__():
+            body.buf = BodyBuffer(overflow)
         if self.error is not None and self.error.code != 413:
             return  # unreadable headers: waitress answers 400/431/501 untracked
         if self.empty:
