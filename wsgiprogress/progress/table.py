@@ -78,9 +78,8 @@ class ProgressTable(ProgressStore):
         now = self.clock()
         # made before the lock is taken: its holders only look, insert and change fields
         token = next(self._tokens)
-        # positional: a subclass's call with a keyword costs twice as much
         fresh = _Record(progress_id, UPLOADING if received else STARTING, received, size,
-                        0, None, None, None, now)
+                        started=now)
         fresh.token, fresh.owner = token, owner
         full = False
         with self._lock:
