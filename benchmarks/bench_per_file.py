@@ -104,12 +104,13 @@ def main(quick: bool) -> None:
         for turn in range(rounds):  # interleaved, so a noisy moment hits both of a pair,
             # whose sides take turns going first (the upload after a switch of process
             # is the slower one)
-            for kind in kinds if turn % 2 == 0 else [k for pair in zip(kinds[1::2], kinds[::2])
-                                                     for k in pair]:
-                port, pid = servers[kind]
-                used = cpu_seconds(pid)
-                seconds[kind].append(upload_seconds(port, pieces))
-                cpu[kind] += cpu_seconds(pid) - used
+            for door in FRONT_DOORS:
+                pair = [f"{door}-off", f"{door}-on"]
+                for kind in pair if turn % 2 == 0 else pair[::-1]:
+                    port, pid = servers[kind]
+                    used = cpu_seconds(pid)
+                    seconds[kind].append(upload_seconds(port, pieces))
+                    cpu[kind] += cpu_seconds(pid) - used
     print(f"one-file form of {size // MiB} MiB, {rounds} interleaved rounds")
     for door in FRONT_DOORS:
         off, on = seconds[f"{door}-off"], seconds[f"{door}-on"]
