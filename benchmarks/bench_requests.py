@@ -14,10 +14,19 @@ goal is the median of the pairs' ratios:
 2. the middleware on waitress ÷ bare waitress: tracked POST >= 0.9, GET >= 0.97;
 3. the middleware on werkzeug ÷ bare werkzeug: the same goals.
 
-Prints figures, ratios and PASS or MISS; always exits 0.  With ``--floor``
-it prints, instead, what the goal leaves a middleware on waitress: the tracked
-POST's ratio when the application only spins 1, 2.5, 5 and 10 µs of Python
-(holding the interpreter lock) per request before answering.
+Beside each figure, the server process's CPU time per request (user and
+system, all threads), the median over the runs.
+Prints figures, ratios and PASS or MISS; always exits 0.
+
+With ``--floor`` it prints, instead, what the goal leaves a middleware on
+waitress: the tracked POST's ratio when the application only spins 1, 2.5, 5
+and 10 µs of Python (holding the interpreter lock) per request before
+answering.  With ``--decompose``, the middleware's tracked POST on waitress
+taken apart, each step ÷ bare waitress: a registry of IDs in a locked dict
+(the least any keeper of entries does: a yardstick, not our code); the
+middleware on a POST without an ID (routing and the ID look-up); the store's
+``track`` and the tracker's ``finish`` alone around the bare application (no
+input or response wrapper); the whole middleware.
 """
 from __future__ import annotations
 
@@ -29,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Tuple
 
 import bench_support
 from bench_support import serve_until_stdin_closes
@@ -51,6 +60,10 @@ end
 UNTRACKED_GET = """
 request = function() return wrk.format("GET", "/page") end
 """
+UNTRACKED_POST = """
+local body = string.rep("x", 1024)
+request = function() return wrk.format("POST", "/upload", nil, body) end
+"""
 
 
 def tiny(environ: Dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -71,6 +84,50 @@ def spending(seconds: float) -> Callable[..., Iterable[bytes]]:
             pass
         return tiny(environ, start_response)
     return app
+
+
+def registry(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """*app* behind the least any keeper of progress entries does: a locked
+    dict of IDs, bounded, each entry marked done when the application
+    returns (``--decompose``'s yardstick; no feature of ours)."""
+    import collections
+    import threading
+    lock = threading.Lock()
+    entries: "collections.OrderedDict[str, List[Any]]" = collections.OrderedDict()
+
+    def registered(environ: Dict[str, Any],
+                   start_response: Callable[..., Any]) -> Iterable[bytes]:
+        query = environ["QUERY_STRING"]
+        entry = ["starting", environ.get("CONTENT_LENGTH"), 0, time.time()]
+        with lock:
+            if len(entries) >= 10_000:
+                entries.popitem(last=False)
+            entries[query[query.find("=") + 1:]] = entry
+        try:
+            return app(environ, start_response)
+        finally:
+            with lock:
+                entry[0] = "done"
+    return registered
+
+
+def track_and_finish(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """*app* between the store's ``track`` and the tracker's ``finish``, as
+    the middleware calls them, without its wrappers (``--decompose``)."""
+    from wsgiprogress import ProgressMiddleware
+
+    rules = ProgressMiddleware(app).rules
+
+    def tracked(environ: Dict[str, Any],
+                start_response: Callable[..., Any]) -> Iterable[bytes]:
+        tracker = rules.track("POST", environ["PATH_INFO"], None, environ["QUERY_STRING"],
+                              int(environ["CONTENT_LENGTH"]))
+        try:
+            return app(environ, start_response)
+        finally:
+            if tracker is not None:
+                tracker.finish()
+    return tracked
 
 
 def serve(kind: str) -> None:
@@ -105,6 +162,9 @@ def serve(kind: str) -> None:
         server = waitress.create_server(tiny, **common, **tuned)
     elif kind == "middleware-on-waitress":
         server = waitress.create_server(ProgressMiddleware(tiny), **common, **tuned)
+    elif kind in ("registry", "track-and-finish"):
+        wrap = registry if kind == "registry" else track_and_finish
+        server = waitress.create_server(wrap(tiny), **common, **tuned)
     elif kind.startswith("spend-"):
         server = waitress.create_server(spending(float(kind[6:]) / 1e6), **common, **tuned)
     else:
@@ -130,28 +190,64 @@ def wrk(port: int, script: str, seconds: int, run: int,
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-Runs = Dict[str, Tuple[List[float], List[float]]]
+class Pairs(NamedTuple):
+    """Interleaved runs of one request kind: requests/s and the server's CPU
+    µs per request, of the baseline and of ours."""
+
+    bare: List[float]
+    mine: List[float]
+    bare_cpu: List[float]
+    mine_cpu: List[float]
+
+    @property
+    def ratio(self) -> float:
+        """The median of the pairs' requests/s ratios."""
+        return statistics.median(m / b for b, m in zip(self.bare, self.mine))
+
+    def figures(self) -> str:
+        """Medians: ours, then the baseline, requests/s and CPU per request."""
+        return (f"{statistics.median(self.mine):8.0f}/s {statistics.median(self.mine_cpu):5.0f}"
+                f" µs CPU  bare {statistics.median(self.bare):8.0f}/s "
+                f"{statistics.median(self.bare_cpu):5.0f} µs CPU")
 
 
 REQUEST_KINDS = (("tracked POST", TRACKED_POST), ("untracked GET", UNTRACKED_GET))
 
 
+def measured(server: Tuple[int, int], script: str, seconds: int, run: int) -> Tuple[float, float]:
+    """requests/s of a wrk run against *server* (port, process id), and the
+    server's CPU µs per request over that run."""
+    port, pid = server
+    used = bench_support.cpu_seconds(pid)
+    rate = wrk(port, script, seconds, run)
+    return rate, (bench_support.cpu_seconds(pid) - used) / (rate * seconds) * 1e6
+
+
 def compare(base: str, ours: str, pairs: int, seconds: int,
-            kinds: Tuple[Tuple[str, str], ...] = REQUEST_KINDS) -> Runs:
+            kinds: Tuple[Tuple[str, str], ...] = REQUEST_KINDS) -> Dict[str, Pairs]:
     """Interleaved runs of *base* and *ours* for each request kind."""
-    results: Runs = {}
-    with bench_support.server_process(__file__, base) as base_port, \
-            bench_support.server_process(__file__, ours) as our_port:
+    results: Dict[str, Pairs] = {}
+    with bench_support.server_subprocess(__file__, base) as base_server, \
+            bench_support.server_subprocess(__file__, ours) as our_server:
         for name, script in kinds:
-            bare: List[float] = []
-            mine: List[float] = []
-            wrk(base_port, script, 1, 0)  # warm both up
-            wrk(our_port, script, 1, 0)
+            runs = Pairs([], [], [], [])
+            wrk(base_server[0], script, 1, 0)  # warm both up
+            wrk(our_server[0], script, 1, 0)
             for run in range(1, pairs + 1):
-                bare.append(wrk(base_port, script, seconds, run))
-                mine.append(wrk(our_port, script, seconds, run))
-            results[name] = (bare, mine)
+                for server, rates, cpu in ((base_server, runs.bare, runs.bare_cpu),
+                                           (our_server, runs.mine, runs.mine_cpu)):
+                    rate, cost = measured(server, script, seconds, run)
+                    rates.append(rate)
+                    cpu.append(cost)
+            results[name] = runs
     return results
+
+
+#: ``--decompose``: each step of the middleware's tracked POST, with its request
+STEPS = (("registry", "a locked dict of IDs (yardstick)", TRACKED_POST),
+         ("middleware-on-waitress", "the middleware, POST without an ID", UNTRACKED_POST),
+         ("track-and-finish", "the store's track and finish alone", TRACKED_POST),
+         ("middleware-on-waitress", "the whole middleware, tracked POST", TRACKED_POST))
 
 
 def served_or_no_wrk(argv: List[str]) -> bool:
@@ -175,23 +271,26 @@ def main(argv: List[str]) -> int:
         print(f"tracked POST, {CONNECTIONS} connections, {pairs} interleaved pairs of "
               f"{seconds:g} s: waitress whose application first spins N µs ÷ bare waitress")
         for spent in ("1", "2.5", "5", "10"):
-            bare, mine = compare("waitress", f"spend-{spent}", pairs, seconds,
-                                 REQUEST_KINDS[:1])["tracked POST"]
-            ratio = statistics.median(m / b for b, m in zip(bare, mine))
-            print(f"{spent:>4} µs  {statistics.median(mine):8.0f}/s  bare "
-                  f"{statistics.median(bare):8.0f}/s  ratio {ratio:.3f}")
+            runs = compare("waitress", f"spend-{spent}", pairs, seconds,
+                           REQUEST_KINDS[:1])["tracked POST"]
+            print(f"{spent:>4} µs  {runs.figures()}  ratio {runs.ratio:.3f}")
+        return 0
+    if "--decompose" in argv:
+        print(f"{CONNECTIONS} connections, {pairs} interleaved pairs of {seconds:g} s, "
+              "each step on waitress ÷ bare waitress")
+        for kind, step, script in STEPS:
+            runs = compare("waitress", kind, pairs, seconds, (("", script),))[""]
+            print(f"{step:36} {runs.figures()}  ratio {runs.ratio:.3f}")
         return 0
     goals = {"tracked POST": 0.9, "untracked GET": 0.97}
-    print(f"requests/s, {CONNECTIONS} keep-alive connections, {pairs} interleaved pairs "
-          f"of {seconds:g} s; 1 KiB body for the POST")
+    print(f"requests/s and server CPU µs per request, {CONNECTIONS} keep-alive connections, "
+          f"{pairs} interleaved pairs of {seconds:g} s; 1 KiB body for the POST")
     for base, ours in (("waitress", "ours"), ("waitress", "middleware-on-waitress"),
                        ("werkzeug", "middleware-on-werkzeug")):
-        for name, (bare, mine) in compare(base, ours, pairs, seconds).items():
-            ratio = statistics.median(m / b for b, m in zip(bare, mine))
+        for name, runs in compare(base, ours, pairs, seconds).items():
             goal = goals[name]
-            print(f"{name:14} {ours:24} {statistics.median(mine):8.0f}/s  {base:9} "
-                  f"{statistics.median(bare):8.0f}/s  ratio {ratio:.3f} "
-                  f"(goal >= {goal}) {'PASS' if ratio >= goal else 'MISS'}")
+            print(f"{name:14} {ours:24} {runs.figures().replace('bare', base)}  ratio "
+                  f"{runs.ratio:.3f} (goal >= {goal}) {'PASS' if runs.ratio >= goal else 'MISS'}")
     return 0
 
 

@@ -37,6 +37,19 @@ def serve_until_stdin_closes(server: Any) -> None:
         server.run()
 
 
+def cpu_times(pid: int) -> Tuple[float, float]:
+    """The user and the system time a process has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user and system time a process has used so far (Linux), summed."""
+    return sum(cpu_times(pid))
+
+
 @contextlib.contextmanager
 def server_subprocess(script: str, kind: str,
                       env: Optional[Dict[str, str]] = None) -> Iterator[Tuple[int, int]]:
