@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 from .writer import MAX_BACKOFF
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from ...waiters import Waiters
 
 log = logging.getLogger("wsgiprogress")
+
+#: Seconds Redis has to confirm the subscriptions before the connection is
+#: given up and made again (with backoff).
+SUBSCRIBE_WAIT = 10.0
 
 #: Called with the names in a message, or ``None`` for "maybe anything".
 Handler = Callable[[Optional[List[str]]], None]
@@ -69,10 +74,10 @@ class RedisWakeups:
         backoff = 0.1
         failing = False
         while not self._closed.is_set():
-            pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]
-                ignore_subscribe_messages=True)
+            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 pubsub.subscribe(*self.handlers)
+                self._confirm(pubsub)
                 self.connected.set()
                 if failing:
                     log.warning("wake-up channel to Redis restored")
@@ -95,10 +100,33 @@ class RedisWakeups:
             finally:
                 pubsub.close()
 
+    def _confirm(self, pubsub: Any) -> None:
+        """Read until Redis confirms every channel: ``SUBSCRIBE`` is only sent
+        when ``subscribe`` returns, and news published before Redis runs it
+        never reaches us, while the "wake everyone" after it would already
+        have passed.  Messages that come first are handed on."""
+        unconfirmed = set(self.handlers)
+        deadline = time.monotonic() + SUBSCRIBE_WAIT
+        while unconfirmed and not self._closed.is_set():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Redis confirmed no subscription in {SUBSCRIBE_WAIT:g} s")
+            message = pubsub.get_message(timeout=0.5)
+            if message is None:
+                continue
+            if message.get("type") == "subscribe":
+                unconfirmed.discard(_text(message.get("channel")))
+            else:
+                self._wake(message)
+
     def _wake(self, message: Any) -> None:
-        channel, data = message.get("channel"), message.get("data")
-        if isinstance(data, bytes):
-            data = data.decode("utf-8", "replace")
+        if message.get("type") != "message":
+            return
+        channel, data = _text(message.get("channel")), _text(message.get("data"))
         handler = self.handlers.get(channel)
         if handler is not None and isinstance(data, str):
             handler(data.split())
+
+
+def _text(value: Any) -> Any:
+    # channel names and payloads are bytes unless the client decodes them
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
