@@ -379,3 +379,18 @@ def test_the_authorize_hook_decides_who_reads_and_who_publishes() -> None:
                      additional_headers={"Cookie": "user=alice"}) as ws:
             ws.send(json.dumps({"data": "by cookie"}))  # browsers: the hook, not a token
             assert data_of(ws.recv(timeout=5))["data"] == "by cookie"
+
+
+def test_a_subprotocol_is_accepted_only_when_offered_and_ours() -> None:
+    with serve() as (server, port):
+        first = server.mailbox.post(NAME, "m0\nline")[NAME]
+        with connect(url(port), subprotocols=["chat"]) as ws:
+            assert ws.subprotocol is None  # never one the client did not offer
+        with connect(url(port), subprotocols=["chat", "ws+meta.nchan"]) as ws:
+            assert ws.subprotocol == "ws+meta.nchan"
+            assert ws.recv(timeout=5) == (
+                f"id: {first}\ncontent-type: text/plain; charset=utf-8\n\nm0\nline")
+        second = server.mailbox.post(NAME, "m1")[NAME]
+        with connect(url(port, f"/mailbox/{NAME}?last_event_id={first}"),
+                     subprotocols=["ws+meta.nchan"]) as ws:
+            assert ws.recv(timeout=5).startswith(f"id: {second}\n")

@@ -128,7 +128,10 @@ class WebSocketPolicy:
         if waiters.register(feed.key, session) is None:
             return too_many_waiters(start_response)
         extensions: List[Extension] = [PerMessageDeflate()] if self.deflate else []
-        accepted = handshake.send(AcceptConnection(extensions=extensions))
+        # a subprotocol only when the client offered it (wsproto checks too)
+        subprotocol = feed.subprotocol if feed.subprotocol in request.subprotocols else None
+        accepted = handshake.send(AcceptConnection(subprotocol=subprotocol,
+                                                   extensions=extensions))
         assert handshake.connection is not None  # accepted: wsproto made it
         session.open(handshake.connection, accepted)
         task.wrote_header = task.complete = True  # the 101 is out: waitress writes nothing

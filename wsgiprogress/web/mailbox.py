@@ -257,9 +257,7 @@ class MailboxApp:
 
     def _stream(self, environ: WSGIEnvironment, start_response: StartResponse,
                 name: str, params: Dict[str, str]) -> Iterable[bytes]:
-        last = environ.get("HTTP_LAST_EVENT_ID") or params.get("last_event_id") \
-            or params.get("after")
-        after = cursor(last, "Last-Event-ID")
+        after = nchan.last_event_id(environ, params)
         waiters = self.store.waiters
         wake = open_wake(waiters, name, environ)
         if wake is None:
