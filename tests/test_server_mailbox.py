@@ -158,6 +158,31 @@ def test_a_cursor_outside_retention_gets_a_gap_signal() -> None:
         assert answer["messages"][0]["data"] == "50"
 
 
+def test_nchan_holds_a_cursor_whose_messages_all_expired_then_reports_the_gap() -> None:
+    # NchanSubscriber re-polls at once after a 408 with the headers it has:
+    # answering at once again would make it spin.  As Nchan, an old cursor on
+    # an empty mailbox waits for the next message, which carries the gap.
+    with running(app, mailbox=True, max_age=0.3, max_wait=5) as (server, port):
+        mailbox = server.mailbox
+        for n in range(2):
+            mailbox.post(NAME, f"m{n}")
+        conn = HTTPConnection(HOST, port, timeout=10)
+        conn.request("GET", f"/mailbox/{NAME}?protocol=nchan")
+        first = conn.getresponse()
+        assert first.read() == b"m0"
+        follow = {"If-None-Match": first.headers["Etag"],
+                  "If-Modified-Since": first.headers["Last-Modified"]}
+        assert until(lambda: not mailbox.read(NAME, None).messages)  # both expired
+        threading.Timer(0.5, mailbox.post, (NAME, "m2")).start()
+        started = time.monotonic()
+        conn.request("GET", f"/mailbox/{NAME}?protocol=nchan", headers=follow)
+        held = conn.getresponse()
+        assert (held.status, held.read()) == (200, b"m2")
+        assert time.monotonic() - started >= 0.4
+        assert json.loads(held.headers["X-Mailbox-Gap"]) == {"dropped": 1}
+        conn.close()
+
+
 def test_sse_resumes_from_last_event_id() -> None:
     with running(app, mailbox=True) as (server, port):
         mailbox = server.mailbox

@@ -118,8 +118,6 @@ def unguessable_names(environ: WSGIEnvironment, name: Optional[str], action: str
     return action == "read" and name is not None and len(name) >= UNGUESSABLE_LENGTH
 
 
-
-
 class MailboxApp:
     """Serves a :class:`~wsgiprogress.mailbox.MailboxStore` over HTTP.
 
@@ -335,7 +333,6 @@ class MailboxApp:
         return json_body(start_response, "200 OK", stats)
 
 
-
 class MailboxPoll:
     """What a long-poll of a mailbox asks while it waits, and its answer:
     one small object a waiter, not a closure each (everything a parked waiter
@@ -361,7 +358,12 @@ class MailboxPoll:
         except MailboxError as exc:  # the store went away while the client waited
             return refused(exc)
         self.last = result
-        return self.reply(result) if result.messages or gap(result) is not None else None
+        if result.messages:
+            return self.reply(result)
+        # a gap alone is news to our clients; Nchan's wait for the next
+        # message (which carries the gap): an answer without one would be a
+        # 408 the client repeats at once
+        return None if self.as_nchan or gap(result) is None else self.reply(result)
 
     def timed_out(self) -> Answer:
         """The time is up: the last read says so."""
