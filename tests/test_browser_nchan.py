@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
-from npm_support import npm_ci
 from test_browser import chrome, wait_for
 
+from npm_support import npm_ci
 from server_support import HOST, running
 
 NAME = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"

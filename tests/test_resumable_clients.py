@@ -16,8 +16,8 @@ from typing import Any, Dict, Iterator, Tuple
 import pytest
 from tusclient import client as tus_client
 
-from resumable_support import OCTETS, TUS, Recorder, counter, request, serving, sha256
 from npm_support import npm_ci
+from resumable_support import OCTETS, TUS, Recorder, counter, request, serving, sha256
 from server_support import HOST, probe, wait_until
 
 JS = Path(__file__).parent / "js" / "tus"
