@@ -106,6 +106,18 @@ def test_a_message_over_the_limit_closes_1009_and_binary_1003() -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
 
 
+def test_the_message_limit_counts_utf8_bytes_not_characters() -> None:
+    with serve(websocket_max_message=1000) as (server, port):
+        with connect(url(port), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            text = json.dumps({"data": "\u20ac" * 400}, ensure_ascii=False)  # 1212 bytes
+            assert len(text) < 1000 < len(text.encode())
+            ws.send(text)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert server.mailbox.read(NAME, None).messages == []
+
+
 def test_a_reader_too_slow_is_closed_1008_and_resumes_with_after_losing_nothing() -> None:
     count = 3000  # 12 MB: more than the kernel's socket buffers hold for a reader this slow
     with serve(websocket_max_queued=16 * 1024, max_messages=count + 1,

@@ -284,7 +284,8 @@ class WebSocketSession:
         return True
 
     def _message(self, event: Any) -> None:
-        self.size += len(event.data)
+        data = event.data
+        self.size += len(data.encode("utf-8") if isinstance(data, str) else data)  # bytes
         if self.size > self.policy.max_message:
             self.close(1009, f"messages may have at most {self.policy.max_message} bytes")
             return
