@@ -183,6 +183,28 @@ def test_nchan_holds_a_cursor_whose_messages_all_expired_then_reports_the_gap() 
         conn.close()
 
 
+def test_nchan_interval_poll_without_news_is_304_not_408() -> None:
+    # wait=0 is Nchan's interval-poll: nothing new is 304 Not Modified (no
+    # body); 408 is the long-poll's timeout
+    with running(app, mailbox=True) as (server, port):
+        server.mailbox.post(NAME, "m0")
+        conn = HTTPConnection(HOST, port, timeout=10)
+        path = f"/mailbox/{NAME}?protocol=nchan&wait=0"
+        conn.request("GET", path)
+        first = conn.getresponse()
+        assert (first.status, first.read()) == (200, b"m0")
+        follow = {"If-None-Match": first.headers["Etag"],
+                  "If-Modified-Since": first.headers["Last-Modified"]}
+        conn.request("GET", path, headers=follow)
+        same = conn.getresponse()
+        assert (same.status, same.read()) == (304, b"")
+        server.mailbox.post(NAME, "m1")
+        conn.request("GET", path, headers=follow)  # the same connection: kept alive
+        news = conn.getresponse()
+        assert (news.status, news.read()) == (200, b"m1")
+        conn.close()
+
+
 def test_sse_resumes_from_last_event_id() -> None:
     with running(app, mailbox=True) as (server, port):
         mailbox = server.mailbox

@@ -214,8 +214,9 @@ class MailboxApp:
         limit = 1 if as_nchan else 100
 
         poll = MailboxPoll(self, name, after, limit, as_nchan, head_only)
-        if wait <= 0:
-            return poll.reply(self.store.read(name, after, limit))(start_response)
+        if wait <= 0:  # an interval-poll
+            return nchan.polled(poll.reply, self.store.read(name, after, limit), as_nchan,
+                                start_response)
         # registered before the first read, so a post in between is not
         # missed; one read, not two, when something is there already (a
         # round trip on Redis)

@@ -6,7 +6,8 @@ Nchan's long-poll protocol
 long-poll subscribers do, so Nchan's ``NchanSubscriber`` works unchanged: the
 cursor travels as the previous answer's ``Etag`` (sent back as
 ``If-None-Match``) and ``Last-Modified`` (``If-Modified-Since``; the epoch
-means "no cursor"); each answer holds one message, and a timeout is ``408``.
+means "no cursor"); each answer holds one message, and a timeout is ``408``
+(``304`` when the client asked not to wait, ``wait=0``: Nchan's interval-poll).
 A client resuming from a message id it kept (``NchanSubscriber``'s
 ``reconnect`` and ``id`` options) sends it as ``<time>:<id>``, the form its
 ``lastMessageId`` takes, in an ``Etag`` request header or ``last_event_id``:
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 from email.utils import formatdate, parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from .cursors import BadRequest, cursor, gap
 from .responses import plain, respond
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from ..mailbox.store import Message, ReadResult
+    from .waiting import Answer
 
 #: The WebSocket subprotocol of Nchan's subscribers.
 SUBPROTOCOL = "ws+meta.nchan"
@@ -82,6 +84,17 @@ def offers_subprotocol(environ: Dict[str, Any]) -> bool:
 def socket_text(message: Message) -> str:
     """*message* as a ``ws+meta.nchan`` text message."""
     return f"id: {message.id}\ncontent-type: {CONTENT_TYPE}\n\n{message.data}"
+
+
+def polled(reply: Callable[[ReadResult], Answer], result: ReadResult, as_nchan: bool,
+           start_response: StartResponse) -> List[bytes]:
+    """The answer to a poll that does not wait: *reply*, or for Nchan's
+    client with nothing new ``304 Not Modified`` (with the gap, if any)."""
+    if not as_nchan or result.messages:
+        return reply(result)(start_response)
+    missed = gap(result)
+    headers = [] if missed is None else [("X-Mailbox-Gap", json.dumps(missed))]
+    return respond(start_response, "304 Not Modified", CONTENT_TYPE, b"", headers)
 
 
 def answer(start_response: StartResponse, result: ReadResult,
