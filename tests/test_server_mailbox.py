@@ -222,6 +222,35 @@ def test_sse_resumes_from_last_event_id() -> None:
         assert events == [f"id: {missed[0]}", "data: m2", f"id: {missed[1]}", "data: m3"]
 
 
+@pytest.mark.parametrize("path", [f"/mailbox/{NAME}?transport=sse",
+                                  "/progress?X-Progress-ID=abcdabcdabcdabcd&transport=sse"])
+def test_head_of_an_event_stream_is_its_headers_without_a_stream(path: str) -> None:
+    # RFC 9110 9.3.2: no content in an answer to HEAD; a client reads the
+    # head and nothing after it
+    with running(app, mailbox=True, sse_keepalive=0.2) as (server, port):
+        server.mailbox.post(NAME, "m0")
+        sock = socket.create_connection((HOST, port), timeout=5)
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = b""
+        deadline = time.monotonic() + 1.0  # a stream sends retry: and keepalives
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                piece = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not piece:
+                break
+            data += piece
+        sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"Content-Type: text/event-stream" in head
+        # no event, no keepalive; waitress ends every chunked answer to HEAD
+        # with its empty last chunk, then closes
+        assert body in (b"", b"0\r\n\r\n")
+
+
 def test_sse_reports_a_gap() -> None:
     with running(app, mailbox=True) as (server, port):
         cursor = get_json(port, f"/mailbox/{NAME}")["cursor"]
