@@ -22,8 +22,8 @@ Mailbox endpoint
     ``If-None-Match`` + ``If-Modified-Since`` read; one message per answer; a
     client that has caught up is held up to ``max_wait``, then 408), so
     Nchan's ``NchanSubscriber`` works unchanged.  With ``allowed_origins``,
-    every answer carries CORS headers exposing ``Last-Modified`` and ``Etag``,
-    and ``OPTIONS`` answers the preflight of those request headers.
+    every answer carries CORS headers exposing ``Last-Modified``, ``Etag``
+    and ``X-Mailbox-Gap``, and ``OPTIONS`` answers the preflight.
 
 ``POST /mailbox/<name>``
     Publish the body as one message.  Off by default; when ``publish`` is on
@@ -98,7 +98,7 @@ STATS_NAME = "_stats"
 #: Mailboxes one publish may name, as Nchan allows channels per request.
 MAX_FAN_OUT = 255
 #: What a page may read of a mailbox answer, as Nchan exposes it.
-EXPOSED_HEADERS = ("Last-Modified", "Etag")
+EXPOSED_HEADERS = ("Last-Modified", "Etag", "X-Mailbox-Gap")
 #: Request headers a page may send, for the CORS preflight.
 REQUEST_HEADERS = "If-None-Match, If-Modified-Since, Last-Event-ID, Authorization, Content-Type"
 _SETTINGS = MAILBOX_SETTINGS + WAIT_SETTINGS + tuple(
