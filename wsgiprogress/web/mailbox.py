@@ -78,6 +78,7 @@ from .responses import (
     plain,
     preflight,
     start_event_stream,
+    too_many_streams,
     too_many_waiters,
     with_headers,
 )
@@ -260,7 +261,7 @@ class MailboxApp:
         waiters = self.store.waiters
         wake = open_wake(waiters, name, environ)
         if wake is None:
-            return too_many_waiters(start_response)
+            return too_many_streams(start_response)
         start_event_stream(start_response)
         return EventStream(waiters, name, wake, environ, self._events(name, after), self.timing)
 
