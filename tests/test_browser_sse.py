@@ -8,9 +8,8 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable
 
-from test_browser import chrome, wait_for
+from test_browser import chrome, html_app, wait_for
 
 from server_support import HOST, running
 
@@ -23,11 +22,7 @@ source.onerror = function () { errors += 1; };
 </script>""" % NAME
 
 
-def page(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    body = PAGE.encode()
-    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                              ("Content-Length", str(len(body)))])
-    return [body]
+page = html_app(PAGE)
 
 
 def test_an_event_source_refused_at_the_waiter_cap_comes_back(tmp_path: Path) -> None:

@@ -12,7 +12,14 @@ from typing import Any, Dict, Iterable, List
 
 import pytest
 
-from server_support import HOST, SlowUpload, read_events, read_response, running
+from server_support import (
+    HOST,
+    SlowUpload,
+    read_events,
+    read_response,
+    read_until,
+    running,
+)
 
 NAME = "feedfacefeedfacefeedfacefeedface"
 
@@ -231,17 +238,7 @@ def test_head_of_an_event_stream_is_its_headers_without_a_stream(path: str) -> N
         server.mailbox.post(NAME, "m0")
         sock = socket.create_connection((HOST, port), timeout=5)
         sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        data = b""
-        deadline = time.monotonic() + 1.0  # a stream sends retry: and keepalives
-        while time.monotonic() < deadline:
-            sock.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                piece = sock.recv(65536)
-            except socket.timeout:
-                break
-            if not piece:
-                break
-            data += piece
+        data = read_until(sock, lambda _: False, 1.0)  # a stream: retry:, keepalives
         sock.close()
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ")
