@@ -24,7 +24,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from .cursors import BadRequest, cursor, gap
-from .responses import plain, respond
+from .responses import NO_CACHE_HEADERS, plain, respond
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -94,7 +94,9 @@ def polled(reply: Callable[[ReadResult], Answer], result: ReadResult, as_nchan: 
         return reply(result)(start_response)
     missed = gap(result)
     headers = [] if missed is None else [("X-Mailbox-Gap", json.dumps(missed))]
-    return respond(start_response, "304 Not Modified", CONTENT_TYPE, b"", headers)
+    # no Content-Length: a 304's would have to be the 200's (RFC 9110 §8.6)
+    start_response("304 Not Modified", [*NO_CACHE_HEADERS, *headers])
+    return []
 
 
 def answer(start_response: StartResponse, result: ReadResult,
