@@ -344,13 +344,14 @@ def running_werkzeug(app: Any) -> Iterator[int]:
         assert not thread.is_alive(), "werkzeug server did not stop"
 
 
-def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[str]:
-    """The ``id:``/``data:``/``event:`` lines of the next *count* events, or of
-    those that arrived within *deadline* seconds."""
+def read_until(sock: socket.socket, enough: Callable[[bytes], bool],
+               deadline: float = 5.0) -> bytes:
+    """What *sock* receives until *enough* of it came, it closed, or
+    *deadline* seconds passed."""
     buffer = b""
     end = time.monotonic() + deadline
-    while buffer.count(b"\ndata: ") < count and time.monotonic() < end:
-        sock.settimeout(max(0.1, end - time.monotonic()))
+    while not enough(buffer) and time.monotonic() < end:
+        sock.settimeout(max(0.05, end - time.monotonic()))
         try:
             piece = sock.recv(65536)
         except socket.timeout:
@@ -358,6 +359,13 @@ def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[
         if not piece:
             break
         buffer += piece
+    return buffer
+
+
+def read_events(sock: socket.socket, count: int, deadline: float = 5.0) -> List[str]:
+    """The ``id:``/``data:``/``event:`` lines of the next *count* events, or of
+    those that arrived within *deadline* seconds."""
+    buffer = read_until(sock, lambda got: got.count(b"\ndata: ") >= count, deadline)
     return [line for line in buffer.decode().splitlines()
             if line.startswith(("id: ", "data: ", "event: "))]
 

@@ -79,6 +79,17 @@ def chrome(profile: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+def html_app(page: str) -> Any:
+    """A WSGI application that answers every request with the HTML *page*."""
+    body = page.encode()
+
+    def app(environ: Dict[str, Any], start_response: Any) -> List[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    return app
+
+
 def big_file(tmp_path: Path) -> Path:
     path = tmp_path / "big.bin"
     block = bytes(range(256)) * 4096  # 1 MiB

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import List
 
-from test_browser import chrome, wait_for
+from test_browser import chrome, html_app, wait_for
 
 from server_support import running
 
@@ -32,11 +32,7 @@ connect();
 </script>""" % NAME
 
 
-def page(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    body = PAGE.encode()
-    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                              ("Content-Length", str(len(body)))])
-    return [body]
+page = html_app(PAGE)
 
 
 def test_a_page_reconnects_with_its_cursor_and_misses_nothing(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, Tuple
 import pytest
 from tusclient import client as tus_client
 
+from npm_support import npm_ci
 from resumable_support import OCTETS, TUS, Recorder, counter, request, serving, sha256
 from server_support import HOST, probe, wait_until
 
@@ -55,23 +56,11 @@ def test_tuspy_uploads_in_checksummed_chunks_and_resumes_from_the_url(door: Any)
     assert call.upload["metadata"].startswith("filename ")
 
 
-def install_tus_js_client() -> None:
-    """tus-js-client as tests/js/tus/package-lock.json pins it, installed by
-    npm on first use, so the README's one test command is all a newcomer runs."""
-    if (JS / "node_modules" / "tus-js-client").is_dir():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("npm is needed to install tus-js-client: apt-get install -y npm")
-    subprocess.run([npm, "ci", "--prefix", str(JS), "--no-audit", "--no-fund"],
-                   capture_output=True, timeout=600, check=True)
-
-
 def node_upload(job: Dict[str, Any]) -> Dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is needed: apt-get install -y nodejs")
-    install_tus_js_client()
+    npm_ci("tus", "tus-js-client")
     done = subprocess.run([node, str(JS / "upload.js")], input=json.dumps(job),
                           capture_output=True, text=True, timeout=60, check=True)
     result: Dict[str, Any] = json.loads(done.stdout)

@@ -12,7 +12,14 @@ from typing import Any, Dict, Iterable, List
 
 import pytest
 
-from server_support import HOST, SlowUpload, read_events, read_response, running
+from server_support import (
+    HOST,
+    SlowUpload,
+    read_events,
+    read_response,
+    read_until,
+    running,
+)
 
 NAME = "feedfacefeedfacefeedfacefeedface"
 
@@ -158,6 +165,54 @@ def test_a_cursor_outside_retention_gets_a_gap_signal() -> None:
         assert answer["messages"][0]["data"] == "50"
 
 
+def test_nchan_holds_a_cursor_whose_messages_all_expired_then_reports_the_gap() -> None:
+    # NchanSubscriber re-polls at once after a 408 with the headers it has:
+    # answering at once again would make it spin.  As Nchan, an old cursor on
+    # an empty mailbox waits for the next message, which carries the gap.
+    with running(app, mailbox=True, max_age=0.3, max_wait=5) as (server, port):
+        mailbox = server.mailbox
+        for n in range(2):
+            mailbox.post(NAME, f"m{n}")
+        conn = HTTPConnection(HOST, port, timeout=10)
+        conn.request("GET", f"/mailbox/{NAME}?protocol=nchan")
+        first = conn.getresponse()
+        assert first.read() == b"m0"
+        follow = {"If-None-Match": first.headers["Etag"],
+                  "If-Modified-Since": first.headers["Last-Modified"]}
+        assert until(lambda: not mailbox.read(NAME, None).messages)  # both expired
+        threading.Timer(0.5, mailbox.post, (NAME, "m2")).start()
+        started = time.monotonic()
+        conn.request("GET", f"/mailbox/{NAME}?protocol=nchan", headers=follow)
+        held = conn.getresponse()
+        assert (held.status, held.read()) == (200, b"m2")
+        assert time.monotonic() - started >= 0.4
+        assert json.loads(held.headers["X-Mailbox-Gap"]) == {"dropped": 1}
+        conn.close()
+
+
+def test_nchan_interval_poll_without_news_is_304_not_408() -> None:
+    # wait=0 is Nchan's interval-poll: nothing new is 304 Not Modified (no
+    # body); 408 is the long-poll's timeout
+    with running(app, mailbox=True) as (server, port):
+        server.mailbox.post(NAME, "m0")
+        conn = HTTPConnection(HOST, port, timeout=10)
+        path = f"/mailbox/{NAME}?protocol=nchan&wait=0"
+        conn.request("GET", path)
+        first = conn.getresponse()
+        assert (first.status, first.read()) == (200, b"m0")
+        follow = {"If-None-Match": first.headers["Etag"],
+                  "If-Modified-Since": first.headers["Last-Modified"]}
+        conn.request("GET", path, headers=follow)
+        same = conn.getresponse()
+        assert (same.status, same.read()) == (304, b"")
+        assert "Content-Length" not in same.headers  # only a 200's may be sent
+        server.mailbox.post(NAME, "m1")
+        conn.request("GET", path, headers=follow)
+        news = conn.getresponse()
+        assert (news.status, news.read()) == (200, b"m1")
+        conn.close()
+
+
 def test_sse_resumes_from_last_event_id() -> None:
     with running(app, mailbox=True) as (server, port):
         mailbox = server.mailbox
@@ -173,6 +228,25 @@ def test_sse_resumes_from_last_event_id() -> None:
         events = read_events(sock, 2)
         sock.close()
         assert events == [f"id: {missed[0]}", "data: m2", f"id: {missed[1]}", "data: m3"]
+
+
+@pytest.mark.parametrize("path", [f"/mailbox/{NAME}?transport=sse",
+                                  "/progress?X-Progress-ID=abcdabcdabcdabcd&transport=sse"])
+def test_head_of_an_event_stream_is_its_headers_without_a_stream(path: str) -> None:
+    # RFC 9110 9.3.2: no content in an answer to HEAD; a client reads the
+    # head and nothing after it
+    with running(app, mailbox=True, sse_keepalive=0.2) as (server, port):
+        server.mailbox.post(NAME, "m0")
+        sock = socket.create_connection((HOST, port), timeout=5)
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = read_until(sock, lambda _: False, 1.0)  # a stream: retry:, keepalives
+        sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"Content-Type: text/event-stream" in head
+        # no event, no keepalive; waitress ends every chunked answer to HEAD
+        # with its empty last chunk, then closes
+        assert body in (b"", b"0\r\n\r\n")
 
 
 def test_sse_reports_a_gap() -> None:

@@ -106,6 +106,18 @@ def test_a_message_over_the_limit_closes_1009_and_binary_1003() -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
 
 
+def test_the_message_limit_counts_utf8_bytes_not_characters() -> None:
+    with serve(websocket_max_message=1000) as (server, port):
+        with connect(url(port), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            text = json.dumps({"data": "\u20ac" * 400}, ensure_ascii=False)  # 1212 bytes
+            assert len(text) < 1000 < len(text.encode())
+            ws.send(text)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert server.mailbox.read(NAME, None).messages == []
+
+
 def test_a_reader_too_slow_is_closed_1008_and_resumes_with_after_losing_nothing() -> None:
     count = 3000  # 12 MB: more than the kernel's socket buffers hold for a reader this slow
     with serve(websocket_max_queued=16 * 1024, max_messages=count + 1,
@@ -379,3 +391,18 @@ def test_the_authorize_hook_decides_who_reads_and_who_publishes() -> None:
                      additional_headers={"Cookie": "user=alice"}) as ws:
             ws.send(json.dumps({"data": "by cookie"}))  # browsers: the hook, not a token
             assert data_of(ws.recv(timeout=5))["data"] == "by cookie"
+
+
+def test_a_subprotocol_is_accepted_only_when_offered_and_ours() -> None:
+    with serve() as (server, port):
+        first = server.mailbox.post(NAME, "m0\nline")[NAME]
+        with connect(url(port), subprotocols=["chat"]) as ws:
+            assert ws.subprotocol is None  # never one the client did not offer
+        with connect(url(port), subprotocols=["chat", "ws+meta.nchan"]) as ws:
+            assert ws.subprotocol == "ws+meta.nchan"
+            assert ws.recv(timeout=5) == (
+                f"id: {first}\ncontent-type: text/plain; charset=utf-8\n\nm0\nline")
+        second = server.mailbox.post(NAME, "m1")[NAME]
+        with connect(url(port, f"/mailbox/{NAME}?last_event_id={first}"),
+                     subprotocols=["ws+meta.nchan"]) as ws:
+            assert ws.recv(timeout=5).startswith(f"id: {second}\n")

@@ -128,7 +128,10 @@ class WebSocketPolicy:
         if waiters.register(feed.key, session) is None:
             return too_many_waiters(start_response)
         extensions: List[Extension] = [PerMessageDeflate()] if self.deflate else []
-        accepted = handshake.send(AcceptConnection(extensions=extensions))
+        # a subprotocol only when the client offered it (wsproto checks too)
+        subprotocol = feed.subprotocol if feed.subprotocol in request.subprotocols else None
+        accepted = handshake.send(AcceptConnection(subprotocol=subprotocol,
+                                                   extensions=extensions))
         assert handshake.connection is not None  # accepted: wsproto made it
         session.open(handshake.connection, accepted)
         task.wrote_header = task.complete = True  # the 101 is out: waitress writes nothing
@@ -281,7 +284,8 @@ class WebSocketSession:
         return True
 
     def _message(self, event: Any) -> None:
-        self.size += len(event.data)
+        data = event.data
+        self.size += len(data.encode("utf-8") if isinstance(data, str) else data)  # bytes
         if self.size > self.policy.max_message:
             self.close(1009, f"messages may have at most {self.policy.max_message} bytes")
             return

@@ -9,7 +9,8 @@ chunk), then whatever its *collect* function finds each time it is woken, a
 comment every ``keepalive`` seconds without news, until ``max_duration``
 passes, *collect* says the stream is over, or the client leaves.  On
 wsgiprogress's server it is parked on the I/O loop between events; elsewhere
-it holds its thread.
+it holds its thread.  The answer to ``HEAD`` is the headers alone (RFC 9110
+§9.3.2).
 
 .. code-block:: python
 
@@ -63,8 +64,11 @@ class EventStream(WaitingResponse):
         self.deadline = now + timing.max_duration
         self.quiet_until = now + timing.keepalive
         self.opening = sse.retry(timing.retry) + sse.comment("connected")
+        self.head_only = environ.get("REQUEST_METHOD") == "HEAD"
 
     def step(self, now: float, give_up: bool = False) -> Step:
+        if self.head_only:
+            return Step(b"", True, now)
         if self.opening:
             opening, self.opening = self.opening, b""
             return Step(opening, False, now)  # at once, before the first collect

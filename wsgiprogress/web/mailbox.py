@@ -22,8 +22,8 @@ Mailbox endpoint
     ``If-None-Match`` + ``If-Modified-Since`` read; one message per answer; a
     client that has caught up is held up to ``max_wait``, then 408), so
     Nchan's ``NchanSubscriber`` works unchanged.  With ``allowed_origins``,
-    every answer carries CORS headers exposing ``Last-Modified`` and ``Etag``,
-    and ``OPTIONS`` answers the preflight of those request headers.
+    every answer carries CORS headers exposing ``Last-Modified``, ``Etag``
+    and ``X-Mailbox-Gap``, and ``OPTIONS`` answers the preflight.
 
 ``POST /mailbox/<name>``
     Publish the body as one message.  Off by default; when ``publish`` is on
@@ -78,6 +78,7 @@ from .responses import (
     plain,
     preflight,
     start_event_stream,
+    too_many_streams,
     too_many_waiters,
     with_headers,
 )
@@ -98,7 +99,7 @@ STATS_NAME = "_stats"
 #: Mailboxes one publish may name, as Nchan allows channels per request.
 MAX_FAN_OUT = 255
 #: What a page may read of a mailbox answer, as Nchan exposes it.
-EXPOSED_HEADERS = ("Last-Modified", "Etag")
+EXPOSED_HEADERS = ("Last-Modified", "Etag", "X-Mailbox-Gap")
 #: Request headers a page may send, for the CORS preflight.
 REQUEST_HEADERS = "If-None-Match, If-Modified-Since, Last-Event-ID, Authorization, Content-Type"
 _SETTINGS = MAILBOX_SETTINGS + WAIT_SETTINGS + tuple(
@@ -116,8 +117,6 @@ def unguessable_names(environ: WSGIEnvironment, name: Optional[str], action: str
     if action == "progress":
         return True
     return action == "read" and name is not None and len(name) >= UNGUESSABLE_LENGTH
-
-
 
 
 class MailboxApp:
@@ -216,8 +215,9 @@ class MailboxApp:
         limit = 1 if as_nchan else 100
 
         poll = MailboxPoll(self, name, after, limit, as_nchan, head_only)
-        if wait <= 0:
-            return poll.reply(self.store.read(name, after, limit))(start_response)
+        if wait <= 0:  # an interval-poll
+            return nchan.polled(poll.reply, self.store.read(name, after, limit), as_nchan,
+                                start_response)
         # registered before the first read, so a post in between is not
         # missed; one read, not two, when something is there already (a
         # round trip on Redis)
@@ -257,13 +257,11 @@ class MailboxApp:
 
     def _stream(self, environ: WSGIEnvironment, start_response: StartResponse,
                 name: str, params: Dict[str, str]) -> Iterable[bytes]:
-        last = environ.get("HTTP_LAST_EVENT_ID") or params.get("last_event_id") \
-            or params.get("after")
-        after = cursor(last, "Last-Event-ID")
+        after = nchan.last_event_id(environ, params)
         waiters = self.store.waiters
         wake = open_wake(waiters, name, environ)
         if wake is None:
-            return too_many_waiters(start_response)
+            return too_many_streams(start_response)
         start_event_stream(start_response)
         return EventStream(waiters, name, wake, environ, self._events(name, after), self.timing)
 
@@ -337,7 +335,6 @@ class MailboxApp:
         return json_body(start_response, "200 OK", stats)
 
 
-
 class MailboxPoll:
     """What a long-poll of a mailbox asks while it waits, and its answer:
     one small object a waiter, not a closure each (everything a parked waiter
@@ -363,7 +360,12 @@ class MailboxPoll:
         except MailboxError as exc:  # the store went away while the client waited
             return refused(exc)
         self.last = result
-        return self.reply(result) if result.messages or gap(result) is not None else None
+        if result.messages:
+            return self.reply(result)
+        # a gap alone is news to our clients; Nchan's wait for the next
+        # message (which carries the gap): an answer without one would be a
+        # 408 the client repeats at once
+        return None if self.as_nchan or gap(result) is None else self.reply(result)
 
     def timed_out(self) -> Answer:
         """The time is up: the last read says so."""

@@ -60,6 +60,7 @@ from .responses import (
     plain,
     preflight,
     start_event_stream,
+    too_many_streams,
     too_many_waiters,
 )
 from .sockets import SocketFeed
@@ -152,7 +153,8 @@ class OperationMonitor:
             key = operation_key(op_id)
             wake = open_wake(waiters, key, environ)
             if wake is None:
-                return too_many_waiters(start_response, headers, head_only)
+                refuse = too_many_streams if stream else too_many_waiters
+                return refuse(start_response, headers, head_only)
             if stream:
                 start_event_stream(start_response, headers)
                 return EventStream(waiters, key, wake, environ, self._changes(op_id),

@@ -66,6 +66,7 @@ from .responses import (
     preflight,
     respond,
     start_event_stream,
+    too_many_streams,
     too_many_waiters,
 )
 from .waiting import Answer, LongPoll, open_wake
@@ -206,7 +207,8 @@ class ProgressProbe:
         waiters = self.store.waiters
         wake = open_wake(waiters, query.progress_id, environ)
         if wake is None:
-            return too_many_waiters(start_response, headers, head_only)
+            refuse = too_many_streams if query.stream else too_many_waiters
+            return refuse(start_response, headers, head_only)
         self.store.watch(query.progress_id)
         if query.stream:
             start_event_stream(start_response, headers)

@@ -25,6 +25,10 @@ from typing import (
 
 from . import sse
 
+#: What a client over the waiter cap is told, and when to come back (seconds).
+TOO_MANY_WAITERS = "too many waiting clients; retry shortly"
+RETRY_AFTER = 2
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse
 
@@ -109,9 +113,18 @@ def json_body(start_response: StartResponse, status: str, data: Any,
 def too_many_waiters(start_response: StartResponse, headers: Sequence[Tuple[str, str]] = (),
                      head_only: bool = False) -> List[bytes]:
     """503 with ``Retry-After``: the waiter cap is reached."""
-    return plain(start_response, "503 Service Unavailable",
-                 "too many waiting clients; retry shortly",
-                 [*headers, ("Retry-After", "2")], head_only)
+    return plain(start_response, "503 Service Unavailable", TOO_MANY_WAITERS,
+                 [*headers, ("Retry-After", str(RETRY_AFTER))], head_only)
+
+
+def too_many_streams(start_response: StartResponse, headers: Sequence[Tuple[str, str]] = (),
+                     head_only: bool = False) -> List[bytes]:
+    """The waiter cap's answer to an event stream.  A 503 would close an
+    ``EventSource`` for good (WHATWG HTML §9.2 reconnects only after a 200
+    ``text/event-stream``), so: 200, ``retry:`` with the 503's delay and the
+    reason as a comment, and the stream ends; the client comes back then."""
+    start_event_stream(start_response, [*headers, ("Retry-After", str(RETRY_AFTER))])
+    return [] if head_only else [sse.retry(RETRY_AFTER * 1000) + sse.comment(TOO_MANY_WAITERS)]
 
 
 def too_large(start_response: StartResponse, limit: int) -> List[bytes]:

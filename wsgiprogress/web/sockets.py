@@ -15,6 +15,10 @@ same as for their long-polls and event streams:
   a gap is its own message, ``{"gap": {...}}``, before the replay.  A text
   message ``{"data": "..."}`` from the client is published when the handshake
   carried the publish token or the ``authorize`` hook allowed ``publish``.
+  A client offering Nchan's ``ws+meta.nchan`` subprotocol (``NchanSubscriber``)
+  gets it: messages as Nchan frames them (:func:`wsgiprogress.web.nchan.socket_text`),
+  from the oldest kept or after ``last_event_id``, and no gap message, as
+  from Nchan.
 * **the probe** (:func:`progress_feed`): the native JSON snapshot on every
   change until the request ends, as the progress event stream sends it.
 
@@ -32,7 +36,8 @@ from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, Tuple, U
 from ..mailbox.store import MailboxError, MessageTooLarge
 from ..progress.ids import ID_RULE, is_valid_id
 from ..query import query_params
-from .cursors import BadRequest, cursor, gap
+from . import nchan
+from .cursors import BadRequest, gap
 from .mailbox import refused
 from .probe import ProbeRequestError
 from .responses import has_bearer_token, plain
@@ -65,6 +70,7 @@ class SocketFeed(NamedTuple):
     #: texts to send now (none: nothing new), and whether the feed is over
     collect: Callable[[], Tuple[List[str], bool]]
     receive: Optional[Callable[[str], None]]            #: a client text; None: read-only
+    subprotocol: Optional[str] = None                   #: the one to accept, offered
 
 
 def _answer(status: str, reason: str) -> Answer:
@@ -80,8 +86,9 @@ def mailbox_feed(app: MailboxApp, environ: WSGIEnvironment) -> Union[SocketFeed,
         if not app.authorize(environ, name, "read"):
             return _answer("403 Forbidden", "not allowed to read this mailbox")
         params = query_params(environ.get("QUERY_STRING", ""))
-        after = cursor(params.get("after"), "after")
-        if after is None:  # only what is posted from now on
+        as_nchan = nchan.offers_subprotocol(environ)
+        after = nchan.last_event_id(environ, params)
+        if after is None and not as_nchan:  # only what is posted from now on
             after = app.store.read(name, None, app.store.max_messages).cursor
     except (BadRequest, ValueError) as exc:
         return _answer("400 Bad Request", str(exc))
@@ -91,6 +98,8 @@ def mailbox_feed(app: MailboxApp, environ: WSGIEnvironment) -> Union[SocketFeed,
 
     def collect() -> Tuple[List[str], bool]:
         result = follow()
+        if as_nchan:
+            return [nchan.socket_text(message) for message in result.messages], False
         missed = gap(result)
         texts = [] if missed is None else [json.dumps({"gap": missed})]
         texts.extend(json.dumps(message._asdict()) for message in result.messages)
@@ -112,7 +121,8 @@ def mailbox_feed(app: MailboxApp, environ: WSGIEnvironment) -> Union[SocketFeed,
             raise FeedError(1009, str(exc)) from None
         except MailboxError as exc:
             raise FeedError(1011, str(exc)) from None
-    return SocketFeed(name, collect, receive if publishes else None)
+    return SocketFeed(name, collect, receive if publishes else None,
+                      nchan.SUBPROTOCOL if as_nchan else None)
 
 
 def progress_feed(probe: ProgressProbe, environ: WSGIEnvironment) -> Union[SocketFeed, Answer]:
