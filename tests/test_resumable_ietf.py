@@ -189,3 +189,68 @@ def test_other_interop_versions_go_to_the_application(door: Any) -> None:
                                               "Upload-Complete": "?1"}, b"abc")
     assert reply.status == 201 and reply.headers["x-app"] == "recorder"
     assert app.calls[-1].upload == {}
+
+
+def test_problem_details_are_application_problem_json(door: Any) -> None:
+    # RFC 9457 section 3; the draft's 409 and 400 examples
+    port, _, _ = door
+    url = careful_creation(port, 100)
+    reply = append(port, url, 50, counter(10), False)
+    assert reply.status == 409
+    assert reply.headers["content-type"].split(";")[0] == "application/problem+json"
+
+
+def test_refusing_an_append_to_an_active_upload_still_tells_its_offset(door: Any) -> None:
+    # draft -05, Upload Append: Upload-Offset on success and on failure while active
+    port, _, _ = door
+    url = careful_creation(port, 10)
+    assert append(port, url, 0, counter(4), False).status == 201
+    past = append(port, url, 4, counter(7, 4), False)  # 11 > Upload-Length 10
+    assert past.status == 400
+    # what fits may be kept (a body our server stored whole is not): the truth either way
+    offset = request(port, "HEAD", url, IETF).headers["upload-offset"]
+    assert offset in ("4", "10")
+    assert (past.headers["upload-offset"], past.headers["upload-complete"]) == (offset, "?0")
+    wrong_type = request(port, "PATCH", url, {**IETF, "Upload-Offset": offset,
+                                              "Upload-Complete": "?1",
+                                              "Content-Type": "text/plain"}, b"")
+    assert wrong_type.status == 415 and wrong_type.headers["upload-offset"] == offset
+    no_offset = request(port, "PATCH", url, {**PARTIAL, "Upload-Complete": "?1"}, b"")
+    assert no_offset.status == 400 and no_offset.headers["upload-offset"] == offset
+
+
+def test_options_announce_the_upload_limit_to_an_ietf_client(door: Any) -> None:
+    # draft -05, Upload-Limit: OPTIONS to a target that supports creation MUST carry it
+    port, _, _ = door
+    for path in ("/files/", careful_creation(port, 10)):
+        reply = request(port, "OPTIONS", path, IETF)
+        assert reply.status in (200, 204), (path, reply)
+        assert reply.headers["upload-limit"].startswith("max-size=")
+
+
+@pytest.mark.parametrize("complete, offset", [
+    pytest.param("?1;source=app", "0", id="boolean-with-parameter"),
+    pytest.param(" ?1", "0;unit=bytes", id="integer-with-parameter"),
+])
+def test_structured_fields_with_parameters_are_understood(door: Any, complete: str,
+                                                          offset: str) -> None:
+    # RFC 9651 section 4.2: an Item is a bare item and its parameters, unknown ones ignored
+    port, app, _ = door
+    url = careful_creation(port, 3)
+    reply = request(port, "PATCH", url, {**PARTIAL, "Upload-Offset": offset,
+                                         "Upload-Complete": complete}, b"abc")
+    assert reply.status == 201 and reply.headers["x-app"] == "recorder"
+    assert app.calls[-1].body_sha256 == sha256(b"abc")
+
+
+@pytest.mark.parametrize("field, value", [
+    pytest.param("Upload-Complete", "?1;", id="empty-parameter"),
+    pytest.param("Upload-Complete", "?1 ;a", id="space-before-parameter"),
+    pytest.param("Upload-Offset", "1234567890123456", id="integer-over-15-digits"),
+    pytest.param("Upload-Offset", "-0", id="negative"),
+])
+def test_malformed_structured_fields_are_400(door: Any, field: str, value: str) -> None:
+    port, _, _ = door
+    url = careful_creation(port, 3)
+    headers = {**PARTIAL, "Upload-Offset": "0", "Upload-Complete": "?0", field: value}
+    assert request(port, "PATCH", url, headers, b"a").status == 400

@@ -41,6 +41,7 @@ interim responses.  Later 104s with ``Upload-Offset`` (a MAY) are not sent.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -49,7 +50,7 @@ from ..resumable.appender import Appender
 from ..resumable.completion import target_from_head, target_of
 from ..resumable.storage import StorageError, TooLong, UploadBusy
 from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
-from .responses import json_body, plain
+from .responses import plain, respond
 from .upload_service import (
     INTEROP_VERSION,
     RESPONSE_SUFFIX,
@@ -65,8 +66,14 @@ if TYPE_CHECKING:
 
 PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
-_NUMBER = re.compile(r"\d{1,18}\Z")
-_BOOLEAN = {"?0": False, "?1": True}
+# The draft's fields are Structured Field Items (RFC 9651 section 4.2): a bare
+# item, then parameters a recipient ignores; an Integer has at most 15 digits.
+_BARE_ITEM = (r'(?:-?\d{1,15}(?:\.\d{1,3})?|"(?:[ !#-\[\]-~]|\\["\\])*"'
+              r"|[A-Za-z*][A-Za-z0-9!#$%&'*+.^_`|~:/-]*|:[A-Za-z0-9+/=]*:|\?[01]"
+              r'|@-?\d{1,15}|%"[^"]*")')
+_PARAMETERS = rf"(?:; *[a-z*][a-z0-9_.*-]*(?:={_BARE_ITEM})?)*"
+_NUMBER = re.compile(rf" *(\d{{1,15}}){_PARAMETERS} *\Z")
+_BOOLEAN = re.compile(rf" *\?([01]){_PARAMETERS} *\Z")
 
 Headers = List[Tuple[str, str]]
 
@@ -94,16 +101,17 @@ def is_creation(environ: WSGIEnvironment) -> bool:
 def _number(value: Optional[str], name: str) -> Optional[int]:
     if value is None:
         return None
-    if not _NUMBER.match(value.strip()):
+    found = _NUMBER.match(value)
+    if found is None:
         raise IetfError("400 Bad Request", f"{name} must be a whole number >= 0")
-    return int(value)
+    return int(found.group(1))
 
 
 def _complete_flag(field: Optional[str]) -> bool:
-    value = _BOOLEAN.get((field or "").strip())
-    if value is None:
+    found = _BOOLEAN.match(field or "")
+    if found is None:
         raise IetfError("400 Bad Request", "Upload-Complete must be ?0 or ?1")
-    return value
+    return found.group(1) == "1"
 
 
 def _refuse_fields(environ: WSGIEnvironment, *names: str) -> None:
@@ -171,8 +179,9 @@ class IetfProtocol:
                  start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         upload_id = self.service.upload_id(environ)
+        creating = upload_id is None or (method in ("POST", "PUT") and is_creation(environ))
         try:
-            if upload_id is None or (method in ("POST", "PUT") and is_creation(environ)):
+            if creating:
                 if not is_creation(environ):
                     raise IetfError("400 Bad Request", "send Upload-Complete to create an "
                                     "upload")
@@ -188,10 +197,16 @@ class IetfProtocol:
             raise IetfError("405 Method Not Allowed", "use HEAD, PATCH or DELETE",
                             [("Allow", "HEAD, PATCH, DELETE")])
         except IetfError as exc:
-            if exc.problem:
-                return json_body(start_response, exc.status, {"title": str(exc), **exc.problem},
-                                 exc.headers, head_only=method == "HEAD")
-            return plain(start_response, exc.status, str(exc), exc.headers,
+            headers = exc.headers
+            if not creating and all(name != "Upload-Offset" for name, _ in headers):
+                current = self.service.current(upload_id)  # refused before it was read
+                if current is not None and current.state == ACTIVE:
+                    headers = [*headers, *self._state(current)]  # the draft: while active
+            if exc.problem:  # RFC 9457
+                problem = json.dumps({"title": str(exc), **exc.problem}).encode()
+                return respond(start_response, exc.status, "application/problem+json",
+                               problem, headers, head_only=method == "HEAD")
+            return plain(start_response, exc.status, str(exc), headers,
                          head_only=method == "HEAD")
         except UploadBusy as exc:
             # another request appends (the client may not run two): its offset
@@ -285,14 +300,15 @@ class IetfProtocol:
             if done and declared is not None:
                 self._fix_length(upload, offset + declared)
             limit = None if upload.length is None else upload.length - offset
-            with Appender(self.storage, upload) as out:
-                try:
-                    self.service.receive(environ, upload, out, limit)
-                except BodyBroken:
-                    done = False
-                except TooLong:
-                    raise IetfError("400 Bad Request", "the content goes past Upload-Length",
-                                    [*headers]) from None
+            try:
+                with Appender(self.storage, upload) as out:
+                    try:
+                        self.service.receive(environ, upload, out, limit)
+                    except BodyBroken:
+                        done = False
+            except TooLong:  # what fits is committed: the offset it reached
+                raise IetfError("400 Bad Request", "the content goes past Upload-Length",
+                                [*headers, *self._state(upload)]) from None
             if done and upload.length is None:
                 upload.length = upload.offset
             if done or upload.finished:

@@ -139,12 +139,14 @@ class ResumableUploads:
         if path.startswith(self.url) and path.endswith(RESPONSE_SUFFIX):
             return self._response(environ, start_response,
                                   path[len(self.url):-len(RESPONSE_SUFFIX)])
-        if "HTTP_TUS_RESUMABLE" in environ:
+        # OPTIONS is discovery for both protocols: tus's headers and the IETF
+        # draft's Upload-Limit, which it requires there
+        if "HTTP_TUS_RESUMABLE" in environ or environ["REQUEST_METHOD"] == "OPTIONS":
             return self.tus(app, environ, start_response)
         if "HTTP_UPLOAD_DRAFT_INTEROP_VERSION" in environ:
             return self.ietf(app, environ, start_response)
-        if path == self.url or environ["REQUEST_METHOD"] in ("POST", "OPTIONS"):
-            return self.tus(app, environ, start_response)  # 412 unless OPTIONS
+        if path == self.url or environ["REQUEST_METHOD"] == "POST":
+            return self.tus(app, environ, start_response)  # 412
         return self.resume(app, environ, start_response)  # the request-content location
 
     def close(self) -> None:
