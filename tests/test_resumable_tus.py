@@ -310,3 +310,15 @@ def test_the_authorize_hook_decides_who_uses_an_upload(tmp_path: Path) -> None:
         assert patch(port, url, 0, b"abc").status == 403
         assert patch(port, url, 0, b"abc", **alice).status == 204
     assert asked == [None, None, upload_id, upload_id, upload_id]
+
+
+def test_every_refusal_carries_tus_resumable(tmp_path: Path) -> None:
+    # tus 1.0.0 core: Tus-Resumable in every response but OPTIONS, the
+    # authorize hook's 403 included
+    with serving("server", Recorder(), resumable_dir=str(tmp_path),
+                 authorize=lambda environ, name, action: name is None) as port:
+        url = create(port, 3)
+        for reply in (request(port, "HEAD", url, TUS), patch(port, url, 0, b"abc"),
+                      request(port, "DELETE", url, TUS)):
+            assert reply.status == 403
+            assert reply.headers["tus-resumable"] == "1.0.0"

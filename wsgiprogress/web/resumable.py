@@ -31,6 +31,7 @@ from ..resumable.upload import COMPLETE, is_upload_id
 from .ietf import IetfProtocol, is_creation
 from .responses import plain
 from .resume import ResumeRequests
+from .tus import VERSION as TUS_VERSION
 from .tus import TusProtocol
 from .upload_service import (
     RESPONSE_SUFFIX,
@@ -130,7 +131,8 @@ class ResumableUploads:
         if self.authorize is not None and not self.authorize(environ, name or None, "upload"):
             if _resuming(environ):  # its body was kept as it arrived, before the hook said no
                 self.resume.discard(environ)
-            return plain(start_response, "403 Forbidden", "not allowed",
+            tus = [("Tus-Resumable", TUS_VERSION)] if "HTTP_TUS_RESUMABLE" in environ else []
+            return plain(start_response, "403 Forbidden", "not allowed", tus,
                          head_only=environ["REQUEST_METHOD"] == "HEAD")
         if name:
             self.service.settled(name)  # what the background still does to it shows
