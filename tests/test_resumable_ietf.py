@@ -254,3 +254,18 @@ def test_malformed_structured_fields_are_400(door: Any, field: str, value: str) 
     url = careful_creation(port, 3)
     headers = {**PARTIAL, "Upload-Offset": "0", "Upload-Complete": "?0", field: value}
     assert request(port, "PATCH", url, headers, b"a").status == 400
+
+
+@pytest.mark.parametrize("door_name", ["server", "werkzeug"])
+def test_a_kept_204_gets_no_content_length(door_name: str, tmp_path: Path) -> None:
+    # RFC 9110 section 8.6: never a Content-Length on a 204
+    def no_content(environ: Any, start_response: Any) -> Any:
+        environ["wsgi.input"].read()
+        start_response("204 No Content", [("X-App", "no-content")])
+        return []
+
+    with serving(door_name, no_content, resumable_dir=str(tmp_path)) as port:
+        reply = request(port, "PUT", "/doc", {**IETF, "Upload-Complete": "?1"}, b"abc")
+        assert reply.status == 204 and reply.headers["x-app"] == "no-content"
+        assert reply.headers["upload-offset"] == "3"
+        assert "content-length" not in reply.headers

@@ -332,7 +332,9 @@ class UploadService:
         body = self.storage.open_response(upload)
         size = file_size(body)
         names = {name.lower() for name, _ in headers}
-        length = [] if "content-length" in names else [("Content-Length", str(size))]
+        # never on a 204 or 304 (RFC 9110 section 8.6)
+        bodiless = status[:3] in ("204", "304")
+        length = [] if "content-length" in names or bodiless else [("Content-Length", str(size))]
         start_response(status, [*headers, *length, *extra])
         if head_only:
             body.close()
