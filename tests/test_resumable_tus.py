@@ -322,3 +322,21 @@ def test_every_refusal_carries_tus_resumable(tmp_path: Path) -> None:
                       request(port, "DELETE", url, TUS)):
             assert reply.status == 403
             assert reply.headers["tus-resumable"] == "1.0.0"
+
+
+def test_a_final_upload_names_its_partials_by_their_locations(tmp_path: Path) -> None:
+    # tus 1.0.0 concatenation: HEAD on a final upload lists the partial
+    # uploads' URLs, the ones their creation answered, mount prefix included
+    with serving("server", Recorder(), resumable_dir=str(tmp_path), url_prefix="/app") as port:
+        urls = []
+        for data in (b"abc", b"defg"):
+            reply = request(port, "POST", "/app/files/", {**TUS, "Upload-Length": str(len(data)),
+                                                          "Upload-Concat": "partial"})
+            urls.append(reply.headers["location"])
+            assert urls[-1].startswith("/app/files/")
+            assert patch(port, urls[-1], 0, data).status == 204
+        final = request(port, "POST", "/app/files/",
+                        {**TUS, "Upload-Concat": "final;" + " ".join(urls)})
+        assert final.status == 201, final
+        head = request(port, "HEAD", final.headers["location"], TUS)
+        assert head.headers["upload-concat"] == "final;" + " ".join(urls)

@@ -198,7 +198,8 @@ class TusProtocol:
         if upload.metadata is not None:
             headers.append(("Upload-Metadata", upload.metadata))
         if upload.concat == FINAL:
-            urls = " ".join(f"{self.service.url}{part}" for part in upload.parts)
+            mount = environ.get("SCRIPT_NAME", "")  # as their Locations said
+            urls = " ".join(f"{mount}{self.service.url}{part}" for part in upload.parts)
             headers.append(("Upload-Concat", f"final;{urls}"))
         elif upload.concat is not None:
             headers.append(("Upload-Concat", upload.concat))
