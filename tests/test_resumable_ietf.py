@@ -269,3 +269,27 @@ def test_a_kept_204_gets_no_content_length(door_name: str, tmp_path: Path) -> No
         assert reply.status == 204 and reply.headers["x-app"] == "no-content"
         assert reply.headers["upload-offset"] == "3"
         assert "content-length" not in reply.headers
+
+
+@pytest.mark.parametrize("door_name", ["server", "werkzeug"])
+def test_a_whole_request_no_upload_can_be_made_for_is_the_apps(door_name: str,
+                                                               tmp_path: Path) -> None:
+    # draft -05, Feature Detection: a client unsure of support sends ?1 so
+    # that the request works as a plain one; iOS 18 URLSession sends
+    # "Upload-Draft-Interop-Version: 6" and "Upload-Complete: ?1" on every
+    # request with a body.  A full upload store or a body over
+    # resumable_max_size must not fail what the application would answer.
+    app = Recorder()
+    with serving(door_name, app, resumable_dir=str(tmp_path), resumable_max_uploads=1,
+                 resumable_max_size=1000) as port:
+        careful_creation(port, 10)  # the store is full now
+        whole = {**IETF, "Upload-Complete": "?1", "Content-Type": "application/json"}
+        for body in (b'{"grant_type": "client_credentials"}', counter(5000)):
+            reply = request(port, "POST", "/oauth2/access_token", whole, body)
+            assert reply.status == 201 and reply.headers["x-app"] == "recorder", reply
+            assert "location" not in reply.headers and reply.interim == ()
+            call = app.calls[-1]
+            assert (call.path, call.body_sha256) == ("/oauth2/access_token", sha256(body))
+        # a first part cannot work as a plain request: refused, as before
+        part = request(port, "POST", "/files/", {**IETF, "Upload-Complete": "?0"}, b"abc")
+        assert part.status == 503 and len(app.calls) == 2

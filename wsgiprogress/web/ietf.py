@@ -23,6 +23,9 @@ carries the Location at once: careful creation), to one whose body arrived
 whole before its upload was made, or when an ``authorize`` hook is set (it
 runs after the body).  Under the middleware none is sent: WSGI has no
 interim responses.  Later 104s with ``Upload-Offset`` (a MAY) are not sent.
+A whole request (``?1``) no upload can be made for (over a bound, records
+unreachable) goes to the application as a plain one: the draft's feature
+detection, and iOS 18 sends ``?1`` on every upload.
 
 .. code-block:: text
 
@@ -46,6 +49,7 @@ import re
 from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .. import keys
+from ..progress.ratelimit import RateLimitedWarning
 from ..resumable.appender import Appender
 from ..resumable.completion import target_from_head, target_of
 from ..resumable.storage import StorageError, TooLong, UploadBusy
@@ -74,6 +78,8 @@ _BARE_ITEM = (r'(?:-?\d{1,15}(?:\.\d{1,3})?|"(?:[ !#-\[\]-~]|\\["\\])*"'
 _PARAMETERS = rf"(?:; *[a-z*][a-z0-9_.*-]*(?:={_BARE_ITEM})?)*"
 _NUMBER = re.compile(rf" *(\d{{1,15}}){_PARAMETERS} *\Z")
 _BOOLEAN = re.compile(rf" *\?([01]){_PARAMETERS} *\Z")
+_UNMADE = RateLimitedWarning("a whole request with Upload-Complete: ?1 went to the "
+                             "application as a plain one: no upload could be made (%s)")
 
 Headers = List[Tuple[str, str]]
 
@@ -222,6 +228,22 @@ class IetfProtocol:
                 start_response: StartResponse) -> Iterable[bytes]:
         _refuse_fields(environ, "Upload-Offset")
         done = _complete_flag(environ.get("HTTP_UPLOAD_COMPLETE"))
+        try:
+            upload = self._made(environ, done)
+        except (IetfError, StorageError) as exc:
+            if not done or (isinstance(exc, IetfError) and not exc.status.startswith("413")):
+                raise
+            # Feature detection: a client unsure of support sends ?1 so that
+            # the request works as a plain one (iOS 18 does on every upload):
+            # past a bound, or without storage, the application answers it
+            _UNMADE.warn(exc)
+            return app(environ, start_response)
+        location = [("Location", self.service.location(environ, upload))]
+        return self._receive(app, environ, start_response, upload.id, 0, done, location,
+                             "201 Created")
+
+    def _made(self, environ: WSGIEnvironment, done: bool) -> Upload:
+        """The upload a creation request makes (or our server made)."""
         length = self._length(done, environ.get("HTTP_UPLOAD_LENGTH"),
                               environ.get("CONTENT_LENGTH"))
         part = environ.get(keys.STORED_PART)
@@ -237,9 +259,7 @@ class IetfProtocol:
                                 metadata=environ.get("HTTP_UPLOAD_METADATA"))
             self.storage.create(upload)
             self.service.tracker(environ, upload)  # its progress starts now
-        location = [("Location", self.service.location(environ, upload))]
-        return self._receive(app, environ, start_response, upload.id, 0, done, location,
-                             "201 Created")
+        return upload
 
     def _head(self, start_response: StartResponse, upload_id: str,
               environ: WSGIEnvironment) -> Iterable[bytes]:
