@@ -293,3 +293,12 @@ def test_a_whole_request_no_upload_can_be_made_for_is_the_apps(door_name: str,
         # a first part cannot work as a plain request: refused, as before
         part = request(port, "POST", "/files/", {**IETF, "Upload-Complete": "?0"}, b"abc")
         assert part.status == 503 and len(app.calls) == 2
+
+
+def test_the_partial_upload_media_type_is_case_insensitive(door: Any) -> None:
+    # RFC 9110 section 8.3.1
+    port, _, _ = door
+    url = careful_creation(port, 10)
+    reply = request(port, "PATCH", url, {**IETF, "Content-Type": "Application/Partial-Upload",
+                                         "Upload-Offset": "0", "Upload-Complete": "?0"}, b"abc")
+    assert reply.status == 201 and reply.headers["upload-offset"] == "3"

@@ -340,3 +340,14 @@ def test_a_final_upload_names_its_partials_by_their_locations(tmp_path: Path) ->
         assert final.status == 201, final
         head = request(port, "HEAD", final.headers["location"], TUS)
         assert head.headers["upload-concat"] == "final;" + " ".join(urls)
+
+
+def test_media_types_are_case_insensitive(door: Any) -> None:
+    # RFC 9110 section 8.3.1: type and subtype compare case-insensitively
+    port, _, _ = door
+    url = create(port, 6)
+    mixed = {**TUS, "Content-Type": "Application/Offset+Octet-Stream"}
+    reply = request(port, "PATCH", url, {**mixed, "Upload-Offset": "0"}, b"abc")
+    assert reply.status == 204 and reply.headers["upload-offset"] == "3"
+    with_upload = request(port, "POST", "/files/", {**mixed, "Upload-Length": "3"}, b"abc")
+    assert with_upload.status == 201 and with_upload.headers["upload-offset"] == "3"

@@ -61,6 +61,7 @@ from .upload_service import (
     BodyBroken,
     UploadService,
     answer_storage_error,
+    media_type,
 )
 
 if TYPE_CHECKING:
@@ -275,8 +276,7 @@ class IetfProtocol:
 
     def _append(self, app: WSGIApplication, environ: WSGIEnvironment,
                 start_response: StartResponse, upload_id: str) -> Iterable[bytes]:
-        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip()
-        if content_type != PARTIAL_UPLOAD:
+        if media_type(environ) != PARTIAL_UPLOAD:
             raise IetfError("415 Unsupported Media Type", f"Content-Type: {PARTIAL_UPLOAD}")
         offset = _number(environ.get("HTTP_UPLOAD_OFFSET"), "Upload-Offset")
         if offset is None:

@@ -362,6 +362,12 @@ def answer_storage_error(start_response: StartResponse, exc: StorageError,
     return plain(start_response, exc.status, str(exc), [*headers, *extra])
 
 
+def media_type(environ: WSGIEnvironment) -> str:
+    """The request's media type, without parameters, lower case (RFC 9110
+    compares type and subtype case-insensitively)."""
+    return str(environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
+
+
 def _offset(value: Optional[str]) -> Optional[int]:
     if value is None or not value.strip().isdigit():
         return None
