@@ -188,7 +188,7 @@ class IetfProtocol:
         upload_id = self.service.upload_id(environ)
         creating = upload_id is None or (method in ("POST", "PUT") and is_creation(environ))
         try:
-            if creating:
+            if creating or upload_id is None:
                 if not is_creation(environ):
                     raise IetfError("400 Bad Request", "send Upload-Complete to create an "
                                     "upload")
@@ -250,7 +250,7 @@ class IetfProtocol:
         part = environ.get(keys.STORED_PART)
         if part is not None and part.upload is not None and part.upload.protocol == "ietf":
             # our server announced it in a 104 and made it in the background
-            upload = part.upload
+            upload: Upload = part.upload
             self.service.settled(upload.id)
             if self.storage.get(upload.id) is None:
                 self.storage.create(upload)  # the background could not: why, or made now
