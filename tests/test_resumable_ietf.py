@@ -189,3 +189,116 @@ def test_other_interop_versions_go_to_the_application(door: Any) -> None:
                                               "Upload-Complete": "?1"}, b"abc")
     assert reply.status == 201 and reply.headers["x-app"] == "recorder"
     assert app.calls[-1].upload == {}
+
+
+def test_problem_details_are_application_problem_json(door: Any) -> None:
+    # RFC 9457 section 3; the draft's 409 and 400 examples
+    port, _, _ = door
+    url = careful_creation(port, 100)
+    reply = append(port, url, 50, counter(10), False)
+    assert reply.status == 409
+    assert reply.headers["content-type"].split(";")[0] == "application/problem+json"
+
+
+def test_refusing_an_append_to_an_active_upload_still_tells_its_offset(door: Any) -> None:
+    # draft -05, Upload Append: Upload-Offset on success and on failure while active
+    port, _, _ = door
+    url = careful_creation(port, 10)
+    assert append(port, url, 0, counter(4), False).status == 201
+    past = append(port, url, 4, counter(7, 4), False)  # 11 > Upload-Length 10
+    assert past.status == 400
+    # what fits may be kept (a body our server stored whole is not): the truth either way
+    offset = request(port, "HEAD", url, IETF).headers["upload-offset"]
+    assert offset in ("4", "10")
+    assert (past.headers["upload-offset"], past.headers["upload-complete"]) == (offset, "?0")
+    wrong_type = request(port, "PATCH", url, {**IETF, "Upload-Offset": offset,
+                                              "Upload-Complete": "?1",
+                                              "Content-Type": "text/plain"}, b"")
+    assert wrong_type.status == 415 and wrong_type.headers["upload-offset"] == offset
+    no_offset = request(port, "PATCH", url, {**PARTIAL, "Upload-Complete": "?1"}, b"")
+    assert no_offset.status == 400 and no_offset.headers["upload-offset"] == offset
+
+
+def test_options_announce_the_upload_limit_to_an_ietf_client(door: Any) -> None:
+    # draft -05, Upload-Limit: OPTIONS to a target that supports creation MUST carry it
+    port, _, _ = door
+    for path in ("/files/", careful_creation(port, 10)):
+        reply = request(port, "OPTIONS", path, IETF)
+        assert reply.status in (200, 204), (path, reply)
+        assert reply.headers["upload-limit"].startswith("max-size=")
+
+
+@pytest.mark.parametrize("complete, offset", [
+    pytest.param("?1;source=app", "0", id="boolean-with-parameter"),
+    pytest.param(" ?1", "0;unit=bytes", id="integer-with-parameter"),
+])
+def test_structured_fields_with_parameters_are_understood(door: Any, complete: str,
+                                                          offset: str) -> None:
+    # RFC 9651 section 4.2: an Item is a bare item and its parameters, unknown ones ignored
+    port, app, _ = door
+    url = careful_creation(port, 3)
+    reply = request(port, "PATCH", url, {**PARTIAL, "Upload-Offset": offset,
+                                         "Upload-Complete": complete}, b"abc")
+    assert reply.status == 201 and reply.headers["x-app"] == "recorder"
+    assert app.calls[-1].body_sha256 == sha256(b"abc")
+
+
+@pytest.mark.parametrize("field, value", [
+    pytest.param("Upload-Complete", "?1;", id="empty-parameter"),
+    pytest.param("Upload-Complete", "?1 ;a", id="space-before-parameter"),
+    pytest.param("Upload-Offset", "1234567890123456", id="integer-over-15-digits"),
+    pytest.param("Upload-Offset", "-0", id="negative"),
+])
+def test_malformed_structured_fields_are_400(door: Any, field: str, value: str) -> None:
+    port, _, _ = door
+    url = careful_creation(port, 3)
+    headers = {**PARTIAL, "Upload-Offset": "0", "Upload-Complete": "?0", field: value}
+    assert request(port, "PATCH", url, headers, b"a").status == 400
+
+
+@pytest.mark.parametrize("door_name", ["server", "werkzeug"])
+def test_a_kept_204_gets_no_content_length(door_name: str, tmp_path: Path) -> None:
+    # RFC 9110 section 8.6: never a Content-Length on a 204
+    def no_content(environ: Any, start_response: Any) -> Any:
+        environ["wsgi.input"].read()
+        start_response("204 No Content", [("X-App", "no-content")])
+        return []
+
+    with serving(door_name, no_content, resumable_dir=str(tmp_path)) as port:
+        reply = request(port, "PUT", "/doc", {**IETF, "Upload-Complete": "?1"}, b"abc")
+        assert reply.status == 204 and reply.headers["x-app"] == "no-content"
+        assert reply.headers["upload-offset"] == "3"
+        assert "content-length" not in reply.headers
+
+
+@pytest.mark.parametrize("door_name", ["server", "werkzeug"])
+def test_a_whole_request_no_upload_can_be_made_for_is_the_apps(door_name: str,
+                                                               tmp_path: Path) -> None:
+    # draft -05, Feature Detection: a client unsure of support sends ?1 so
+    # that the request works as a plain one; iOS 18 URLSession sends
+    # "Upload-Draft-Interop-Version: 6" and "Upload-Complete: ?1" on every
+    # request with a body.  A full upload store or a body over
+    # resumable_max_size must not fail what the application would answer.
+    app = Recorder()
+    with serving(door_name, app, resumable_dir=str(tmp_path), resumable_max_uploads=1,
+                 resumable_max_size=1000) as port:
+        careful_creation(port, 10)  # the store is full now
+        whole = {**IETF, "Upload-Complete": "?1", "Content-Type": "application/json"}
+        for body in (b'{"grant_type": "client_credentials"}', counter(5000)):
+            reply = request(port, "POST", "/oauth2/access_token", whole, body)
+            assert reply.status == 201 and reply.headers["x-app"] == "recorder", reply
+            assert "location" not in reply.headers and reply.interim == ()
+            call = app.calls[-1]
+            assert (call.path, call.body_sha256) == ("/oauth2/access_token", sha256(body))
+        # a first part cannot work as a plain request: refused, as before
+        part = request(port, "POST", "/files/", {**IETF, "Upload-Complete": "?0"}, b"abc")
+        assert part.status == 503 and len(app.calls) == 2
+
+
+def test_the_partial_upload_media_type_is_case_insensitive(door: Any) -> None:
+    # RFC 9110 section 8.3.1
+    port, _, _ = door
+    url = careful_creation(port, 10)
+    reply = request(port, "PATCH", url, {**IETF, "Content-Type": "Application/Partial-Upload",
+                                         "Upload-Offset": "0", "Upload-Complete": "?0"}, b"abc")
+    assert reply.status == 201 and reply.headers["upload-offset"] == "3"

@@ -373,13 +373,18 @@ def test_redis_stopped_is_503_with_a_reason_then_the_upload_goes_on(
                 ("HEAD", TUS, b""),
                 ("PATCH", {**OCTETS, "Upload-Offset": "400000"}, data[400_000:]),
                 ("POST", {**TUS, "Upload-Length": "10"}, b""),
-                ("POST", {**IETF, "Upload-Complete": "?1"}, b"whole")]:
+                ("POST", {**IETF, "Upload-Complete": "?0"}, b"part")]:
             target = url if method != "POST" else "/files/"
             reply = request(port, method, target, headers, body, timeout=30)
             assert reply.status == 503, (method, reply)
             assert int(reply.headers["retry-after"]) > 0
             if method != "HEAD":
                 assert b"Redis" in reply.body, reply
+        # a whole IETF request works as a plain one (the draft's feature detection)
+        whole = request(port, "POST", "/files/", {**IETF, "Upload-Complete": "?1"}, b"whole",
+                        timeout=30)
+        assert (whole.status, whole.body) == (200, b"plain 5")
+        assert "location" not in whole.headers
         # a plain tracked request is not an upload: it succeeds, untracked
         plain = request(port, "POST", "/plain?X-Progress-ID=outage-0001", {}, b"x" * 1000,
                         timeout=30)

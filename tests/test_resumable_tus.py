@@ -310,3 +310,44 @@ def test_the_authorize_hook_decides_who_uses_an_upload(tmp_path: Path) -> None:
         assert patch(port, url, 0, b"abc").status == 403
         assert patch(port, url, 0, b"abc", **alice).status == 204
     assert asked == [None, None, upload_id, upload_id, upload_id]
+
+
+def test_every_refusal_carries_tus_resumable(tmp_path: Path) -> None:
+    # tus 1.0.0 core: Tus-Resumable in every response but OPTIONS, the
+    # authorize hook's 403 included
+    with serving("server", Recorder(), resumable_dir=str(tmp_path),
+                 authorize=lambda environ, name, action: name is None) as port:
+        url = create(port, 3)
+        for reply in (request(port, "HEAD", url, TUS), patch(port, url, 0, b"abc"),
+                      request(port, "DELETE", url, TUS)):
+            assert reply.status == 403
+            assert reply.headers["tus-resumable"] == "1.0.0"
+
+
+def test_a_final_upload_names_its_partials_by_their_locations(tmp_path: Path) -> None:
+    # tus 1.0.0 concatenation: HEAD on a final upload lists the partial
+    # uploads' URLs, the ones their creation answered, mount prefix included
+    with serving("server", Recorder(), resumable_dir=str(tmp_path), url_prefix="/app") as port:
+        urls = []
+        for data in (b"abc", b"defg"):
+            reply = request(port, "POST", "/app/files/", {**TUS, "Upload-Length": str(len(data)),
+                                                          "Upload-Concat": "partial"})
+            urls.append(reply.headers["location"])
+            assert urls[-1].startswith("/app/files/")
+            assert patch(port, urls[-1], 0, data).status == 204
+        final = request(port, "POST", "/app/files/",
+                        {**TUS, "Upload-Concat": "final;" + " ".join(urls)})
+        assert final.status == 201, final
+        head = request(port, "HEAD", final.headers["location"], TUS)
+        assert head.headers["upload-concat"] == "final;" + " ".join(urls)
+
+
+def test_media_types_are_case_insensitive(door: Any) -> None:
+    # RFC 9110 section 8.3.1: type and subtype compare case-insensitively
+    port, _, _ = door
+    url = create(port, 6)
+    mixed = {**TUS, "Content-Type": "Application/Offset+Octet-Stream"}
+    reply = request(port, "PATCH", url, {**mixed, "Upload-Offset": "0"}, b"abc")
+    assert reply.status == 204 and reply.headers["upload-offset"] == "3"
+    with_upload = request(port, "POST", "/files/", {**mixed, "Upload-Length": "3"}, b"abc")
+    assert with_upload.status == 201 and with_upload.headers["upload-offset"] == "3"

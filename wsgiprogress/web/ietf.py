@@ -23,6 +23,9 @@ carries the Location at once: careful creation), to one whose body arrived
 whole before its upload was made, or when an ``authorize`` hook is set (it
 runs after the body).  Under the middleware none is sent: WSGI has no
 interim responses.  Later 104s with ``Upload-Offset`` (a MAY) are not sent.
+A whole request (``?1``) no upload can be made for (over a bound, records
+unreachable) goes to the application as a plain one: the draft's feature
+detection, and iOS 18 sends ``?1`` on every upload.
 
 .. code-block:: text
 
@@ -41,21 +44,24 @@ interim responses.  Later 104s with ``Upload-Offset`` (a MAY) are not sent.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .. import keys
+from ..progress.ratelimit import RateLimitedWarning
 from ..resumable.appender import Appender
 from ..resumable.completion import target_from_head, target_of
 from ..resumable.storage import StorageError, TooLong, UploadBusy
 from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
-from .responses import json_body, plain
+from .responses import plain, respond
 from .upload_service import (
     INTEROP_VERSION,
     RESPONSE_SUFFIX,
     BodyBroken,
     UploadService,
     answer_storage_error,
+    media_type,
 )
 
 if TYPE_CHECKING:
@@ -65,8 +71,16 @@ if TYPE_CHECKING:
 
 PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
-_NUMBER = re.compile(r"\d{1,18}\Z")
-_BOOLEAN = {"?0": False, "?1": True}
+# The draft's fields are Structured Field Items (RFC 9651 section 4.2): a bare
+# item, then parameters a recipient ignores; an Integer has at most 15 digits.
+_BARE_ITEM = (r'(?:-?\d{1,15}(?:\.\d{1,3})?|"(?:[ !#-\[\]-~]|\\["\\])*"'
+              r"|[A-Za-z*][A-Za-z0-9!#$%&'*+.^_`|~:/-]*|:[A-Za-z0-9+/=]*:|\?[01]"
+              r'|@-?\d{1,15}|%"[^"]*")')
+_PARAMETERS = rf"(?:; *[a-z*][a-z0-9_.*-]*(?:={_BARE_ITEM})?)*"
+_NUMBER = re.compile(rf" *(\d{{1,15}}){_PARAMETERS} *\Z")
+_BOOLEAN = re.compile(rf" *\?([01]){_PARAMETERS} *\Z")
+_UNMADE = RateLimitedWarning("a whole request with Upload-Complete: ?1 went to the "
+                             "application as a plain one: no upload could be made (%s)")
 
 Headers = List[Tuple[str, str]]
 
@@ -94,16 +108,17 @@ def is_creation(environ: WSGIEnvironment) -> bool:
 def _number(value: Optional[str], name: str) -> Optional[int]:
     if value is None:
         return None
-    if not _NUMBER.match(value.strip()):
+    found = _NUMBER.match(value)
+    if found is None:
         raise IetfError("400 Bad Request", f"{name} must be a whole number >= 0")
-    return int(value)
+    return int(found.group(1))
 
 
 def _complete_flag(field: Optional[str]) -> bool:
-    value = _BOOLEAN.get((field or "").strip())
-    if value is None:
+    found = _BOOLEAN.match(field or "")
+    if found is None:
         raise IetfError("400 Bad Request", "Upload-Complete must be ?0 or ?1")
-    return value
+    return found.group(1) == "1"
 
 
 def _refuse_fields(environ: WSGIEnvironment, *names: str) -> None:
@@ -171,8 +186,9 @@ class IetfProtocol:
                  start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         upload_id = self.service.upload_id(environ)
+        creating = upload_id is None or (method in ("POST", "PUT") and is_creation(environ))
         try:
-            if upload_id is None or (method in ("POST", "PUT") and is_creation(environ)):
+            if creating or upload_id is None:
                 if not is_creation(environ):
                     raise IetfError("400 Bad Request", "send Upload-Complete to create an "
                                     "upload")
@@ -188,10 +204,16 @@ class IetfProtocol:
             raise IetfError("405 Method Not Allowed", "use HEAD, PATCH or DELETE",
                             [("Allow", "HEAD, PATCH, DELETE")])
         except IetfError as exc:
-            if exc.problem:
-                return json_body(start_response, exc.status, {"title": str(exc), **exc.problem},
-                                 exc.headers, head_only=method == "HEAD")
-            return plain(start_response, exc.status, str(exc), exc.headers,
+            headers = exc.headers
+            if not creating and all(name != "Upload-Offset" for name, _ in headers):
+                current = self.service.current(upload_id)  # refused before it was read
+                if current is not None and current.state == ACTIVE:
+                    headers = [*headers, *self._state(current)]  # the draft: while active
+            if exc.problem:  # RFC 9457
+                problem = json.dumps({"title": str(exc), **exc.problem}).encode()
+                return respond(start_response, exc.status, "application/problem+json",
+                               problem, headers, head_only=method == "HEAD")
+            return plain(start_response, exc.status, str(exc), headers,
                          head_only=method == "HEAD")
         except UploadBusy as exc:
             # another request appends (the client may not run two): its offset
@@ -207,12 +229,28 @@ class IetfProtocol:
                 start_response: StartResponse) -> Iterable[bytes]:
         _refuse_fields(environ, "Upload-Offset")
         done = _complete_flag(environ.get("HTTP_UPLOAD_COMPLETE"))
+        try:
+            upload = self._made(environ, done)
+        except (IetfError, StorageError) as exc:
+            if not done or (isinstance(exc, IetfError) and not exc.status.startswith("413")):
+                raise
+            # Feature detection: a client unsure of support sends ?1 so that
+            # the request works as a plain one (iOS 18 does on every upload):
+            # past a bound, or without storage, the application answers it
+            _UNMADE.warn(exc)
+            return app(environ, start_response)
+        location = [("Location", self.service.location(environ, upload))]
+        return self._receive(app, environ, start_response, upload.id, 0, done, location,
+                             "201 Created")
+
+    def _made(self, environ: WSGIEnvironment, done: bool) -> Upload:
+        """The upload a creation request makes (or our server made)."""
         length = self._length(done, environ.get("HTTP_UPLOAD_LENGTH"),
                               environ.get("CONTENT_LENGTH"))
         part = environ.get(keys.STORED_PART)
         if part is not None and part.upload is not None and part.upload.protocol == "ietf":
             # our server announced it in a 104 and made it in the background
-            upload = part.upload
+            upload: Upload = part.upload
             self.service.settled(upload.id)
             if self.storage.get(upload.id) is None:
                 self.storage.create(upload)  # the background could not: why, or made now
@@ -222,9 +260,7 @@ class IetfProtocol:
                                 metadata=environ.get("HTTP_UPLOAD_METADATA"))
             self.storage.create(upload)
             self.service.tracker(environ, upload)  # its progress starts now
-        location = [("Location", self.service.location(environ, upload))]
-        return self._receive(app, environ, start_response, upload.id, 0, done, location,
-                             "201 Created")
+        return upload
 
     def _head(self, start_response: StartResponse, upload_id: str,
               environ: WSGIEnvironment) -> Iterable[bytes]:
@@ -240,8 +276,7 @@ class IetfProtocol:
 
     def _append(self, app: WSGIApplication, environ: WSGIEnvironment,
                 start_response: StartResponse, upload_id: str) -> Iterable[bytes]:
-        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip()
-        if content_type != PARTIAL_UPLOAD:
+        if media_type(environ) != PARTIAL_UPLOAD:
             raise IetfError("415 Unsupported Media Type", f"Content-Type: {PARTIAL_UPLOAD}")
         offset = _number(environ.get("HTTP_UPLOAD_OFFSET"), "Upload-Offset")
         if offset is None:
@@ -285,14 +320,15 @@ class IetfProtocol:
             if done and declared is not None:
                 self._fix_length(upload, offset + declared)
             limit = None if upload.length is None else upload.length - offset
-            with Appender(self.storage, upload) as out:
-                try:
-                    self.service.receive(environ, upload, out, limit)
-                except BodyBroken:
-                    done = False
-                except TooLong:
-                    raise IetfError("400 Bad Request", "the content goes past Upload-Length",
-                                    [*headers]) from None
+            try:
+                with Appender(self.storage, upload) as out:
+                    try:
+                        self.service.receive(environ, upload, out, limit)
+                    except BodyBroken:
+                        done = False
+            except TooLong:  # what fits is committed: the offset it reached
+                raise IetfError("400 Bad Request", "the content goes past Upload-Length",
+                                [*headers, *self._state(upload)]) from None
             if done and upload.length is None:
                 upload.length = upload.offset
             if done or upload.finished:

@@ -31,6 +31,7 @@ from ..resumable.upload import COMPLETE, is_upload_id
 from .ietf import IetfProtocol, is_creation
 from .responses import plain
 from .resume import ResumeRequests
+from .tus import VERSION as TUS_VERSION
 from .tus import TusProtocol
 from .upload_service import (
     RESPONSE_SUFFIX,
@@ -130,7 +131,8 @@ class ResumableUploads:
         if self.authorize is not None and not self.authorize(environ, name or None, "upload"):
             if _resuming(environ):  # its body was kept as it arrived, before the hook said no
                 self.resume.discard(environ)
-            return plain(start_response, "403 Forbidden", "not allowed",
+            tus = [("Tus-Resumable", TUS_VERSION)] if "HTTP_TUS_RESUMABLE" in environ else []
+            return plain(start_response, "403 Forbidden", "not allowed", tus,
                          head_only=environ["REQUEST_METHOD"] == "HEAD")
         if name:
             self.service.settled(name)  # what the background still does to it shows
@@ -139,12 +141,14 @@ class ResumableUploads:
         if path.startswith(self.url) and path.endswith(RESPONSE_SUFFIX):
             return self._response(environ, start_response,
                                   path[len(self.url):-len(RESPONSE_SUFFIX)])
-        if "HTTP_TUS_RESUMABLE" in environ:
+        # OPTIONS is discovery for both protocols: tus's headers and the IETF
+        # draft's Upload-Limit, which it requires there
+        if "HTTP_TUS_RESUMABLE" in environ or environ["REQUEST_METHOD"] == "OPTIONS":
             return self.tus(app, environ, start_response)
         if "HTTP_UPLOAD_DRAFT_INTEROP_VERSION" in environ:
             return self.ietf(app, environ, start_response)
-        if path == self.url or environ["REQUEST_METHOD"] in ("POST", "OPTIONS"):
-            return self.tus(app, environ, start_response)  # 412 unless OPTIONS
+        if path == self.url or environ["REQUEST_METHOD"] == "POST":
+            return self.tus(app, environ, start_response)  # 412
         return self.resume(app, environ, start_response)  # the request-content location
 
     def close(self) -> None:

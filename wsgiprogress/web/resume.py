@@ -45,6 +45,7 @@ from .upload_service import (
     BodyBroken,
     UploadService,
     answer_storage_error,
+    media_type,
 )
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ class ResumeRequests:
 
     def _patch(self, app: WSGIApplication, environ: WSGIEnvironment,
                start_response: StartResponse, upload_id: str) -> Iterable[bytes]:
-        if environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != BYTERANGE:
+        if media_type(environ) != BYTERANGE:
             raise ResumeError("415 Unsupported Media Type", f"Content-Type: {BYTERANGE}")
         part = environ.get(keys.STORED_PART)
         if part is not None and part.upload_id != upload_id:

@@ -34,7 +34,13 @@ from ..resumable.completion import target_of
 from ..resumable.storage import StorageError, UploadBusy
 from ..resumable.upload import ACTIVE, FINAL, PARTIAL, Upload, is_upload_id
 from .responses import plain
-from .upload_service import RESPONSE_SUFFIX, BodyBroken, UploadService, answer_storage_error
+from .upload_service import (
+    RESPONSE_SUFFIX,
+    BodyBroken,
+    UploadService,
+    answer_storage_error,
+    media_type,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -151,7 +157,7 @@ class TusProtocol:
         self.storage.create(upload)
         self.service.tracker(environ, upload)  # its progress starts now
         headers = [("Location", self.service.location(environ, upload))]
-        if environ.get("CONTENT_TYPE", "").split(";")[0].strip() == OCTET_STREAM:
+        if media_type(environ) == OCTET_STREAM:
             upload = self._append(app, environ, upload.id, 0)
         elif upload.finished:  # Upload-Length: 0
             upload = self._finish(app, environ, upload.id)
@@ -198,7 +204,8 @@ class TusProtocol:
         if upload.metadata is not None:
             headers.append(("Upload-Metadata", upload.metadata))
         if upload.concat == FINAL:
-            urls = " ".join(f"{self.service.url}{part}" for part in upload.parts)
+            mount = environ.get("SCRIPT_NAME", "")  # as their Locations said
+            urls = " ".join(f"{mount}{self.service.url}{part}" for part in upload.parts)
             headers.append(("Upload-Concat", f"final;{urls}"))
         elif upload.concat is not None:
             headers.append(("Upload-Concat", upload.concat))
@@ -206,7 +213,7 @@ class TusProtocol:
 
     def _patch(self, app: WSGIApplication, environ: WSGIEnvironment,
                start_response: StartResponse, upload_id: str) -> Iterable[bytes]:
-        if environ.get("CONTENT_TYPE", "").split(";")[0].strip() != OCTET_STREAM:
+        if media_type(environ) != OCTET_STREAM:
             raise TusError("415 Unsupported Media Type", f"Content-Type: {OCTET_STREAM}")
         offset = _number(environ.get("HTTP_UPLOAD_OFFSET"), "Upload-Offset")
         if offset is None:

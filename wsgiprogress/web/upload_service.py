@@ -332,7 +332,9 @@ class UploadService:
         body = self.storage.open_response(upload)
         size = file_size(body)
         names = {name.lower() for name, _ in headers}
-        length = [] if "content-length" in names else [("Content-Length", str(size))]
+        # never on a 204 or 304 (RFC 9110 section 8.6)
+        bodiless = status[:3] in ("204", "304")
+        length = [] if "content-length" in names or bodiless else [("Content-Length", str(size))]
         start_response(status, [*headers, *length, *extra])
         if head_only:
             body.close()
@@ -358,6 +360,12 @@ def answer_storage_error(start_response: StartResponse, exc: StorageError,
     """The HTTP answer to a storage bound: 413, 423, 503 or 507 and why."""
     extra = [("Retry-After", "5")] if exc.status.startswith("503") else []
     return plain(start_response, exc.status, str(exc), [*headers, *extra])
+
+
+def media_type(environ: WSGIEnvironment) -> str:
+    """The request's media type, without parameters, lower case (RFC 9110
+    compares type and subtype case-insensitively)."""
+    return str(environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
 
 
 def _offset(value: Optional[str]) -> Optional[int]:
