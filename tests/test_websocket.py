@@ -11,14 +11,16 @@ import os
 import socket
 import sys
 import time
+import zlib
 from http.client import HTTPConnection
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import CloseConnection, Ping, Request
+from wsproto.extensions import PerMessageDeflate
 
 from wsgiprogress.backends import backend_from_url
 
@@ -225,14 +227,16 @@ def test_beyond_the_waiter_cap_503() -> None:
 class RawClient:
     """A wsproto client over a plain socket, to send what browsers never do."""
 
-    def __init__(self, port: int, path: str, receive_buffer: int = 0) -> None:
+    def __init__(self, port: int, path: str, receive_buffer: int = 0,
+                 extensions: Sequence[Any] = ()) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if receive_buffer:  # before connecting: the window stays that small
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(5)
         self.sock.connect((HOST, int(port)))  # waitress may report it as text
         self.ws = WSConnection(ConnectionType.CLIENT)
-        self.sock.sendall(self.ws.send(Request(host=f"{HOST}:{port}", target=path)))
+        self.sock.sendall(self.ws.send(Request(host=f"{HOST}:{port}", target=path,
+                                               extensions=list(extensions))))
         self.events: List[Any] = []
         while not any(type(e).__name__ == "AcceptConnection" for e in self.events):
             self._read()
@@ -269,6 +273,46 @@ def test_unmasked_frames_invalid_utf8_and_a_bare_close_get_their_close_codes() -
         raw.sock.sendall(b"\x88\x80" + mask)  # a close without a code
         assert raw.close_code() == 1005  # answered with no code, as RFC 6455 §5.5.1 allows
         raw.sock.close()
+
+
+def peak_rss_since_reset() -> int:
+    """Bytes this process's peak resident size grew since the last call."""
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # the peak starts again from what is resident now
+    return (int(fields["VmHWM"].split()[0]) - int(fields["VmRSS"].split()[0])) * 1024
+
+
+def test_a_compressed_message_is_inflated_no_further_than_the_limit() -> None:
+    # permessage-deflate packs ~1000 bytes into one: this 128 KiB frame holds
+    # a 128 MiB message, which used to be inflated whole (and decoded) before
+    # its size was looked at
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = b"x" * (1 << 20)
+    payload = b"".join(squeeze.compress(chunk) for _ in range(128))
+    payload = (payload + squeeze.flush(zlib.Z_SYNC_FLUSH))[:-4]  # RFC 7692 7.2.1
+    mask = os.urandom(4)
+    keys = (mask * (len(payload) // 4 + 1))[:len(payload)]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(
+        len(payload), "big")
+    # FIN, RSV1 (compressed), text; masked, 64-bit length
+    frame = b"\xc1\xff" + len(payload).to_bytes(8, "big") + mask + masked
+    with serve(websocket_deflate=True, websocket_max_message=1 << 20,
+               max_message_bytes=1 << 20) as (_, port):
+        raw = RawClient(port, f"/mailbox/{NAME}", extensions=[PerMessageDeflate()])
+        peak_rss_since_reset()
+        raw.sock.sendall(frame)
+        assert raw.close_code() == 1009
+        assert peak_rss_since_reset() < 32 << 20
+        raw.sock.close()
+        # compressed messages under the limit, in three fragments, still arrive
+        text = json.dumps({"data": "squeezed " * 100_000})  # 900 KB each
+        with connect(url(port), additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                     max_size=None) as ws:
+            for _ in range(2):
+                ws.send(iter([text[:1000], text[1000:500_000], text[500_000:]]))
+                assert data_of(ws.recv(timeout=5))["data"] == "squeezed " * 100_000
 
 
 def test_a_ping_flood_from_a_reader_that_stops_reading_is_throttled_then_closed() -> None:

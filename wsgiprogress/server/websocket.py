@@ -21,8 +21,9 @@ answered by the server itself: :class:`WebSocketPolicy` checks the Origin
   a client with more than ``websocket_max_queued`` bytes still unread closes
   it with 1008 (it reconnects with ``after=``; nothing is lost within
   retention);
-* a message over ``websocket_max_message`` closes with 1009, invalid UTF-8 or
-  frames with 1007/1002 as wsproto names them, binary messages 1003.
+* a message over ``websocket_max_message`` closes with 1009 (a compressed one
+  is inflated no further: :mod:`~wsgiprogress.server.inflating`), invalid
+  UTF-8 or frames with 1007/1002 as wsproto names them, binary messages 1003.
 
 Framing, handshake, fragmentation and close codes all come from wsproto
 (``pip install wsgiprogress[websocket]``), which this module imports.
@@ -48,12 +49,13 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.extensions import Extension
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
 from ..web.responses import plain, too_many_waiters
 from ..web.sockets import FeedError
+from .inflating import BoundedDeflate
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -127,7 +129,7 @@ class WebSocketPolicy:
         session = WebSocketSession(task.channel, feed, waiters, self)
         if waiters.register(feed.key, session) is None:
             return too_many_waiters(start_response)
-        extensions: List[Extension] = [PerMessageDeflate()] if self.deflate else []
+        extensions: List[Extension] = [BoundedDeflate(self.max_message)] if self.deflate else []
         # a subprotocol only when the client offered it (wsproto checks too)
         subprotocol = feed.subprotocol if feed.subprotocol in request.subprotocols else None
         accepted = handshake.send(AcceptConnection(subprotocol=subprotocol,
