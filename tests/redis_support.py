@@ -3,16 +3,16 @@ temporary directory, stopped (or killed) at the end."""
 from __future__ import annotations
 
 import contextlib
-import selectors
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-from typing import Dict, Iterator
+from typing import Any, Dict, Iterator, Tuple
 
 import redis
+
+from server_support import LoopbackProxy
 
 HOST = "127.0.0.1"
 
@@ -85,56 +85,17 @@ def redis_server(persist: bool = False) -> Iterator[RedisServer]:
             server.stop()
 
 
-class HoldingProxy:
-    """A TCP proxy on loopback in front of *port*, on one thread, that holds
-    every piece a client sends holding *word* for *seconds* before passing it
-    on (what a busy Redis or network does to one command).  A context
-    manager; ``.port``."""
+class HoldingProxy(LoopbackProxy):
+    """A TCP proxy on loopback in front of *port* that holds every piece a
+    client sends holding *word* for *seconds* before passing it on (what a
+    busy Redis or network does to one command).  A context manager; ``.port``."""
 
     def __init__(self, port: int, word: bytes, seconds: float) -> None:
-        self.upstream, self.word, self.seconds = port, word, seconds
-        self.listener = socket.create_server((HOST, 0))
-        self.port = self.listener.getsockname()[1]
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(port)
+        self.word, self.seconds = word, seconds
 
-    def __enter__(self) -> "HoldingProxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop = True
-        self._thread.join(10)
-        assert not self._thread.is_alive(), "proxy thread did not stop"
-
-    def _run(self) -> None:
-        peers: Dict[socket.socket, socket.socket] = {}
-        clients = set()
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.listener, selectors.EVENT_READ)
-            while not self._stop:
-                for key, _ in selector.select(0.1):
-                    sock = key.fileobj
-                    if sock is self.listener:
-                        client, _ = self.listener.accept()
-                        server = socket.create_connection((HOST, self.upstream))
-                        peers.update({client: server, server: client})
-                        clients.add(client)
-                        for end in (client, server):
-                            selector.register(end, selectors.EVENT_READ)
-                        continue
-                    assert isinstance(sock, socket.socket)
-                    data = sock.recv(65536)
-                    if not data:
-                        peer = peers.pop(sock)
-                        del peers[peer]
-                        for end in (sock, peer):
-                            selector.unregister(end)
-                            end.close()
-                        continue
-                    if sock in clients and self.word in data:
-                        time.sleep(self.seconds)
-                    peers[sock].sendall(data)
-            for sock in peers:
-                sock.close()
-        self.listener.close()
+    def forward(self, data: bytes, upstream: bool, ends: Tuple[socket.socket, socket.socket],
+                state: Dict[str, Any]) -> bool:
+        if upstream and self.word in data:
+            time.sleep(self.seconds)
+        return super().forward(data, upstream, ends, state)

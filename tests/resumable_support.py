@@ -16,7 +16,14 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Se
 
 from wsgiprogress import ProgressMiddleware, keys
 
-from server_support import HOST, running, running_werkzeug, start_process, stop_process
+from server_support import (
+    HOST,
+    LoopbackProxy,
+    running,
+    running_werkzeug,
+    start_process,
+    stop_process,
+)
 
 
 class Call(NamedTuple):
@@ -170,87 +177,37 @@ def counter(size: int, start: int = 0) -> bytes:
     return pattern[offset:offset + size]
 
 
-class CuttingProxy:
+class CuttingProxy(LoopbackProxy):
     """A TCP proxy on loopback in front of *port* that drops the connection
     of each of the first *cuts* PATCH requests (RST) once *after* bytes of
     it went upstream: a network that fails mid-upload.  A context manager;
     ``.port``."""
 
     def __init__(self, port: int, cuts: int, after: int) -> None:
-        self.upstream = port
+        super().__init__(port)
         self.cuts = cuts
         self.after = after
         self.cut = 0
-        self.listener = socket.create_server((HOST, 0))
-        self.port = self.listener.getsockname()[1]
-        self.threads: List[threading.Thread] = []
-        self.sockets: List[socket.socket] = []
-        self.lock = threading.Lock()
 
-    def __enter__(self) -> "CuttingProxy":
-        self._spawn(self._accept)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        self.listener.close()
-        with self.lock:
-            for sock in self.sockets:  # idle keep-alive connections too
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        for thread in self.threads:
-            thread.join(10)
-            assert not thread.is_alive(), "proxy thread did not stop"
-
-    def _spawn(self, target: Any, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection((HOST, self.upstream))
+    def forward(self, data: bytes, upstream: bool, ends: Tuple[socket.socket, socket.socket],
+                state: Dict[str, Any]) -> bool:
+        if upstream and not state.get("doomed") and data.startswith(b"PATCH "):
+            # a request begins (browsers reuse connections): doom it?
             with self.lock:
-                self.sockets += [client, server]
-            self._spawn(self._pipe, client, server, True)
-            self._spawn(self._pipe, server, client, False)
-
-    def _pipe(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
-        sent = 0
-        doomed = False
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if upstream and not doomed and data.startswith(b"PATCH "):
-                    # a request begins (browsers reuse connections): doom it?
-                    with self.lock:
-                        doomed = self.cut < self.cuts
-                        self.cut += doomed
-                    sent = 0
-                if doomed and sent + len(data) > self.after:
-                    target.sendall(data[:self.after - sent])
-                    for sock in (source, target):
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                        struct.pack("ii", 1, 0))
-                        # wakes the other direction's thread, so the close happens
-                        sock.shutdown(socket.SHUT_RDWR)
-                    break
-                target.sendall(data)
-                sent += len(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):  # the other direction's thread wakes too
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+                state["doomed"] = self.cut < self.cuts
+                self.cut += state["doomed"]
+            state["sent"] = 0
+        sent = state.get("sent", 0)
+        if state.get("doomed") and sent + len(data) > self.after:
+            ends[1].sendall(data[:self.after - sent])
+            for sock in ends:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # wakes the other direction's thread, so the close happens
+                sock.shutdown(socket.SHUT_RDWR)
+            return False
+        ends[1].sendall(data)
+        state["sent"] = sent + len(data)
+        return True
 
 
 class ServerProcess:

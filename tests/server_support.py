@@ -439,3 +439,72 @@ def stop_process(process: "subprocess.Popen[str]", signum: int = signal.SIGINT) 
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+class LoopbackProxy:
+    """A TCP proxy on loopback in front of *port*, a thread for each
+    direction of each connection; :meth:`forward` decides what becomes of
+    each piece (a subclass cuts or holds some).  A context manager; ``.port``."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.threads: List[threading.Thread] = []
+        self.sockets: List[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> "LoopbackProxy":
+        self._spawn(self._accept)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:  # idle keep-alive connections too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        for thread in self.threads:
+            thread.join(10)
+            assert not thread.is_alive(), "proxy thread did not stop"
+
+    def forward(self, data: bytes, upstream: bool, ends: Tuple[socket.socket, socket.socket],
+                state: Dict[str, Any]) -> bool:
+        """Pass *data* from ``ends[0]`` on to ``ends[1]`` (towards the server
+        when *upstream*); *state* is this direction's own.  False: stop."""
+        ends[1].sendall(data)
+        return True
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((HOST, self.upstream))
+            with self.lock:
+                self.sockets += [client, server]
+            self._spawn(self._pipe, client, server, True)
+            self._spawn(self._pipe, server, client, False)
+
+    def _pipe(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
+        state: Dict[str, Any] = {}
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data or not self.forward(data, upstream, (source, target), state):
+                    break
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):  # the other direction's thread wakes too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
