@@ -50,12 +50,19 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "transfer-encoding", "te", "
 FRAMING_TYPES = ("application/offset+octet-stream", "application/partial-upload")
 
 
+def media_type(headers: Mapping[str, Any]) -> str:
+    """The media type of a request whose *headers* (an environ, or the CGI
+    names of a part's head) hold ``CONTENT_TYPE``: without parameters, lower
+    case (RFC 9110 compares type and subtype case-insensitively)."""
+    return str(headers.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
+
+
 def target_of(environ: WSGIEnvironment) -> Target:
     """The request in *environ* as an upload's target."""
     headers = {name: str(value) for name, value in environ.items()
                if (name.startswith("HTTP_") or name == "CONTENT_TYPE")
                and name not in PROTOCOL_HEADERS}
-    if headers.get("CONTENT_TYPE", "").split(";")[0].strip().lower() in FRAMING_TYPES:
+    if media_type(headers) in FRAMING_TYPES:
         del headers["CONTENT_TYPE"]
     return Target(environ.get("REQUEST_METHOD", "POST"), environ.get("SCRIPT_NAME", ""),
                   environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""), headers)

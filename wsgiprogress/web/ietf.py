@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, List, Mapping, Optional, S
 from .. import keys
 from ..progress.ratelimit import RateLimitedWarning
 from ..resumable.appender import Appender
-from ..resumable.completion import target_from_head, target_of
+from ..resumable.completion import media_type, target_from_head, target_of
 from ..resumable.storage import StorageError, TooLong, UploadBusy
 from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
 from .responses import plain, respond
@@ -61,7 +61,6 @@ from .upload_service import (
     BodyBroken,
     UploadService,
     answer_storage_error,
-    media_type,
 )
 
 if TYPE_CHECKING:

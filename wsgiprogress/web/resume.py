@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Tuple
 
 from .. import keys
 from ..resumable.appender import Appender
-from ..resumable.completion import target_from_head
+from ..resumable.completion import media_type, target_from_head
 from ..resumable.parts import BYTERANGE, MAX_PART_HEAD, StoredPart, parse_byterange_head
 from ..resumable.storage import StorageError, TooLong, UploadBusy
 from ..resumable.upload import ACTIVE, COMPLETE, Upload, is_upload_id
@@ -45,7 +45,6 @@ from .upload_service import (
     BodyBroken,
     UploadService,
     answer_storage_error,
-    media_type,
 )
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ import re
 from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
 
 from ..resumable.appender import Appender, concatenate
-from ..resumable.completion import target_of
+from ..resumable.completion import media_type, target_of
 from ..resumable.storage import StorageError, UploadBusy
 from ..resumable.upload import ACTIVE, FINAL, PARTIAL, Upload, is_upload_id
 from .responses import plain
@@ -39,7 +39,6 @@ from .upload_service import (
     BodyBroken,
     UploadService,
     answer_storage_error,
-    media_type,
 )
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ from ..progress.ids import is_valid_id
 from ..progress.ratelimit import RateLimitedWarning
 from ..resumable import complete
 from ..resumable.appender import Appender
-from ..resumable.completion import FRAMING_TYPES
+from ..resumable.completion import FRAMING_TYPES, media_type
 from ..resumable.parts import BYTERANGE, Background, StoredPart
 from ..resumable.storage import StorageError, TooLong
 from ..resumable.upload import ACTIVE, Upload, is_upload_id
@@ -144,7 +144,7 @@ class UploadService:
         if method != "PATCH" or not path.startswith(self.url):
             return None
         upload_id = path[len(self.url):]
-        content_type = headers.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        content_type = media_type(headers)
         byterange = content_type == BYTERANGE
         if not (byterange or content_type in FRAMING_TYPES) \
                 or not self.storage.has_body(upload_id):
@@ -360,12 +360,6 @@ def answer_storage_error(start_response: StartResponse, exc: StorageError,
     """The HTTP answer to a storage bound: 413, 423, 503 or 507 and why."""
     extra = [("Retry-After", "5")] if exc.status.startswith("503") else []
     return plain(start_response, exc.status, str(exc), [*headers, *extra])
-
-
-def media_type(environ: WSGIEnvironment) -> str:
-    """The request's media type, without parameters, lower case (RFC 9110
-    compares type and subtype case-insensitively)."""
-    return str(environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
 
 
 def _offset(value: Optional[str]) -> Optional[int]:
