@@ -113,7 +113,10 @@ def test_a_thousand_duplicate_ids_log_a_couple_of_lines_and_still_run(
 
 
 class FailingStore(ProgressTable):
-    """A store whose reads and writes fail."""
+    """A store whose reads and writes fail, as a remote store's do (``shared``:
+    claims go through ``begin``)."""
+
+    shared = True
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
         raise ConnectionError("store down")

@@ -125,6 +125,24 @@ def test_a_failure_is_sticky(table: ProgressTable) -> None:
     assert (got.state, got.reason, got.status) == ("error", "too_large", 413)
 
 
+def test_an_ended_entry_keeps_its_final_counts(table: ProgressTable) -> None:
+    tracker = track(table, size=10)
+    tracker.add_received(4)
+    tracker.fail("aborted")
+    final = entry(table)
+    # what the owner still does after the end: the application answers an aborted upload
+    tracker.add_received(6)
+    tracker.body_complete()
+    tracker.start_response(200, 5)
+    tracker.add_produced(5)
+    tracker.add_sent(5)
+    tracker.finish()
+    got = entry(table)
+    assert (got.state, got.reason, got.received, got.sent, got.status, got.response_size) == \
+        ("error", "aborted", 4, 0, None, None)
+    assert got.finished == final.finished is not None
+
+
 def test_response_size_is_the_bytes_produced_without_content_length(table: ProgressTable) -> None:
     tracker = track(table, size=0)
     tracker.add_produced(100)  # before the response starts: not a size yet

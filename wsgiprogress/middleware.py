@@ -220,7 +220,7 @@ class CountingInput:
         if data:
             tracker = self.tracker
             files = tracker.files
-            if files is not None:
+            if files is not None and not tracker.finished:
                 files.feed(data)
             tracker.add_received(len(data))
         elif size != 0:

@@ -265,9 +265,13 @@ class FileProgress:
         self.files.append(record)
         self._current = record
 
-    def _stop(self, exc: Exception) -> None:
+    def end(self) -> None:
+        """The request ended: the listing stops, the parser and its buffer go."""
         self._decoder = None
         self._current = None
+
+    def _stop(self, exc: Exception) -> None:
+        self.end()
         log.debug("per-file progress stopped: %s", exc)
 
     def snapshot(self) -> List[Dict[str, Any]]:

@@ -183,18 +183,34 @@ class ProgressStore(abc.ABC):
         if running is not None and not running.finished:
             self.duplicate_warning.warn(progress_id)
             return None
-        try:  # a plain request's claim is the call every store has always taken
-            token = self.begin(progress_id, size) if owner is None and not offset else \
-                self.begin(progress_id, size, owner=owner, received=offset)
+        tracker = Tracker(self, progress_id, None, size)
+        try:
+            token = self.begin_tracking(tracker, owner, offset)
         except Exception:
             self.begin_warning.warn(progress_id, exc_info=True)
             return None
         if token is None:
             return None
-        tracker = Tracker(self, progress_id, token, size)
+        tracker.token = token
         if offset:
             tracker.resume_at(offset)
         self.live[progress_id] = tracker
         if progress_id in self.waiters:  # a client waits for it to start
             tracker.watch()
         return tracker
+
+    def begin_tracking(self, tracker: Tracker, owner: Optional[str],
+                       offset: int) -> Optional[Hashable]:
+        """Claim *tracker*'s ID for its request (:meth:`begin`, which a
+        store may do more cheaply for a tracker of this process); the token,
+        or ``None`` when refused."""
+        if owner is None and not offset:  # the call every store has always taken
+            return self.begin(tracker.id, tracker.size)
+        return self.begin(tracker.id, tracker.size, owner=owner, received=offset)
+
+    def end_tracking(self, tracker: Tracker) -> None:
+        """*tracker*'s request ended (:meth:`Tracker.finish`, ``fail``): its
+        final fields go to the store (:meth:`finish`); then :meth:`release`."""
+        fields = tracker.fields()
+        fields["finished"] = tracker.ended
+        self.finish(tracker.id, tracker.token, fields)

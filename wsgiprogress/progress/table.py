@@ -24,13 +24,14 @@ import itertools
 import math
 import threading
 import time
-from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Union
 
 from ..settings import STORE_SETTINGS, resolve
 from ..waiters import Waiters
-from .entry import STARTING, UPLOADING, ProgressEntry
+from .entry import RUNNING_STATES, STARTING, UPLOADING, ProgressEntry
 from .ratelimit import RateLimitedWarning
 from .store import ProgressStore
+from .tracker import Tracker
 
 _SETTINGS = tuple(s for s in STORE_SETTINGS if s.name in ("ttl", "capacity"))
 
@@ -40,6 +41,11 @@ class _Record(ProgressEntry):
     __slots__ = ("token", "owner")
     token: int
     owner: Optional[str]
+
+
+#: What the table keeps an ID: a plain request's own tracker (live, then
+#: final), or a record (a resumable upload's: handed from request to request).
+Record = Union[_Record, Tracker]
 
 
 class ProgressTable(ProgressStore):
@@ -63,7 +69,7 @@ class ProgressTable(ProgressStore):
         self.capacity: int = options["capacity"]
         super().__init__(clock, waiters)
         self._lock = threading.Lock()
-        self._records: Dict[str, _Record] = {}
+        self._records: Dict[str, Record] = {}
         # finished IDs in the order they expire (ttl is the same for all)
         self._expiries: "collections.OrderedDict[str, float]" = collections.OrderedDict()
         # no entry expires before this: begin and finish look at expiries only then
@@ -75,12 +81,24 @@ class ProgressTable(ProgressStore):
 
     def begin(self, progress_id: str, size: Optional[int], *, owner: Optional[str] = None,
               received: int = 0) -> Optional[int]:
-        now = self.clock()
         # made before the lock is taken: its holders only look, insert and change fields
-        token = next(self._tokens)
+        now = self.clock()
         fresh = _Record(progress_id, UPLOADING if received else STARTING, received, size,
                         started=now)
-        fresh.token, fresh.owner = token, owner
+        fresh.owner = owner
+        return self._claim(progress_id, fresh, owner, now)
+
+    def begin_tracking(self, tracker: Tracker, owner: Optional[str],
+                       offset: int) -> Optional[Hashable]:
+        # a plain request's tracker is its record: no copy made, none kept in step
+        # (a table heard as a remote store is, ``shared``, gets copies as one would)
+        if owner is not None or offset or self.shared:
+            return super().begin_tracking(tracker, owner, offset)
+        return self._claim(tracker.id, tracker, None, tracker.started)
+
+    def _claim(self, progress_id: str, fresh: Record, owner: Optional[str],
+               now: float) -> Optional[int]:
+        token = fresh.token = next(self._tokens)
         full = False
         with self._lock:
             if now >= self._due:
@@ -88,8 +106,8 @@ class ProgressTable(ProgressStore):
             record = self._records.get(progress_id)
             # one process: its running trackers are in ``live`` (track refuses
             # those), so a running entry of the same owner was handed over
-            duplicate = record is not None and record.running and (
-                owner is None or record.owner != owner)
+            duplicate = record is not None and record.state in RUNNING_STATES and (
+                owner is None or isinstance(record, Tracker) or record.owner != owner)
             if not duplicate:
                 if record is not None:  # ended or taken over: fresh, as the newest
                     self._expiries.pop(progress_id, None)
@@ -114,24 +132,42 @@ class ProgressTable(ProgressStore):
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         with self._lock:
             record = self._records.get(progress_id)
-            if record is None or record.token != token or not record.running:
+            if record is None or record.token != token or record.state not in RUNNING_STATES \
+                    or isinstance(record, Tracker):
                 return
-            _assign(record, fields)
+            for name, value in fields.items():
+                setattr(record, name, value)
         self.waiters.wake(progress_id)
 
     def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
-        now = self.clock()
         with self._lock:  # entries are changed and copied only under it
             record = self._records.get(progress_id)
-            if record is None or record.token != token or not record.running:
+            if record is None or record.token != token or record.state not in RUNNING_STATES \
+                    or isinstance(record, Tracker):
                 return
-            _assign(record, fields)
-            expiry = self._expiries[progress_id] = now + self.ttl
-            if expiry < self._due:
-                self._due = expiry
-            if now >= self._due:
-                self._expire(now)
+            for name, value in fields.items():
+                setattr(record, name, value)
+            self._expires(progress_id)
         self.waiters.wake(progress_id)
+
+    def end_tracking(self, tracker: Tracker) -> None:
+        with self._lock:
+            mine = self._records.get(tracker.id) is tracker
+            if mine:
+                self._expires(tracker.id)
+        if mine:
+            self.waiters.wake(tracker.id)
+        else:  # its record is a copy (a resumable upload's)
+            super().end_tracking(tracker)
+
+    def _expires(self, progress_id: str) -> None:
+        # the entry just ended: it expires ttl seconds from now (under the lock)
+        now = self.clock()
+        expiry = self._expiries[progress_id] = now + self.ttl
+        if expiry < self._due:
+            self._due = expiry
+        if now >= self._due:
+            self._expire(now)
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
         now = self.clock()
@@ -158,8 +194,10 @@ class ProgressTable(ProgressStore):
         with self._lock:
             return len(self._records)
 
-    def _current(self, record: _Record) -> ProgressEntry:
-        # a running request's entry holds its last state; its counters are live
+    def _current(self, record: Record) -> ProgressEntry:
+        if isinstance(record, Tracker):  # live counters, or the final ones
+            return record.entry()
+        # a running upload's record holds its last state; its counters are live
         if record.running:
             tracker = self.live.get(record.id)
             if tracker is not None and tracker.token == record.token and not tracker.finished:
@@ -177,7 +215,3 @@ class ProgressTable(ProgressStore):
             del self._records[progress_id]
         self._due = math.inf
 
-
-def _assign(entry: ProgressEntry, fields: Mapping[str, Any]) -> None:
-    for name, value in fields.items():
-        setattr(entry, name, value)

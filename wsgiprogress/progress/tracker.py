@@ -79,7 +79,7 @@ class ProgressSink(Protocol):
 
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None: ...
 
-    def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None: ...
+    def end_tracking(self, tracker: Tracker) -> None: ...
 
     def release(self, tracker: Tracker) -> None: ...
 
@@ -110,8 +110,8 @@ class Tracker:
         "store", "id", "token", "size", "received", "sent", "produced", "declared_response_size",
         "state", "status", "reason", "speed", "started", "steps", "_clock", "_check_at",
         "_watched", "_wake_at", "_last_time", "_last_received", "_first_time",
-        "_first_received", "_store_failed", "files", "on_cancel", "detached", "handed", "_offset",
-        "finished")
+        "_first_received", "_store_failed", "files", "on_cancel", "detached", "_offset",
+        "finished", "ended")
 
     def __init__(self, store: ProgressSink, progress_id: str, token: Hashable,
                  size: Optional[int]) -> None:
@@ -140,17 +140,18 @@ class Tracker:
         self.on_cancel: Optional[Callable[[], None]] = None
         self.steps: Optional[Dict[str, Any]] = None
         self.detached = False  #: an operation, not the connection, ends it (:meth:`detach`)
-        self.handed = False  #: another request counts on (:meth:`hand_over`)
         #: True once :meth:`finish`, :meth:`fail` or :meth:`hand_over` has run
         #: (an attribute, not a property: every count and change reads it).
         self.finished = False
+        self.ended: Optional[float] = None  #: when it ended (the store's clock)
 
     # -- counting (hot path) -------------------------------------------------
 
     def add_received(self, n: int) -> None:
-        """Count *n* request body bytes as they arrive; once the declared size
-        has arrived the body is complete (:meth:`body_complete`).  The one
-        "bytes arrived" path of the middleware and the server."""
+        """Count *n* request body bytes as they arrive (the one "bytes arrived"
+        path of the middleware and the server); the declared size completes the body."""
+        if self.finished:
+            return  # its entry holds the final counts
         received = self.received = self.received + n
         if received >= self._check_at:
             self._news()
@@ -168,12 +169,12 @@ class Tracker:
         """The next request of a resumable upload (in any process) counts on:
         the entry stays running (:meth:`ProgressStore.hand_over`); this one is over."""
         if not self.finished:
-            self.handed = self.finished = True
+            self.finished = True
             self.store.hand_over(self)
 
     def add_sent(self, n: int) -> None:
         """Count *n* response bytes written to the client."""
-        if not self.detached:
+        if not (self.finished or self.detached):
             self.sent += n
             if self._watched:
                 self._wake_watchers()
@@ -184,15 +185,15 @@ class Tracker:
         self._watched, self._check_at = True, 0
 
     def _news(self) -> None:
+        size = self.size
+        if size is not None and self.received >= size:
+            self.body_complete()  # at once, from starting (a small body): one change
+            return
         if self.state == STARTING:
             self.state = UPLOADING
             self._first_time = self._last_time = self._clock()
             self._first_received = self._last_received = self.received
-            if self.size is None or self.received < self.size:
-                self._publish()  # else the body is complete at once: one change
-        if self.size is not None and self.received >= self.size:
-            self.body_complete()
-            return
+            self._publish()
         self._wake_watchers()
 
     def _wake_watchers(self) -> None:
@@ -212,7 +213,7 @@ class Tracker:
 
     def add_produced(self, n: int) -> None:
         """Count *n* response bytes produced by the application."""
-        if not self.detached:
+        if not (self.finished or self.detached):
             self.produced += n
 
     # -- transitions ---------------------------------------------------------
@@ -231,7 +232,7 @@ class Tracker:
     def start_response(self, status: Union[str, int], content_length: Optional[int]) -> None:
         """Record the response status (a WSGI status line or its code) and the
         declared Content-Length."""
-        if not self.detached:
+        if not (self.finished or self.detached):
             self.status, self.declared_response_size = status_code(status), content_length
             self._publish()
 
@@ -315,8 +316,7 @@ class Tracker:
         }
 
     def counters(self) -> Dict[str, Any]:
-        """What moves between state changes, with the speed measured now:
-        what a store that other processes read pulls on its own clock."""
+        """What moves between changes, the speed measured now (for a ``shared`` store)."""
         self.measure()
         return {"received": self.received, "sent": self.sent, "speed": self.speed,
                 "response_size": self.response_size, "files": self.file_list()}
@@ -329,7 +329,7 @@ class Tracker:
         self.measure()
         return ProgressEntry(self.id, self.state, self.received, self.size, self.sent,
                              self.response_size, self.status, self.reason,
-                             self.started if started is None else started, None, self.speed,
+                             self.started if started is None else started, self.ended, self.speed,
                              self.file_list(), self.steps)
 
     def file_list(self) -> Optional[List[Dict[str, Any]]]:
@@ -383,12 +383,13 @@ class Tracker:
             self._store_failure("update")
 
     def _end(self) -> None:
+        self.ended = self._clock()
         self.finished = True  # the state is final: the speed was measured last while uploading
         self.on_cancel = None  # its owner may hold this tracker: no cycle outlives it
-        fields = self.fields()
-        fields["finished"] = self._clock()
+        if self.files is not None:
+            self.files.end()  # a store may keep this tracker as the entry: not its parser
         try:
-            self.store.finish(self.id, self.token, fields)
+            self.store.end_tracking(self)
         except Exception:
             self._store_failure("finish")
         self.store.release(self)
