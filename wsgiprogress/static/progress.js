@@ -159,9 +159,10 @@
   /*
    * Follow the progress of `id`.  Options: url ("/progress"), idName
    * ("X-Progress-ID"), dialect ("native"), interval (500 ms), maxUnknown (20
-   * answers "unknown" in a row stop it), maxErrors (5 network errors in a row
-   * stop it), push (true: use EventSource when possible), bar, text,
-   * onProgress, onDone, onError.  Returns {stop: function}.
+   * answers "unknown" in a row stop it; pushed, "unknown" for maxUnknown x
+   * interval ms, as the server says it only once), maxErrors (5 network
+   * errors in a row stop it), push (true: use EventSource when possible),
+   * bar, text, onProgress, onDone, onError.  Returns {stop: function}.
    */
 
   function track(id, options) {
@@ -172,11 +173,24 @@
     var maxErrors = options.maxErrors || 5;
     var estimator = new Estimator();
     var unknown = 0, errors = 0, stopped = false, timer = null, source = null;
+    var unknownTimer = null;
 
     function finish(p) {
       stop();
       if (p.state === "done") { if (options.onDone) { options.onDone(p); } }
       else if (options.onError) { options.onError(p); }
+    }
+
+    function giveUp(reason) { finish({ state: "error", reason: reason, status: null }); }
+
+    /* A stream says "unknown" once, not at every interval: give it the time
+       that maxUnknown polls would take. */
+    function watchUnknown(isUnknown) {
+      if (!isUnknown || !source) {
+        if (unknownTimer) { clearTimeout(unknownTimer); unknownTimer = null; }
+      } else if (!unknownTimer) {
+        unknownTimer = setTimeout(function () { giveUp("unknown"); }, maxUnknown * interval);
+      }
     }
 
     function handle(data) {
@@ -185,7 +199,8 @@
       show(options, p);
       if (options.onProgress) { options.onProgress(p); }
       if (FINAL[p.state]) { finish(p); }
-      else if (unknown >= maxUnknown) { finish({ state: "error", reason: "unknown", status: null }); }
+      else if (unknown >= maxUnknown) { giveUp("unknown"); }
+      else { watchUnknown(unknown > 0); }
     }
 
     function probeUrl(extra) { return probeUrlFor(id, options, extra); }
@@ -207,13 +222,14 @@
 
     function failed() {
       errors += 1;
-      if (errors >= maxErrors) { finish({ state: "error", reason: "network", status: null }); }
+      if (errors >= maxErrors) { giveUp("network"); }
       else if (!stopped) { timer = setTimeout(poll, interval * errors); }
     }
 
     function stop() {
       stopped = true;
       if (timer) { clearTimeout(timer); }
+      watchUnknown(false);
       if (source) { source.close(); }
     }
 
@@ -222,7 +238,7 @@
       source.onmessage = function (event) { handle(JSON.parse(event.data)); };
       source.onerror = function () {
         // no push here (an old server, a proxy): fall back to polling
-        if (!stopped) { source.close(); source = null; poll(); }
+        if (!stopped) { source.close(); source = null; watchUnknown(false); poll(); }
       };
     } else {
       poll();

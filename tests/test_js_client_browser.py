@@ -1,0 +1,65 @@
+"""The JS client (wsgiprogress/static/progress.js) in headless Chromium
+against our server: its stop conditions hold when the server pushes
+progress (EventSource) as when it polls.  Fails (never skips) without Chromium, as
+``test_browser.py`` does."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable
+
+from test_browser import chrome, wait_for
+
+from server_support import HOST, running
+
+CLIENT = Path(__file__).resolve().parents[1] / "wsgiprogress" / "static" / "progress.js"
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>client</title>
+<script src="/progress.js"></script></head>
+<body>
+<form id="form" method="post"><input name="note" value="n"><button>Send</button></form>
+<script>
+// every EventSource the client opens, by URL
+window.streams = [];
+var Native = window.EventSource;
+window.EventSource = function (url) { window.streams.push(url); return new Native(url); };
+</script>
+</body></html>
+"""
+
+
+def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """The page (any path), the client, and ``POST`` answered with its query string."""
+    path = environ.get("PATH_INFO", "")
+    if path == "/progress.js":
+        body, kind = CLIENT.read_bytes(), "application/javascript"
+    elif environ["REQUEST_METHOD"] == "POST":
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        body, kind = f"posted to {path}?{environ['QUERY_STRING']}".encode(), "text/plain"
+    else:
+        body, kind = PAGE.encode(), "text/html; charset=utf-8"
+    start_response("200 OK", [("Content-Type", kind), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def test_an_id_that_never_appears_ends_as_unknown_when_pushed_too(tmp_path: Path) -> None:
+    # polled, maxUnknown "unknown" answers in a row end it; pushed, the server
+    # says "unknown" once and then nothing until the stream's end (300 s), so
+    # the client gives the same time: maxUnknown x interval
+    with running(app) as (_, port), chrome(tmp_path / "p") as browser:
+        browser.get(f"http://{HOST}:{port}/")
+        started = time.monotonic()
+        browser.execute_script("""
+            window.heard = [];
+            WSGIProgress.track("never-uploaded-0001", {interval: 100, maxUnknown: 5,
+              onProgress: function (p) { window.heard.push(p.state); },
+              onError: function (p) { window.ended = [p.state, p.reason]; }});""")
+        ended = wait_for(browser, "return window.ended", deadline=10)
+        elapsed = time.monotonic() - started
+        streams = browser.execute_script("return window.streams")
+        heard = browser.execute_script("return window.heard")
+    assert ended == ["error", "unknown"]
+    assert len(streams) == 1 and "transport=sse" in streams[0]  # pushed, not polled
+    assert heard == ["unknown"]  # the server said it once
+    assert 0.4 < elapsed < 5, elapsed
+
