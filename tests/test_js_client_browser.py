@@ -1,13 +1,16 @@
 """The JS client (wsgiprogress/static/progress.js) in headless Chromium
 against our server: its stop conditions hold when the server pushes
-progress (EventSource) as when it polls.  Fails (never skips) without Chromium, as
+progress (EventSource) as when it polls, and attach() keeps what a form
+without an action posts to.  Fails (never skips) without Chromium, as
 ``test_browser.py`` does."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable
+from urllib.parse import parse_qs
 
+from selenium.webdriver.common.by import By
 from test_browser import chrome, wait_for
 
 from server_support import HOST, running
@@ -63,3 +66,17 @@ def test_an_id_that_never_appears_ends_as_unknown_when_pushed_too(tmp_path: Path
     assert heard == ["unknown"]  # the server said it once
     assert 0.4 < elapsed < 5, elapsed
 
+
+def test_attach_keeps_the_query_of_a_form_without_an_action(tmp_path: Path) -> None:
+    # a form without an action posts to the page's own URL, query and all
+    # (HTML: the document's URL); attach() only adds the ID to it
+    with running(app) as (_, port), chrome(tmp_path / "p") as browser:
+        browser.get(f"http://{HOST}:{port}/album?album=3")
+        progress_id = browser.execute_script(
+            "return WSGIProgress.attach(document.getElementById('form')).id")
+        browser.find_element(By.TAG_NAME, "button").click()
+        answer = wait_for(browser, "return document.body.textContent.indexOf('posted') === 0"
+                          " && document.body.textContent")
+    path, _, query = answer[len("posted to "):].partition("?")
+    assert path == "/album"
+    assert parse_qs(query) == {"album": ["3"], "X-Progress-ID": [progress_id]}

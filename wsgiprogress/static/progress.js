@@ -371,11 +371,12 @@
   }
 
   /* Give a plain <form> an ID (options.id, or a new one) and follow it while
-     the browser submits it: the browser itself follows any redirect. */
+     the browser submits it: the browser itself follows any redirect.  A form
+     without an action posts to the page's own URL (HTML), query and all. */
   function attach(form, options) {
     options = options || {};
     var id = options.id || makeId();
-    form.action = withId(form.getAttribute("action") || "", id, options.idName);
+    form.action = withId(form.getAttribute("action") || root.location.href, id, options.idName);
     return { id: id, start: function () { return track(id, options); } };
   }
 
