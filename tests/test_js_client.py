@@ -282,6 +282,34 @@ def test_the_servers_answer_to_a_cancelled_upload_is_an_error_heard_once(
     assert not [e for e in job["events"] if e[0] == "done"]
 
 
+@pytest.mark.parametrize("cancel_after, probes", [
+    pytest.param(2, [UPLOADING_HALF, native("done", status=200)], id="after-the-probe-said-done"),
+    pytest.param(1, [UPLOADING_HALF, native("done", status=200)], id="before-the-answer"),
+])
+def test_a_cancel_too_late_leaves_a_finished_upload_done(
+        cancel_after: int, probes: List[Dict[str, Any]]) -> None:
+    # the page cancels as the upload ends: the server had answered it 200 and
+    # says 404 to the DELETE (nothing of that ID runs), so the upload is done
+    job = upload(form=f"{PAGE}/upload", uploadAfter=2, cancelAfter=cancel_after,
+                 cancelStatus=404, probes=probes, upload={"status": 200})
+    assert ["cancel", False, 404] in job["events"]
+    assert not [e for e in job["events"] if e[0] == "error"], job["events"]
+    assert job["events"].count(["done", "done", 100, 200]) == 1, job["events"]
+
+
+@pytest.mark.parametrize("answer", [
+    pytest.param({"status": 409, "responseText": "upload cancelled\n"}, id="ours-409"),
+    pytest.param({"status": 400, "responseText": "client disconnected"}, id="the-apps-error"),
+    pytest.param({"error": True}, id="connection-closed"),
+])
+def test_the_pages_own_cancel_ends_as_cancelled_once(answer: Dict[str, Any]) -> None:
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1, cancelAfter=1,
+                 probes=[UPLOADING_HALF, native("error", received=500)], upload=answer)
+    errors = [e for e in job["events"] if e[0] == "error"]
+    assert errors == [["error", "cancelled", None]], job["events"]
+    assert not [e for e in job["events"] if e[0] == "done"]
+
+
 def test_an_applications_own_409_is_not_taken_for_a_cancel() -> None:
     job = upload(form=f"{PAGE}/upload", uploadAfter=1,
                  probes=[UPLOADING_HALF, native("done", status=409)],

@@ -53,10 +53,13 @@ function setCrypto(offer) {
  *   uploadAfter  the upload is answered after this many probe answers
  *   upload     the upload's answer: {status, responseText, redirectTo (the URL
  *              a redirect led to: xhr.responseURL), error (a network error)}
+ *   cancelAfter  the page calls job.cancel() after this many probe answers;
+ *              the DELETE is answered cancelStatus (default 200)
  *
  * The result: requests [[method, url]], events in order (["progress", state,
  * status], ["done", state, percent, status], ["error", reason, status],
- * ["answered", status], ["assign", url]), assigned URLs, the bar and text.
+ * ["answered", status], ["assign", url], ["cancel", ok, status]), assigned
+ * URLs, the bar and text.
  */
 function uploadScenario(s) {
   const log = { requests: [], events: [], assigned: [] };
@@ -92,6 +95,8 @@ function uploadScenario(s) {
         this.body = body;
         pendingUpload = this;
         setTimeout(answerUpload, 0);
+      } else if (this.method === "DELETE") {
+        setTimeout(() => { this.status = s.cancelStatus || 200; this.fire("load"); }, 0);
       } else {
         setTimeout(() => answerProbe(this), 0);
       }
@@ -111,6 +116,9 @@ function uploadScenario(s) {
     xhr.responseText = JSON.stringify(body);
     xhr.responseURL = bare(xhr.url);
     xhr.fire("load");
+    if (probeAnswers === s.cancelAfter) {
+      job.cancel((ok, status) => log.events.push(["cancel", ok, status]));
+    }
     answerUpload();
   }
 

@@ -280,7 +280,8 @@
    * its progress on the server (the options of track, plus id, action and
    * follow).  Returns {id, xhr, tracker, cancel}: cancel(done) asks the
    * server to stop the upload (see cancel; options.token), and onError then
-   * hears reason "cancelled".
+   * hears reason "cancelled" (unless the upload was answered with a success
+   * first: a cancel too late leaves it done).
    *
    * follow (default: true for a <form>, false for FormData): when the server
    * answered the upload with a redirect (Post/Redirect/Get: the XHR's final
@@ -352,8 +353,10 @@
     }
     xhr.addEventListener("load", function () {
       loaded = true;
-      // the server's answer to a cancelled upload (see cancel)
-      if (cancelled || (xhr.status === 409 && xhr.responseText === "upload cancelled\n")) {
+      // the server's answer to a cancelled upload (see cancel), or a failure
+      // after the page cancelled; a success came before the cancel could stop it
+      if ((xhr.status === 409 && xhr.responseText === "upload cancelled\n") ||
+          (cancelled && xhr.status >= 400)) {
         fail("cancelled");
         return;
       }
