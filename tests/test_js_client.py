@@ -318,6 +318,26 @@ def test_an_applications_own_409_is_not_taken_for_a_cancel() -> None:
     assert job["events"][-1] == ["done", "done", 100, 409]
 
 
+UNKNOWN = json.loads(probe_body("native", None))
+
+
+@pytest.mark.parametrize("status, ending", [
+    pytest.param(200, ["done", "done", 100, 200], id="saved"),
+    pytest.param(413, ["error", "unknown", 413], id="refused-by-a-proxy"),
+])
+def test_an_upload_the_probe_never_saw_ends_with_its_answer(status: int,
+                                                           ending: List[Any]) -> None:
+    # untracked (a buffering proxy in front, a full store): the probe says
+    # "unknown" throughout; once the upload is answered it never will know it,
+    # so the answer ends it, its status kept, instead of maxUnknown answers later
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1, probes=[UNKNOWN],
+                 upload={"status": status, "responseText": "ok"})
+    ends = [e for e in job["events"] if e[0] in ("done", "error")]
+    assert ends == [ending], job["events"]
+    assert job["events"].index(["answered", status]) < job["events"].index(ending)
+    assert job["assigned"] == []
+
+
 def test_the_page_may_give_the_id() -> None:
     given = "0123456789abcdef0123456789abcdef"
     job = upload(form="/upload", options={"id": given}, probes=[native("done")], upload={})

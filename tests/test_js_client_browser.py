@@ -1,7 +1,8 @@
 """The JS client (wsgiprogress/static/progress.js) in headless Chromium
 against our server: its stop conditions hold when the server pushes
-progress (EventSource) as when it polls, and attach() keeps what a form
-without an action posts to.  Fails (never skips) without Chromium, as
+progress (EventSource) as when it polls, an upload the server did not track
+ends with its answer, and attach() keeps what a form without an action
+posts to.  Fails (never skips) without Chromium, as
 ``test_browser.py`` does."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs
 from selenium.webdriver.common.by import By
 from test_browser import chrome, wait_for
 
-from server_support import HOST, running
+from server_support import HOST, SlowUpload, probe, running, wait_until
 
 CLIENT = Path(__file__).resolve().parents[1] / "wsgiprogress" / "static" / "progress.js"
 PAGE = """<!doctype html>
@@ -80,3 +81,27 @@ def test_attach_keeps_the_query_of_a_form_without_an_action(tmp_path: Path) -> N
     path, _, query = answer[len("posted to "):].partition("?")
     assert path == "/album"
     assert parse_qs(query) == {"album": ["3"], "X-Progress-ID": [progress_id]}
+
+
+def test_an_upload_the_store_had_no_room_for_ends_with_its_answer(tmp_path: Path) -> None:
+    # capacity 1, held by another upload: the page's runs untracked, and the
+    # probe says "unknown" throughout; the answer (200) ends it as done
+    with running(app, capacity=1) as (_, port), chrome(tmp_path / "p") as browser:
+        holder = SlowUpload(port, "/upload?X-Progress-ID=holds-the-slot-01", 4 * 1024 * 1024,
+                            piece=64 * 1024, delay=0.05)
+        holder.start()
+        try:
+            wait_until(lambda: probe(port, "holds-the-slot-01")["state"] == "uploading")
+            browser.get(f"http://{HOST}:{port}/")
+            browser.execute_script("""
+                var data = new FormData();
+                data.append("note", "untracked");
+                window.job = WSGIProgress.upload(data, {action: "/upload", interval: 100,
+                  onDone: function (p) { window.ended = ["done", p.status]; },
+                  onError: function (p) { window.ended = ["error", p.reason, p.status]; }});""")
+            ended = wait_for(browser, "return window.ended", deadline=10)
+            progress_id = browser.execute_script("return window.job.id")
+            assert probe(port, progress_id)["state"] == "unknown"  # untracked indeed
+        finally:
+            holder.join(30)
+    assert ended == ["done", 200]

@@ -23,6 +23,7 @@
   "use strict";
 
   var ID_PARAM = "X-Progress-ID";
+  var INTERVAL = 500;  // ms between polls, unless options.interval
   var FINAL = { done: true, error: true };
 
   /* A random ID of 32 lowercase hex digits: 128 bits from
@@ -168,7 +169,7 @@
   function track(id, options) {
     options = options || {};
     var dialect = options.dialect || "native";
-    var interval = options.interval || 500;
+    var interval = options.interval || INTERVAL;
     var maxUnknown = options.maxUnknown || 20;
     var maxErrors = options.maxErrors || 5;
     var estimator = new Estimator();
@@ -299,7 +300,7 @@
     var follow = options.follow === undefined ? isForm : !!options.follow;
     var target = withId(action, id, options.idName);
     var loaded = false, redirected = false, settled = false, navigated = false, last = null;
-    var cancelled = false;
+    var cancelled = false, seen = false;
 
     // track's callbacks, watched: did the probe see a redirect, has it ended?
     var watched = {};
@@ -308,6 +309,7 @@
     }
     watched.onProgress = function (p) {
       last = p;
+      if (p.state !== "unknown") { seen = true; }
       if (isRedirect(p.status)) { redirected = true; }
       if (options.onProgress) { options.onProgress(p); }
     };
@@ -343,6 +345,19 @@
     }
 
     var tracker = track(id, watched);
+
+    /* Answered, and the probe has not seen the upload: the server did not
+       track it (a buffering proxy in front, a full store) and never will, so
+       its answer ends it, status and all; reason "unknown" if it failed. */
+    function endUnseen() {
+      if (seen || settled || navigated) { return; }
+      tracker.stop();
+      var p = normalize({ state: xhr.status < 400 ? "done" : "error", status: xhr.status,
+        reason: xhr.status < 400 ? null : "unknown" });
+      show(options, p);
+      if (p.state === "done") { watched.onDone(p); } else { watched.onError(p); }
+    }
+
     function fail(reason) {
       tracker.stop();
       settled = true;
@@ -361,6 +376,8 @@
         return;
       }
       navigate();
+      // a probe answer on its way may still tell of it
+      if (!seen) { setTimeout(endUnseen, 3 * (options.interval || INTERVAL)); }
     });
     xhr.onerror = function () { fail(cancelled ? "cancelled" : "network"); };
     xhr.send(data);
