@@ -1,8 +1,8 @@
 """The JS client (wsgiprogress/static/progress.js) in headless Chromium
 against our server: its stop conditions hold when the server pushes
 progress (EventSource) as when it polls, an upload the server did not track
-ends with its answer, and attach() keeps what a form without an action
-posts to.  Fails (never skips) without Chromium, as
+ends with its answer, attach() keeps what a form without an action posts
+to, and a form with a field named "action" is uploaded where it says.  Fails (never skips) without Chromium, as
 ``test_browser.py`` does."""
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ PAGE = """<!doctype html>
 <script src="/progress.js"></script></head>
 <body>
 <form id="form" method="post"><input name="note" value="n"><button>Send</button></form>
+<form id="named" action="/save" method="post"><input type="hidden" name="action" value="save">
+</form>
 <script>
 // every EventSource the client opens, by URL
 window.streams = [];
@@ -105,3 +107,22 @@ def test_an_upload_the_store_had_no_room_for_ends_with_its_answer(tmp_path: Path
         finally:
             holder.join(30)
     assert ended == ["done", 200]
+
+
+def test_a_form_with_a_field_named_action_is_uploaded_to_its_action(tmp_path: Path) -> None:
+    # form.action is that field, not the URL (the form's named-property getter)
+    with running(app) as (_, port), chrome(tmp_path / "p") as browser:
+        browser.get(f"http://{HOST}:{port}/")
+        progress_id, answer = browser.execute_async_script("""
+            var done = arguments[0];
+            try {
+              var job = WSGIProgress.upload(document.getElementById("named"), {interval: 100});
+              job.xhr.addEventListener("load", function () {
+                done([job.id, job.xhr.responseText]); });
+            } catch (e) { done([null, String(e)]); }""")
+        attached = browser.execute_script("""
+            var form = document.getElementById("named");
+            WSGIProgress.attach(form, {id: "0123456789abcdef0123456789abcdef"});
+            return form.getAttribute("action");""")
+    assert answer == f"posted to /save?X-Progress-ID={progress_id}"
+    assert attached == "/save?X-Progress-ID=0123456789abcdef0123456789abcdef"

@@ -72,7 +72,10 @@ function uploadScenario(s) {
     href: page,
     assign(url) { log.assigned.push(url); log.events.push(["assign", url]); }
   };
-  class FakeForm { constructor(action) { this.action = action; } }
+  class FakeForm {
+    constructor(action) { this.action = action; }
+    getAttribute(name) { return name === "action" ? this.action : null; }
+  }
   class FakeFormData { constructor(form) { this.form = form || null; } }
   globalThis.HTMLFormElement = FakeForm;
   globalThis.FormData = FakeFormData;

@@ -276,6 +276,10 @@
 
   function isRedirect(status) { return status >= 300 && status < 400; }
 
+  /* Where the browser posts `form`: its action attribute, or the page's URL
+     without one (HTML).  Not form.action: a field named "action" hides it. */
+  function formAction(form) { return form.getAttribute("action") || root.location.href; }
+
   /*
    * Upload a form (or FormData with options.action) with XHR while following
    * its progress on the server (the options of track, plus id, action and
@@ -296,7 +300,7 @@
     var id = options.id || makeId();
     var isForm = typeof root.HTMLFormElement !== "undefined" && formOrData instanceof root.HTMLFormElement;
     var data = isForm ? new root.FormData(formOrData) : formOrData;
-    var action = options.action || (isForm ? formOrData.action : "/upload");
+    var action = options.action || (isForm ? formAction(formOrData) : "/upload");
     var follow = options.follow === undefined ? isForm : !!options.follow;
     var target = withId(action, id, options.idName);
     var loaded = false, redirected = false, settled = false, navigated = false, last = null;
@@ -396,7 +400,7 @@
   function attach(form, options) {
     options = options || {};
     var id = options.id || makeId();
-    form.action = withId(form.getAttribute("action") || root.location.href, id, options.idName);
+    form.setAttribute("action", withId(formAction(form), id, options.idName));
     return { id: id, start: function () { return track(id, options); } };
   }
 
