@@ -2,8 +2,8 @@
 against our server: its stop conditions hold when the server pushes
 progress (EventSource) as when it polls, an upload the server did not track
 ends with its answer, attach() keeps what a form without an action posts
-to, and a form with a field named "action" is uploaded where it says.  Fails (never skips) without Chromium, as
-``test_browser.py`` does."""
+to, and a form with a field named "action" is uploaded where it says.
+Fails (never skips) without Chromium, as ``test_browser.py`` does."""
 from __future__ import annotations
 
 import time

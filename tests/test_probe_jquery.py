@@ -36,21 +36,16 @@ CLIENTS = {
                 success: done, error: failed});""",
     "progressbarupload-getJSON": """
         $.getJSON("/progress", {"X-Progress-ID": id}, done).fail(failed);""",
-    # the module's README sample, with the format of its default output
-    # (format=jsonp, no callback) and of its java_output (format=legacy)
-    "readme-eval-jsonp": """
-        var req = new XMLHttpRequest();
-        req.open("GET", "/progress?format=jsonp", true);
-        req.setRequestHeader("X-Progress-ID", id);
-        req.onload = function () { done(eval(req.responseText)); };
-        req.send(null);""",
-    "readme-eval-legacy": """
-        var req = new XMLHttpRequest();
-        req.open("GET", "/progress?format=legacy", true);
-        req.setRequestHeader("X-Progress-ID", id);
-        req.onload = function () { done(eval(req.responseText)); };
-        req.send(null);""",
 }
+#: The module's README sample, asking for the format of the module's default
+#: output (``jsonp`` without a callback) or of its java_output (``legacy``).
+README_EVAL = """
+    var req = new XMLHttpRequest();
+    req.open("GET", "/progress?format=%s", true);
+    req.setRequestHeader("X-Progress-ID", id);
+    req.onload = function () { done(eval(req.responseText)); };
+    req.send(null);"""
+CLIENTS.update({f"readme-eval-{fmt}": README_EVAL % fmt for fmt in ("jsonp", "legacy")})
 PRELUDE = """var id = arguments[0], done = arguments[1];
 function failed(xhr, status, error) { done("failed: " + status + " " + error); }
 """
