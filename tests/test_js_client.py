@@ -338,6 +338,16 @@ def test_an_upload_the_probe_never_saw_ends_with_its_answer(status: int,
     assert job["assigned"] == []
 
 
+def test_an_unseen_upload_longer_than_max_unknown_still_ends_with_its_answer() -> None:
+    # maxUnknown (20) "unknown" answers come while the upload is still being
+    # sent: only its answer can tell how it ended, so the page waits for it
+    job = upload(form=f"{PAGE}/upload", uploadAfter=45, probes=[UNKNOWN],
+                 upload={"status": 200, "responseText": "ok"})
+    ends = [e for e in job["events"] if e[0] in ("done", "error")]
+    assert ends == [["done", "done", 100, 200]], job["events"]
+    assert job["events"].count(["progress", "unknown", None]) >= 45  # followed throughout
+
+
 def test_the_page_may_give_the_id() -> None:
     given = "0123456789abcdef0123456789abcdef"
     job = upload(form="/upload", options={"id": given}, probes=[native("done")], upload={})

@@ -324,6 +324,11 @@
     };
     var failed = false;  // onError is heard once, from the probe or the XHR
     watched.onError = function (p) {
+      if (p.reason === "unknown" && !loaded) {
+        // not seen yet, the upload still going: its answer will tell (endUnseen)
+        tracker = track(id, watched);
+        return;
+      }
       settled = true;
       if (!failed && options.onError) { failed = true; options.onError(p); }
     };
@@ -386,7 +391,7 @@
     xhr.onerror = function () { fail(cancelled ? "cancelled" : "network"); };
     xhr.send(data);
     return {
-      id: id, xhr: xhr, tracker: tracker,
+      id: id, xhr: xhr, tracker: { stop: function () { tracker.stop(); } },
       cancel: function (done) {
         cancelled = true;
         return cancel(id, options, done);
