@@ -348,6 +348,26 @@ def test_an_unseen_upload_longer_than_max_unknown_still_ends_with_its_answer() -
     assert job["events"].count(["progress", "unknown", None]) >= 45  # followed throughout
 
 
+def test_a_probe_url_that_answers_a_page_ends_as_a_network_error() -> None:
+    # a wrong url: the application's HTML page, 200, at every poll; not JSON is
+    # a failed poll, maxErrors of them in a row end it
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1000, probes=[UNKNOWN],
+                 probeText="<!doctype html><title>Home</title>")
+    assert job["events"] == [["error", "network", None]]
+    assert [m for m, _ in job["requests"]].count("GET") == 5  # maxErrors
+
+
+def test_a_page_whose_on_progress_throws_still_follows_its_upload() -> None:
+    # the page's own error is thrown out (the console shows it), not taken
+    # for a failed poll: the upload is followed to its end
+    job = upload(form=f"{PAGE}/upload", uploadAfter=3, throwing=True,
+                 probes=[UPLOADING_HALF, UPLOADING_HALF, UPLOADING_HALF, native("done", status=200)],
+                 upload={"status": 200})
+    assert [e for e in job["events"] if e[0] in ("done", "error")] == \
+        [["done", "done", 100, 200]], job["events"]
+    assert job["uncaught"] >= 4
+
+
 def test_the_page_may_give_the_id() -> None:
     given = "0123456789abcdef0123456789abcdef"
     job = upload(form="/upload", options={"id": given}, probes=[native("done")], upload={})

@@ -55,6 +55,9 @@ function setCrypto(offer) {
  *              a redirect led to: xhr.responseURL), error (a network error)}
  *   cancelAfter  the page calls job.cancel() after this many probe answers;
  *              the DELETE is answered cancelStatus (default 200)
+ *   probeText  the probe's raw answer instead (a page that is not the probe)
+ *   throwing   the page's onProgress throws after it is recorded; what is
+ *              thrown out of an XHR's listeners is counted in "uncaught"
  *
  * The result: requests [[method, url]], events in order (["progress", state,
  * status], ["done", state, percent, status], ["error", reason, status],
@@ -62,7 +65,7 @@ function setCrypto(offer) {
  * URLs, the bar and text.
  */
 function uploadScenario(s) {
-  const log = { requests: [], events: [], assigned: [] };
+  const log = { requests: [], events: [], assigned: [], uncaught: 0 };
   const bar = { value: 0, max: 0 };
   const text = { textContent: "" };
   const page = s.page || "http://app.test/page";
@@ -105,8 +108,10 @@ function uploadScenario(s) {
       }
     }
     fire(type) {
-      if (typeof this["on" + type] === "function") { this["on" + type](); }
-      for (const listener of this.listeners[type] || []) { listener.call(this); }
+      // as a browser does: what a listener throws is reported, and stops nothing else
+      const report = (call) => { try { call(); } catch (e) { log.uncaught += 1; } };
+      if (typeof this["on" + type] === "function") { report(() => this["on" + type]()); }
+      for (const listener of this.listeners[type] || []) { report(() => listener.call(this)); }
     }
   }
   globalThis.XMLHttpRequest = FakeXMLHttpRequest;
@@ -116,7 +121,7 @@ function uploadScenario(s) {
     const body = s.probes[Math.min(probeAnswers, s.probes.length - 1)];
     probeAnswers += 1;
     xhr.status = 200;
-    xhr.responseText = JSON.stringify(body);
+    xhr.responseText = s.probeText !== undefined ? s.probeText : JSON.stringify(body);
     xhr.responseURL = bare(xhr.url);
     xhr.fire("load");
     if (probeAnswers === s.cancelAfter) {
@@ -146,7 +151,10 @@ function uploadScenario(s) {
   if (options.bar === true) { options.bar = bar; }
   if (options.text === true) { options.text = text; }
   if (s.callbacks !== false) {
-    options.onProgress = (p) => log.events.push(["progress", p.state, p.status]);
+    options.onProgress = (p) => {
+      log.events.push(["progress", p.state, p.status]);
+      if (s.throwing) { throw new Error("the page's own bug"); }
+    };
     options.onDone = (p) => log.events.push(["done", p.state, p.percent, p.status]);
     options.onError = (p) => log.events.push(["error", p.reason, p.status]);
   }

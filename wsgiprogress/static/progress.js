@@ -198,10 +198,13 @@
       var p = estimator.add(normalize(data), Date.now());
       unknown = p.state === "unknown" ? unknown + 1 : 0;
       show(options, p);
-      if (options.onProgress) { options.onProgress(p); }
-      if (FINAL[p.state]) { finish(p); }
-      else if (unknown >= maxUnknown) { giveUp("unknown"); }
-      else { watchUnknown(unknown > 0); }
+      try {
+        if (options.onProgress) { options.onProgress(p); }
+      } finally {  // the page's error is its own: the end is still heard
+        if (FINAL[p.state]) { finish(p); }
+        else if (unknown >= maxUnknown) { giveUp("unknown"); }
+        else { watchUnknown(unknown > 0); }
+      }
     }
 
     function probeUrl(extra) { return probeUrlFor(id, options, extra); }
@@ -212,10 +215,16 @@
       xhr.open("GET", probeUrl("&_=" + Date.now()));
       xhr.onload = function () {
         if (stopped) { return; }
-        if (xhr.status !== 200) { return failed(); }
+        var data = null;
+        if (xhr.status === 200) {
+          try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
+        }
+        // not the probe's JSON (an error, a page at a wrong url): a failed poll
+        if (data === null || typeof data !== "object") { return failed(); }
         errors = 0;
-        try { handle(JSON.parse(xhr.responseText)); } catch (e) { return failed(); }
-        if (!stopped) { timer = setTimeout(poll, interval); }
+        // the next poll first: a page's callback that throws stops nothing
+        timer = setTimeout(poll, interval);
+        handle(data);
       };
       xhr.onerror = failed;
       xhr.send();
