@@ -338,6 +338,16 @@ def test_an_upload_the_probe_never_saw_ends_with_its_answer(status: int,
     assert job["assigned"] == []
 
 
+def test_an_upload_nginx_never_saw_ends_with_its_answer() -> None:
+    # nginx's dialect has no "unknown": it says "starting" for an ID it does not know
+    starting = json.loads(probe_body("nginx", None))
+    assert starting == {"state": "starting"}
+    job = upload(form=f"{PAGE}/upload", options={"dialect": "nginx"}, uploadAfter=1,
+                 probes=[starting], upload={"status": 200, "responseText": "ok"})
+    assert [e for e in job["events"] if e[0] in ("done", "error")] == \
+        [["done", "done", 100, 200]], job["events"][-3:]
+
+
 def test_an_unseen_upload_longer_than_max_unknown_still_ends_with_its_answer() -> None:
     # maxUnknown (20) "unknown" answers come while the upload is still being
     # sent: only its answer can tell how it ended, so the page waits for it

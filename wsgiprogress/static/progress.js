@@ -322,7 +322,8 @@
     }
     watched.onProgress = function (p) {
       last = p;
-      if (p.state !== "unknown") { seen = true; }
+      // nginx says "starting" for an ID it does not know too
+      if (p.state !== "unknown" && p.state !== "starting") { seen = true; }
       if (isRedirect(p.status)) { redirected = true; }
       if (options.onProgress) { options.onProgress(p); }
     };
