@@ -371,7 +371,7 @@ def test_a_page_whose_on_progress_throws_still_follows_its_upload() -> None:
     # the page's own error is thrown out (the console shows it), not taken
     # for a failed poll: the upload is followed to its end
     job = upload(form=f"{PAGE}/upload", uploadAfter=3, throwing=True,
-                 probes=[UPLOADING_HALF, UPLOADING_HALF, UPLOADING_HALF, native("done", status=200)],
+                 probes=[UPLOADING_HALF] * 3 + [native("done", status=200)],
                  upload={"status": 200})
     assert [e for e in job["events"] if e[0] in ("done", "error")] == \
         [["done", "done", 100, 200]], job["events"]
