@@ -282,12 +282,100 @@ def test_the_servers_answer_to_a_cancelled_upload_is_an_error_heard_once(
     assert not [e for e in job["events"] if e[0] == "done"]
 
 
+@pytest.mark.parametrize("cancel_after, probes", [
+    pytest.param(2, [UPLOADING_HALF, native("done", status=200)], id="after-the-probe-said-done"),
+    pytest.param(1, [UPLOADING_HALF, native("done", status=200)], id="before-the-answer"),
+])
+def test_a_cancel_too_late_leaves_a_finished_upload_done(
+        cancel_after: int, probes: List[Dict[str, Any]]) -> None:
+    # the page cancels as the upload ends: the server had answered it 200 and
+    # says 404 to the DELETE (nothing of that ID runs), so the upload is done
+    job = upload(form=f"{PAGE}/upload", uploadAfter=2, cancelAfter=cancel_after,
+                 cancelStatus=404, probes=probes, upload={"status": 200})
+    assert ["cancel", False, 404] in job["events"]
+    assert not [e for e in job["events"] if e[0] == "error"], job["events"]
+    assert job["events"].count(["done", "done", 100, 200]) == 1, job["events"]
+
+
+@pytest.mark.parametrize("answer", [
+    pytest.param({"status": 409, "responseText": "upload cancelled\n"}, id="ours-409"),
+    pytest.param({"status": 400, "responseText": "client disconnected"}, id="the-apps-error"),
+    pytest.param({"error": True}, id="connection-closed"),
+])
+def test_the_pages_own_cancel_ends_as_cancelled_once(answer: Dict[str, Any]) -> None:
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1, cancelAfter=1,
+                 probes=[UPLOADING_HALF, native("error", received=500)], upload=answer)
+    errors = [e for e in job["events"] if e[0] == "error"]
+    assert errors == [["error", "cancelled", None]], job["events"]
+    assert not [e for e in job["events"] if e[0] == "done"]
+
+
 def test_an_applications_own_409_is_not_taken_for_a_cancel() -> None:
     job = upload(form=f"{PAGE}/upload", uploadAfter=1,
                  probes=[UPLOADING_HALF, native("done", status=409)],
                  upload={"status": 409, "responseText": '{"error": "exists"}'})
     assert ["error", "cancelled", None] not in job["events"]
     assert job["events"][-1] == ["done", "done", 100, 409]
+
+
+UNKNOWN = json.loads(probe_body("native", None))
+
+
+@pytest.mark.parametrize("status, ending", [
+    pytest.param(200, ["done", "done", 100, 200], id="saved"),
+    pytest.param(413, ["error", "unknown", 413], id="refused-by-a-proxy"),
+])
+def test_an_upload_the_probe_never_saw_ends_with_its_answer(status: int,
+                                                           ending: List[Any]) -> None:
+    # untracked (a buffering proxy in front, a full store): the probe says
+    # "unknown" throughout; once the upload is answered it never will know it,
+    # so the answer ends it, its status kept, instead of maxUnknown answers later
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1, probes=[UNKNOWN],
+                 upload={"status": status, "responseText": "ok"})
+    ends = [e for e in job["events"] if e[0] in ("done", "error")]
+    assert ends == [ending], job["events"]
+    assert job["events"].index(["answered", status]) < job["events"].index(ending)
+    assert job["assigned"] == []
+
+
+def test_an_upload_nginx_never_saw_ends_with_its_answer() -> None:
+    # nginx's dialect has no "unknown": it says "starting" for an ID it does not know
+    starting = json.loads(probe_body("nginx", None))
+    assert starting == {"state": "starting"}
+    job = upload(form=f"{PAGE}/upload", options={"dialect": "nginx"}, uploadAfter=1,
+                 probes=[starting], upload={"status": 200, "responseText": "ok"})
+    assert [e for e in job["events"] if e[0] in ("done", "error")] == \
+        [["done", "done", 100, 200]], job["events"][-3:]
+
+
+def test_an_unseen_upload_longer_than_max_unknown_still_ends_with_its_answer() -> None:
+    # maxUnknown (20) "unknown" answers come while the upload is still being
+    # sent: only its answer can tell how it ended, so the page waits for it
+    job = upload(form=f"{PAGE}/upload", uploadAfter=45, probes=[UNKNOWN],
+                 upload={"status": 200, "responseText": "ok"})
+    ends = [e for e in job["events"] if e[0] in ("done", "error")]
+    assert ends == [["done", "done", 100, 200]], job["events"]
+    assert job["events"].count(["progress", "unknown", None]) >= 45  # followed throughout
+
+
+def test_a_probe_url_that_answers_a_page_ends_as_a_network_error() -> None:
+    # a wrong url: the application's HTML page, 200, at every poll; not JSON is
+    # a failed poll, maxErrors of them in a row end it
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1000, probes=[UNKNOWN],
+                 probeText="<!doctype html><title>Home</title>")
+    assert job["events"] == [["error", "network", None]]
+    assert [m for m, _ in job["requests"]].count("GET") == 5  # maxErrors
+
+
+def test_a_page_whose_on_progress_throws_still_follows_its_upload() -> None:
+    # the page's own error is thrown out (the console shows it), not taken
+    # for a failed poll: the upload is followed to its end
+    job = upload(form=f"{PAGE}/upload", uploadAfter=3, throwing=True,
+                 probes=[UPLOADING_HALF] * 3 + [native("done", status=200)],
+                 upload={"status": 200})
+    assert [e for e in job["events"] if e[0] in ("done", "error")] == \
+        [["done", "done", 100, 200]], job["events"]
+    assert job["uncaught"] >= 4
 
 
 def test_the_page_may_give_the_id() -> None:

@@ -53,13 +53,19 @@ function setCrypto(offer) {
  *   uploadAfter  the upload is answered after this many probe answers
  *   upload     the upload's answer: {status, responseText, redirectTo (the URL
  *              a redirect led to: xhr.responseURL), error (a network error)}
+ *   cancelAfter  the page calls job.cancel() after this many probe answers;
+ *              the DELETE is answered cancelStatus (default 200)
+ *   probeText  the probe's raw answer instead (a page that is not the probe)
+ *   throwing   the page's onProgress throws after it is recorded; what is
+ *              thrown out of an XHR's listeners is counted in "uncaught"
  *
  * The result: requests [[method, url]], events in order (["progress", state,
  * status], ["done", state, percent, status], ["error", reason, status],
- * ["answered", status], ["assign", url]), assigned URLs, the bar and text.
+ * ["answered", status], ["assign", url], ["cancel", ok, status]), assigned
+ * URLs, the bar and text.
  */
 function uploadScenario(s) {
-  const log = { requests: [], events: [], assigned: [] };
+  const log = { requests: [], events: [], assigned: [], uncaught: 0 };
   const bar = { value: 0, max: 0 };
   const text = { textContent: "" };
   const page = s.page || "http://app.test/page";
@@ -69,7 +75,10 @@ function uploadScenario(s) {
     href: page,
     assign(url) { log.assigned.push(url); log.events.push(["assign", url]); }
   };
-  class FakeForm { constructor(action) { this.action = action; } }
+  class FakeForm {
+    constructor(action) { this.action = action; }
+    getAttribute(name) { return name === "action" ? this.action : null; }
+  }
   class FakeFormData { constructor(form) { this.form = form || null; } }
   globalThis.HTMLFormElement = FakeForm;
   globalThis.FormData = FakeFormData;
@@ -92,13 +101,17 @@ function uploadScenario(s) {
         this.body = body;
         pendingUpload = this;
         setTimeout(answerUpload, 0);
+      } else if (this.method === "DELETE") {
+        setTimeout(() => { this.status = s.cancelStatus || 200; this.fire("load"); }, 0);
       } else {
         setTimeout(() => answerProbe(this), 0);
       }
     }
     fire(type) {
-      if (typeof this["on" + type] === "function") { this["on" + type](); }
-      for (const listener of this.listeners[type] || []) { listener.call(this); }
+      // as a browser does: what a listener throws is reported, and stops nothing else
+      const report = (call) => { try { call(); } catch (e) { log.uncaught += 1; } };
+      if (typeof this["on" + type] === "function") { report(() => this["on" + type]()); }
+      for (const listener of this.listeners[type] || []) { report(() => listener.call(this)); }
     }
   }
   globalThis.XMLHttpRequest = FakeXMLHttpRequest;
@@ -108,9 +121,12 @@ function uploadScenario(s) {
     const body = s.probes[Math.min(probeAnswers, s.probes.length - 1)];
     probeAnswers += 1;
     xhr.status = 200;
-    xhr.responseText = JSON.stringify(body);
+    xhr.responseText = s.probeText !== undefined ? s.probeText : JSON.stringify(body);
     xhr.responseURL = bare(xhr.url);
     xhr.fire("load");
+    if (probeAnswers === s.cancelAfter) {
+      job.cancel((ok, status) => log.events.push(["cancel", ok, status]));
+    }
     answerUpload();
   }
 
@@ -135,7 +151,10 @@ function uploadScenario(s) {
   if (options.bar === true) { options.bar = bar; }
   if (options.text === true) { options.text = text; }
   if (s.callbacks !== false) {
-    options.onProgress = (p) => log.events.push(["progress", p.state, p.status]);
+    options.onProgress = (p) => {
+      log.events.push(["progress", p.state, p.status]);
+      if (s.throwing) { throw new Error("the page's own bug"); }
+    };
     options.onDone = (p) => log.events.push(["done", p.state, p.percent, p.status]);
     options.onError = (p) => log.events.push(["error", p.reason, p.status]);
   }

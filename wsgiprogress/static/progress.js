@@ -23,6 +23,7 @@
   "use strict";
 
   var ID_PARAM = "X-Progress-ID";
+  var INTERVAL = 500;  // ms between polls, unless options.interval
   var FINAL = { done: true, error: true };
 
   /* A random ID of 32 lowercase hex digits: 128 bits from
@@ -159,19 +160,21 @@
   /*
    * Follow the progress of `id`.  Options: url ("/progress"), idName
    * ("X-Progress-ID"), dialect ("native"), interval (500 ms), maxUnknown (20
-   * answers "unknown" in a row stop it), maxErrors (5 network errors in a row
-   * stop it), push (true: use EventSource when possible), bar, text,
-   * onProgress, onDone, onError.  Returns {stop: function}.
+   * answers "unknown" in a row stop it; pushed, "unknown" for maxUnknown x
+   * interval ms, as the server says it only once), maxErrors (5 network
+   * errors in a row stop it), push (true: use EventSource when possible),
+   * bar, text, onProgress, onDone, onError.  Returns {stop: function}.
    */
 
   function track(id, options) {
     options = options || {};
     var dialect = options.dialect || "native";
-    var interval = options.interval || 500;
+    var interval = options.interval || INTERVAL;
     var maxUnknown = options.maxUnknown || 20;
     var maxErrors = options.maxErrors || 5;
     var estimator = new Estimator();
     var unknown = 0, errors = 0, stopped = false, timer = null, source = null;
+    var unknownTimer = null;
 
     function finish(p) {
       stop();
@@ -179,13 +182,29 @@
       else if (options.onError) { options.onError(p); }
     }
 
+    function giveUp(reason) { finish({ state: "error", reason: reason, status: null }); }
+
+    /* A stream says "unknown" once, not at every interval: give it the time
+       that maxUnknown polls would take. */
+    function watchUnknown(isUnknown) {
+      if (!isUnknown || !source) {
+        if (unknownTimer) { clearTimeout(unknownTimer); unknownTimer = null; }
+      } else if (!unknownTimer) {
+        unknownTimer = setTimeout(function () { giveUp("unknown"); }, maxUnknown * interval);
+      }
+    }
+
     function handle(data) {
       var p = estimator.add(normalize(data), Date.now());
       unknown = p.state === "unknown" ? unknown + 1 : 0;
       show(options, p);
-      if (options.onProgress) { options.onProgress(p); }
-      if (FINAL[p.state]) { finish(p); }
-      else if (unknown >= maxUnknown) { finish({ state: "error", reason: "unknown", status: null }); }
+      try {
+        if (options.onProgress) { options.onProgress(p); }
+      } finally {  // the page's error is its own: the end is still heard
+        if (FINAL[p.state]) { finish(p); }
+        else if (unknown >= maxUnknown) { giveUp("unknown"); }
+        else { watchUnknown(unknown > 0); }
+      }
     }
 
     function probeUrl(extra) { return probeUrlFor(id, options, extra); }
@@ -196,10 +215,16 @@
       xhr.open("GET", probeUrl("&_=" + Date.now()));
       xhr.onload = function () {
         if (stopped) { return; }
-        if (xhr.status !== 200) { return failed(); }
+        var data = null;
+        if (xhr.status === 200) {
+          try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
+        }
+        // not the probe's JSON (an error, a page at a wrong url): a failed poll
+        if (data === null || typeof data !== "object") { return failed(); }
         errors = 0;
-        try { handle(JSON.parse(xhr.responseText)); } catch (e) { return failed(); }
-        if (!stopped) { timer = setTimeout(poll, interval); }
+        // the next poll first: a page's callback that throws stops nothing
+        timer = setTimeout(poll, interval);
+        handle(data);
       };
       xhr.onerror = failed;
       xhr.send();
@@ -207,13 +232,14 @@
 
     function failed() {
       errors += 1;
-      if (errors >= maxErrors) { finish({ state: "error", reason: "network", status: null }); }
+      if (errors >= maxErrors) { giveUp("network"); }
       else if (!stopped) { timer = setTimeout(poll, interval * errors); }
     }
 
     function stop() {
       stopped = true;
       if (timer) { clearTimeout(timer); }
+      watchUnknown(false);
       if (source) { source.close(); }
     }
 
@@ -222,7 +248,7 @@
       source.onmessage = function (event) { handle(JSON.parse(event.data)); };
       source.onerror = function () {
         // no push here (an old server, a proxy): fall back to polling
-        if (!stopped) { source.close(); source = null; poll(); }
+        if (!stopped) { source.close(); source = null; watchUnknown(false); poll(); }
       };
     } else {
       poll();
@@ -259,12 +285,17 @@
 
   function isRedirect(status) { return status >= 300 && status < 400; }
 
+  /* Where the browser posts `form`: its action attribute, or the page's URL
+     without one (HTML).  Not form.action: a field named "action" hides it. */
+  function formAction(form) { return form.getAttribute("action") || root.location.href; }
+
   /*
    * Upload a form (or FormData with options.action) with XHR while following
    * its progress on the server (the options of track, plus id, action and
    * follow).  Returns {id, xhr, tracker, cancel}: cancel(done) asks the
    * server to stop the upload (see cancel; options.token), and onError then
-   * hears reason "cancelled".
+   * hears reason "cancelled" (unless the upload was answered with a success
+   * first: a cancel too late leaves it done).
    *
    * follow (default: true for a <form>, false for FormData): when the server
    * answered the upload with a redirect (Post/Redirect/Get: the XHR's final
@@ -278,11 +309,11 @@
     var id = options.id || makeId();
     var isForm = typeof root.HTMLFormElement !== "undefined" && formOrData instanceof root.HTMLFormElement;
     var data = isForm ? new root.FormData(formOrData) : formOrData;
-    var action = options.action || (isForm ? formOrData.action : "/upload");
+    var action = options.action || (isForm ? formAction(formOrData) : "/upload");
     var follow = options.follow === undefined ? isForm : !!options.follow;
     var target = withId(action, id, options.idName);
     var loaded = false, redirected = false, settled = false, navigated = false, last = null;
-    var cancelled = false;
+    var cancelled = false, seen = false;
 
     // track's callbacks, watched: did the probe see a redirect, has it ended?
     var watched = {};
@@ -291,6 +322,8 @@
     }
     watched.onProgress = function (p) {
       last = p;
+      // nginx says "starting" for an ID it does not know too
+      if (p.state !== "unknown" && p.state !== "starting") { seen = true; }
       if (isRedirect(p.status)) { redirected = true; }
       if (options.onProgress) { options.onProgress(p); }
     };
@@ -301,6 +334,11 @@
     };
     var failed = false;  // onError is heard once, from the probe or the XHR
     watched.onError = function (p) {
+      if (p.reason === "unknown" && !loaded) {
+        // not seen yet, the upload still going: its answer will tell (endUnseen)
+        tracker = track(id, watched);
+        return;
+      }
       settled = true;
       if (!failed && options.onError) { failed = true; options.onError(p); }
     };
@@ -326,6 +364,19 @@
     }
 
     var tracker = track(id, watched);
+
+    /* Answered, and the probe has not seen the upload: the server did not
+       track it (a buffering proxy in front, a full store) and never will, so
+       its answer ends it, status and all; reason "unknown" if it failed. */
+    function endUnseen() {
+      if (seen || settled || navigated) { return; }
+      tracker.stop();
+      var p = normalize({ state: xhr.status < 400 ? "done" : "error", status: xhr.status,
+        reason: xhr.status < 400 ? null : "unknown" });
+      show(options, p);
+      if (p.state === "done") { watched.onDone(p); } else { watched.onError(p); }
+    }
+
     function fail(reason) {
       tracker.stop();
       settled = true;
@@ -336,17 +387,21 @@
     }
     xhr.addEventListener("load", function () {
       loaded = true;
-      // the server's answer to a cancelled upload (see cancel)
-      if (cancelled || (xhr.status === 409 && xhr.responseText === "upload cancelled\n")) {
+      // the server's answer to a cancelled upload (see cancel), or a failure
+      // after the page cancelled; a success came before the cancel could stop it
+      if ((xhr.status === 409 && xhr.responseText === "upload cancelled\n") ||
+          (cancelled && xhr.status >= 400)) {
         fail("cancelled");
         return;
       }
       navigate();
+      // a probe answer on its way may still tell of it
+      if (!seen) { setTimeout(endUnseen, 3 * (options.interval || INTERVAL)); }
     });
     xhr.onerror = function () { fail(cancelled ? "cancelled" : "network"); };
     xhr.send(data);
     return {
-      id: id, xhr: xhr, tracker: tracker,
+      id: id, xhr: xhr, tracker: { stop: function () { tracker.stop(); } },
       cancel: function (done) {
         cancelled = true;
         return cancel(id, options, done);
@@ -355,11 +410,12 @@
   }
 
   /* Give a plain <form> an ID (options.id, or a new one) and follow it while
-     the browser submits it: the browser itself follows any redirect. */
+     the browser submits it: the browser itself follows any redirect.  A form
+     without an action posts to the page's own URL (HTML), query and all. */
   function attach(form, options) {
     options = options || {};
     var id = options.id || makeId();
-    form.action = withId(form.getAttribute("action") || "", id, options.idName);
+    form.setAttribute("action", withId(formAction(form), id, options.idName));
     return { id: id, start: function () { return track(id, options); } };
   }
 
