@@ -1,0 +1,115 @@
+"""The Redis backend when things go wrong: a process killed in the middle
+of an upload, Redis stalled, flushed or refusing writes.  Real redis-server,
+real server processes; what the client, the probe and the log see."""
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import pytest
+
+from wsgiprogress.backends import backend_from_url
+from wsgiprogress.backends.redis import progress as redis_progress
+
+from redis_support import RedisServer
+from server_support import (
+    HOST,
+    SlowUpload,
+    probe,
+    start_process,
+    stop_process,
+    wait_for_state,
+    wait_until,
+)
+
+MiB = 1024 * 1024
+_prefixes = itertools.count()
+#: Short enough for a test, in every process: a beat and the silence that
+#: makes a running entry abandoned.
+BEAT, STALE_AFTER = 0.2, 1.5
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_progress, "BEAT", BEAT, raising=False)
+    monkeypatch.setattr(redis_progress, "STALE_AFTER", STALE_AFTER, raising=False)
+
+
+def serve(redis: RedisServer, prefix: str) -> "Tuple[subprocess.Popen[str], int]":
+    """Our server in a process of its own, with :data:`BEAT` and :data:`STALE_AFTER`."""
+    code = ("import sys; from wsgiprogress.backends.redis import progress as p; "
+            f"p.BEAT, p.STALE_AFTER = {BEAT}, {STALE_AFTER}; "
+            "from wsgiprogress.cli import main; main(sys.argv)")
+    return start_process([sys.executable, "-c", code, "--listen", f"{HOST}:0", "--backend",
+                          redis.url, "--key-prefix", prefix, "server_apps:app"])
+
+
+def ended(port: int, progress_id: str) -> Optional[Dict[str, Any]]:
+    """The probe's answer once it shows the request ended, else ``None``."""
+    answer = probe(port, progress_id)
+    return answer if answer["state"] in ("done", "error") else None
+
+
+@pytest.fixture
+def two(redis: RedisServer) -> Iterator["Tuple[subprocess.Popen[str], int, int]"]:
+    """Two servers on one Redis: the first (to be killed), the second's port."""
+    prefix = f"faults{next(_prefixes)}:"
+    first, first_port = serve(redis, prefix)
+    second, second_port = serve(redis, prefix)
+    try:
+        yield first, first_port, second_port
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                stop_process(process)
+
+
+def test_an_upload_of_a_killed_process_ends_and_its_id_is_free_again(
+        two: "Tuple[subprocess.Popen[str], int, int]") -> None:
+    first, port, other = two
+    client = SlowUpload(port, "/upload?X-Progress-ID=killed-01", 64 * MiB, piece=64 * 1024,
+                        delay=0.05)
+    client.start()
+    wait_until(lambda: probe(other, "killed-01")["received"] >= 128 * 1024, timeout=10)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    killed = time.monotonic()
+    shown = wait_until(lambda: ended(other, "killed-01"), timeout=10,
+                       message=lambda: str(probe(other, "killed-01")))
+    assert time.monotonic() - killed < STALE_AFTER + 1.0
+    assert (shown["reason"], shown["finished"] is not None) == ("aborted", True)
+    client.join(10)
+    # the client tries again, at the other process: tracked as a new upload
+    again = SlowUpload(other, "/upload?X-Progress-ID=killed-01", 2 * MiB, piece=256 * 1024,
+                       delay=0.05)
+    again.start()
+    assert wait_until(lambda: probe(other, "killed-01")["size"] == 2 * MiB, timeout=10)
+    again.join(30)
+    assert again.reply.startswith(b"HTTP/1.1 200 ")
+    final = wait_for_state(other, "killed-01", ("done",))
+    assert final["received"] == 2 * MiB
+
+
+def test_a_live_request_that_does_not_move_is_not_taken_for_abandoned(
+        redis: RedisServer, quick: None) -> None:
+    here, there = (backend_from_url(redis.url, key_prefix="idle:") for _ in range(2))
+    try:
+        tracker = here.progress.track("idle-01", 100)
+        assert tracker is not None
+        tracker.add_received(10)
+        assert here.progress.flush()
+        deadline = time.monotonic() + 3 * STALE_AFTER
+        while time.monotonic() < deadline:  # the client pauses; its process lives
+            shown = there.progress.get("idle-01")
+            assert shown is not None and (shown.state, shown.received) == ("uploading", 10)
+            time.sleep(0.1)
+        assert there.progress.counts()["running"] == 1
+        duplicate = there.progress.track("idle-01", 100)
+        assert duplicate is not None and not there.progress.claim_stands(duplicate)
+    finally:
+        here.close()
+        there.close()
