@@ -7,15 +7,16 @@ import itertools
 import signal
 import subprocess
 import sys
+import threading
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from wsgiprogress.backends import backend_from_url
 from wsgiprogress.backends.redis import progress as redis_progress
 
-from redis_support import RedisServer
+from redis_support import RedisServer, StallingProxy, timed_get
 from server_support import (
     HOST,
     SlowUpload,
@@ -113,3 +114,39 @@ def test_a_live_request_that_does_not_move_is_not_taken_for_abandoned(
     finally:
         here.close()
         there.close()
+
+
+def test_a_stalled_redis_holds_no_probe_behind_mailbox_long_polls(redis: RedisServer) -> None:
+    with StallingProxy(redis.port) as proxy:
+        server, port = start_process([
+            sys.executable, "-m", "wsgiprogress", "--listen", f"{HOST}:0", "--backend",
+            f"redis://{HOST}:{proxy.port}/0", "--key-prefix", f"stall{next(_prefixes)}:",
+            "--mailbox", "server_apps:app"])
+        try:
+            assert timed_get(port, "/mailbox/" + "a" * 32)[0] == 200
+            proxy.stall()
+            answers: List[Tuple[int, float]] = []
+            stop = threading.Event()
+
+            def poll(name: str) -> None:  # a chat client: long-polls again at once
+                while not stop.is_set():
+                    answers.append(timed_get(port, f"/mailbox/{name}?wait=5"))
+
+            pollers = [threading.Thread(target=poll, args=(c * 32,)) for c in "bcde"]
+            for poller in pollers:
+                poller.start()
+            try:
+                # the first calls wait for their timeout; then Redis is known away
+                wait_until(lambda: answers, timeout=15)
+                assert answers[0][0] == 503
+                probes = [timed_get(port, "/progress?X-Progress-ID=stalled-01")
+                          for _ in range(10)]
+            finally:
+                stop.set()
+                for poller in pollers:
+                    poller.join(30)
+            assert {status for status, _ in probes} == {200}
+            assert max(seconds for _, seconds in probes) < 1.0, probes
+            assert max(seconds for _, seconds in answers[4:]) < 1.0, answers
+        finally:
+            stop_process(server)

@@ -33,6 +33,7 @@ from ...operations import KeptBody, KeptResponse, OperationRecord, Steps
 from ...operations.record import CANCELLED, DONE, ERROR, RUNNING
 from ...operations.store import OperationStore, OperationsUnavailable, new_operation_id
 from ...settings import OPERATIONS_SETTINGS, resolve
+from .outage import Outage
 
 if TYPE_CHECKING:
     import redis
@@ -175,6 +176,7 @@ class RedisOperations(OperationStore):
     :param client: a ``redis.Redis`` made with ``decode_responses=True``.
     :param key_prefix: the prefix of every key.
     :param reader: the client monitors read with (short timeout); default *client*.
+    :param outage: the backend's :class:`~wsgiprogress.backends.redis.outage.Outage`.
     :param settings: ``max_operations``, ``operations_ttl`` and
         ``max_kept_bytes``, which here bounds the kept responses of every
         process that shares the prefix, together (the oldest make room, as
@@ -185,11 +187,13 @@ class RedisOperations(OperationStore):
 
     def __init__(self, client: redis.Redis, *, key_prefix: str = "wsgiprogress:",
                  waiters: Optional[Waiters] = None, reader: Optional[redis.Redis] = None,
-                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
+                 outage: Optional[Outage] = None, clock: Callable[[], float] = time.time,
+                 **settings: Any) -> None:
         options = resolve(_SETTINGS, settings)
         super().__init__(waiters, clock)
         self.client = client
         self.reader = reader if reader is not None else client
+        self.outage = Outage() if outage is None else outage
         self.prefix = key_prefix
         self.channel = key_prefix + "changed"
         self.capacity: int = options["max_operations"]
@@ -207,7 +211,7 @@ class RedisOperations(OperationStore):
 
     def _call(self, what: Callable[[], Any]) -> Any:
         try:
-            return what()
+            return self.outage.call(what)
         except Exception as exc:
             raise OperationsUnavailable(f"operations store unavailable: {exc}") from exc
 

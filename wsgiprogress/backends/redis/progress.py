@@ -31,8 +31,10 @@ and Redis expires it ``ttl`` seconds later.  Redis measures the silence
 (the entry's ``PTTL``), so the hosts' clocks do not matter.
 
 A probe reads through *reader*, a client with a short timeout
-(:data:`~wsgiprogress.backends.redis.PROBE_READ_TIMEOUT`).  After a read
-failed, reads skip Redis for ``retry_after`` seconds and raise
+(:data:`~wsgiprogress.backends.redis.PROBE_READ_TIMEOUT`).  After a call
+failed to reach Redis, reads skip it for a second
+(:class:`~wsgiprogress.backends.redis.outage.Outage`, shared with the
+mailboxes and monitors) and raise
 :class:`~wsgiprogress.progress.store.BackendUnavailable` at once (the probe
 answers ``unknown`` and says the backend is unavailable); then one read tries
 again, and the first that succeeds ends the outage.  A request running in this
@@ -42,7 +44,6 @@ refused (another process's request holds the ID) is read from Redis.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
@@ -60,6 +61,7 @@ from ...progress.store import BackendUnavailable, ProgressStore
 from ...progress.tracker import Tracker
 from ...settings import STORE_SETTINGS, resolve
 from ...waiters import Waiters
+from .outage import Outage
 from .writer import CoalescingWriter, Snapshot
 
 if TYPE_CHECKING:
@@ -74,8 +76,6 @@ BEAT = 5.0
 STALE_AFTER = 20.0
 #: Seconds a handed-over entry waits for its upload's next request.
 HANDED_TTL = 3600.0
-#: Seconds reads skip Redis after one failed, before one tries again.
-READ_RETRY_AFTER = 1.0
 
 #: Seconds a read waits for the answer to a claim of this process (see
 #: :meth:`RedisProgressStore.claim_stands`).
@@ -156,7 +156,8 @@ class RedisProgressStore(ProgressStore):
     :param interval: seconds between two writes of one upload (0.2: five a second).
     :param reader: the client :meth:`get` reads with, made with a short
         socket timeout and no retries; default *client*.
-    :param retry_after: seconds reads skip Redis after one failed.
+    :param outage: what the calls to this Redis found of its reachability,
+        shared with the backend's mailboxes and monitors.
     """
 
     shared = True
@@ -164,11 +165,11 @@ class RedisProgressStore(ProgressStore):
     def __init__(self, client: redis.Redis, *, waiters: Optional[Waiters] = None,
                  interval: float = 0.2, clock: Callable[[], float] = time.time,
                  reader: Optional[redis.Redis] = None,
-                 retry_after: float = READ_RETRY_AFTER, **settings: Any) -> None:
+                 outage: Optional[Outage] = None, **settings: Any) -> None:
         options = resolve(STORE_SETTINGS, settings)
         self.client = client
         self.reader = client if reader is None else reader
-        self.retry_after = retry_after
+        self.outage = Outage() if outage is None else outage
         self.prefix = prefix = options["key_prefix"]
         self.ttl: float = options["ttl"]
         self.capacity: int = options["capacity"]
@@ -179,12 +180,6 @@ class RedisProgressStore(ProgressStore):
         self._running_key = prefix + "running"
         self._finished_key = prefix + "finished"
         self._write = client.register_script(_WRITE)
-        # reads skip Redis until this time.monotonic(), after a failure
-        self._read_lock = threading.Lock()
-        self._failing = False
-        self._retry_at = 0.0
-        self._read_warning = RateLimitedWarning(
-            "progress backend unreachable (%s); probes answer unknown")
         self._full_warning = RateLimitedWarning(
             "progress writer full (%d requests); request %r untracked")
         # the counters each running request last had written, and when, by token
@@ -302,30 +297,11 @@ class RedisProgressStore(ProgressStore):
     # -- reading: on the probe's thread, with a short timeout ----------------------
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
-        if self._failing and not self._may_try():
-            raise BackendUnavailable("progress backend unavailable; retrying shortly")
         try:
-            found = self._fetch(self.reader, [progress_id])
-        except Exception as exc:
-            with self._read_lock:
-                self._failing = True
-                self._retry_at = time.monotonic() + self.retry_after
-            self._read_warning.warn(exc)
+            found = self.outage.call(lambda: self._fetch(self.reader, [progress_id]))
+        except Exception as exc:  # Unreachable, or an error Redis answered
             raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
-        if self._failing:
-            with self._read_lock:
-                self._failing = False
         return found[0] if found else None
-
-    def _may_try(self) -> bool:
-        """While reads fail: True for one read once ``retry_after`` passed
-        (the others keep skipping Redis while it tries)."""
-        with self._read_lock:
-            now = time.monotonic()
-            if now < self._retry_at:
-                return False
-            self._retry_at = now + self.retry_after
-            return True
 
     def counts(self) -> Dict[str, int]:
         now_ms = int(self.clock() * 1000)
