@@ -48,6 +48,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
+from redis.exceptions import ResponseError
+
 from ...progress.entry import (
     ABORTED,
     ERROR,
@@ -62,7 +64,7 @@ from ...progress.tracker import Tracker
 from ...settings import STORE_SETTINGS, resolve
 from ...waiters import Waiters
 from .outage import Outage
-from .writer import CoalescingWriter, Snapshot
+from .writer import REFUSED, CoalescingWriter, Snapshot
 
 if TYPE_CHECKING:
     import redis
@@ -142,6 +144,16 @@ return 'written'
 _FIELDS = ProgressEntry.__slots__
 
 
+def _entry_error(error: Exception) -> bool:
+    """True when *error* is about one entry's key (a script that failed on
+    what another program left there: ``WRONGTYPE``, or a plain ``ERR``, whose
+    code redis-py drops), not about Redis (``OOM``, ``READONLY``,
+    ``MISCONF``...: a class of its own, or the code kept): only that request
+    goes untracked."""
+    code = str(error).split(" ", 1)[0]
+    return type(error) is ResponseError and (code == "WRONGTYPE" or not code.isupper())
+
+
 class RedisProgressStore(ProgressStore):
     """Progress entries in Redis, shared by every process that uses *client*'s server.
 
@@ -182,6 +194,8 @@ class RedisProgressStore(ProgressStore):
         self._write = client.register_script(_WRITE)
         self._full_warning = RateLimitedWarning(
             "progress writer full (%d requests); request %r untracked")
+        self._entry_warning = RateLimitedWarning(
+            "progress writer: Redis refused the entry of %r (%s); request untracked")
         # the counters each running request last had written, and when, by token
         self._written: Dict[str, Tuple[int, int, float]] = {}
         self.writer = CoalescingWriter(self._write_batch, interval=interval,
@@ -291,8 +305,17 @@ class RedisProgressStore(ProgressStore):
                               int(HANDED_TTL * 1000)],
                         client=pipe)
         pipe.publish(self.channel, " ".join({s["id"] for _, s in batch}))
-        outcomes = pipe.execute()[:-1]
-        return {token: outcome for (token, _), outcome in zip(batch, outcomes)}
+        *outcomes, published = pipe.execute(raise_on_error=False)
+        for outcome in (published, *outcomes):
+            if isinstance(outcome, Exception) and not _entry_error(outcome):
+                raise outcome  # out of memory, a replica...: the batch waits
+        settled = {}
+        for (token, snapshot), outcome in zip(batch, outcomes):
+            if isinstance(outcome, Exception):  # this entry's key: the request goes untracked
+                self._entry_warning.warn(snapshot["id"], outcome)
+                outcome = REFUSED
+            settled[token] = outcome
+        return settled
 
     # -- reading: on the probe's thread, with a short timeout ----------------------
 
