@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from wsgiprogress.backends import backend_from_url
 from wsgiprogress.backends.redis import progress as redis_progress
+from wsgiprogress.progress.store import BackendUnavailable
 
 from redis_support import RedisServer, StallingProxy, timed_get
 from server_support import (
@@ -179,3 +180,27 @@ def test_one_entry_redis_cannot_write_stops_no_other(redis: RedisServer,
         assert "progress writer: Redis refused the entry" in caplog.text
     finally:
         backend.close()
+
+
+def test_once_redis_is_known_stalled_every_reader_answers_at_once(redis: RedisServer) -> None:
+    with StallingProxy(redis.port) as proxy:
+        backend = backend_from_url(f"redis://{HOST}:{proxy.port}/0",
+                                   key_prefix=f"readers{next(_prefixes)}:")
+        try:
+            assert backend.progress.get("reader-01") is None
+            proxy.stall()
+            with pytest.raises(BackendUnavailable):
+                backend.progress.get("reader-01")  # its short deadline: Redis is away
+            reads: List[Callable[[], Any]] = [
+                lambda: backend.progress.get("reader-01"), backend.progress.counts,
+                backend.progress.recent, lambda: backend.mailbox.read("b" * 32, None),
+                lambda: backend.mailbox.post("b" * 32, "hello"), backend.mailbox.stats,
+                lambda: backend.operations.get("c" * 32)]
+            for read in reads:
+                started = time.monotonic()
+                with pytest.raises(Exception, match="unavailable"):
+                    read()
+                assert time.monotonic() - started < 0.2, read
+        finally:
+            proxy.resume()
+            backend.close()

@@ -46,7 +46,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Hashable,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+)
 
 from redis.exceptions import ResponseError
 
@@ -142,6 +153,7 @@ return 'written'
 """
 
 _FIELDS = ProgressEntry.__slots__
+T = TypeVar("T")
 
 
 def _entry_error(error: Exception) -> bool:
@@ -320,11 +332,18 @@ class RedisProgressStore(ProgressStore):
     # -- reading: on the probe's thread, with a short timeout ----------------------
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
-        try:
-            found = self.outage.call(lambda: self._fetch(self.reader, [progress_id]))
-        except Exception as exc:  # Unreachable, or an error Redis answered
-            raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
+        found = self._read(lambda: self._fetch(self.reader, [progress_id]))
         return found[0] if found else None
+
+    def _read(self, operation: Callable[[], T]) -> T:
+        """*operation*'s result, through the backend's :class:`Outage`.
+
+        :raises BackendUnavailable: when Redis could not (or a moment ago
+            could not) be reached, or answered an error."""
+        try:
+            return self.outage.call(operation)
+        except Exception as exc:
+            raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
 
     def counts(self) -> Dict[str, int]:
         now_ms = int(self.clock() * 1000)
@@ -332,18 +351,20 @@ class RedisProgressStore(ProgressStore):
         pipe.zremrangebyscore(self._finished_key, "-inf", now_ms)
         pipe.zcount(self._running_key, now_ms - int(STALE_AFTER * 1000), "+inf")
         pipe.zcard(self._finished_key)
-        _, running, finished = pipe.execute()
+        _, running, finished = self._read(pipe.execute)
         return {"running": int(running), "finished": int(finished)}
 
     def recent(self, limit: int = 100) -> List[ProgressEntry]:
         if limit <= 0:
             return []
-        ids = [str(i) for key in (self._running_key, self._finished_key)
-               for i in self.client.zrevrange(key, 0, limit - 1)]
-        entries = self._fetch(self.client, ids)
+
+        def read() -> List[ProgressEntry]:
+            ids = [str(i) for key in (self._running_key, self._finished_key)
+                   for i in self.client.zrevrange(key, 0, limit - 1)]
+            return self._fetch(self.client, ids)
+        entries = self._read(read)
         entries.sort(key=lambda entry: entry.started or 0.0, reverse=True)
         return entries[:limit]
-
 
     def _fetch(self, client: redis.Redis, ids: List[str]) -> List[ProgressEntry]:
         """The entries of those of *ids* Redis has, in one round trip; one
