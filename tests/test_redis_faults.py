@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from wsgiprogress.backends import backend_from_url
+from wsgiprogress.backends.redis import operations as redis_operations
 from wsgiprogress.backends.redis import progress as redis_progress
 from wsgiprogress.progress.store import BackendUnavailable
 
@@ -37,8 +38,9 @@ BEAT, STALE_AFTER = 0.2, 1.5
 
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_progress, "BEAT", BEAT, raising=False)
-    monkeypatch.setattr(redis_progress, "STALE_AFTER", STALE_AFTER, raising=False)
+    for module in (redis_progress, redis_operations):
+        monkeypatch.setattr(module, "BEAT", BEAT, raising=False)
+        monkeypatch.setattr(module, "STALE_AFTER", STALE_AFTER, raising=False)
 
 
 def serve(redis: RedisServer, prefix: str) -> "Tuple[subprocess.Popen[str], int]":
@@ -204,3 +206,45 @@ def test_once_redis_is_known_stalled_every_reader_answers_at_once(redis: RedisSe
         finally:
             proxy.resume()
             backend.close()
+
+
+#: Process A of the operations tests: makes an operation, says its id, waits to be killed.
+RUNS_AN_OPERATION = """
+import sys, time
+from wsgiprogress.backends import backend_from_url
+from wsgiprogress.backends.redis import operations
+operations.BEAT, operations.STALE_AFTER = float(sys.argv[3]), float(sys.argv[4])
+backend = backend_from_url(sys.argv[1], key_prefix=sys.argv[2])
+print(backend.operations.create(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_an_operation_of_a_killed_process_ends_and_a_live_one_runs_on(
+        redis: RedisServer, quick: None) -> None:
+    prefix = f"ops{next(_prefixes)}:"
+    here = backend_from_url(redis.url, key_prefix=prefix)
+    process = subprocess.Popen([sys.executable, "-c", RUNS_AN_OPERATION, redis.url, prefix,
+                                str(BEAT), str(STALE_AFTER)], stdout=subprocess.PIPE, text=True)
+    try:
+        killed_id = process.stdout.readline().strip()  # type: ignore[union-attr]
+        live_id = here.operations.create()
+        assert killed_id and live_id
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        killed = time.monotonic()
+
+        def state(op_id: str) -> str:
+            record = here.operations.get(op_id)
+            assert record is not None
+            return record.state
+
+        wait_until(lambda: state(killed_id) == "error", timeout=10)
+        assert time.monotonic() - killed < STALE_AFTER + 1.0
+        assert here.operations.get(killed_id).finished is not None  # type: ignore[union-attr]
+        assert state(live_id) == "running"  # it reported nothing all along: its beats count
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        here.close()
