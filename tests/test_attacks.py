@@ -370,7 +370,7 @@ def test_many_probe_threads_never_see_a_half_open_breaker() -> None:
             return None
 
     store = RedisProgressStore(Frozen(), reader=Frozen(),  # type: ignore[arg-type]
-                               outage=Outage(retry_after=0.5))
+                               reader_outage=Outage(retry_after=0.5))
     try:
         errors: List[BaseException] = []
 

@@ -16,6 +16,7 @@ import pytest
 from wsgiprogress.backends import backend_from_url
 from wsgiprogress.backends.redis import operations as redis_operations
 from wsgiprogress.backends.redis import progress as redis_progress
+from wsgiprogress.mailbox import MailboxError
 from wsgiprogress.progress.store import BackendUnavailable
 
 from redis_support import RedisServer, StallingProxy, timed_get
@@ -191,8 +192,10 @@ def test_once_redis_is_known_stalled_every_reader_answers_at_once(redis: RedisSe
         try:
             assert backend.progress.get("reader-01") is None
             proxy.stall()
+            with pytest.raises(MailboxError):
+                backend.mailbox.read("b" * 32, None)  # one pool: its 5 s
             with pytest.raises(BackendUnavailable):
-                backend.progress.get("reader-01")  # its short deadline: Redis is away
+                backend.progress.get("reader-01")  # the probe's pool: its short deadline
             reads: List[Callable[[], Any]] = [
                 lambda: backend.progress.get("reader-01"), backend.progress.counts,
                 backend.progress.recent, lambda: backend.mailbox.read("b" * 32, None),

@@ -185,7 +185,8 @@ class RedisOperations(OperationStore):
     :param client: a ``redis.Redis`` made with ``decode_responses=True``.
     :param key_prefix: the prefix of every key.
     :param reader: the client monitors read with (short timeout); default *client*.
-    :param outage: the backend's :class:`~wsgiprogress.backends.redis.outage.Outage`.
+    :param outage: the backend's :class:`~wsgiprogress.backends.redis.outage.Outage`
+        of *client*; *reader_outage* that of *reader*.
     :param settings: ``max_operations``, ``operations_ttl`` and
         ``max_kept_bytes``, which here bounds the kept responses of every
         process that shares the prefix, together (the oldest make room, as
@@ -196,13 +197,14 @@ class RedisOperations(OperationStore):
 
     def __init__(self, client: redis.Redis, *, key_prefix: str = "wsgiprogress:",
                  waiters: Optional[Waiters] = None, reader: Optional[redis.Redis] = None,
-                 outage: Optional[Outage] = None, clock: Callable[[], float] = time.time,
-                 **settings: Any) -> None:
+                 outage: Optional[Outage] = None, reader_outage: Optional[Outage] = None,
+                 clock: Callable[[], float] = time.time, **settings: Any) -> None:
         options = resolve(_SETTINGS, settings)
         super().__init__(waiters, clock)
         self.client = client
         self.reader = reader if reader is not None else client
         self.outage = Outage() if outage is None else outage
+        self.reader_outage = reader_outage or (self.outage if reader is None else Outage())
         self.prefix = key_prefix
         self.channel = key_prefix + "changed"
         self.capacity: int = options["max_operations"]
@@ -224,9 +226,9 @@ class RedisOperations(OperationStore):
     def _key(self, op_id: str) -> str:
         return f"{self.prefix}op:{op_id}"
 
-    def _call(self, what: Callable[[], Any]) -> Any:
+    def _call(self, what: Callable[[], Any], outage: Optional[Outage] = None) -> Any:
         try:
-            return self.outage.call(what)
+            return (outage or self.outage).call(what)
         except Exception as exc:
             raise OperationsUnavailable(f"operations store unavailable: {exc}") from exc
 
@@ -300,7 +302,8 @@ class RedisOperations(OperationStore):
     def kept_bytes(self) -> int:
         """The bytes of the kept responses of every process, as counted in Redis
         (those Redis expired are uncounted at the next finish)."""
-        return int(self._call(lambda: self.reader.get(self._kept[2])) or 0)
+        return int(self._call(lambda: self.reader.get(self._kept[2]), self.reader_outage)
+                   or 0)
 
     def is_cancelled(self, op_id: str) -> bool:
         return bool(self._call(lambda: self.client.hget(self._key(op_id), "state"))
@@ -312,7 +315,7 @@ class RedisOperations(OperationStore):
         pipe = self.reader.pipeline(transaction=False)
         pipe.hgetall(self._key(op_id))
         pipe.pttl(self._key(op_id))
-        fields, left_ms = self._call(pipe.execute)
+        fields, left_ms = self._call(pipe.execute, self.reader_outage)
         if not fields:
             return None
         number = _optional(float)
@@ -330,7 +333,8 @@ class RedisOperations(OperationStore):
             fields.get("kept") == "1", fields.get("dropped") == "1")
 
     def response(self, op_id: str) -> Optional[KeptResponse]:
-        raw = self._call(lambda: self.reader.get(self._key(op_id) + ":response"))
+        raw = self._call(lambda: self.reader.get(self._key(op_id) + ":response"),
+                         self.reader_outage)
         if raw is None:
             return None
         doc = json.loads(raw)

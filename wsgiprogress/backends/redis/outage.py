@@ -13,7 +13,7 @@ and the first that succeeds ends the outage.  A warning says so, rate-limited.
 
 .. code-block:: python
 
-    outage = Outage()
+    outage = Outage("probes answer unknown")
     try:
         raw = outage.call(lambda: client.get(key))
     except Unreachable as exc:    # the call failed, or was not tried
@@ -47,11 +47,13 @@ class Unreachable(Exception):
 class Outage:
     """The reachability of one Redis, as the calls made through it found it.
 
+    :param degraded: what fails meanwhile, for the warning.
     :param retry_after: seconds calls fail at once after one failed.
     :param clock: ``time.monotonic``; tests pass a fake one.
     """
 
-    def __init__(self, retry_after: float = RETRY_AFTER,
+    def __init__(self, degraded: str = "its callers answer 503",
+                 retry_after: float = RETRY_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.retry_after = retry_after
         self.clock = clock
@@ -59,8 +61,7 @@ class Outage:
         self._failing = False
         self._trying = False  # the one call that tries while failing is under way
         self._retry_at = 0.0
-        self._warning = RateLimitedWarning(
-            "Redis unreachable (%s); probes answer unknown, mailboxes and monitors 503")
+        self._warning = RateLimitedWarning(f"Redis unreachable (%s); {degraded}")
 
     def call(self, operation: Callable[[], T]) -> T:
         """*operation*'s result; :exc:`Unreachable` when it could not reach

@@ -33,8 +33,8 @@ and Redis expires it ``ttl`` seconds later.  Redis measures the silence
 A probe reads through *reader*, a client with a short timeout
 (:data:`~wsgiprogress.backends.redis.PROBE_READ_TIMEOUT`).  After a call
 failed to reach Redis, reads skip it for a second
-(:class:`~wsgiprogress.backends.redis.outage.Outage`, shared with the
-mailboxes and monitors) and raise
+(:class:`~wsgiprogress.backends.redis.outage.Outage`, one per connection
+pool, shared with the mailboxes and monitors) and raise
 :class:`~wsgiprogress.progress.store.BackendUnavailable` at once (the probe
 answers ``unknown`` and says the backend is unavailable); then one read tries
 again, and the first that succeeds ends the outage.  A request running in this
@@ -180,8 +180,9 @@ class RedisProgressStore(ProgressStore):
     :param interval: seconds between two writes of one upload (0.2: five a second).
     :param reader: the client :meth:`get` reads with, made with a short
         socket timeout and no retries; default *client*.
-    :param outage: what the calls to this Redis found of its reachability,
-        shared with the backend's mailboxes and monitors.
+    :param outage: what the calls through *client* found of Redis's
+        reachability, shared with the backend's mailboxes and monitors.
+    :param reader_outage: the same of the calls through *reader*.
     """
 
     shared = True
@@ -189,11 +190,13 @@ class RedisProgressStore(ProgressStore):
     def __init__(self, client: redis.Redis, *, waiters: Optional[Waiters] = None,
                  interval: float = 0.2, clock: Callable[[], float] = time.time,
                  reader: Optional[redis.Redis] = None,
-                 outage: Optional[Outage] = None, **settings: Any) -> None:
+                 outage: Optional[Outage] = None, reader_outage: Optional[Outage] = None,
+                 **settings: Any) -> None:
         options = resolve(STORE_SETTINGS, settings)
         self.client = client
         self.reader = client if reader is None else reader
         self.outage = Outage() if outage is None else outage
+        self.reader_outage = reader_outage or (self.outage if reader is None else Outage())
         self.prefix = prefix = options["key_prefix"]
         self.ttl: float = options["ttl"]
         self.capacity: int = options["capacity"]
@@ -332,16 +335,17 @@ class RedisProgressStore(ProgressStore):
     # -- reading: on the probe's thread, with a short timeout ----------------------
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
-        found = self._read(lambda: self._fetch(self.reader, [progress_id]))
+        found = self._read(lambda: self._fetch(self.reader, [progress_id]),
+                           self.reader_outage)
         return found[0] if found else None
 
-    def _read(self, operation: Callable[[], T]) -> T:
-        """*operation*'s result, through the backend's :class:`Outage`.
+    def _read(self, operation: Callable[[], T], outage: Optional[Outage] = None) -> T:
+        """*operation*'s result, through *outage* (default :attr:`outage`).
 
         :raises BackendUnavailable: when Redis could not (or a moment ago
             could not) be reached, or answered an error."""
         try:
-            return self.outage.call(operation)
+            return (outage or self.outage).call(operation)
         except Exception as exc:
             raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
 
