@@ -46,18 +46,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Hashable,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
-    TypeVar,
-)
+from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
 from redis.exceptions import ResponseError
 
@@ -153,7 +142,6 @@ return 'written'
 """
 
 _FIELDS = ProgressEntry.__slots__
-T = TypeVar("T")
 
 
 def _entry_error(error: Exception) -> bool:
@@ -339,7 +327,7 @@ class RedisProgressStore(ProgressStore):
                            self.reader_outage)
         return found[0] if found else None
 
-    def _read(self, operation: Callable[[], T], outage: Optional[Outage] = None) -> T:
+    def _read(self, operation: Callable[[], Any], outage: Optional[Outage] = None) -> Any:
         """*operation*'s result, through *outage* (default :attr:`outage`).
 
         :raises BackendUnavailable: when Redis could not (or a moment ago
@@ -366,7 +354,7 @@ class RedisProgressStore(ProgressStore):
             ids = [str(i) for key in (self._running_key, self._finished_key)
                    for i in self.client.zrevrange(key, 0, limit - 1)]
             return self._fetch(self.client, ids)
-        entries = self._read(read)
+        entries: List[ProgressEntry] = self._read(read)
         entries.sort(key=lambda entry: entry.started or 0.0, reverse=True)
         return entries[:limit]
 
