@@ -7,7 +7,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from http.client import HTTPConnection
 from typing import Any, Dict, Iterator, Tuple
 
 import redis
@@ -99,3 +101,43 @@ class HoldingProxy(LoopbackProxy):
         if upstream and self.word in data:
             time.sleep(self.seconds)
         return super().forward(data, upstream, ends, state)
+
+
+class StallingProxy(LoopbackProxy):
+    """A TCP proxy on loopback in front of *port* that, once :meth:`stall` is
+    called, accepts connections and takes commands but passes none on (a
+    frozen Redis), until :meth:`resume`.  A context manager; ``.port``."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.flowing = threading.Event()
+        self.flowing.set()
+
+    def stall(self) -> None:
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.resume()
+        super().__exit__(*exc)
+
+    def forward(self, data: bytes, upstream: bool, ends: Tuple[socket.socket, socket.socket],
+                state: Dict[str, Any]) -> bool:
+        if upstream:
+            self.flowing.wait()
+        return super().forward(data, upstream, ends, state)
+def timed_get(port: int, path: str) -> Tuple[int, float]:
+    """``GET`` *path*: the status and the seconds it took."""
+    started = time.monotonic()
+    conn = HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        conn.close()
+
+

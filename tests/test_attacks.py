@@ -349,12 +349,22 @@ def test_min_id_length_is_one_setting_of_every_front_door() -> None:
 
 def test_many_probe_threads_never_see_a_half_open_breaker() -> None:
     """The breaker lets one read try at a time once retry_after passed."""
+    from wsgiprogress.backends.redis.outage import Outage
     from wsgiprogress.backends.redis.progress import RedisProgressStore
 
     class Frozen:
         calls = 0
 
-        def get(self, key: str) -> Optional[str]:
+        def pipeline(self, transaction: bool) -> "Frozen":
+            return self
+
+        def get(self, key: str) -> None:
+            return None
+
+        def pttl(self, key: str) -> None:
+            return None
+
+        def execute(self) -> List[Any]:
             Frozen.calls += 1
             time.sleep(0.2)
             raise TimeoutError("frozen")
@@ -362,7 +372,8 @@ def test_many_probe_threads_never_see_a_half_open_breaker() -> None:
         def register_script(self, script: str) -> Any:
             return None
 
-    store = RedisProgressStore(Frozen(), reader=Frozen(), retry_after=0.5)  # type: ignore[arg-type]
+    store = RedisProgressStore(Frozen(), reader=Frozen(),  # type: ignore[arg-type]
+                               reader_outage=Outage(retry_after=0.5))
     try:
         errors: List[BaseException] = []
 

@@ -18,7 +18,7 @@ import pytest
 from wsgiprogress.backends import backend_from_url
 
 from gunicorn_support import gunicorn
-from redis_support import RedisServer
+from redis_support import RedisServer, timed_get
 from server_support import (
     HOST,
     SlowUpload,
@@ -27,6 +27,7 @@ from server_support import (
     start_process,
     stop_process,
     wait_for_state,
+    wait_until,
     watched_upload,
 )
 
@@ -180,7 +181,8 @@ def test_mailboxes_answer_503_while_redis_is_away_and_recover(servers: Tuple[int
         conn.close()
     finally:
         redis.start()
-    assert get_json(port, f"/mailbox/{NAME}")[0] == 200  # back by itself
+    # back by itself, once the outage breaker lets a call try (a second)
+    wait_until(lambda: timed_get(port, f"/mailbox/{NAME}")[0] == 200, timeout=5)
 
 
 def test_a_read_never_joins_one_that_started_before_a_post_it_was_told_of(

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Dict, List, Tuple
 
+import pytest
+
 from wsgiprogress.backends.redis.writer import REFUSED, SETTLED, WRITTEN, CoalescingWriter, Snapshot
 
 from server_support import wait_until
@@ -100,3 +102,18 @@ def test_a_claim_is_answered_when_its_first_write_comes_back() -> None:
     wait_until(lambda: writer.claimed("unanswered", timeout=0.1) is True, timeout=10)
     writer.close()
 
+
+
+def test_closing_while_the_backend_is_down_takes_the_time_given_and_stops(
+        caplog: pytest.LogCaptureFixture) -> None:
+    backend = Backend()
+    backend.down.set()
+    writer = CoalescingWriter(backend.flush, interval=0.05, limit=100)
+    writer.put("upload-1", {"id": "u1", "received": 1}, urgent=True)
+    wait_until(lambda: writer._failing)
+    time.sleep(1.0)  # the backoff has grown past the time close is given
+    started = time.monotonic()
+    writer.close(timeout=0.5)
+    assert time.monotonic() - started < 0.8
+    assert not writer._thread.is_alive()
+    assert "1 upload(s) unwritten" in caplog.text

@@ -57,6 +57,7 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
     from .. import Backend
     from .mailbox import RedisMailbox
     from .operations import RedisOperations
+    from .outage import Outage
     from .progress import RedisProgressStore
     from .uploads import RedisUploads
     from .wakeups import RedisWakeups, waker
@@ -77,15 +78,23 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
         socket_connect_timeout=PROBE_READ_TIMEOUT, retry=Retry(NoBackoff(), 0),
         health_check_interval=30)
     reader = redis.Redis(connection_pool=probe_pool)
-    progress = RedisProgressStore(client, reader=reader, waiters=waiters,
+    # one breaker per pool for the readers of the probe lane: a stalled Redis
+    # costs each pool its timeout once a second, not once a request; a slow
+    # one that only the probe's short deadline misses leaves the other pool be
+    outage = Outage("mailboxes and the dashboard answer 503, operations run as plain requests")
+    reader_outage = Outage("probes answer unknown, monitors 503")
+    progress = RedisProgressStore(client, reader=reader, waiters=waiters, outage=outage,
+                                  reader_outage=reader_outage,
                                   key_prefix=store["key_prefix"], ttl=store["ttl"],
                                   capacity=store["capacity"])
-    mailbox = RedisMailbox(client, key_prefix=store["key_prefix"], waiters=waiters, **limits)
+    mailbox = RedisMailbox(client, key_prefix=store["key_prefix"], waiters=waiters,
+                           outage=outage, **limits)
     wakeups = RedisWakeups(client, {progress.channel: waker(lambda: progress.waiters),
                                     progress.cancel_channel: progress.cancelled_elsewhere,
                                     mailbox.channel: mailbox.posted})
     operations = RedisOperations(client, key_prefix=store["key_prefix"], waiters=waiters,
-                                 reader=reader, **bounds)
+                                 reader=reader, outage=outage,
+                                 reader_outage=reader_outage, **bounds)
 
     def uploads(directory: str, lock_ttl: float, upload_bounds: Dict[str, Any]) -> RedisUploads:
         return RedisUploads(client, directory, key_prefix=store["key_prefix"],

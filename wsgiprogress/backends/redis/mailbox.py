@@ -44,6 +44,7 @@ from ...mailbox.store import (
 )
 from ...settings import default
 from ...waiters import Waiters
+from .outage import Outage, Unreachable
 from .wakeups import waker
 
 if TYPE_CHECKING:
@@ -166,16 +167,18 @@ class RedisMailbox(MailboxStore):
 
     The bounds are those of :class:`~wsgiprogress.mailbox.MemoryMailboxes`,
     by the same names; *key_prefix* prefixes every key; *waiters* are this
-    process's, woken by :class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`.
+    process's, woken by :class:`~wsgiprogress.backends.redis.wakeups.RedisWakeups`;
+    *outage* the backend's :class:`~wsgiprogress.backends.redis.outage.Outage`.
     """
 
     shared = True
 
     def __init__(self, client: redis.Redis, *, key_prefix: str = default("key_prefix"),
-                 waiters: Optional[Waiters] = None,
+                 waiters: Optional[Waiters] = None, outage: Optional[Outage] = None,
                  clock: Callable[[], float] = time.time, **limits: Any) -> None:
         self._set_limits(limits)
         self.client = client
+        self.outage = Outage() if outage is None else outage
         self.prefix = prefix = key_prefix
         self.bounds: List[Any] = [self.max_messages, self.max_bytes, self.max_age,
                                   self.max_mailboxes, int(self.mailbox_ttl * 1000),
@@ -268,12 +271,13 @@ class RedisMailbox(MailboxStore):
         return {"mailboxes": mailboxes, "messages": messages,
                 "posted": int(posted or 0), "dropped": int(dropped or 0)}
 
-    @staticmethod
-    def _call(operation: Callable[[], Any]) -> Any:
+    def _call(self, operation: Callable[[], Any]) -> Any:
         try:
-            return operation()
+            return self.outage.call(operation)
         except MailboxError:
             raise
+        except Unreachable as exc:
+            raise MailboxError(f"mailbox store unavailable ({exc})") from exc
         except Exception as exc:
             raise MailboxError(f"mailbox store unavailable ({exc.__class__.__name__})") \
                 from exc

@@ -25,7 +25,9 @@ monitor's waiters in every process
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
@@ -33,14 +35,19 @@ from ...operations import KeptBody, KeptResponse, OperationRecord, Steps
 from ...operations.record import CANCELLED, DONE, ERROR, RUNNING
 from ...operations.store import OperationStore, OperationsUnavailable, new_operation_id
 from ...settings import OPERATIONS_SETTINGS, resolve
+from .outage import Outage
 
 if TYPE_CHECKING:
     import redis
 
     from ...waiters import Waiters
 
-#: A running operation nobody wrote for this long was abandoned (its process died).
-RUNNING_TTL = 24 * 3600.0
+#: Seconds between two writes that tell the other processes an operation
+#: of this one still runs (its application may report nothing for hours).
+BEAT = 5.0
+#: A running operation nobody wrote for this long was abandoned (its process
+#: died): shown ended (``error``); it expires ``operations_ttl`` later.
+STALE_AFTER = 20.0
 
 # The kept responses' bytes, counted in Redis for every process: a sorted set
 # of the ids with a kept response, oldest first (ORDER, scored by SEQUENCE),
@@ -88,7 +95,8 @@ end
 """
 
 # KEYS: record, index, kept order, sizes, bytes.  ARGV: id, now, capacity,
-# running ttl ms, key prefix.
+# running ttl ms (stale + operations ttl: the PTTL says when it was written),
+# key prefix.
 _CREATE = """
 local ORDER, SIZES, BYTES, PREFIX = KEYS[3], KEYS[4], KEYS[5], ARGV[5]
 """ + _KEPT + """
@@ -110,17 +118,19 @@ redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[4]), ARGV[1])
 return 1
 """
 
-# KEYS: record.  ARGV: channel, name, running ttl ms, then field, value pairs.
-# Sets the fields of a running operation; a 'state' of 'cancelled' stays.
+# KEYS: record, index.  ARGV: channel, name, running ttl ms, id, now, then
+# field, value pairs.  Sets the fields of a running operation (a 'state' of
+# 'cancelled' stays) and its expiry; without fields (a beat), tells nobody.
 _WHILE_RUNNING = """
 if redis.call('HGET', KEYS[1], 'finished') ~= '' then return 0 end
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   if not (ARGV[i] == 'state' and redis.call('HGET', KEYS[1], 'state') == 'cancelled') then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], math.floor(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[3]), ARGV[4])
+if #ARGV >= 6 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 1
 """
 
@@ -175,6 +185,8 @@ class RedisOperations(OperationStore):
     :param client: a ``redis.Redis`` made with ``decode_responses=True``.
     :param key_prefix: the prefix of every key.
     :param reader: the client monitors read with (short timeout); default *client*.
+    :param outage: the backend's :class:`~wsgiprogress.backends.redis.outage.Outage`
+        of *client*; *reader_outage* that of *reader*.
     :param settings: ``max_operations``, ``operations_ttl`` and
         ``max_kept_bytes``, which here bounds the kept responses of every
         process that shares the prefix, together (the oldest make room, as
@@ -185,11 +197,14 @@ class RedisOperations(OperationStore):
 
     def __init__(self, client: redis.Redis, *, key_prefix: str = "wsgiprogress:",
                  waiters: Optional[Waiters] = None, reader: Optional[redis.Redis] = None,
+                 outage: Optional[Outage] = None, reader_outage: Optional[Outage] = None,
                  clock: Callable[[], float] = time.time, **settings: Any) -> None:
         options = resolve(_SETTINGS, settings)
         super().__init__(waiters, clock)
         self.client = client
         self.reader = reader if reader is not None else client
+        self.outage = Outage() if outage is None else outage
+        self.reader_outage = reader_outage or (self.outage if reader is None else Outage())
         self.prefix = key_prefix
         self.channel = key_prefix + "changed"
         self.capacity: int = options["max_operations"]
@@ -201,13 +216,19 @@ class RedisOperations(OperationStore):
         self._while_running = client.register_script(_WHILE_RUNNING)
         self._finish = client.register_script(_FINISH)
         self._forget = client.register_script(_FORGET)
+        self.running_ms = int(STALE_AFTER * 1000) + self.ttl_ms
+        # the operations this process runs, written every BEAT seconds by a
+        # thread started with the first
+        self._running: Dict[str, None] = {}
+        self._closed = threading.Event()
+        self._beats: Optional[threading.Thread] = None
 
     def _key(self, op_id: str) -> str:
         return f"{self.prefix}op:{op_id}"
 
-    def _call(self, what: Callable[[], Any]) -> Any:
+    def _call(self, what: Callable[[], Any], outage: Optional[Outage] = None) -> Any:
         try:
-            return what()
+            return (outage or self.outage).call(what)
         except Exception as exc:
             raise OperationsUnavailable(f"operations store unavailable: {exc}") from exc
 
@@ -215,27 +236,51 @@ class RedisOperations(OperationStore):
         op_id = new_operation_id()
         created = self._call(lambda: self._create(
             keys=[self._key(op_id), self._index, *self._kept],
-            args=[op_id, repr(self.clock()), self.capacity, int(RUNNING_TTL * 1000),
-                  self.prefix]))
-        return op_id if int(created) else None
+            args=[op_id, repr(self.clock()), self.capacity, self.running_ms, self.prefix]))
+        if not int(created):
+            return None
+        self._running[op_id] = None
+        if self._beats is None:
+            self._beats = threading.Thread(target=self._beat, name="wsgiprogress-operations",
+                                           daemon=True)
+            self._beats.start()
+        return op_id
 
-    def _set_running(self, op_id: str, pairs: List[Tuple[str, Any]]) -> bool:
-        args: List[Any] = [self.channel, "operation:" + op_id, int(RUNNING_TTL * 1000)]
-        for name, value in pairs + [("updated", repr(self.clock()))]:
+    def _set_running(self, op_id: str, pairs: List[Tuple[str, Any]],
+                     client: Optional[Any] = None) -> Any:
+        args: List[Any] = [self.channel, "operation:" + op_id, self.running_ms, op_id,
+                           repr(self.clock())]
+        for name, value in pairs + [("updated", repr(self.clock()))] if pairs else ():
             args += [name, "" if value is None else value]
-        return bool(int(self._call(lambda: self._while_running(keys=[self._key(op_id)],
-                                                               args=args))))
+        return self._while_running(keys=[self._key(op_id), self._index], args=args,
+                                   client=client)
+
+    def _beat(self) -> None:
+        """Every :data:`BEAT` seconds, one round trip renews the operations
+        of this process: alive, they are not taken for abandoned."""
+        while not self._closed.wait(BEAT):
+            pipe = self.client.pipeline(transaction=False)
+            for op_id in list(self._running):
+                self._set_running(op_id, [], client=pipe)
+            with contextlib.suppress(OperationsUnavailable):  # the next beat tries again
+                self._call(pipe.execute)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._beats is not None:
+            self._beats.join(5)
 
     def report(self, op_id: str, steps: Steps) -> None:
-        self._set_running(op_id, [("done", steps.done), ("total", steps.total),
-                                  ("label", steps.label)])
+        self._call(lambda: self._set_running(
+            op_id, [("done", steps.done), ("total", steps.total), ("label", steps.label)]))
 
     def cancel(self, op_id: str) -> Optional[OperationRecord]:
-        self._set_running(op_id, [("state", CANCELLED)])
+        self._call(lambda: self._set_running(op_id, [("state", CANCELLED)]))
         return self.get(op_id)
 
     def finish(self, op_id: str, status: Optional[int],
                response: Optional[KeptResponse]) -> None:
+        self._running.pop(op_id, None)
         data, size = "", 0
         if response is not None and not response.body.dropped and status is not None:
             size = response.body.size
@@ -257,28 +302,39 @@ class RedisOperations(OperationStore):
     def kept_bytes(self) -> int:
         """The bytes of the kept responses of every process, as counted in Redis
         (those Redis expired are uncounted at the next finish)."""
-        return int(self._call(lambda: self.reader.get(self._kept[2])) or 0)
+        return int(self._call(lambda: self.reader.get(self._kept[2]), self.reader_outage)
+                   or 0)
 
     def is_cancelled(self, op_id: str) -> bool:
         return bool(self._call(lambda: self.client.hget(self._key(op_id), "state"))
                     == CANCELLED)
 
     def get(self, op_id: str) -> Optional[OperationRecord]:
-        fields: Dict[str, str] = self._call(lambda: self.reader.hgetall(self._key(op_id)))
+        """The operation; one whose process nobody heard of for
+        :data:`STALE_AFTER` seconds (the record's PTTL says) ended ``error``."""
+        pipe = self.reader.pipeline(transaction=False)
+        pipe.hgetall(self._key(op_id))
+        pipe.pttl(self._key(op_id))
+        fields, left_ms = self._call(pipe.execute, self.reader_outage)
         if not fields:
             return None
         number = _optional(float)
         whole = _optional(int)
+        state, finished = fields.get("state", RUNNING), number(fields.get("finished"))
+        silent = (self.running_ms - int(left_ms)) / 1000
+        if finished is None and silent >= STALE_AFTER:
+            state, finished = ERROR, self.clock() - silent
         return OperationRecord(
-            fields["id"], fields.get("state", RUNNING),
+            fields["id"], state,
             Steps(int(fields.get("done") or 0), whole(fields.get("total")),
                   fields.get("label") or None),
             float(fields.get("started") or 0), float(fields.get("updated") or 0),
-            number(fields.get("finished")), whole(fields.get("status")),
+            finished, whole(fields.get("status")),
             fields.get("kept") == "1", fields.get("dropped") == "1")
 
     def response(self, op_id: str) -> Optional[KeptResponse]:
-        raw = self._call(lambda: self.reader.get(self._key(op_id) + ":response"))
+        raw = self._call(lambda: self.reader.get(self._key(op_id) + ":response"),
+                         self.reader_outage)
         if raw is None:
             return None
         doc = json.loads(raw)
@@ -288,6 +344,7 @@ class RedisOperations(OperationStore):
         return KeptResponse(doc["status"], [(str(n), str(v)) for n, v in doc["headers"]], kept)
 
     def forget(self, op_id: str) -> bool:
+        self._running.pop(op_id, None)
         key = self._key(op_id)
         return bool(int(self._call(lambda: self._forget(
             keys=[key, key + ":response", self._index, *self._kept],

@@ -23,9 +23,18 @@ running entries refuses new claims, and a finished entry expires by Redis
 itself ``ttl`` seconds later.  Writers name the entries they changed on one
 pub/sub channel, which wakes waiting probes in every process.
 
+A process writes each of its running requests at least every :data:`BEAT`
+seconds, moving or not.  An entry nobody wrote for :data:`STALE_AFTER`
+seconds belongs to a process that died (SIGKILL, a lost host): probes
+show it ended (``error``, ``aborted``), a new request may claim its ID,
+and Redis expires it ``ttl`` seconds later.  Redis measures the silence
+(the entry's ``PTTL``), so the hosts' clocks do not matter.
+
 A probe reads through *reader*, a client with a short timeout
-(:data:`~wsgiprogress.backends.redis.PROBE_READ_TIMEOUT`).  After a read
-failed, reads skip Redis for ``retry_after`` seconds and raise
+(:data:`~wsgiprogress.backends.redis.PROBE_READ_TIMEOUT`).  After a call
+failed to reach Redis, reads skip it for a second
+(:class:`~wsgiprogress.backends.redis.outage.Outage`, one per connection
+pool, shared with the mailboxes and monitors) and raise
 :class:`~wsgiprogress.progress.store.BackendUnavailable` at once (the probe
 answers ``unknown`` and says the backend is unavailable); then one read tries
 again, and the first that succeeds ends the outage.  A request running in this
@@ -35,27 +44,40 @@ refused (another process's request holds the ID) is read from Redis.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
-from ...progress.entry import STARTING, UPLOADING, ProgressEntry
+from redis.exceptions import ResponseError
+
+from ...progress.entry import (
+    ABORTED,
+    ERROR,
+    RUNNING_STATES,
+    STARTING,
+    UPLOADING,
+    ProgressEntry,
+)
 from ...progress.ratelimit import RateLimitedWarning
 from ...progress.store import BackendUnavailable, ProgressStore
 from ...progress.tracker import Tracker
 from ...settings import STORE_SETTINGS, resolve
 from ...waiters import Waiters
-from .writer import CoalescingWriter, Snapshot
+from .outage import Outage
+from .writer import REFUSED, CoalescingWriter, Snapshot
 
 if TYPE_CHECKING:
     import redis
 
 
-#: A running entry nobody has written for this long is abandoned (its process died).
-RUNNING_TTL = 3600.0
-#: Seconds reads skip Redis after one failed, before one tries again.
-READ_RETRY_AFTER = 1.0
+#: Seconds after which a running request whose counters did not move is
+#: written again, so other processes see that its process lives.
+BEAT = 5.0
+#: A running entry nobody has written for this long was abandoned (its
+#: process died): shown ended, its ID free, its capacity freed.
+STALE_AFTER = 20.0
+#: Seconds a handed-over entry waits for its upload's next request.
+HANDED_TTL = 3600.0
 
 #: Seconds a read waits for the answer to a claim of this process (see
 #: :meth:`RedisProgressStore.claim_stands`).
@@ -67,18 +89,22 @@ SILENT_AFTER = 10.0
 
 # KEYS: entry, running set (scored by last write), finished set (scored by
 # expiry).  ARGV: id, token, snapshot, final ('1' ends the entry, 'h' hands
-# it over, '0'), ttl ms, running ttl ms, capacity, owner ('' for none), the
-# snapshot's received, silent ms.
+# it over, '0'), ttl ms, stale ms, capacity, owner ('' for none), the
+# snapshot's received, silent ms, handed ttl ms.  A running entry lives
+# stale + ttl ms after its last write: its PTTL says how long ago that was.
 _WRITE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local stale_ms, live_ms = tonumber(ARGV[6]), tonumber(ARGV[6]) + tonumber(ARGV[5])
 local current = redis.call('GET', KEYS[1])
 local own = false
 if current then
   local doc = cjson.decode(current)
   own = doc.token == ARGV[2]
-  if not own and (doc.state == 'starting' or doc.state == 'uploading'
-                  or doc.state == 'processing') then
+  local abandoned = not doc.handed
+                    and live_ms - redis.call('PTTL', KEYS[1]) >= stale_ms
+  if not own and not abandoned and (doc.state == 'starting' or doc.state == 'uploading'
+                                    or doc.state == 'processing') then
     -- a request of the same upload takes over what the last one handed
     -- over, left silent, or counted no further than it does
     if ARGV[8] == '' or doc.owner ~= ARGV[8] then return 'refused' end
@@ -90,9 +116,9 @@ if current then
   end
 end
 if not own and ARGV[4] ~= '1' and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
-  -- entries nobody wrote for the running TTL were abandoned (their process
-  -- died) and their keys expired: scored by last write, they go in O(log n)
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - tonumber(ARGV[6]))
+  -- entries nobody wrote for stale ms were abandoned (their process died):
+  -- scored by last write, they go in O(log n)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms - stale_ms)
   if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then return 'refused' end
 end
 if ARGV[4] == '1' then
@@ -105,14 +131,27 @@ if ARGV[4] == '1' then
   end
   return 'settled'
 end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[6])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[2], now_ms, ARGV[1])
-if ARGV[4] == 'h' then return 'settled' end
+if ARGV[4] == 'h' then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[11])
+  return 'settled'
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', live_ms)
 return 'written'
 """
 
 _FIELDS = ProgressEntry.__slots__
+
+
+def _entry_error(error: Exception) -> bool:
+    """True when *error* is about one entry's key (a script that failed on
+    what another program left there: ``WRONGTYPE``, or a plain ``ERR``, whose
+    code redis-py drops), not about Redis (``OOM``, ``READONLY``,
+    ``MISCONF``...: a class of its own, or the code kept): only that request
+    goes untracked."""
+    code = str(error).split(" ", 1)[0]
+    return type(error) is ResponseError and (code == "WRONGTYPE" or not code.isupper())
 
 
 class RedisProgressStore(ProgressStore):
@@ -129,7 +168,9 @@ class RedisProgressStore(ProgressStore):
     :param interval: seconds between two writes of one upload (0.2: five a second).
     :param reader: the client :meth:`get` reads with, made with a short
         socket timeout and no retries; default *client*.
-    :param retry_after: seconds reads skip Redis after one failed.
+    :param outage: what the calls through *client* found of Redis's
+        reachability, shared with the backend's mailboxes and monitors.
+    :param reader_outage: the same of the calls through *reader*.
     """
 
     shared = True
@@ -137,11 +178,13 @@ class RedisProgressStore(ProgressStore):
     def __init__(self, client: redis.Redis, *, waiters: Optional[Waiters] = None,
                  interval: float = 0.2, clock: Callable[[], float] = time.time,
                  reader: Optional[redis.Redis] = None,
-                 retry_after: float = READ_RETRY_AFTER, **settings: Any) -> None:
+                 outage: Optional[Outage] = None, reader_outage: Optional[Outage] = None,
+                 **settings: Any) -> None:
         options = resolve(STORE_SETTINGS, settings)
         self.client = client
         self.reader = client if reader is None else reader
-        self.retry_after = retry_after
+        self.outage = Outage() if outage is None else outage
+        self.reader_outage = reader_outage or (self.outage if reader is None else Outage())
         self.prefix = prefix = options["key_prefix"]
         self.ttl: float = options["ttl"]
         self.capacity: int = options["capacity"]
@@ -152,16 +195,12 @@ class RedisProgressStore(ProgressStore):
         self._running_key = prefix + "running"
         self._finished_key = prefix + "finished"
         self._write = client.register_script(_WRITE)
-        # reads skip Redis until this time.monotonic(), after a failure
-        self._read_lock = threading.Lock()
-        self._failing = False
-        self._retry_at = 0.0
-        self._read_warning = RateLimitedWarning(
-            "progress backend unreachable (%s); probes answer unknown")
         self._full_warning = RateLimitedWarning(
             "progress writer full (%d requests); request %r untracked")
-        # the counters each running request last had written, by token
-        self._written: Dict[str, Tuple[int, int]] = {}
+        self._entry_warning = RateLimitedWarning(
+            "progress writer: Redis refused the entry of %r (%s); request untracked")
+        # the counters each running request last had written, and when, by token
+        self._written: Dict[str, Tuple[int, int, float]] = {}
         self.writer = CoalescingWriter(self._write_batch, interval=interval,
                                        limit=self.capacity,
                                        name="wsgiprogress-redis-writer", poll=self._poll)
@@ -214,16 +253,18 @@ class RedisProgressStore(ProgressStore):
 
     def _poll(self) -> None:
         """On the writer's thread, once a round (``interval``): the counters of
-        this process's running requests that moved since they were written.
+        this process's running requests that moved since they were written,
+        or were written :data:`BEAT` seconds ago (this process lives).
         Counting itself never calls the store between state changes."""
-        written = self._written
+        written, now = self._written, time.monotonic()
         for tracker in list(self.live.values()):
             if tracker.finished:
                 continue
             token = str(tracker.token)
-            now = (tracker.received, tracker.sent)
-            if written.get(token) != now:
-                written[token] = now
+            counters = (tracker.received, tracker.sent)
+            last = written.get(token)
+            if last is None or last[:2] != counters or now - last[2] >= BEAT:
+                written[token] = (*counters, now)
                 self.writer.put(token, tracker.counters())
 
     def close(self) -> None:
@@ -254,7 +295,7 @@ class RedisProgressStore(ProgressStore):
 
     def _write_batch(self, batch: List[Tuple[str, Snapshot]]) -> Dict[str, str]:
         pipe = self.client.pipeline(transaction=False)
-        ttl_ms, running_ms = int(self.ttl * 1000), int(RUNNING_TTL * 1000)
+        ttl_ms, stale_ms = int(self.ttl * 1000), int(STALE_AFTER * 1000)
         for token, snapshot in batch:
             progress_id = snapshot["id"]
             final = "1" if snapshot.get("finished") is not None else \
@@ -262,63 +303,79 @@ class RedisProgressStore(ProgressStore):
             self._write(keys=[self.entry_key(progress_id), self._running_key,
                               self._finished_key],
                         args=[progress_id, token, json.dumps(snapshot), final, ttl_ms,
-                              running_ms, self.capacity, snapshot.get("owner") or "",
-                              snapshot.get("received") or 0, int(SILENT_AFTER * 1000)],
+                              stale_ms, self.capacity, snapshot.get("owner") or "",
+                              snapshot.get("received") or 0, int(SILENT_AFTER * 1000),
+                              int(HANDED_TTL * 1000)],
                         client=pipe)
         pipe.publish(self.channel, " ".join({s["id"] for _, s in batch}))
-        outcomes = pipe.execute()[:-1]
-        return {token: outcome for (token, _), outcome in zip(batch, outcomes)}
+        *outcomes, published = pipe.execute(raise_on_error=False)
+        for outcome in (published, *outcomes):
+            if isinstance(outcome, Exception) and not _entry_error(outcome):
+                raise outcome  # out of memory, a replica...: the batch waits
+        settled = {}
+        for (token, snapshot), outcome in zip(batch, outcomes):
+            if isinstance(outcome, Exception):  # this entry's key: the request goes untracked
+                self._entry_warning.warn(snapshot["id"], outcome)
+                outcome = REFUSED
+            settled[token] = outcome
+        return settled
 
     # -- reading: on the probe's thread, with a short timeout ----------------------
 
     def get(self, progress_id: str) -> Optional[ProgressEntry]:
-        if self._failing and not self._may_try():
-            raise BackendUnavailable("progress backend unavailable; retrying shortly")
-        try:
-            raw = self.reader.get(self.entry_key(progress_id))
-        except Exception as exc:
-            with self._read_lock:
-                self._failing = True
-                self._retry_at = time.monotonic() + self.retry_after
-            self._read_warning.warn(exc)
-            raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
-        if self._failing:
-            with self._read_lock:
-                self._failing = False
-        return None if raw is None else _entry(str(raw))
+        found = self._read(lambda: self._fetch(self.reader, [progress_id]),
+                           self.reader_outage)
+        return found[0] if found else None
 
-    def _may_try(self) -> bool:
-        """While reads fail: True for one read once ``retry_after`` passed
-        (the others keep skipping Redis while it tries)."""
-        with self._read_lock:
-            now = time.monotonic()
-            if now < self._retry_at:
-                return False
-            self._retry_at = now + self.retry_after
-            return True
+    def _read(self, operation: Callable[[], Any], outage: Optional[Outage] = None) -> Any:
+        """*operation*'s result, through *outage* (default :attr:`outage`).
+
+        :raises BackendUnavailable: when Redis could not (or a moment ago
+            could not) be reached, or answered an error."""
+        try:
+            return (outage or self.outage).call(operation)
+        except Exception as exc:
+            raise BackendUnavailable(f"progress backend unavailable: {exc}") from exc
 
     def counts(self) -> Dict[str, int]:
         now_ms = int(self.clock() * 1000)
         pipe = self.client.pipeline(transaction=False)
         pipe.zremrangebyscore(self._finished_key, "-inf", now_ms)
-        pipe.zcard(self._running_key)
+        pipe.zcount(self._running_key, now_ms - int(STALE_AFTER * 1000), "+inf")
         pipe.zcard(self._finished_key)
-        _, running, finished = pipe.execute()
+        _, running, finished = self._read(pipe.execute)
         return {"running": int(running), "finished": int(finished)}
 
     def recent(self, limit: int = 100) -> List[ProgressEntry]:
         if limit <= 0:
             return []
-        ids = [str(i) for key in (self._running_key, self._finished_key)
-               for i in self.client.zrevrange(key, 0, limit - 1)]
-        if not ids:
-            return []
-        raws = self.client.mget([self.entry_key(i) for i in ids])
-        entries = [_entry(str(raw)) for raw in raws if raw is not None]
+
+        def read() -> List[ProgressEntry]:
+            ids = [str(i) for key in (self._running_key, self._finished_key)
+                   for i in self.client.zrevrange(key, 0, limit - 1)]
+            return self._fetch(self.client, ids)
+        entries: List[ProgressEntry] = self._read(read)
         entries.sort(key=lambda entry: entry.started or 0.0, reverse=True)
         return entries[:limit]
 
-
-def _entry(raw: str) -> ProgressEntry:
-    doc = json.loads(raw)
-    return ProgressEntry(**{name: doc.get(name) for name in _FIELDS if name in doc})
+    def _fetch(self, client: redis.Redis, ids: List[str]) -> List[ProgressEntry]:
+        """The entries of those of *ids* Redis has, in one round trip; one
+        nobody wrote for :data:`STALE_AFTER` seconds shows as ended
+        (``aborted``): its process died."""
+        pipe = client.pipeline(transaction=False)
+        for progress_id in ids:
+            pipe.get(self.entry_key(progress_id))
+            pipe.pttl(self.entry_key(progress_id))
+        answers = pipe.execute()
+        entries = []
+        for raw, left_ms in zip(answers[::2], answers[1::2]):
+            if raw is None:
+                continue
+            doc = json.loads(raw)
+            silent = STALE_AFTER + self.ttl - int(left_ms) / 1000
+            if doc.get("state") in RUNNING_STATES and not doc.get("handed") \
+                    and silent >= STALE_AFTER:
+                doc.update(state=ERROR, reason=ABORTED, finished=self.clock() - silent)
+            entries.append(ProgressEntry(**{name: doc.get(name) for name in _FIELDS
+                                            if name in doc}))
+        return entries

@@ -66,6 +66,7 @@ class CoalescingWriter:
         self._refused: Dict[str, None] = {}  # refused keys whose request still runs
         self._urgent = False
         self._closed = False
+        self._closing = threading.Event()  # cuts a pause between retries short
         self._failing = False
         self._idle = threading.Event()
         self._idle.set()
@@ -122,11 +123,12 @@ class CoalescingWriter:
         return self._idle.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is left (waiting at most *timeout*) and stop the thread."""
-        self.flush(timeout)
+        """Write what is left and stop the thread, within *timeout* seconds;
+        what the backend has not taken by then is dropped (and logged)."""
         with self._lock:
             self._closed = True
             self._lock.notify()
+        self._closing.set()
         self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -140,23 +142,28 @@ class CoalescingWriter:
             except Exception:
                 log.warning("progress writer: polling the counters failed", exc_info=True)
             with self._lock:
-                if self._closed and not self._dirty:
-                    return
+                closing = self._closed  # this round is the last
                 batch = list(self._dirty.items())
                 self._dirty.clear()
                 self._urgent = False
                 if not batch:
                     self._idle.set()  # under the lock: a put cannot slip in between
+                    if closing:
+                        return
                     continue
             try:
                 settled = self._flush(batch)
             except Exception as exc:
+                if closing:
+                    log.warning("progress backend unreachable (%s) at close; %d upload(s) "
+                                "unwritten", exc, len(batch))
+                    return
                 self._requeue(batch)
                 if not self._failing:
                     log.warning("progress backend unreachable (%s); keeping the newest "
                                 "state of %d upload(s) and retrying", exc, len(batch))
                     self._failing = True
-                time.sleep(backoff)
+                self._closing.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             if self._failing:
@@ -164,6 +171,8 @@ class CoalescingWriter:
                 self._failing = False
             backoff = self.interval
             self._settle(settled)
+            if closing:
+                return
 
     def _requeue(self, batch: List[Tuple[str, Snapshot]]) -> None:
         with self._lock:
