@@ -21,6 +21,7 @@ import hashlib
 import random
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -35,7 +36,7 @@ from wsgiprogress.resumable.appender import Appender
 from wsgiprogress.resumable.storage import StorageFull, TooManyUploads, UploadBusy, UploadStorage
 from wsgiprogress.resumable.upload import Target, Upload
 
-from redis_support import RedisServer, redis_server
+from redis_support import RedisServer, StallingProxy, redis_server
 from resumable_support import (
     IETF,
     OCTETS,
@@ -397,6 +398,49 @@ def test_redis_stopped_is_503_with_a_reason_then_the_upload_goes_on(
         assert host.calls_of(upload_id) == [("A", sha256(data))]
     finally:
         host.stop()
+
+
+def test_a_stalled_redis_holds_no_worker_behind_upload_requests(
+        redis: RedisServer, tmp_path: Path) -> None:
+    with StallingProxy(redis.port) as proxy:
+        host = Hosts(tmp_path, f"redis://{HOST}:{proxy.port}/0", ("server", "server"))
+        try:
+            port = host.a.start()  # waitress's 4 worker threads
+            url, _ = create(port, 100)
+            proxy.stall()  # Redis takes commands and answers none
+            answers: List[Tuple[int, float]] = []
+            stop = threading.Event()
+
+            def ask() -> None:  # tus clients asking for the offset, again at once
+                while not stop.is_set():
+                    started = time.monotonic()
+                    reply = request(port, "HEAD", url, TUS, timeout=30)
+                    answers.append((reply.status, time.monotonic() - started))
+
+            askers = [threading.Thread(target=ask) for _ in range(8)]
+            for asker in askers:
+                asker.start()
+            plain: List[Tuple[int, float]] = []
+            try:
+                # the first calls wait for their timeout; then Redis is known away
+                wait_until(lambda: answers, timeout=15)
+                for n in range(10):
+                    started = time.monotonic()
+                    reply = request(port, "POST", f"/plain?X-Progress-ID=stalled-{n:04d}",
+                                    {}, b"x" * 100, timeout=30)
+                    plain.append((reply.status, time.monotonic() - started))
+            finally:
+                stop.set()
+                for asker in askers:
+                    asker.join(30)
+            # the application's requests find a free worker at once
+            assert [status for status, _ in plain] == [200] * 10
+            assert max(seconds for _, seconds in plain) < 1.0, plain
+            # a clear answer each, at once but for the one call a second that tries
+            assert {status for status, _ in answers} == {503}
+            assert sum(seconds < 1.0 for _, seconds in answers) > len(answers) / 2, answers
+        finally:
+            host.stop()
 
 
 def _offset_if_up(port: int, url: str) -> Optional[int]:

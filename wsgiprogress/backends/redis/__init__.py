@@ -81,7 +81,8 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
     # one breaker per pool for the readers of the probe lane: a stalled Redis
     # costs each pool its timeout once a second, not once a request; a slow
     # one that only the probe's short deadline misses leaves the other pool be
-    outage = Outage("mailboxes and the dashboard answer 503, operations run as plain requests")
+    outage = Outage("mailboxes, the dashboard and resumable uploads answer 503, "
+                    "operations run as plain requests")
     reader_outage = Outage("probes answer unknown, monitors 503")
     progress = RedisProgressStore(client, reader=reader, waiters=waiters, outage=outage,
                                   reader_outage=reader_outage,
@@ -98,7 +99,7 @@ def redis_backend(url: str, waiters: Waiters, store: Mapping[str, Any],
 
     def uploads(directory: str, lock_ttl: float, upload_bounds: Dict[str, Any]) -> RedisUploads:
         return RedisUploads(client, directory, key_prefix=store["key_prefix"],
-                            lock_ttl=lock_ttl, **upload_bounds)
+                            lock_ttl=lock_ttl, outage=outage, **upload_bounds)
     return Backend(progress, lambda: mailbox, [progress.close, wakeups.close, client.close,
                                                probe_pool.disconnect],
                    make_operations=lambda: operations, make_uploads=uploads)

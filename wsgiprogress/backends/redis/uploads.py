@@ -30,7 +30,10 @@ third.
 * Redis unreachable: every call raises
   :class:`~wsgiprogress.resumable.storage.StorageUnavailable`, which the
   protocols answer ``503`` with ``Retry-After``: an upload cannot go on
-  without its record.  Tracked requests that are not uploads go on as ever.
+  without its record.  Calls go through the backend's
+  :class:`~wsgiprogress.backends.redis.outage.Outage`: once one could not
+  reach Redis, the others fail at once for a second instead of holding their
+  request's thread for the socket timeout.  Tracked requests that are not uploads go on as ever.
 
 .. code-block:: python
 
@@ -63,6 +66,7 @@ from ...resumable.storage import (
     reserves,
 )
 from ...resumable.upload import Upload, is_upload_id
+from .outage import Outage, Unreachable
 
 if TYPE_CHECKING:
     import redis
@@ -192,9 +196,10 @@ class RedisUploads(UploadStorage):
     """
 
     def __init__(self, client: redis.Redis, directory: str, *, key_prefix: str,
-                 lock_ttl: float, **bounds: Any) -> None:
+                 lock_ttl: float, outage: Optional[Outage] = None, **bounds: Any) -> None:
         super().__init__(directory, **bounds)
         self.client = client
+        self.outage = Outage() if outage is None else outage
         self.prefix = key_prefix
         self.lock_ttl = lock_ttl
         self._index = key_prefix + "uploads"
@@ -208,11 +213,16 @@ class RedisUploads(UploadStorage):
     def _key(self, upload_id: str) -> str:
         return f"{self.prefix}upload:{upload_id}"
 
-    def _call(self, what: Callable[[], T]) -> T:
+    def _call(self, what: Callable[[], T], breaker: bool = True) -> T:
+        """*what*'s result; through the breaker (:attr:`outage`) unless the
+        caller holds no request (the lock keeper's thread, which tries each
+        time): a stalled Redis then holds a request's thread once a second,
+        not every request's for the socket timeout."""
         try:
-            return what()
-        except RedisError as exc:
-            _UNAVAILABLE.warn(exc)
+            return self.outage.call(what) if breaker else what()
+        except (Unreachable, RedisError) as exc:
+            if not isinstance(exc, Unreachable):  # the breaker logs its own
+                _UNAVAILABLE.warn(exc)
             raise StorageUnavailable("the upload records are unavailable (Redis); "
                                      "retry later") from exc
 
@@ -321,7 +331,7 @@ class RedisUploads(UploadStorage):
 
     def _extend_lock(self, lock: HeldLock) -> bool:
         return bool(int(self._call(lambda: self._extend(
-            keys=[lock.key], args=[lock.token, int(self.lock_ttl * 1000)]))))
+            keys=[lock.key], args=[lock.token, int(self.lock_ttl * 1000)]), breaker=False)))
 
     def close(self) -> None:
         self.keeper.close()
