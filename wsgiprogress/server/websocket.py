@@ -5,7 +5,8 @@ WebSocket
 With ``websocket`` on, a WebSocket upgrade of the probe or a mailbox URL is
 answered by the server itself: :class:`WebSocketPolicy` checks the Origin
 (cross-site WebSocket hijacking), lets wsproto judge the handshake (400, or
-426 with ``Sec-WebSocket-Version: 13``), registers a waiter (503 beyond
+426 with ``Sec-WebSocket-Version: 13``, ``Upgrade: websocket`` and
+``Connection: upgrade``), registers a waiter (503 beyond
 ``max_waiters``), writes the 101 and hands the connection to a
 :class:`WebSocketSession`, which lives on the I/O loop with no thread:
 
@@ -120,6 +121,8 @@ class WebSocketPolicy:
             code = getattr(hint, "status_code", 400)
             headers = [(k.decode("latin-1"), v.decode("latin-1"))
                        for k, v in getattr(hint, "headers", ())]
+            if code == http.HTTPStatus.UPGRADE_REQUIRED:  # the task adds the hop-by-hop ones
+                task.upgrade_required = "websocket"
             return plain(start_response, f"{code} {http.HTTPStatus(code).phrase}",
                          f"not a WebSocket handshake: {exc}", headers)
         key = dict(request.extra_headers).get(b"sec-websocket-key", b"")
