@@ -181,7 +181,7 @@ class WebSocketSession:
         channel = self.channel
         with self.lock:  # a close from going_away() comes after the 101
             self.connection = connection
-            channel.websocket = self  # before the 101: the client may be told
+            channel.websocket = self  # before the 101: a stop that missed it sees stopping
             channel.received = self.received  # instead of waitress's HTTP parser
             channel.write_soon(accepted)
             if self.loop.stopping:
