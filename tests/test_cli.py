@@ -309,6 +309,4 @@ def test_cli_help_describes_every_option_briefly(capsys: pytest.CaptureFixture[s
 @pytest.fixture(autouse=True)
 def _tests_importable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.syspath_prepend(str(TESTS))
-    sigterm = signal.getsignal(signal.SIGTERM)
     yield
-    signal.signal(signal.SIGTERM, sigterm)  # run() installs its own handler

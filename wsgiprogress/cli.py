@@ -26,7 +26,6 @@ import argparse
 import importlib
 import logging
 import os
-import signal
 import sys
 import sysconfig
 import traceback
@@ -259,10 +258,9 @@ def run(argv: Sequence[str] = sys.argv, _serve: Callable[..., Any] = serve) -> i
               "application: name the callable that takes (environ, start_response)",
               file=sys.stderr)
         return 2
-    # the CLI owns the process: show waitress's "Serving on" and our warnings,
-    # and shut down cleanly on SIGTERM (systemd, containers) as on Ctrl-C
+    # the CLI owns the process: show waitress's "Serving on" and our warnings
+    # (serve() shuts down cleanly on SIGTERM as on Ctrl-C)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s:%(message)s")
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         _serve(app, **settings)
     except ConfigurationError as exc:  # what only opening the backend finds out
@@ -328,10 +326,6 @@ def _lower_first(text: str) -> str:
 def _flag(name: str) -> str:
     """Setting names as the command line spells them."""
     return "--" + name.replace("_", "-")
-
-
-def _exit_on_signal(signum: int, frame: Any) -> None:
-    raise SystemExit(0)  # waitress's run() shuts its threads down on SystemExit
 
 
 def main(argv: Optional[List[str]] = None) -> None:

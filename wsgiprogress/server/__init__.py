@@ -45,9 +45,12 @@ the middleware sees that the server counts and stands aside.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+import signal
+import threading
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import waitress
 from waitress.adjustments import Adjustments, aslist
@@ -317,14 +320,37 @@ def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None
 
 
 def serve(app: WSGIApplication, **settings: Any) -> None:
-    """Serve *app* until interrupted; see :func:`create_server`."""
+    """Serve *app* until Ctrl-C or SIGTERM (systemd, containers), which stop
+    it alike: WebSocket sessions close with 1001, waitress's threads stop;
+    see :func:`create_server`.  SIGTERM is taken only from the main thread
+    and when nothing else handles it."""
     logging.basicConfig()  # idempotent; waitress's own serve() does the same
     server = create_server(app, **settings)
     print_listen(server, "Serving on http://{}:{}")
+    with _sigterm_as_exit():
+        try:
+            server.run()
+        finally:
+            server.progress_front.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises :class:`SystemExit` meanwhile, as Ctrl-C raises
+    :class:`KeyboardInterrupt`: waitress's ``run()`` shuts down on both."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        server.run()
+        yield
     finally:
-        server.progress_front.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def serve_paste(app: WSGIApplication, global_conf: Optional[Dict[str, str]] = None,

@@ -9,7 +9,10 @@ is the same loop with two things a parked request needs
 and one heap of timers for every deadline and heartbeat
 (:meth:`Loop.call_at`), which shortens the poll's timeout to the next one.
 It also runs periodic work (:meth:`Loop.every`), such as shedding slow clients.
-The server runs it in place of waitress's loop (``server.asyncore``).
+The server runs it in place of waitress's loop (``server.asyncore``).  When
+Ctrl-C or SIGTERM stops it, the connections with a last word (WebSocket
+sessions: close 1001) get up to :data:`GOODBYE_TIME` to send it
+(:meth:`Loop.say_goodbye`) before waitress's ``run()`` shuts down as before.
 
 With ``asyncore_use_poll`` on Linux it polls with one lasting ``epoll``
 instead of waitress's ``poll2``, which builds a new poll set from every
@@ -53,6 +56,9 @@ Timer = List[Any]
 ACCEPT_BURST = 64
 #: Calls handed to the loop that it runs in one turn at most.
 READY_BURST = 64
+#: Seconds that the connections with a last word get, all together, to send
+#: it once the loop stopped (:meth:`Loop.say_goodbye`).
+GOODBYE_TIME = 1.0
 _READ = select.POLLIN | select.POLLPRI
 _WRITE = select.POLLOUT
 
@@ -79,6 +85,8 @@ class Loop:
         self._epoll: Optional[Any] = None
         self._interest: Dict[int, Tuple[Any, int]] = {}  # fd -> (dispatcher, events)
         self._quiet: Dict[int, Any] = {}  # fd -> the quiet dispatcher on it
+        #: True once the loop stopped (:meth:`say_goodbye`).
+        self.stopping = False
 
     def on_loop(self) -> bool:
         """True on the thread that runs the loop."""
@@ -168,9 +176,35 @@ class Loop:
             while map:
                 poll(self._timeout(timeout), map)
                 self._after_poll()
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM: waitress's run() goes on
+            self.say_goodbye(map)
+            raise
         finally:
             if self._epoll is not None:
                 self._epoll.close()
+
+    def say_goodbye(self, map: Dict[int, Any], within: float = GOODBYE_TIME) -> None:
+        """The loop stopped: each connection with a WebSocket session (its
+        ``websocket``) has it queue a close 1001 (``going_away(deadline)``)
+        and gets its output flushed, polled here on the loop's thread, until
+        it closes or *within* seconds passed for all of them; the rest is
+        left to the process's exit.  Nothing else runs: no calls handed
+        over, no timers."""
+        self.stopping = True  # a session that opens now closes at once
+        deadline = time.monotonic() + within
+        leaving = {fd: obj for fd, obj in list(map.items())
+                   if getattr(obj, "websocket", None) is not None}
+        for obj in leaving.values():
+            obj.websocket.going_away(deadline)
+        poll = wasyncore.poll2 if hasattr(select, "poll") else wasyncore.poll
+        while leaving:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("shutdown: %d connection(s) took their goodbye no further "
+                            "in %.1f s", len(leaving), within)
+                return
+            poll(left, leaving)
+            leaving = {fd: obj for fd, obj in leaving.items() if map.get(fd) is obj}
 
     def _poll_epoll(self, timeout: float, map: Dict[int, Any]) -> None:
         """waitress's ``poll2``, with a lasting epoll and quiet connections skipped."""

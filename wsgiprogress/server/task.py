@@ -44,6 +44,10 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
     send_window: Optional[SendWindow] = None
     #: The response of a parked request, iterated again at each step.
     waiting: Optional[WaitingResponse] = None
+    #: The protocol a ``426 Upgrade Required`` names: its head gets
+    #: ``Upgrade`` and ``Connection: upgrade`` (RFC 9110 §15.5.22, §7.8),
+    #: hop-by-hop headers that waitress refuses from an application.
+    upgrade_required: Optional[str] = None
 
     def __init__(self, channel: Any, request: Any) -> None:
         super().__init__(channel, request)
@@ -157,6 +161,9 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
                 raise
 
     def build_response_header(self) -> bytes:
+        if self.upgrade_required is not None:
+            self.response_headers.extend([("Upgrade", self.upgrade_required),
+                                          ("Connection", "upgrade")])
         made = HEADS.head(self.version, self.request.headers.get("CONNECTION", ""),
                           self.status, self.response_headers, self.channel.server.adj.ident)
         if made is None:  # a body of unknown length: waitress's own way

@@ -5,7 +5,8 @@ WebSocket
 With ``websocket`` on, a WebSocket upgrade of the probe or a mailbox URL is
 answered by the server itself: :class:`WebSocketPolicy` checks the Origin
 (cross-site WebSocket hijacking), lets wsproto judge the handshake (400, or
-426 with ``Sec-WebSocket-Version: 13``), registers a waiter (503 beyond
+426 with ``Sec-WebSocket-Version: 13``, ``Upgrade: websocket`` and
+``Connection: upgrade``), registers a waiter (503 beyond
 ``max_waiters``), writes the 101 and hands the connection to a
 :class:`WebSocketSession`, which lives on the I/O loop with no thread:
 
@@ -16,6 +17,10 @@ answered by the server itself: :class:`WebSocketPolicy` checks the Origin
   feed has now — on the loop, or on the probe lane when the stores may block;
 * one timer pings a quiet client every ``websocket_ping`` seconds and closes
   one that said nothing for ``websocket_idle_timeout`` (1001);
+* when the server stops (Ctrl-C, SIGTERM), every session closes with 1001
+  after what was queued for it, flushed for up to a second for all of them
+  together (:meth:`WebSocketSession.going_away`,
+  :meth:`~wsgiprogress.server.loop.Loop.say_goodbye`);
 * a backlog goes out in batches as the client reads them (over half of
   ``websocket_max_queued`` waiting: the next batch once it drained); news for
   a client with more than ``websocket_max_queued`` bytes still unread closes
@@ -64,6 +69,10 @@ if TYPE_CHECKING:
     from ..waiters import Waiters
     from ..web.sockets import SocketFeed
     from .loop import Timer
+
+
+#: The close of every session when the server stops (RFC 6455 §7.4.1).
+GOING_AWAY = (1001, "server shutting down")
 
 
 def request_head(request: Any) -> bytes:
@@ -120,6 +129,8 @@ class WebSocketPolicy:
             code = getattr(hint, "status_code", 400)
             headers = [(k.decode("latin-1"), v.decode("latin-1"))
                        for k, v in getattr(hint, "headers", ())]
+            if code == http.HTTPStatus.UPGRADE_REQUIRED:  # the task adds the hop-by-hop ones
+                task.upgrade_required = "websocket"
             return plain(start_response, f"{code} {http.HTTPStatus(code).phrase}",
                          f"not a WebSocket handshake: {exc}", headers)
         key = dict(request.extra_headers).get(b"sec-websocket-key", b"")
@@ -164,12 +175,17 @@ class WebSocketSession:
         self.heard = self.said = time.monotonic()
 
     def open(self, connection: Connection, accepted: bytes) -> None:
-        """The 101 goes out; from now on the channel's bytes are WebSocket frames."""
-        self.connection = connection
+        """The 101 goes out; from now on the channel's bytes are WebSocket frames.
+        Once the server stops (:meth:`going_away` may have missed this
+        session), its close 1001 follows the 101 at once."""
         channel = self.channel
-        channel.write_soon(accepted)
-        channel.websocket = self
-        channel.received = self.received  # instead of waitress's HTTP parser
+        with self.lock:  # a close from going_away() comes after the 101
+            self.connection = connection
+            channel.websocket = self  # before the 101: a stop that missed it sees stopping
+            channel.received = self.received  # instead of waitress's HTTP parser
+            channel.write_soon(accepted)
+            if self.loop.stopping:
+                self._queue_close(*GOING_AWAY)
         self.loop.call_soon(self._start)
 
     def _start(self) -> None:
@@ -332,16 +348,31 @@ class WebSocketSession:
         """Send a close (or answer the client's) and close the connection
         once it is flushed."""
         with self.lock:
-            if not self.closed:
-                self.closed = True
-                try:
-                    self.channel.write_soon(self.connection.send(CloseConnection(code, reason)))
-                except Exception:  # wsproto: already closed; waitress: client gone
-                    pass
-                self.channel.close_when_flushed = True
+            self._queue_close(code, reason)
         self._release()
         if not self.loop.on_loop():
             self.loop.call_soon(self._release)  # and the poll wakes to close it
+
+    def going_away(self, deadline: float) -> None:
+        """The server stops (its loop stopped, on this thread): close 1001
+        after what is queued.  A thread that holds the session (the lane
+        writing, waiting for a loop that no longer flushes) is waited for
+        until *deadline* (``time.monotonic``) at most."""
+        if self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            try:
+                self._queue_close(*GOING_AWAY)
+            finally:
+                self.lock.release()
+        self._release()
+
+    def _queue_close(self, code: int, reason: str) -> None:
+        if not self.closed:  # with the lock held
+            self.closed = True
+            try:
+                self.channel.write_soon(self.connection.send(CloseConnection(code, reason)))
+            except Exception:  # wsproto: already closed; waitress: client gone
+                pass
+            self.channel.close_when_flushed = True
 
     def connection_lost(self) -> None:
         """The channel closed: let go of it (it refers to this session)."""
