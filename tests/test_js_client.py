@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import subprocess
+import time
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -376,6 +378,91 @@ def test_a_page_whose_on_progress_throws_still_follows_its_upload() -> None:
     assert [e for e in job["events"] if e[0] in ("done", "error")] == \
         [["done", "done", 100, 200]], job["events"]
     assert job["uncaught"] >= 4
+
+
+# -- the probe's own HTTP errors: a refusal is final, the rest is retried -------
+
+def answer(status: int, **headers: str) -> Dict[str, Any]:
+    """A probe answer of *status* that is not the probe's JSON (see the harness)."""
+    return {"http": status, "headers": headers, "text": "refused\n"}
+
+
+def track(**scenario: Any) -> Dict[str, Any]:
+    """track() alone in the harness's fake browser, polled every millisecond."""
+    scenario["options"] = dict({"interval": 1, "id": "client-test-track-0001"},
+                               **scenario.get("options", {}))
+    result: Dict[str, Any] = call("track", scenario)
+    return result
+
+
+def gets(job: Dict[str, Any]) -> int:
+    return [method for method, _ in job["requests"]].count("GET")
+
+
+@pytest.mark.parametrize("status", [403, 400, 404, 405, 401])
+def test_a_probe_that_refuses_ends_track_at_once_with_its_status(status: int) -> None:
+    # 403: the authorize hook says no; 400: a malformed ID; 404, 405: a wrong
+    # url. Asking again gives the same answer: no retries, and not "network"
+    job = track(probes=[UPLOADING_HALF, answer(status)])
+    assert job["events"] == [["progress", "uploading", None], ["error", "refused", status]]
+    assert gets(job) == 2
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
+def test_a_probe_that_may_answer_later_is_asked_again(status: int) -> None:
+    # a restarting server, a proxy's timeout, too many requests: polling goes on
+    job = track(probes=[answer(status), answer(status), native("done", status=200)])
+    assert job["events"] == [["progress", "done", 200], ["done", "done", 100, 200]]
+    assert gets(job) == 3
+    # maxErrors of them in a row end it as before, with the last status heard
+    job = track(probes=[answer(status)])
+    assert job["events"] == [["error", "network", status]] and gets(job) == 5
+
+
+@pytest.mark.parametrize("status, retry_after, at_least", [
+    pytest.param(503, "1", 1000, id="503-seconds"),
+    pytest.param(429, "1", 1000, id="429-seconds"),
+    pytest.param(503, "date+2", 900, id="503-http-date"),
+    pytest.param(503, "soon", 0, id="unreadable"),
+    pytest.param(500, "1", 0, id="not-for-500"),
+])
+def test_retry_after_is_honoured_for_429_and_503(status: int, retry_after: str,
+                                                 at_least: int) -> None:
+    if retry_after == "date+2":  # an HTTP date, whole seconds: 1 to 2 s ahead
+        retry_after = formatdate(time.time() + 2, usegmt=True)
+    job = track(probes=[answer(status, **{"Retry-After": retry_after}), native("done")])
+    assert job["events"][-1][0] == "done", job["events"]
+    first, second = job["sentAt"]
+    assert at_least <= second - first < at_least + 1000, job["sentAt"]
+
+
+@pytest.mark.parametrize("probes", [
+    pytest.param([answer(403)], id="never-seen"),
+    pytest.param([UPLOADING_HALF, UPLOADING_HALF, answer(403)], id="seen-then-refused"),
+])
+@pytest.mark.parametrize("status, ending", [
+    pytest.param(200, ["done", "done", 100, 200], id="saved"),
+    pytest.param(413, ["error", "unknown", 413], id="refused-by-the-app"),
+])
+def test_an_upload_whose_probe_refuses_ends_with_its_own_answer(
+        probes: List[Dict[str, Any]], status: int, ending: List[Any]) -> None:
+    # the probe refuses while the upload is still being sent (300 ms): polling
+    # stops, and the upload's answer, not the probe, says how it ended
+    job = upload(form=f"{PAGE}/upload", uploadAfterMs=300, probes=probes,
+                 upload={"status": status, "responseText": "ok"})
+    ends = [e for e in job["events"] if e[0] in ("done", "error")]
+    assert ends == [ending], job["events"]
+    assert job["events"].index(["answered", status]) < job["events"].index(ending)
+    assert gets(job) == len(probes)
+
+
+def test_a_probe_that_refuses_after_the_answer_ends_the_upload_with_it() -> None:
+    # answered while the probe said "uploading" (its "done" not yet polled),
+    # then the probe refuses: the answer ends it at once
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1,
+                 probes=[UPLOADING_HALF, UPLOADING_HALF, answer(403)], upload={"status": 201})
+    assert job["events"][-2:] == [["progress", "uploading", None], ["done", "done", 100, 201]]
+    assert gets(job) == 3
 
 
 def test_the_page_may_give_the_id() -> None:

@@ -1,14 +1,16 @@
 """The JS client (wsgiprogress/static/progress.js) in headless Chromium
 against our server: its stop conditions hold when the server pushes
 progress (EventSource) as when it polls, an upload the server did not track
-ends with its answer, attach() keeps what a form without an action posts
-to, and a form with a field named "action" is uploaded where it says.
+ends with its answer, and so does one whose probe the authorize hook
+refuses, attach() keeps what a form without an action posts to, and a form
+with a field named "action" is uploaded where it says.
 Fails (never skips) without Chromium, as ``test_browser.py`` does."""
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, List
 from urllib.parse import parse_qs
 
 from selenium.webdriver.common.by import By
@@ -32,6 +34,15 @@ window.EventSource = function (url) { window.streams.push(url); return new Nativ
 </script>
 </body></html>
 """
+
+# upload() of a FormData (note: arguments[0]) to /upload, polled every
+# arguments[1] ms; window.ended hears how it ended
+UPLOAD = """
+var data = new FormData();
+data.append("note", arguments[0]);
+window.job = WSGIProgress.upload(data, {action: "/upload", interval: arguments[1],
+  onDone: function (p) { window.ended = ["done", p.status]; },
+  onError: function (p) { window.ended = ["error", p.reason, p.status]; }});"""
 
 
 def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -95,18 +106,48 @@ def test_an_upload_the_store_had_no_room_for_ends_with_its_answer(tmp_path: Path
         try:
             wait_until(lambda: probe(port, "holds-the-slot-01")["state"] == "uploading")
             browser.get(f"http://{HOST}:{port}/")
-            browser.execute_script("""
-                var data = new FormData();
-                data.append("note", "untracked");
-                window.job = WSGIProgress.upload(data, {action: "/upload", interval: 100,
-                  onDone: function (p) { window.ended = ["done", p.status]; },
-                  onError: function (p) { window.ended = ["error", p.reason, p.status]; }});""")
+            browser.execute_script(UPLOAD, "untracked", 100)
             ended = wait_for(browser, "return window.ended", deadline=10)
             progress_id = browser.execute_script("return window.job.id")
             assert probe(port, progress_id)["state"] == "unknown"  # untracked indeed
         finally:
             holder.join(30)
     assert ended == ["done", 200]
+
+
+def test_an_upload_whose_probe_is_refused_ends_with_its_answer(tmp_path: Path) -> None:
+    # the authorize hook refuses the page's probe (403) while the upload itself
+    # is accepted and held until the test lets it go: the refusal stops the
+    # probing (the stream, then one poll) without ending anything, and the
+    # upload's answer ends it, never as "network"
+    asked: List[str] = []
+    release = threading.Event()
+
+    def authorize(environ: Dict[str, Any], progress_id: str, action: str) -> bool:
+        asked.append(action)
+        return action != "progress"
+
+    def held(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] == "POST":
+            release.wait(10)
+        return app(environ, start_response)
+
+    with running(held, authorize=authorize) as (_, port), \
+            chrome(tmp_path / "p") as browser:
+        browser.get(f"http://{HOST}:{port}/")
+        browser.execute_script(UPLOAD, "refused probe", 50)
+        wait_until(lambda: asked.count("progress") >= 2)  # the stream, then a poll
+        # the old client retried for 50 + 100 + 150 + 200 ms and then gave up
+        ending = time.monotonic() + 1.5
+        while time.monotonic() < ending and not browser.execute_script("return window.ended"):
+            time.sleep(0.05)
+        before = browser.execute_script("return window.ended")
+        release.set()
+        ended = wait_for(browser, "return window.ended", deadline=10)
+        streams = browser.execute_script("return window.streams")
+    assert before is None  # nothing ended while the upload was still held
+    assert ended == ["done", 200]
+    assert len(streams) == 1 and asked.count("progress") == 2  # no polling after the refusal
 
 
 def test_a_form_with_a_field_named_action_is_uploaded_to_its_action(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@
 //                                            successive answers through the estimator
 //   {"call": "upload", "args": [scenario]}   upload() against a fake XMLHttpRequest
 //                                            (see uploadScenario below)
+//   {"call": "track", "args": [scenario]}    track() alone in the same fake browser
 //   "crypto": "none" | "getRandomValues" | "randomUUID" | "msCrypto"
 //                                            what globalThis.crypto offers (default: Node's;
 //                                            msCrypto: none, but IE 11's msCrypto)
@@ -49,8 +50,11 @@ function setCrypto(offer) {
  *   options    upload's options; "bar": true and "text": true give fake
  *              elements; onProgress, onDone and onError are recorded unless
  *              "callbacks" is false
- *   probes     the probe's successive JSON answers (the last one repeats)
+ *   probes     the probe's successive JSON answers (the last one repeats); one
+ *              {"http": status, "headers": {...}, "text": body} is an answer
+ *              of that status instead (an error, a refusal)
  *   uploadAfter  the upload is answered after this many probe answers
+ *   uploadAfterMs  and not before this many ms after it was sent
  *   upload     the upload's answer: {status, responseText, redirectTo (the URL
  *              a redirect led to: xhr.responseURL), error (a network error)}
  *   cancelAfter  the page calls job.cancel() after this many probe answers;
@@ -59,13 +63,17 @@ function setCrypto(offer) {
  *   throwing   the page's onProgress throws after it is recorded; what is
  *              thrown out of an XHR's listeners is counted in "uncaught"
  *
- * The result: requests [[method, url]], events in order (["progress", state,
+ *   track      call track(options.id) alone instead: nothing is posted
+ *
+ * The result: requests [[method, url]] (and when each was sent, "sentAt",
+ * in ms from the start), events in order (["progress", state,
  * status], ["done", state, percent, status], ["error", reason, status],
  * ["answered", status], ["assign", url], ["cancel", ok, status]), assigned
  * URLs, the bar and text.
  */
 function uploadScenario(s) {
-  const log = { requests: [], events: [], assigned: [], uncaught: 0 };
+  const log = { requests: [], sentAt: [], events: [], assigned: [], uncaught: 0 };
+  const started = Date.now();
   const bar = { value: 0, max: 0 };
   const text = { textContent: "" };
   const page = s.page || "http://app.test/page";
@@ -85,6 +93,7 @@ function uploadScenario(s) {
 
   let probeAnswers = 0;
   let pendingUpload = null;
+  let uploadDue = !s.uploadAfterMs;
 
   class FakeXMLHttpRequest {
     constructor() {
@@ -92,15 +101,21 @@ function uploadScenario(s) {
       this.status = 0;
       this.responseText = "";
       this.responseURL = "";
+      this.headers = {};
+    }
+    getResponseHeader(name) {
+      const key = Object.keys(this.headers).find((k) => k.toLowerCase() === name.toLowerCase());
+      return key === undefined ? null : this.headers[key];
     }
     addEventListener(type, listener) { (this.listeners[type] = this.listeners[type] || []).push(listener); }
     open(method, url) { this.method = method; this.url = url; }
     send(body) {
       log.requests.push([this.method, this.url]);
+      log.sentAt.push(Date.now() - started);
       if (this.method === "POST") {
         this.body = body;
         pendingUpload = this;
-        setTimeout(answerUpload, 0);
+        setTimeout(() => { uploadDue = true; answerUpload(); }, s.uploadAfterMs || 0);
       } else if (this.method === "DELETE") {
         setTimeout(() => { this.status = s.cancelStatus || 200; this.fire("load"); }, 0);
       } else {
@@ -120,8 +135,14 @@ function uploadScenario(s) {
     if (probeAnswers >= 200) { return; }  // a scenario that never ends: leave it pending
     const body = s.probes[Math.min(probeAnswers, s.probes.length - 1)];
     probeAnswers += 1;
-    xhr.status = 200;
-    xhr.responseText = s.probeText !== undefined ? s.probeText : JSON.stringify(body);
+    if (typeof body.http === "number") {  // an answer that is not the probe's JSON
+      xhr.status = body.http;
+      xhr.headers = body.headers || {};
+      xhr.responseText = body.text || "";
+    } else {
+      xhr.status = 200;
+      xhr.responseText = s.probeText !== undefined ? s.probeText : JSON.stringify(body);
+    }
     xhr.responseURL = bare(xhr.url);
     xhr.fire("load");
     if (probeAnswers === s.cancelAfter) {
@@ -132,7 +153,7 @@ function uploadScenario(s) {
 
   function answerUpload() {
     const xhr = pendingUpload;
-    if (!xhr || probeAnswers < (s.uploadAfter || 0)) { return; }
+    if (!xhr || !uploadDue || probeAnswers < (s.uploadAfter || 0)) { return; }
     pendingUpload = null;
     const answer = s.upload || {};
     if (answer.error) {
@@ -158,10 +179,17 @@ function uploadScenario(s) {
     options.onDone = (p) => log.events.push(["done", p.state, p.percent, p.status]);
     options.onError = (p) => log.events.push(["error", p.reason, p.status]);
   }
-  const subject = s.form !== undefined ? new FakeForm(s.form) : new FakeFormData();
-  const job = client.upload(subject, options);
-  log.id = job.id;
-  log.sent = job.xhr.body === subject || (job.xhr.body instanceof FakeFormData && job.xhr.body.form === subject);
+  let job = null;
+  if (s.track) {
+    log.id = options.id;
+    client.track(options.id, options);
+  } else {
+    const subject = s.form !== undefined ? new FakeForm(s.form) : new FakeFormData();
+    job = client.upload(subject, options);
+    log.id = job.id;
+    log.sent = job.xhr.body === subject ||
+      (job.xhr.body instanceof FakeFormData && job.xhr.body.form === subject);
+  }
   return new Promise((resolve) => {
     process.once("beforeExit", () => resolve(Object.assign(log, { bar, text })));
   });
@@ -177,7 +205,9 @@ async function run(request) {
       return Object.assign(p, { text: client.describe(p) });
     });
   }
-  if (request.call === "upload") { return uploadScenario(args[0]); }
+  if (request.call === "upload" || request.call === "track") {
+    return uploadScenario(Object.assign({ track: request.call === "track" }, args[0]));
+  }
   if (request.repeat !== undefined) {
     const results = [];
     for (let i = 0; i < request.repeat; i++) { results.push(client[request.call](...args)); }

@@ -150,6 +150,23 @@
     if (text) { text.textContent = describe(p); }
   }
 
+  /* A client error that asking again cannot mend (not 408 Request Timeout,
+     not 429 Too Many Requests). */
+  function isRefusal(status) {
+    return status >= 400 && status < 500 && status !== 408 && status !== 429;
+  }
+
+  /* The ms a 429 or 503 answer asks to wait (Retry-After: seconds or an
+     HTTP date), else 0. */
+  function retryAfter(xhr) {
+    var asks = xhr.status === 429 || xhr.status === 503;
+    var value = asks ? xhr.getResponseHeader("Retry-After") : null;
+    if (!value) { return 0; }
+    var ms = /^\s*\d+\s*$/.test(value) ? 1000 * parseInt(value, 10)
+      : Date.parse(value) - Date.now();
+    return ms > 0 ? ms : 0;
+  }
+
   /* The probe's URL for id: options.url (default /progress), options.idName
      (default X-Progress-ID, as the server's id_name), options.dialect. */
   function probeUrlFor(id, options, extra) {
@@ -164,6 +181,8 @@
    * interval ms, as the server says it only once), maxErrors (5 network
    * errors in a row stop it), push (true: use EventSource when possible),
    * bar, text, onProgress, onDone, onError.  Returns {stop: function}.
+   * A 4xx answer of the probe (not 408 or 429: asking again cannot help)
+   * ends it at once: onError with reason "refused" and the probe's status.
    */
 
   function track(id, options) {
@@ -174,6 +193,7 @@
     var maxErrors = options.maxErrors || 5;
     var estimator = new Estimator();
     var unknown = 0, errors = 0, stopped = false, timer = null, source = null;
+    var lastStatus = null;  // of the last failed poll that was answered
     var unknownTimer = null;
 
     function finish(p) {
@@ -182,7 +202,9 @@
       else if (options.onError) { options.onError(p); }
     }
 
-    function giveUp(reason) { finish({ state: "error", reason: reason, status: null }); }
+    function giveUp(reason, status) {
+      finish({ state: "error", reason: reason, status: status || null });
+    }
 
     /* A stream says "unknown" once, not at every interval: give it the time
        that maxUnknown polls would take. */
@@ -219,21 +241,26 @@
         if (xhr.status === 200) {
           try { data = JSON.parse(xhr.responseText); } catch (e) { data = null; }
         }
-        // not the probe's JSON (an error, a page at a wrong url): a failed poll
-        if (data === null || typeof data !== "object") { return failed(); }
+        if (data === null || typeof data !== "object") {
+          // 403 (authorize), 400, a wrong url's 404 or 405: the same next time
+          if (isRefusal(xhr.status)) { return giveUp("refused", xhr.status); }
+          // 5xx (a restarting server), 408, 429, a page at a wrong url: again later
+          lastStatus = xhr.status === 200 ? null : xhr.status;
+          return failed(retryAfter(xhr));
+        }
         errors = 0;
         // the next poll first: a page's callback that throws stops nothing
         timer = setTimeout(poll, interval);
         handle(data);
       };
-      xhr.onerror = failed;
+      xhr.onerror = function () { lastStatus = null; failed(0); };
       xhr.send();
     }
 
-    function failed() {
+    function failed(wait) {
       errors += 1;
-      if (errors >= maxErrors) { giveUp("network"); }
-      else if (!stopped) { timer = setTimeout(poll, interval * errors); }
+      if (errors >= maxErrors) { giveUp("network", lastStatus); }
+      else if (!stopped) { timer = setTimeout(poll, Math.max(interval * errors, wait)); }
     }
 
     function stop() {
@@ -295,7 +322,8 @@
    * follow).  Returns {id, xhr, tracker, cancel}: cancel(done) asks the
    * server to stop the upload (see cancel; options.token), and onError then
    * hears reason "cancelled" (unless the upload was answered with a success
-   * first: a cancel too late leaves it done).
+   * first: a cancel too late leaves it done).  A probe that refuses (track's
+   * "refused") is asked no more, and the upload's answer ends it.
    *
    * follow (default: true for a <form>, false for FormData): when the server
    * answered the upload with a redirect (Post/Redirect/Get: the XHR's final
@@ -313,7 +341,7 @@
     var follow = options.follow === undefined ? isForm : !!options.follow;
     var target = withId(action, id, options.idName);
     var loaded = false, redirected = false, settled = false, navigated = false, last = null;
-    var cancelled = false, seen = false;
+    var cancelled = false, seen = false, refused = false;
 
     // track's callbacks, watched: did the probe see a redirect, has it ended?
     var watched = {};
@@ -337,6 +365,12 @@
       if (p.reason === "unknown" && !loaded) {
         // not seen yet, the upload still going: its answer will tell (endUnseen)
         tracker = track(id, watched);
+        return;
+      }
+      if (p.reason === "refused") {
+        // the probe will tell nothing (authorize, a wrong url): the answer will
+        refused = true;
+        if (loaded) { endWithAnswer(); }
         return;
       }
       settled = true;
@@ -365,11 +399,14 @@
 
     var tracker = track(id, watched);
 
-    /* Answered, and the probe has not seen the upload: the server did not
-       track it (a buffering proxy in front, a full store) and never will, so
-       its answer ends it, status and all; reason "unknown" if it failed. */
-    function endUnseen() {
-      if (seen || settled || navigated) { return; }
+    /* Answered, and the probe will not tell how it ended: the server did not
+       track it (a buffering proxy in front, a full store) and never will, or
+       the probe refused to tell (endWithAnswer).  Its answer ends it, status
+       and all; reason "unknown" if it failed. */
+    function endUnseen() { if (!seen) { endWithAnswer(); } }
+
+    function endWithAnswer() {
+      if (settled || navigated) { return; }
       tracker.stop();
       var p = normalize({ state: xhr.status < 400 ? "done" : "error", status: xhr.status,
         reason: xhr.status < 400 ? null : "unknown" });
@@ -395,8 +432,9 @@
         return;
       }
       navigate();
+      if (refused) { endWithAnswer(); }
       // a probe answer on its way may still tell of it
-      if (!seen) { setTimeout(endUnseen, 3 * (options.interval || INTERVAL)); }
+      else if (!seen) { setTimeout(endUnseen, 3 * (options.interval || INTERVAL)); }
     });
     xhr.onerror = function () { fail(cancelled ? "cancelled" : "network"); };
     xhr.send(data);
