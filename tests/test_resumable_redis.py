@@ -36,7 +36,7 @@ from wsgiprogress.resumable.appender import Appender
 from wsgiprogress.resumable.storage import StorageFull, TooManyUploads, UploadBusy, UploadStorage
 from wsgiprogress.resumable.upload import Target, Upload
 
-from redis_support import RedisServer, StallingProxy, redis_server
+from redis_support import HoldingProxy, RedisServer, StallingProxy, redis_server
 from resumable_support import (
     IETF,
     OCTETS,
@@ -534,6 +534,36 @@ def test_a_claim_redis_refused_is_never_read_or_cancelled_where_it_runs(
     finally:
         a.close()
         b.close()
+
+
+def test_a_claim_still_unanswered_shows_the_running_entry_redis_holds(
+        redis: RedisServer) -> None:
+    a = backend_from_url(redis.url).progress
+    # B's writes reach Redis 2 s late (a busy Redis or writer); its reads at once
+    with HoldingProxy(redis.port, b"EVALSHA", 2.0) as proxy:
+        b = backend_from_url(f"redis://{HOST}:{proxy.port}/0").progress
+        try:
+            upload = a.track("held-0001", 100)
+            assert upload is not None
+            upload.add_received(40)
+            assert a.flush()
+            duplicate = b.track("held-0001", 1000)  # an unrelated request with the ID
+            assert duplicate is not None
+            duplicate.add_received(1000)
+            got = b.read("held-0001")  # its claim unanswered past the wait
+            assert got is not None and (got.received, got.size) == (40, 100)
+            # an ID Redis holds for nobody else: the unanswered claim stands
+            alone = b.track("held-0002", 10)
+            assert alone is not None
+            alone.add_received(5)
+            got = b.read("held-0002")
+            assert got is not None and (got.received, got.size) == (5, 10)
+            upload.finish()
+            duplicate.finish()
+            alone.finish()
+        finally:
+            a.close()
+            b.close()
 
 
 class Watch:

@@ -247,9 +247,19 @@ class RedisProgressStore(ProgressStore):
         """False once Redis refused *tracker*'s claim: a request of another
         process holds the ID, and its entry is what Redis has.  Until the
         claim's first write comes back (a few milliseconds after :meth:`begin`)
-        this waits for it, at most :data:`CLAIM_WAIT` seconds; a claim Redis
-        could not answer (an outage) stands, so local counters still show."""
-        return self.writer.claimed(str(tracker.token), CLAIM_WAIT) is not False
+        this waits for it, at most :data:`CLAIM_WAIT` seconds.  Still
+        unanswered (a writer slower than that, or Redis away): False while
+        Redis holds another request's running entry, which would refuse the
+        claim; else (or Redis away) the claim stands, so local counters show."""
+        answer = self.writer.claimed(str(tracker.token), CLAIM_WAIT)
+        if answer is not None:
+            return answer
+        try:
+            docs = self._read(lambda: self._docs(self.reader, [tracker.id]), self.reader_outage)
+        except BackendUnavailable:
+            return True
+        return not any(doc.get("token") != str(tracker.token)
+                       and doc.get("state") in RUNNING_STATES for doc in docs)
 
     def _poll(self) -> None:
         """On the writer's thread, once a round (``interval``): the counters of
@@ -359,15 +369,20 @@ class RedisProgressStore(ProgressStore):
         return entries[:limit]
 
     def _fetch(self, client: redis.Redis, ids: List[str]) -> List[ProgressEntry]:
-        """The entries of those of *ids* Redis has, in one round trip; one
-        nobody wrote for :data:`STALE_AFTER` seconds shows as ended
+        """The entries of those of *ids* Redis has, in one round trip (:meth:`_docs`)."""
+        return [ProgressEntry(**{name: doc[name] for name in _FIELDS if name in doc})
+                for doc in self._docs(client, ids)]
+
+    def _docs(self, client: redis.Redis, ids: List[str]) -> List[Dict[str, Any]]:
+        """The stored documents of those of *ids* Redis has, in one round
+        trip; one nobody wrote for :data:`STALE_AFTER` seconds shows as ended
         (``aborted``): its process died."""
         pipe = client.pipeline(transaction=False)
         for progress_id in ids:
             pipe.get(self.entry_key(progress_id))
             pipe.pttl(self.entry_key(progress_id))
         answers = pipe.execute()
-        entries = []
+        docs = []
         for raw, left_ms in zip(answers[::2], answers[1::2]):
             if raw is None:
                 continue
@@ -376,6 +391,5 @@ class RedisProgressStore(ProgressStore):
             if doc.get("state") in RUNNING_STATES and not doc.get("handed") \
                     and silent >= STALE_AFTER:
                 doc.update(state=ERROR, reason=ABORTED, finished=self.clock() - silent)
-            entries.append(ProgressEntry(**{name: doc.get(name) for name in _FIELDS
-                                            if name in doc}))
-        return entries
+            docs.append(doc)
+        return docs
