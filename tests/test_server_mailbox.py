@@ -230,6 +230,26 @@ def test_sse_resumes_from_last_event_id() -> None:
         assert events == [f"id: {missed[0]}", "data: m2", f"id: {missed[1]}", "data: m3"]
 
 
+def test_a_last_event_id_of_another_server_resumes_as_an_unknown_cursor() -> None:
+    # a 400 would end the browser's EventSource for good (WHATWG HTML 9.2)
+    with running(app, mailbox=True) as (server, port):
+        ids = [server.mailbox.post(NAME, f"m{n}")[NAME] for n in range(2)]
+        sock = socket.create_connection((HOST, port), timeout=10)
+        sock.sendall(f"GET /mailbox/{NAME} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n"
+                     "Last-Event-ID: urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427\r\n\r\n"
+                     .encode())
+        events = read_events(sock, 3)
+        sock.close()
+        assert events == ["event: gap", 'data: {"unknown_cursor": true}',
+                          f"id: {ids[0]}", "data: m0", f"id: {ids[1]}", "data: m1"]
+        # a cursor the page's own code gives is still checked
+        conn = HTTPConnection(HOST, port, timeout=10)
+        conn.request("GET", f"/mailbox/{NAME}?transport=sse&last_event_id=urn:uuid:1")
+        refused = conn.getresponse()
+        assert refused.status == 400 and b"Last-Event-ID" in refused.read()
+        conn.close()
+
+
 @pytest.mark.parametrize("path", [f"/mailbox/{NAME}?transport=sse",
                                   "/progress?X-Progress-ID=abcdabcdabcdabcd&transport=sse"])
 def test_head_of_an_event_stream_is_its_headers_without_a_stream(path: str) -> None:

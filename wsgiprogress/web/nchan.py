@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 #: The WebSocket subprotocol of Nchan's subscribers.
 SUBPROTOCOL = "ws+meta.nchan"
 CONTENT_TYPE = "text/plain; charset=utf-8"
+#: A cursor no mailbox ever issued: a read after it is every kept message and
+#: ``unknown_cursor`` (:func:`~wsgiprogress.mailbox.store.select`).
+UNKNOWN_CURSOR = -1
 
 
 def read_cursor(environ: WSGIEnvironment) -> Optional[int]:
@@ -70,9 +73,22 @@ def message_id(value: Optional[str], what: str) -> Optional[int]:
 def last_event_id(environ: Dict[str, Any], params: Dict[str, str]) -> Optional[int]:
     """Where an event stream or a WebSocket resumes: ``Last-Event-ID``, else
     the ``last_event_id`` query argument (Nchan's and Mercure's, for clients
-    that cannot send the header), else ``after``."""
-    return message_id(environ.get("HTTP_LAST_EVENT_ID") or params.get("last_event_id")
-                      or params.get("after"), "Last-Event-ID")
+    that cannot send the header), else ``after``.
+
+    A header that holds no id of ours is an unknown cursor (every kept
+    message and a gap), not a 400: a browser resends what an earlier stream
+    at this URL set (another server's, say), and a 400 would end its
+    ``EventSource`` for good.
+
+    :raises BadRequest: for a query argument that holds no id of ours.
+    """
+    header = environ.get("HTTP_LAST_EVENT_ID")
+    if header:
+        try:
+            return message_id(header, "Last-Event-ID")
+        except BadRequest:
+            return UNKNOWN_CURSOR
+    return message_id(params.get("last_event_id") or params.get("after"), "Last-Event-ID")
 
 
 def offers_subprotocol(environ: Dict[str, Any]) -> bool:
