@@ -220,7 +220,7 @@ class CountingInput:
         if data:
             tracker = self.tracker
             files = tracker.files
-            if files is not None and not tracker.finished:
+            if files is not None:
                 files.feed(data)
             tracker.add_received(len(data))
         elif size != 0:

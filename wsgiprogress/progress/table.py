@@ -131,24 +131,28 @@ class ProgressTable(ProgressStore):
 
     def update(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         with self._lock:
-            record = self._records.get(progress_id)
-            if record is None or record.token != token or record.state not in RUNNING_STATES \
-                    or isinstance(record, Tracker):
-                return
-            for name, value in fields.items():
-                setattr(record, name, value)
-        self.waiters.wake(progress_id)
+            written = self._assign(progress_id, token, fields)
+        if written:
+            self.waiters.wake(progress_id)
 
     def finish(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> None:
         with self._lock:  # entries are changed and copied only under it
-            record = self._records.get(progress_id)
-            if record is None or record.token != token or record.state not in RUNNING_STATES \
-                    or isinstance(record, Tracker):
-                return
-            for name, value in fields.items():
-                setattr(record, name, value)
-            self._expires(progress_id)
-        self.waiters.wake(progress_id)
+            written = self._assign(progress_id, token, fields)
+            if written:
+                self._expires(progress_id)
+        if written:
+            self.waiters.wake(progress_id)
+
+    def _assign(self, progress_id: str, token: Hashable, fields: Mapping[str, Any]) -> bool:
+        # *fields* into the running record *token* owns (under the lock); a
+        # tracker kept as its entry is written by nobody but its counting
+        record = self._records.get(progress_id)
+        if record is None or isinstance(record, Tracker) or record.token != token \
+                or not record.running:
+            return False
+        for name, value in fields.items():
+            setattr(record, name, value)
+        return True
 
     def end_tracking(self, tracker: Tracker) -> None:
         with self._lock:
