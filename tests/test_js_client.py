@@ -362,9 +362,9 @@ def test_an_unseen_upload_longer_than_max_unknown_still_ends_with_its_answer() -
 
 def test_a_probe_url_that_answers_a_page_ends_as_a_network_error() -> None:
     # a wrong url: the application's HTML page, 200, at every poll; not JSON is
-    # a failed poll, maxErrors of them in a row end it
-    job = upload(form=f"{PAGE}/upload", uploadAfter=1000, probes=[UNKNOWN],
-                 probeText="<!doctype html><title>Home</title>")
+    # a failed poll, maxErrors of them in a row end it (upload(): its answer
+    # does, test_an_upload_whose_probe_keeps_failing_ends_with_its_own_answer)
+    job = track(probes=[UNKNOWN], probeText="<!doctype html><title>Home</title>")
     assert job["events"] == [["error", "network", None]]
     assert [m for m, _ in job["requests"]].count("GET") == 5  # maxErrors
 
@@ -454,6 +454,24 @@ def test_an_upload_whose_probe_refuses_ends_with_its_own_answer(
     assert ends == [ending], job["events"]
     assert job["events"].index(["answered", status]) < job["events"].index(ending)
     assert gets(job) == len(probes)
+
+
+@pytest.mark.parametrize("status, ending", [
+    pytest.param(200, ["done", "done", 100, 200], id="saved"),
+    pytest.param(413, ["error", "unknown", 413], id="refused-by-the-app"),
+])
+def test_an_upload_whose_probe_keeps_failing_ends_with_its_own_answer(
+        status: int, ending: List[Any]) -> None:
+    # the probe answers 503 (a store down, a restarting backend) maxErrors
+    # times while the upload is still being sent (300 ms): progress is lost,
+    # not the upload; its answer, not "network", says how it ended
+    job = upload(form=f"{PAGE}/upload", uploadAfterMs=300,
+                 probes=[UPLOADING_HALF, answer(503)],
+                 upload={"status": status, "responseText": "ok"})
+    ends = [e for e in job["events"] if e[0] in ("done", "error")]
+    assert ends == [ending], job["events"]
+    assert job["events"].index(["answered", status]) < job["events"].index(ending)
+    assert gets(job) == 1 + 5  # maxErrors failed polls, then none
 
 
 def test_a_probe_that_refuses_after_the_answer_ends_the_upload_with_it() -> None:

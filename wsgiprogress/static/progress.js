@@ -322,8 +322,9 @@
    * follow).  Returns {id, xhr, tracker, cancel}: cancel(done) asks the
    * server to stop the upload (see cancel; options.token), and onError then
    * hears reason "cancelled" (unless the upload was answered with a success
-   * first: a cancel too late leaves it done).  A probe that refuses (track's
-   * "refused") is asked no more, and the upload's answer ends it.
+   * first: a cancel too late leaves it done).  A probe that refuses or keeps
+   * failing (track's "refused", "network") is asked no more, and the upload's
+   * answer ends it: onError "network" comes from the upload alone.
    *
    * follow (default: true for a <form>, false for FormData): when the server
    * answered the upload with a redirect (Post/Redirect/Get: the XHR's final
@@ -341,7 +342,7 @@
     var follow = options.follow === undefined ? isForm : !!options.follow;
     var target = withId(action, id, options.idName);
     var loaded = false, redirected = false, settled = false, navigated = false, last = null;
-    var cancelled = false, seen = false, refused = false;
+    var cancelled = false, seen = false, silent = false;
 
     // track's callbacks, watched: did the probe see a redirect, has it ended?
     var watched = {};
@@ -367,9 +368,10 @@
         tracker = track(id, watched);
         return;
       }
-      if (p.reason === "refused") {
-        // the probe will tell nothing (authorize, a wrong url): the answer will
-        refused = true;
+      if (p.reason === "refused" || p.reason === "network") {
+        // the probe will tell nothing (authorize, a wrong url) or could not
+        // (a store down): progress is lost, not the upload; the answer will tell
+        silent = true;
         if (loaded) { endWithAnswer(); }
         return;
       }
@@ -401,7 +403,7 @@
 
     /* Answered, and the probe will not tell how it ended: the server did not
        track it (a buffering proxy in front, a full store) and never will, or
-       the probe refused to tell (endWithAnswer).  Its answer ends it, status
+       the probe refused or failed to tell (endWithAnswer).  Its answer ends it, status
        and all; reason "unknown" if it failed. */
     function endUnseen() { if (!seen) { endWithAnswer(); } }
 
@@ -432,7 +434,7 @@
         return;
       }
       navigate();
-      if (refused) { endWithAnswer(); }
+      if (silent) { endWithAnswer(); }
       // a probe answer on its way may still tell of it
       else if (!seen) { setTimeout(endUnseen, 3 * (options.interval || INTERVAL)); }
     });
