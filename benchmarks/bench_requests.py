@@ -26,7 +26,10 @@ taken apart, each step ÷ bare waitress: a registry of IDs in a locked dict
 (the least any keeper of entries does: a yardstick, not our code); the
 leanest tracking middleware (ID found and checked, claimed in a locked dict,
 the body counted, the status noted, the entry ended at ``close``: the second
-yardstick); the middleware on a POST without an ID (routing and the ID look-up); the store's
+yardstick); the leanest middleware with the features ours has for a plain
+tracked request (expiry, duplicates, capacity, response bytes, waking
+waiting clients, cancel: the third; all three in ``yardsticks.py``); the
+middleware on a POST without an ID (routing and the ID look-up); the store's
 ``track`` and the tracker's ``finish`` alone around the bare application (no
 input or response wrapper); the whole middleware.
 """
@@ -44,6 +47,7 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Tuple
 
 import bench_support
 from bench_support import serve_until_stdin_closes
+from yardsticks import featured, leanest, registry
 
 HOST = "127.0.0.1"
 THREADS = 4
@@ -88,93 +92,6 @@ def spending(seconds: float) -> Callable[..., Iterable[bytes]]:
     return app
 
 
-def registry(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """*app* behind the least any keeper of progress entries does: a locked
-    dict of IDs, bounded, each entry marked done when the application
-    returns (``--decompose``'s yardstick; no feature of ours)."""
-    import collections
-    import threading
-    lock = threading.Lock()
-    entries: "collections.OrderedDict[str, List[Any]]" = collections.OrderedDict()
-
-    def registered(environ: Dict[str, Any],
-                   start_response: Callable[..., Any]) -> Iterable[bytes]:
-        query = environ["QUERY_STRING"]
-        entry = ["starting", environ.get("CONTENT_LENGTH"), 0, time.time()]
-        with lock:
-            if len(entries) >= 10_000:
-                entries.popitem(last=False)
-            entries[query[query.find("=") + 1:]] = entry
-        try:
-            return app(environ, start_response)
-        finally:
-            with lock:
-                entry[0] = "done"
-    return registered
-
-
-def leanest(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """*app* behind the least a tracking middleware can do and still track:
-    find and check the ID, claim it in a locked, bounded dict, count the
-    body the application reads, note the status, end the entry in the
-    response's ``close`` (``--decompose``'s second yardstick: no feature of
-    ours, no response counting, no probe)."""
-    import collections
-    import re
-    import threading
-    lock = threading.Lock()
-    entries: "collections.OrderedDict[str, List[Any]]" = collections.OrderedDict()
-    valid = re.compile(r"[A-Za-z0-9._:-]{8,128}\Z").match
-
-    class Input:
-        __slots__ = ("stream", "entry")
-
-        def __init__(self, stream: Any, entry: List[Any]) -> None:
-            self.stream, self.entry = stream, entry
-
-        def read(self, size: int = -1) -> bytes:
-            data = self.stream.read(size)
-            self.entry[1] += len(data)
-            return data
-
-    class Response:
-        __slots__ = ("iterable", "entry")
-
-        def __init__(self, iterable: Iterable[bytes], entry: List[Any]) -> None:
-            self.iterable, self.entry = iterable, entry
-
-        def __iter__(self) -> Any:
-            return iter(self.iterable)
-
-        def close(self) -> None:
-            self.entry[0] = "done"
-
-    def tracking(environ: Dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
-        query = environ.get("QUERY_STRING", "")
-        at = query.find("X-Progress-ID=")
-        if environ["REQUEST_METHOD"] != "POST" or at < 0:
-            return app(environ, start_response)
-        end = query.find("&", at)
-        progress_id = query[at + 14:] if end < 0 else query[at + 14:end]
-        if not valid(progress_id):
-            return app(environ, start_response)
-        entry = ["starting", 0, environ.get("CONTENT_LENGTH"), None]
-        with lock:
-            if progress_id in entries:
-                return app(environ, start_response)
-            if len(entries) >= 10_000:
-                entries.popitem(last=False)
-            entries[progress_id] = entry
-        environ["wsgi.input"] = Input(environ["wsgi.input"], entry)
-
-        def noting(status: str, headers: Any, exc_info: Any = None) -> Any:
-            entry[3] = status
-            return start_response(status, headers, exc_info)
-        return Response(app(environ, noting), entry)
-    return tracking
-
-
 def track_and_finish(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
     """*app* between the store's ``track`` and the tracker's ``finish``, as
     the middleware calls them, without its wrappers (``--decompose``)."""
@@ -195,7 +112,8 @@ def track_and_finish(app: Callable[..., Iterable[bytes]]) -> Callable[..., Itera
 
 
 #: ``--decompose``'s steps that wrap the bare application on bare waitress
-WRAPPERS = {"registry": registry, "leanest": leanest, "track-and-finish": track_and_finish}
+WRAPPERS = {"registry": registry, "leanest": leanest, "featured": featured,
+            "track-and-finish": track_and_finish}
 
 
 def serve(kind: str) -> None:
@@ -313,6 +231,7 @@ def compare(base: str, ours: str, pairs: int, seconds: int,
 #: ``--decompose``: each step of the middleware's tracked POST, with its request
 STEPS = (("registry", "a locked dict of IDs (yardstick)", TRACKED_POST),
          ("leanest", "the leanest tracking (yardstick)", TRACKED_POST),
+         ("featured", "our features, leanest (yardstick)", TRACKED_POST),
          ("middleware-on-waitress", "the middleware, POST without an ID", UNTRACKED_POST),
          ("track-and-finish", "the store's track and finish alone", TRACKED_POST),
          ("middleware-on-waitress", "the whole middleware, tracked POST", TRACKED_POST))
