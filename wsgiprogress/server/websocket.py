@@ -129,10 +129,15 @@ class WebSocketPolicy:
             code = getattr(hint, "status_code", 400)
             headers = [(k.decode("latin-1"), v.decode("latin-1"))
                        for k, v in getattr(hint, "headers", ())]
+            reason = str(exc)
             if code == http.HTTPStatus.UPGRADE_REQUIRED:  # the task adds the hop-by-hop ones
                 task.upgrade_required = "websocket"
+                version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
+                if version is not None:  # given, not missing as wsproto says
+                    reason = (f"Sec-WebSocket-Version {version[:16]!r} is not 13, "
+                              "the version this server speaks")
             return plain(start_response, f"{code} {http.HTTPStatus(code).phrase}",
-                         f"not a WebSocket handshake: {exc}", headers)
+                         f"not a WebSocket handshake: {reason}", headers)
         key = dict(request.extra_headers).get(b"sec-websocket-key", b"")
         if not valid_key(key.decode("latin-1")):
             return plain(start_response, "400 Bad Request",
