@@ -15,6 +15,7 @@ from flask import Flask
 from pyramid.config import Configurator
 
 from flask_progress import Progress
+from flask_progress import config_key as flask_key
 from wsgiprogress import ConfigurationError, ProgressMiddleware
 from wsgiprogress.cli import run
 from wsgiprogress.paste import filter_app_factory
@@ -40,8 +41,12 @@ class FrontDoor(NamedTuple):
     spell: Spell
     open: Opener
     takes_authorize: bool
+    #: It passes every value on as text (a command line, an ini file).
+    text: bool
 
-
+    def written(self, value: Any) -> Any:
+        """*value* as this door hands it to the settings."""
+        return as_written(value) if self.text else value
 
 
 class Spelled(Dict[str, str]):
@@ -96,7 +101,8 @@ def through_cli(given: Dict[str, Any], capsys: pytest.CaptureFixture[str],
         if isinstance(value, bool):
             argv.append(cli_flag(name) if value else "--no-" + cli_flag(name)[2:])
         else:
-            argv += [cli_flag(name), as_written(value)]
+            # one word, so a value such as "-1" or "--x" stays the option's
+            argv.append(f"{cli_flag(name)}={as_written(value)}")
     served: List[Dict[str, Any]] = []
     code = run([*argv, APP_SPEC], _serve=lambda app, **settings: served.append(settings))
     out, err = capsys.readouterr()
@@ -156,16 +162,12 @@ def pyramid_key(name: str) -> str:
     return "wsgiprogress." + name
 
 
-def flask_key(name: str) -> str:
-    return "PROGRESS_" + name.upper()
-
-
-CLI = pytest.param(FrontDoor(cli_flag, through_cli, False), id="cli")
-SERVER = pytest.param(FrontDoor(same_name, through_server, True), id="create_server")
-MIDDLEWARE = pytest.param(FrontDoor(same_name, through_middleware, True), id="middleware")
-PASTE = pytest.param(FrontDoor(same_name, through_paste, False), id="paste")
-PYRAMID = pytest.param(FrontDoor(pyramid_key, through_pyramid, False), id="pyramid")
-FLASK = pytest.param(FrontDoor(flask_key, through_flask, True), id="flask")
+CLI = pytest.param(FrontDoor(cli_flag, through_cli, False, True), id="cli")
+SERVER = pytest.param(FrontDoor(same_name, through_server, True, False), id="create_server")
+MIDDLEWARE = pytest.param(FrontDoor(same_name, through_middleware, True, False), id="middleware")
+PASTE = pytest.param(FrontDoor(same_name, through_paste, False, True), id="paste")
+PYRAMID = pytest.param(FrontDoor(pyramid_key, through_pyramid, False, True), id="pyramid")
+FLASK = pytest.param(FrontDoor(flask_key, through_flask, True, False), id="flask")
 DOORS = [CLI, SERVER, MIDDLEWARE, PASTE, PYRAMID, FLASK]
 HOOK_DOORS = [door for door in DOORS if door.values[0].takes_authorize]
 

@@ -68,8 +68,10 @@ FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox"
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
 #: WebSocket on our server.
 WEBSOCKET_SETTINGS = scope("websocket")
+#: The scopes only our server reads (the middleware refuses them, saying so).
+SERVER_ONLY = ("server", "websocket")
 #: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
-SERVER_SETTINGS = FRONT_SETTINGS + scope("server") + WEBSOCKET_SETTINGS
+SERVER_SETTINGS = FRONT_SETTINGS + scope(*SERVER_ONLY)
 
 #: Waiting clients under the middleware, which cannot know the server's threads.
 MIDDLEWARE_WAITERS = 50
@@ -138,6 +140,12 @@ def unknown_setting(name: str, known: Iterable[str], spell: Spell = as_written,
     closest one, else lists them all (when *list_known*); names are shown as
     *spell* writes them."""
     known = sorted(known)
+    setting = _BY_NAME.get(name)
+    if setting is not None and setting.scope in SERVER_ONLY and name not in known:
+        # a setting of ours, for the other front door: no typo to suggest a fix for
+        return ConfigurationError(f"{spell(name)} is read by wsgiprogress's server only, "
+                                  f"never by the middleware: give {name} to "
+                                  "wsgiprogress-serve or serve(), or remove it")
     close = difflib.get_close_matches(name, known, n=1)
     if close:
         hint = f"; did you mean {spell(close[0])!r}?"
@@ -236,6 +244,10 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
             if options[name] != default(name):
                 raise ConfigurationError(f"{spell(name)} configures resumable uploads: set "
                                          f"{spell('resumable_dir')} too")
+    if options["backend"] != "memory://":
+        problem = extras.redis_url_problem(options["backend"])
+        if problem is not None:
+            raise ConfigurationError(f"{spell('backend')}: {problem}")
     if options["per_file"]:
         problem = extras.multipart_problem()
         if problem is not None:
