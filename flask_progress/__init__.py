@@ -158,7 +158,7 @@ class Progress:
         self.blueprint_name = blueprint_name
         self._defaults = {config_key(name): value
                           for name, value in resolve(SETTINGS, options).items()}
-        self._given = frozenset(config_key(name) for name in options)
+        self._given = tuple(config_key(name) for name in options)
         if app is not None:
             self.init_app(app)
 
@@ -183,7 +183,9 @@ class Progress:
             raise ConfigurationError(
                 f"the app {app.name!r} has a blueprint named {self.blueprint_name!r} "
                 "already: pass Progress(blueprint_name=...) with another name")
-        explicit = self._given.union(key for key in app.config if key.startswith(PREFIX))
+        # in the order written, so a refusal names the same key every run
+        explicit = dict.fromkeys([*self._given, *(
+            key for key in app.config if isinstance(key, str) and key.startswith(PREFIX))])
         given = {setting_name(key): app.config.get(key, self._defaults.get(key))
                  for key in explicit}
         # checked before anything opens: a refusal leaves no backend behind
