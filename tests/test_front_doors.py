@@ -43,6 +43,7 @@ class Mistake(NamedTuple):
     fix: Dict[str, Any]
 
 
+OVERLAP = "overlap, so one would answer the other's requests: give them paths apart"
 MISTAKES = [
     pytest.param(Mistake(
         {"publish": True},
@@ -74,6 +75,18 @@ MISTAKES = [
         {"resumable_ttl": 60},
         "{resumable_ttl} configures resumable uploads: set {resumable_dir} too",
         {"resumable_dir": UPLOADS}), id="resumable-setting-without-directory"),
+    pytest.param(Mistake(
+        {"dashboard_url": "/progress", "publish_token": TOKEN},
+        "{progress_url} '/progress' and {dashboard_url} '/progress' " + OVERLAP,
+        {"dashboard_url": "/_dashboard"}), id="dashboard-at-the-probe"),
+    pytest.param(Mistake(
+        {"mailbox": True, "operations": True, "operations_url": "/mailbox/jobs"},
+        "{mailbox_url} '/mailbox' and {operations_url} '/mailbox/jobs' " + OVERLAP,
+        {"operations_url": "/jobs"}), id="monitors-under-the-mailboxes"),
+    pytest.param(Mistake(
+        {"resumable_dir": UPLOADS, "resumable_url": "/progress/", "progress_url": "/progress"},
+        "{progress_url} '/progress' and {resumable_url} '/progress/' " + OVERLAP,
+        {"resumable_url": "/files/"}), id="uploads-at-the-probe"),
 ]
 
 #: Issue 10's mailbox bounds, as given and as the store must hold them.

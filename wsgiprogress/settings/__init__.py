@@ -31,7 +31,17 @@ endpoints, :mod:`wsgiprogress.server.websocket`).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Collection, Dict, Iterable, Mapping, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    Iterable,
+    Iterator,
+    Mapping,
+    Optional,
+    Tuple,
+)
 
 from ..errors import ConfigurationError
 from . import extras
@@ -206,6 +216,51 @@ def check_operations(options: Mapping[str, Any], given: Collection[str],
                                  "be kept")
 
 
+#: What an endpoint answers: the paths it answers exactly, and the prefix of
+#: those it answers under it.
+Paths = Tuple[Tuple[str, ...], Optional[str]]
+
+
+def _overlap(one: Paths, other: Paths) -> bool:
+    (exact, prefix), (other_exact, other_prefix) = one, other
+    under = [(path, other_prefix) for path in exact] + [(path, prefix) for path in other_exact]
+    if prefix is not None and other_prefix is not None:
+        under += [(prefix, other_prefix), (other_prefix, prefix)]
+    return bool(set(exact) & set(other_exact)) or any(
+        start is not None and path.startswith(start) for path, start in under)
+
+
+def _endpoints(options: Mapping[str, Any], mailboxes: bool
+               ) -> Iterator[Tuple[str, Paths]]:
+    """Each endpoint that is on: the setting that places it, the paths it
+    answers exactly and the prefix of those under it, as
+    :meth:`wsgiprogress.web.front.Front.route` matches them."""
+    yield "progress_url", ((options["progress_url"],), None)
+    if options["dashboard_url"] is not None:
+        base = options["dashboard_url"].rstrip("/")
+        yield "dashboard_url", ((options["dashboard_url"], base + "/data"), None)
+    for name, on in (("mailbox_url", mailboxes), ("operations_url", options["operations"]),
+                     ("resumable_url", options["resumable_dir"] is not None)):
+        if on:
+            base = options[name].rstrip("/")
+            yield name, ((base,) if name == "resumable_url" else (), base + "/")
+
+
+def check_paths(options: Mapping[str, Any], mailboxes: bool, spell: Spell = as_written) -> None:
+    """Refuse endpoints whose paths overlap: the one routed first would
+    answer what the other should.
+
+    :raises ConfigurationError: naming both settings as *spell* writes them.
+    """
+    endpoints = list(_endpoints(options, mailboxes))
+    for n, (name, paths) in enumerate(endpoints):
+        for other, other_paths in endpoints[n + 1:]:
+            if _overlap(paths, other_paths):
+                raise ConfigurationError(
+                    f"{spell(name)} {options[name]!r} and {spell(other)} {options[other]!r} "
+                    "overlap, so one would answer the other's requests: give them paths apart")
+
+
 def check_front(options: Mapping[str, Any], given: Collection[str], *,
                 store_given: bool = False, mailbox_given: bool = False,
                 authorize_given: bool = False, spell: Spell = as_written) -> None:
@@ -239,6 +294,7 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
     check_operations(options, given, spell)
+    check_paths(options, mailboxes, spell)
     if options["resumable_dir"] is None:
         for name in sorted(set(given) & {s.name for s in RESUMABLE_SETTINGS}):
             if options[name] != default(name):

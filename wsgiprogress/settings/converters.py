@@ -210,7 +210,7 @@ def as_backend(value: Any) -> str:
     (``rediss://`` with TLS, ``unix:///run/redis.sock?db=0``) whose port and
     database are numbers: redis-py would take ``/1x`` for database 0."""
     if value == "memory://":
-        return value
+        return "memory://"
     problem = _redis_url_problem(value)
     if problem is not None:
         raise ValueError(f"expected memory:// or a Redis URL such as "
