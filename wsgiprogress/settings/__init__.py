@@ -164,6 +164,44 @@ def unknown_setting(name: str, known: Iterable[str], spell: Spell = as_written,
     return ConfigurationError(f"unknown setting {spell(name)!r}{hint}")
 
 
+def misspelt_key(keys: Iterable[Any], known: Collection[str], prefix: str,
+                 fold: Callable[[str], str] = str.lower) -> Optional[Tuple[str, str]]:
+    """The first of *keys* (of a config that holds other things too: Flask's,
+    Pyramid's settings) one typo away from one of *known* (names as the front
+    door spells them, all starting with *prefix*), and that name; ``None``
+    when there is none.  Keys that start with *prefix* are left to
+    :func:`resolve`; *fold* makes a key's case the names'.
+
+    .. code-block:: python
+
+        misspelt_key({"wsgiprogres.ttl": "60"}, ["wsgiprogress.ttl"], "wsgiprogress.")
+        # ("wsgiprogres.ttl", "wsgiprogress.ttl")
+    """
+    for key in keys:
+        if not isinstance(key, str) or key.startswith(prefix):
+            continue
+        written = fold(key)
+        for name in known:
+            if abs(len(name) - len(written)) <= 1 and _one_typo_apart(written, name):
+                return key, name
+    return None
+
+
+def _one_typo_apart(a: str, b: str) -> bool:
+    """Whether *a* and *b* differ by at most one inserted, deleted, replaced
+    or swapped character."""
+    if a == b:
+        return True
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    if len(a) == len(b):
+        swapped = a[start + 2:] == b[start + 2:] and a[start:start + 2] == b[start:start + 2][::-1]
+        return a[start + 1:] == b[start + 1:] or swapped
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[start + 1:] == shorter[start:]
+
+
 def resolve(settings: Iterable[Setting], given: Mapping[str, Any],
             spell: Spell = as_written) -> Dict[str, Any]:
     """Defaults overlaid with the converted *given* values.
