@@ -172,8 +172,8 @@ def test_cli_refuses_redis_backend_without_redis_py(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)  # import redis raises ImportError
     line = refusal(["--backend", "redis://127.0.0.1:6379/0", "server_apps:app"], capsys)
-    assert line == ("wsgiprogress-serve: --backend 'redis://127.0.0.1:6379/0' needs redis-py, "
-                    "which is not installed: pip install redis, or use memory://")
+    assert line == ("wsgiprogress-serve: --backend: 'redis://127.0.0.1:6379/0' needs redis-py, "
+                    'which is not installed: pip install "wsgiprogress[redis]", or use memory://')
 
 
 def test_cli_checks_a_redis_backend_without_connecting() -> None:

@@ -7,6 +7,7 @@ names, malformed Redis URLs, a setting of our server given to the middleware;
 the strings an ini file writes for a switch are read as the switch."""
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, List, NamedTuple
 
 import pytest
@@ -122,6 +123,16 @@ def sentence(door: FrontDoor, bad: BadValue) -> str:
 def test_every_door_refuses_a_bad_value_when_made_with_the_same_line(
         door: FrontDoor, bad: BadValue, capsys: pytest.CaptureFixture[str]) -> None:
     assert refusal(door, bad.given, capsys) == sentence(door, bad)
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_redis_backend_without_redis_py_is_refused_alike(
+        door: FrontDoor, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis raises ImportError
+    assert refusal(door, {"backend": "redis://127.0.0.1:6379/0"}, capsys) == (
+        f"{door.spell('backend')}: 'redis://127.0.0.1:6379/0' needs redis-py, which is not "
+        'installed: pip install "wsgiprogress[redis]", or use memory://')
 
 
 @pytest.mark.parametrize("given, name", SERVER_ONLY)

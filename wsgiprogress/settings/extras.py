@@ -75,16 +75,18 @@ def websocket_problem() -> Optional[str]:
 _UNKNOWN_ARGUMENT = re.compile(r"unexpected keyword argument '([^']*)'")
 
 
+REDIS_INSTALL = 'pip install "wsgiprogress[redis]"'
+
+
 def redis_url_problem(url: str) -> Optional[str]:
-    """``None`` when redis-py takes Redis *url*'s query (or is not installed:
-    the backend says so when it opens), else what it refuses: redis-py hands
-    an unknown query argument to every connection it opens, so a typo would
-    fail each Redis call, never the start."""
+    """``None`` when redis-py is installed and takes Redis *url*'s query,
+    else what is wrong: redis-py hands an unknown query argument to every
+    connection it opens, so a typo would fail each Redis call, never the start."""
     import importlib
     try:
         redis = importlib.import_module("redis")
     except ImportError:
-        return None
+        return f"{url!r} needs redis-py, which is not installed: {REDIS_INSTALL}, or use memory://"
     try:  # builds a connection object, connects nothing
         pool = redis.BlockingConnectionPool.from_url(url)
         pool.connection_class(**pool.connection_kwargs)
