@@ -76,7 +76,13 @@ import wsgiprogress
 from wsgiprogress import ConfigurationError, ProgressEntry, ProgressMiddleware, ProgressStore, keys
 from wsgiprogress.mailbox import MailboxStore
 from wsgiprogress.operations import report
-from wsgiprogress.settings import FLASK_PREFIX, MIDDLEWARE_SETTINGS, config_key, resolve
+from wsgiprogress.settings import (
+    FLASK_PREFIX,
+    MIDDLEWARE_SETTINGS,
+    config_key,
+    misspelt_key,
+    resolve,
+)
 from wsgiprogress.web.front import Front, front_options
 from wsgiprogress.web.mailbox import Authorize
 
@@ -158,7 +164,7 @@ class Progress:
         self.blueprint_name = blueprint_name
         self._defaults = {config_key(name): value
                           for name, value in resolve(SETTINGS, options).items()}
-        self._given = frozenset(config_key(name) for name in options)
+        self._given = tuple(config_key(name) for name in options)
         if app is not None:
             self.init_app(app)
 
@@ -183,7 +189,9 @@ class Progress:
             raise ConfigurationError(
                 f"the app {app.name!r} has a blueprint named {self.blueprint_name!r} "
                 "already: pass Progress(blueprint_name=...) with another name")
-        explicit = self._given.union(key for key in app.config if key.startswith(PREFIX))
+        # in the order written, so a refusal names the same key every run
+        explicit = dict.fromkeys([*self._given, *(
+            key for key in app.config if isinstance(key, str) and key.startswith(PREFIX))])
         given = {setting_name(key): app.config.get(key, self._defaults.get(key))
                  for key in explicit}
         # checked before anything opens: a refusal leaves no backend behind
@@ -288,30 +296,11 @@ def check_key_spelling(config: Mapping[str, Any]) -> None:
 
     :raises ConfigurationError: naming the key and the one it resembles.
     """
-    for key in config:
-        if not isinstance(key, str) or key.startswith(PREFIX):
-            continue
-        written = key.upper()
-        for known in _KEYS:
-            if abs(len(known) - len(written)) <= 1 and _one_typo_apart(written, known):
-                raise ConfigurationError(
-                    f"config key {key!r} is read by nothing: did you mean {known!r}? "
-                    "(Flask-Progress reads PROGRESS_ and a setting's name, in capitals)")
-
-
-def _one_typo_apart(a: str, b: str) -> bool:
-    """Whether *a* and *b* differ by at most one inserted, deleted, replaced
-    or swapped character."""
-    if a == b:
-        return True
-    start = 0
-    while start < min(len(a), len(b)) and a[start] == b[start]:
-        start += 1
-    if len(a) == len(b):
-        swapped = a[start + 2:] == b[start + 2:] and a[start:start + 2] == b[start:start + 2][::-1]
-        return a[start + 1:] == b[start + 1:] or swapped
-    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
-    return longer[start + 1:] == shorter[start:]
+    found = misspelt_key(config, _KEYS, PREFIX, str.upper)
+    if found is not None:
+        raise ConfigurationError(
+            f"config key {found[0]!r} is read by nothing: did you mean {found[1]!r}? "
+            "(Flask-Progress reads PROGRESS_ and a setting's name, in capitals)")
 
 
 def check_routes(app: Flask, settings: Mapping[str, Any]) -> None:

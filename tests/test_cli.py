@@ -85,7 +85,8 @@ def test_paste_server_runner(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv, code, message", [
     pytest.param(["--help"], 0, "module:app", id="help"),
     pytest.param([], 2, "the following arguments are required", id="no-app"),
-    pytest.param(["--bogus", "m:a"], 2, "unrecognized arguments", id="unknown-option"),
+    pytest.param(["--bogus", "m:a"], 2, "unknown setting '--bogus'", id="unknown-option"),
+    pytest.param(["m:a", "n:b"], 2, "unrecognized arguments: n:b", id="two-apps"),
     pytest.param(["--threads", "x", "m:a"], 2, "threads:", id="bad-waitress-value"),
     pytest.param(["--ttl", "-1", "m:a"], 2, "ttl: expected a number of seconds", id="bad-ttl"),
     pytest.param(["--dialect", "apache", "m:a"], 2, "expected one of native", id="bad-dialect"),
@@ -171,8 +172,8 @@ def test_cli_refuses_redis_backend_without_redis_py(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)  # import redis raises ImportError
     line = refusal(["--backend", "redis://127.0.0.1:6379/0", "server_apps:app"], capsys)
-    assert line == ("wsgiprogress-serve: --backend 'redis://127.0.0.1:6379/0' needs redis-py, "
-                    "which is not installed: pip install redis, or use memory://")
+    assert line == ("wsgiprogress-serve: --backend: 'redis://127.0.0.1:6379/0' needs redis-py, "
+                    'which is not installed: pip install "wsgiprogress[redis]", or use memory://')
 
 
 def test_cli_checks_a_redis_backend_without_connecting() -> None:

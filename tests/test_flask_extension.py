@@ -162,6 +162,21 @@ def test_bad_config_raises_at_init_app(config: Dict[str, Any], message: str) -> 
     assert "progress" not in app.extensions and "progress" not in app.blueprints
 
 
+def test_config_keys_that_are_no_strings_are_left_alone() -> None:
+    app = Flask(__name__)
+    app.config.update({1: "one", ("a", "b"): 2, "PROGRESS_TTL": 60})
+    Progress(app)
+    assert app.extensions["progress"].settings["ttl"] == 60.0
+
+
+def test_of_several_bad_keys_the_first_written_is_named() -> None:
+    written = [f"PROGRESS_NO_SUCH_KEY_{n}" for n in range(8)]
+    app = Flask(__name__)
+    app.config.update(dict.fromkeys(written, 1))
+    with pytest.raises(ConfigurationError, match=f"unknown setting '{written[0]}'"):
+        Progress(app, ttl=60)  # the constructor's defaults first, then the config
+
+
 @pytest.mark.parametrize("options, message", [
     pytest.param({"tll": 60}, "unknown setting 'tll'; did you mean 'ttl'?", id="typo"),
     pytest.param({"capacity": 0}, "capacity: expected a whole number >= 1", id="bad-value"),

@@ -170,6 +170,16 @@ def test_settings_are_converted() -> None:
     pytest.param({"wsgiprogress.tll": "60"},
                  "unknown setting 'wsgiprogress.tll'; did you mean 'wsgiprogress.ttl'?",
                  id="typo-name"),
+    pytest.param({"wsgiprogres.ttl": "60"},
+                 "setting 'wsgiprogres.ttl' is read by nothing: did you mean "
+                 "'wsgiprogress.ttl'? (the include reads wsgiprogress. and a setting's name)",
+                 id="typo-prefix"),
+    pytest.param({"pyramid.reload_templates": "true", "wsgiprogress_mailbox": "true"},
+                 "setting 'wsgiprogress_mailbox' is read by nothing: did you mean "
+                 "'wsgiprogress.mailbox'?", id="underscore-for-dot"),
+    pytest.param({"WSGIProgress.ttl": "60"},
+                 "setting 'WSGIProgress.ttl' is read by nothing: did you mean "
+                 "'wsgiprogress.ttl'?", id="capitals"),
     pytest.param({"wsgiprogress.zzzz": "1"},
                  "unknown setting 'wsgiprogress.zzzz'; known settings: "
                  "wsgiprogress.allowed_origins, ", id="unknown-name"),

@@ -48,7 +48,8 @@ GARBAGE: Dict[Converter, List[Any]] = {
         bad("soon", "word"), bad("", "empty"), bad("x y", "words"), bad(-1, "negative"),
         bad(0, "zero"), bad("0", "zero-text"), bad("-5", "negative-text"),
         bad("1.5", "fraction-text"), bad(1.5, "fraction"), bad(True, "bool"),
-        bad(None, "none"), bad(object(), "object"),
+        bad(None, "none"), bad(object(), "object"), bad("²", "superscript"),
+        bad("１２", "wide-digits"),
     ],
     wsgiprogress.settings.as_id_length: [
         bad("soon", "word"), bad("", "empty"), bad(7, "below-the-id-rule"),
@@ -64,6 +65,7 @@ GARBAGE: Dict[Converter, List[Any]] = {
         bad(0, "zero"), bad("0", "zero-text"), bad("0M", "zero-megabytes"),
         bad("10X", "unknown-unit"), bad("1.5M", "fraction-text"), bad("-5M", "negative-text"),
         bad(1.5, "fraction"), bad(True, "bool"), bad(None, "none"), bad(object(), "object"),
+        bad("²", "superscript"), bad("１０M", "wide-digits"),
     ],
     conv.as_optional_size: [
         bad("soon", "word"), bad("x y", "words"), bad(-1, "negative"), bad(0, "zero"),
@@ -113,6 +115,9 @@ GARBAGE: Dict[Converter, List[Any]] = {
     conv.as_backend: [
         bad("soon", "word"), bad("", "empty"), bad("x y", "words"), bad("memory", "no-slashes"),
         bad("http://example.com", "http"), bad("redis://a b", "space"), bad(None, "none"),
+        bad("redis://cache:http/0", "port-name"), bad("redis://cache:0/0", "port-zero"),
+        bad("redis://cache:6379/1x", "db-typo"), bad("redis://cache/0?db=one", "db-query"),
+        bad("unix://", "unix-no-path"),
         bad(-1, "negative"), bad(True, "bool"), bad(object(), "object"),
     ],
     conv.as_prefix: [
@@ -166,6 +171,9 @@ ACCEPTED: Dict[Converter, List[Any]] = {
     conv.as_backend: [ok("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0", "redis"),
                       ok("rediss://cache:6380/1", "rediss://cache:6380/1", "rediss"),
                       ok("unix:///tmp/redis.sock", "unix:///tmp/redis.sock", "unix"),
+                      ok("redis://cache", "redis://cache", "host-alone"),
+                      ok("redis://:s3cret@cache:6379/2?db=3", "redis://:s3cret@cache:6379/2?db=3",
+                         "password-and-query"),
                       ok("memory://", "memory://", "memory")],
     conv.as_prefix: [ok("myapp:", "myapp:", "prefix")],
 }

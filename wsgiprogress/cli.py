@@ -30,7 +30,7 @@ import sys
 import sysconfig
 import traceback
 from importlib import metadata
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from waitress.adjustments import Adjustments, asoctal
 from waitress.adjustments import asbool as waitress_asbool
@@ -38,7 +38,7 @@ from waitress.adjustments import asbool as waitress_asbool
 from . import __version__
 from .errors import ConfigurationError
 from .server import WAITRESS_SIZES, check_settings, serve
-from .settings import SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS
+from .settings import SERVER_SETTINGS, TUNED_WAITRESS_DEFAULTS, unknown_setting
 from .settings import converters as conv
 
 PROG = "wsgiprogress-serve"
@@ -165,11 +165,19 @@ def _waitress_default(name: str, convert: Callable[[Any], Any]) -> Optional[str]
     return f"{ours}; waitress's {theirs or 'off'}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Refuses in one line, as a bad setting is refused: argparse's own
+    error shows the usage first."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigurationError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, generated from the settings tables: ours
     (:data:`~wsgiprogress.settings.SERVER_SETTINGS`) and waitress's
     (``Adjustments._params``, described by :data:`WAITRESS_GROUPS`)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG, usage="%(prog)s [options] module:app", description=DESCRIPTION,
         epilog=EPILOG, formatter_class=_Formatter)
     parser.add_argument("app", metavar="module:app",
@@ -233,11 +241,13 @@ def load_app(spec: str, call: bool = False) -> Any:
 
 def run(argv: Sequence[str] = sys.argv, _serve: Callable[..., Any] = serve) -> int:
     """Parse *argv*, load the application and serve it; returns the exit code."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(list(argv[1:]))
-    except SystemExit as exc:
+        args = parse(build_parser(), list(argv[1:]))
+    except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
+    except ConfigurationError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     settings: Dict[str, Any] = {
         name: value for name, value in vars(args).items()
         if value is not None and name not in ("app", "call")}
@@ -271,6 +281,43 @@ def run(argv: Sequence[str] = sys.argv, _serve: Callable[..., Any] = serve) -> i
               f"{_lower_first(exc.strerror or str(exc))}", file=sys.stderr)
         return 1
     return 0
+
+
+def parse(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.Namespace:
+    """*argv* parsed by *parser*; a mistake is refused as every front door
+    refuses it: an unknown option with the closest one, a switch given a
+    value (``--mailbox false``, as an ini file would write it) with the
+    switches to write instead.
+
+    :raises ConfigurationError: the one line that says what to change.
+    """
+    options = {option: action.dest for action in parser._actions
+               for option in action.option_strings}
+    switches = {action.dest for action in parser._actions if action.const is False}
+    for word, following in zip(argv, argv[1:] + [""]):
+        option, equals, value = word.partition("=")
+        if options.get(option) in switches and (equals or _is_bool(following)):
+            name = options[option]
+            raise ConfigurationError(
+                f"{option} takes no value, not {value if equals else following!r}: write "
+                f"{_flag(name)} to turn it on, --no-{_flag(name)[2:]} to turn it off")
+    args, extra = parser.parse_known_args(argv)
+    for word in extra:
+        if word.startswith("-"):
+            name = word.partition("=")[0].lstrip("-").replace("-", "_")
+            raise unknown_setting(name, set(options.values()) - {"help", "version"},
+                                  _flag, list_known=False)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _is_bool(word: str) -> bool:
+    try:
+        conv.as_bool(word)
+    except ValueError:
+        return False
+    return True
 
 
 #: Where library code lives: a failure is shown in the application's own

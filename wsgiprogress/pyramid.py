@@ -60,8 +60,10 @@ from pyramid.interfaces import IExecutionPolicy  # type: ignore[import-untyped]
 from pyramid.router import default_execution_policy  # type: ignore[import-untyped]
 
 from . import keys
+from .errors import ConfigurationError
 from .middleware import ProgressMiddleware
-from .paste import make_middleware
+from .paste import FILTER_SETTINGS, make_middleware
+from .settings import misspelt_key
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -70,6 +72,7 @@ __all__ = ["POLICY_KEY", "PREFIX", "ProgressExecutionPolicy", "includeme", "sett
 
 #: Settings of the include are the middleware's with this prefix.
 PREFIX = "wsgiprogress."
+_KEYS = tuple(PREFIX + s.name for s in FILTER_SETTINGS)
 #: The registry's :class:`ProgressExecutionPolicy`, for the application.
 POLICY_KEY = "wsgiprogress.policy"
 #: The router, handed from the policy to the application inside the middleware.
@@ -85,13 +88,19 @@ def includeme(config: Any) -> None:
     """Track uploads of the application *config* configures; see the module
     documentation.
 
-    :raises ConfigurationError: for an unknown ``wsgiprogress.*`` setting or a
-        bad value.
+    :raises ConfigurationError: for an unknown ``wsgiprogress.*`` setting, a
+        bad value, or a setting one typo away from one (``wsgiprogres.ttl``).
     """
     registry = config.registry
     if POLICY_KEY in registry:
         return  # included as "wsgiprogress" and as "wsgiprogress.pyramid"
-    settings = settings_from(config.get_settings() or {})
+    given = config.get_settings() or {}
+    found = misspelt_key(given, _KEYS, PREFIX)
+    if found is not None:
+        raise ConfigurationError(
+            f"setting {found[0]!r} is read by nothing: did you mean {found[1]!r}? "
+            "(the include reads wsgiprogress. and a setting's name)")
+    settings = settings_from(given)
     # built now, so a bad setting raises from config.include, not at commit
     wrapper = registry[POLICY_KEY] = ProgressExecutionPolicy(default_execution_policy, settings)
 

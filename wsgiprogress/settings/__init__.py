@@ -31,7 +31,17 @@ endpoints, :mod:`wsgiprogress.server.websocket`).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Collection, Dict, Iterable, Mapping, Optional, Tuple
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    Iterable,
+    Iterator,
+    Mapping,
+    Optional,
+    Tuple,
+)
 
 from ..errors import ConfigurationError
 from . import extras
@@ -68,8 +78,10 @@ FRONT_SETTINGS = scope("probe", "backend", "store", "wait", "waiters", "mailbox"
 MIDDLEWARE_SETTINGS = FRONT_SETTINGS + scope("middleware")
 #: WebSocket on our server.
 WEBSOCKET_SETTINGS = scope("websocket")
+#: The scopes only our server reads (the middleware refuses them, saying so).
+SERVER_ONLY = ("server", "websocket")
 #: What :mod:`wsgiprogress.server` accepts besides waitress's own settings.
-SERVER_SETTINGS = FRONT_SETTINGS + scope("server") + WEBSOCKET_SETTINGS
+SERVER_SETTINGS = FRONT_SETTINGS + scope(*SERVER_ONLY)
 
 #: Waiting clients under the middleware, which cannot know the server's threads.
 MIDDLEWARE_WAITERS = 50
@@ -138,12 +150,56 @@ def unknown_setting(name: str, known: Iterable[str], spell: Spell = as_written,
     closest one, else lists them all (when *list_known*); names are shown as
     *spell* writes them."""
     known = sorted(known)
+    setting = _BY_NAME.get(name)
+    if setting is not None and setting.scope in SERVER_ONLY and name not in known:
+        # a setting of ours, for the other front door: no typo to suggest a fix for
+        return ConfigurationError(f"{spell(name)} is read by wsgiprogress's server only, "
+                                  f"never by the middleware: give {name} to "
+                                  "wsgiprogress-serve or serve(), or remove it")
     close = difflib.get_close_matches(name, known, n=1)
     if close:
         hint = f"; did you mean {spell(close[0])!r}?"
     else:
         hint = "; known settings: " + ", ".join(spell(k) for k in known) if list_known else ""
     return ConfigurationError(f"unknown setting {spell(name)!r}{hint}")
+
+
+def misspelt_key(keys: Iterable[Any], known: Collection[str], prefix: str,
+                 fold: Callable[[str], str] = str.lower) -> Optional[Tuple[str, str]]:
+    """The first of *keys* (of a config that holds other things too: Flask's,
+    Pyramid's settings) one typo away from one of *known* (names as the front
+    door spells them, all starting with *prefix*), and that name; ``None``
+    when there is none.  Keys that start with *prefix* are left to
+    :func:`resolve`; *fold* makes a key's case the names'.
+
+    .. code-block:: python
+
+        misspelt_key({"wsgiprogres.ttl": "60"}, ["wsgiprogress.ttl"], "wsgiprogress.")
+        # ("wsgiprogres.ttl", "wsgiprogress.ttl")
+    """
+    for key in keys:
+        if not isinstance(key, str) or key.startswith(prefix):
+            continue
+        written = fold(key)
+        for name in known:
+            if abs(len(name) - len(written)) <= 1 and _one_typo_apart(written, name):
+                return key, name
+    return None
+
+
+def _one_typo_apart(a: str, b: str) -> bool:
+    """Whether *a* and *b* differ by at most one inserted, deleted, replaced
+    or swapped character."""
+    if a == b:
+        return True
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    if len(a) == len(b):
+        swapped = a[start + 2:] == b[start + 2:] and a[start:start + 2] == b[start:start + 2][::-1]
+        return a[start + 1:] == b[start + 1:] or swapped
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[start + 1:] == shorter[start:]
 
 
 def resolve(settings: Iterable[Setting], given: Mapping[str, Any],
@@ -198,6 +254,51 @@ def check_operations(options: Mapping[str, Any], given: Collection[str],
                                  "be kept")
 
 
+#: What an endpoint answers: the paths it answers exactly, and the prefix of
+#: those it answers under it.
+Paths = Tuple[Tuple[str, ...], Optional[str]]
+
+
+def _overlap(one: Paths, other: Paths) -> bool:
+    (exact, prefix), (other_exact, other_prefix) = one, other
+    under = [(path, other_prefix) for path in exact] + [(path, prefix) for path in other_exact]
+    if prefix is not None and other_prefix is not None:
+        under += [(prefix, other_prefix), (other_prefix, prefix)]
+    return bool(set(exact) & set(other_exact)) or any(
+        start is not None and path.startswith(start) for path, start in under)
+
+
+def _endpoints(options: Mapping[str, Any], mailboxes: bool
+               ) -> Iterator[Tuple[str, Paths]]:
+    """Each endpoint that is on: the setting that places it, the paths it
+    answers exactly and the prefix of those under it, as
+    :meth:`wsgiprogress.web.front.Front.route` matches them."""
+    yield "progress_url", ((options["progress_url"],), None)
+    if options["dashboard_url"] is not None:
+        base = options["dashboard_url"].rstrip("/")
+        yield "dashboard_url", ((options["dashboard_url"], base + "/data"), None)
+    for name, on in (("mailbox_url", mailboxes), ("operations_url", options["operations"]),
+                     ("resumable_url", options["resumable_dir"] is not None)):
+        if on:
+            base = options[name].rstrip("/")
+            yield name, ((base,) if name == "resumable_url" else (), base + "/")
+
+
+def check_paths(options: Mapping[str, Any], mailboxes: bool, spell: Spell = as_written) -> None:
+    """Refuse endpoints whose paths overlap: the one routed first would
+    answer what the other should.
+
+    :raises ConfigurationError: naming both settings as *spell* writes them.
+    """
+    endpoints = list(_endpoints(options, mailboxes))
+    for n, (name, paths) in enumerate(endpoints):
+        for other, other_paths in endpoints[n + 1:]:
+            if _overlap(paths, other_paths):
+                raise ConfigurationError(
+                    f"{spell(name)} {options[name]!r} and {spell(other)} {options[other]!r} "
+                    "overlap, so one would answer the other's requests: give them paths apart")
+
+
 def check_front(options: Mapping[str, Any], given: Collection[str], *,
                 store_given: bool = False, mailbox_given: bool = False,
                 authorize_given: bool = False, spell: Spell = as_written) -> None:
@@ -231,11 +332,16 @@ def check_front(options: Mapping[str, Any], given: Collection[str], *,
                                  "authorize hook: without either nobody could publish")
     check_mailbox_limits(options, spell)
     check_operations(options, given, spell)
+    check_paths(options, mailboxes, spell)
     if options["resumable_dir"] is None:
         for name in sorted(set(given) & {s.name for s in RESUMABLE_SETTINGS}):
             if options[name] != default(name):
                 raise ConfigurationError(f"{spell(name)} configures resumable uploads: set "
                                          f"{spell('resumable_dir')} too")
+    if options["backend"] != "memory://":
+        problem = extras.redis_url_problem(options["backend"])
+        if problem is not None:
+            raise ConfigurationError(f"{spell('backend')}: {problem}")
     if options["per_file"]:
         problem = extras.multipart_problem()
         if problem is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Callable, List, Optional, Tuple, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 #: The probe dialects, as :mod:`wsgiprogress.web.dialects` renders them.
 DIALECTS = ("native", "lighttpd", "nginx")
@@ -26,7 +27,10 @@ T = TypeVar("T")
 
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
-_SIZE = re.compile(r"\s*(\d+)\s*([kmg]i?b?)?\s*\Z", re.IGNORECASE)
+# ASCII digits only: int() reads "²" nowhere and "１２" as 12, which no
+# ini file or shell means
+_WHOLE = re.compile(r"\s*[0-9]+\s*\Z")
+_SIZE = re.compile(r"\s*([0-9]+)\s*([kmg]i?b?)?\s*\Z", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 _METHOD = re.compile(r"[A-Z]{1,20}\Z")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}\Z")
@@ -82,7 +86,7 @@ def as_rate(value: Any) -> float:
 
 def as_count(value: Any) -> int:
     """A whole number >= 1."""
-    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
+    if isinstance(value, bool) or not _WHOLE.match(str(value)) or int(value) < 1:
         raise ValueError(f"expected a whole number >= 1, not {value!r}")
     return int(value)
 
@@ -202,12 +206,38 @@ def as_origins(value: Any) -> Tuple[str, ...]:
 
 
 def as_backend(value: Any) -> str:
-    """``memory://`` or a Redis URL such as ``redis://127.0.0.1:6379/0``."""
-    if not isinstance(value, str) or not (value == "memory://" or (
-            value.startswith(BACKEND_SCHEMES[1:]) and not any(c.isspace() for c in value))):
+    """``memory://`` or a Redis URL such as ``redis://127.0.0.1:6379/0``
+    (``rediss://`` with TLS, ``unix:///run/redis.sock?db=0``) whose port and
+    database are numbers: redis-py would take ``/1x`` for database 0."""
+    if value == "memory://":
+        return "memory://"
+    problem = _redis_url_problem(value)
+    if problem is not None:
         raise ValueError(f"expected memory:// or a Redis URL such as "
-                         f"redis://127.0.0.1:6379/0, not {value!r}")
-    return value
+                         f"redis://127.0.0.1:6379/0{problem}, not {value!r}")
+    return str(value)
+
+
+def _redis_url_problem(value: Any) -> Optional[str]:
+    """``None`` for a well-formed Redis URL, else what the message adds."""
+    if not isinstance(value, str) or not value.startswith(BACKEND_SCHEMES[1:]) \
+            or any(c.isspace() for c in value):
+        return ""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        return " (a port from 1 to 65535)"
+    if parts.scheme == "unix" and not parts.path.strip("/"):
+        return " (unix:// and the socket's path: unix:///run/redis.sock)"
+    if parts.scheme != "unix" and not _WHOLE.match(parts.path.lstrip("/") or "0"):
+        return " (a database number after the last /)"
+    if any(name == "db" and not _WHOLE.match(number)
+           for name, number in parse_qsl(parts.query, keep_blank_values=True)):
+        return " (a database number in db=)"
+    return None
 
 
 def as_prefix(value: Any) -> str:

@@ -4,7 +4,8 @@ Optional packages
 
 What a setting needs beyond the standard library, checked when a front door
 is made (:func:`wsgiprogress.settings.check_front`), so a feature turned on
-without its extra fails at start with the ``pip install`` line that fixes it.
+without its extra fails at start with the ``pip install`` line that fixes it,
+and a Redis URL that redis-py would refuse only on its first call fails there too.
 
 .. code-block:: python
 
@@ -14,6 +15,7 @@ without its extra fails at start with the ``pip install`` line that fixes it.
 """
 from __future__ import annotations
 
+import re
 from typing import Optional, Tuple
 
 #: The werkzeug releases whose sans-IO ``MultipartDecoder`` (werkzeug 2.0+)
@@ -67,4 +69,31 @@ def websocket_problem() -> Optional[str]:
         importlib.import_module("wsproto")
     except ImportError:
         return f"wsproto is not installed: {WEBSOCKET_INSTALL}"
+    return None
+
+
+_UNKNOWN_ARGUMENT = re.compile(r"unexpected keyword argument '([^']*)'")
+
+
+REDIS_INSTALL = 'pip install "wsgiprogress[redis]"'
+
+
+def redis_url_problem(url: str) -> Optional[str]:
+    """``None`` when redis-py is installed and takes Redis *url*'s query,
+    else what is wrong: redis-py hands an unknown query argument to every
+    connection it opens, so a typo would fail each Redis call, never the start."""
+    import importlib
+    try:
+        redis = importlib.import_module("redis")
+    except ImportError:
+        return f"{url!r} needs redis-py, which is not installed: {REDIS_INSTALL}, or use memory://"
+    try:  # builds a connection object, connects nothing
+        pool = redis.BlockingConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, ValueError) as exc:
+        unknown = _UNKNOWN_ARGUMENT.search(str(exc))
+        if unknown is None:
+            return f"redis-py refuses {url!r}: {exc}"
+        return (f"redis-py knows no {unknown.group(1)!r} in the query of {url!r}: "
+                "remove it, or see redis-py's from_url for the arguments it takes")
     return None
