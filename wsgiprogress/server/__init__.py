@@ -225,7 +225,8 @@ def _adjustments_error(message: str, theirs: Dict[str, Any], spell: Spell) -> st
 def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
     """Every check :func:`create_server` makes of *settings*, without opening
     a backend or listening: the command line validates with it.  A Redis
-    backend is checked only for redis-py being importable.
+    backend is checked as the other doors check it: its URL, and redis-py
+    being importable (:func:`~wsgiprogress.settings.check_front`).
 
     :raises ConfigurationError: for an unknown setting, a bad value or
         settings that contradict each other.
@@ -233,13 +234,6 @@ def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
     ours, _, _ = split_settings(settings, spell)
     options, _, _ = front_options(ours, SERVER_SETTINGS, spell=spell)
     check_websocket(options, ours, spell)
-    if options["backend"] != "memory://":
-        try:
-            importlib.import_module("redis")
-        except ImportError:
-            raise ConfigurationError(
-                f"{spell('backend')} {options['backend']!r} needs redis-py, which is not "
-                "installed: pip install redis, or use memory://") from None
 
 
 def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None,
