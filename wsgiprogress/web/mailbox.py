@@ -69,6 +69,7 @@ from ..settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve, scope
 from . import nchan, sse
 from .cursors import BadRequest, cursor, gap
 from .event_stream import EventStream, StreamTiming
+from .message_body import read_message
 from .responses import (
     Headers,
     Recorded,
@@ -307,15 +308,12 @@ class MailboxApp:
                 all(self.authorize(environ, name, "publish") for name in names)):
             return plain(start_response, "403 Forbidden", "publishing needs the bearer token")
         limit: int = self.store.max_message_bytes
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise BadRequest("invalid Content-Length") from None
-        if length > limit:
+        body = read_message(environ, limit)
+        if body is None:
             return plain(start_response, "413 Payload Too Large",
                          f"a message may have at most {limit} bytes")
         try:
-            data = environ["wsgi.input"].read(length).decode("utf-8")
+            data = body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("a message must be UTF-8 text") from None
         ids = self.store.post(names, data)
