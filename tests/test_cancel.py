@@ -282,3 +282,41 @@ def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer)
     finally:
         here.close()
         there.close()
+
+
+def test_a_cancel_sent_to_another_process_is_answered_202_until_that_process_stops_it(
+        redis: RedisServer) -> None:
+    """The process answering the ``DELETE`` cannot know that the other one
+    heard it (it may have died, or be reconnecting): it says it sent the
+    cancel (202), not that the upload ended (200); the probe shows the end."""
+    here, there = backend_from_url(redis.url), backend_from_url(redis.url)
+    try:
+        channel = here.progress.cancel_channel
+        wait_until(lambda: dict(here.progress.client.pubsub_numsub(channel)).get(channel, 0) >= 2)
+        tracker = there.progress.track("cancel-redis-2", 1000)
+        assert tracker is not None
+        stopped = threading.Event()
+        tracker.on_cancel = stopped.set
+        tracker.add_received(10)
+        assert there.progress.flush()
+        client = TestApp(ProgressMiddleware(reading_app, store=here.progress, mailbox=True,
+                                            publish_token=TOKEN))
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        answer = client.delete("/progress?X-Progress-ID=cancel-redis-2", headers=auth,
+                               status=202)
+        assert answer.json == {"id": "cancel-redis-2",
+                               "cancel": "sent to the process that runs it"}
+        assert stopped.wait(5)
+        assert there.progress.flush()
+        wait_until(lambda: client.get("/progress?X-Progress-ID=cancel-redis-2").json["state"]
+                   == "error")
+        client.delete("/progress?X-Progress-ID=cancel-redis-2", headers=auth, status=404)
+        # a request of this process is cancelled here: 200, it ended
+        local = here.progress.track("cancel-redis-3", 1000)
+        assert local is not None
+        answer = client.delete("/progress?X-Progress-ID=cancel-redis-3", headers=auth,
+                               status=200)
+        assert answer.json == {"id": "cancel-redis-3", "state": "error", "reason": "cancelled"}
+    finally:
+        here.close()
+        there.close()

@@ -282,7 +282,8 @@ class RedisProgressStore(ProgressStore):
 
     def cancel(self, progress_id: str) -> bool:
         """Cancel here when the request runs in this process, else tell every
-        process (:meth:`cancelled_elsewhere` stops it where it runs).
+        process (:meth:`cancelled_elsewhere` stops it where it runs): True
+        then says it was sent, not that it has stopped.
 
         :raises BackendUnavailable: when Redis cannot be asked.
         """
