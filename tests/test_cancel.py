@@ -167,6 +167,24 @@ def test_delete_is_not_offered_without_a_token_or_hook() -> None:
     hooked.request("/progress?X-Progress-ID=cancel-none", method="PUT", status=405)
 
 
+@pytest.mark.parametrize("settings, headers, reason", [
+    pytest.param({"publish_token": TOKEN}, {}, "cancelling needs the bearer token",
+                 id="token-not-sent"),
+    pytest.param({"publish_token": TOKEN}, {"Authorization": "Bearer wrong"},
+                 "cancelling needs the bearer token", id="wrong-token"),
+    pytest.param({}, {"Authorization": f"Bearer {TOKEN}"},
+                 "not allowed to cancel this upload", id="hook-only"),
+])
+def test_a_refused_cancel_says_why(settings: Dict[str, Any], headers: Dict[str, str],
+                                   reason: str) -> None:
+    # with a hook and no token, no token could help: the reason does not ask for one
+    test = TestApp(ProgressMiddleware(reading_app, mailbox=True,
+                                      authorize=lambda environ, name, action: False, **settings))
+    answer = test.request("/progress?X-Progress-ID=cancel-refused", method="DELETE",
+                          headers=headers, status=403)
+    assert answer.text == reason + "\n"
+
+
 def test_a_hundred_cancels_leak_no_descriptor_or_thread(server: Tuple[Any, int]) -> None:
     srv, port = server
     store = srv.progress_rules.store

@@ -51,8 +51,9 @@ def cancel(environ: WSGIEnvironment, start_response: StartResponse, store: Progr
     *authorize*; *headers* go with the answer (CORS)."""
     if not (has_bearer_token(environ, token) or
             (authorize is not None and authorize(environ, progress_id, "cancel"))):
-        return plain(start_response, "403 Forbidden",
-                     "cancelling needs the bearer token", headers)
+        reason = "not allowed to cancel this upload" if token is None else \
+            "cancelling needs the bearer token"
+        return plain(start_response, "403 Forbidden", reason, headers)
     tracker = store.running_here(progress_id)
     if tracker is not None and tracker.cancel():
         return json_body(start_response, "200 OK",
