@@ -11,9 +11,12 @@ import socket
 import threading
 import time
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import pytest
+from per_file_app import CLIENT
+from test_browser import chrome
 from webtest import TestApp
 
 from wsgiprogress import ProgressMiddleware
@@ -205,6 +208,48 @@ def test_a_hundred_cancels_leak_no_descriptor_or_thread(server: Tuple[Any, int])
                message=lambda: f"fds {open_fds()} (was {fds}), threads "
                                f"{threading.active_count()} (was {threads})")
     assert len(srv._map) <= 3  # the listener, the trigger and nothing else
+
+
+def page_of_another_origin(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """A page that loads the JS client; it cancels through ``cancel(...)``."""
+    js = environ.get("PATH_INFO") == "/progress.js"
+    body = CLIENT.read_bytes() if js else \
+        b'<!doctype html><script src="/progress.js"></script><p>page</p>'
+    start_response("200 OK", [("Content-Type", "application/javascript" if js else "text/html"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["origin-allowed", "origin-not-allowed"])
+def test_a_page_of_another_origin_cancels_through_the_preflight(allowed: bool,
+                                                                 tmp_path: Path) -> None:
+    # Chromium preflights the DELETE (a method and an Authorization header no
+    # simple request has): the probe answers it, then the DELETE, for an
+    # allowed origin only
+    with running(page_of_another_origin) as (_, page_port):
+        origin = f"http://{HOST}:{page_port}" if allowed else "http://elsewhere.test"
+        with running(reading_app, mailbox=True, publish_token=TOKEN, recv_bytes=65536,
+                     allowed_origins=[origin]) as (_, port), \
+                chrome(tmp_path / "profile") as browser:
+            browser.get(f"http://{HOST}:{page_port}/")
+            uploader = run_upload_until(port, "cancel-cross-origin")
+            answer = browser.execute_async_script(
+                "var done = arguments[arguments.length - 1];"
+                "WSGIProgress.cancel('cancel-cross-origin',"
+                " {url: arguments[0], token: arguments[1]},"
+                " function (ok, status) { done([ok, status]); });",
+                f"http://{HOST}:{port}/progress", TOKEN)
+            if allowed:
+                assert answer == [True, 200]
+                uploader.join(5)
+                assert uploader.reply == ANSWER
+                final = probe(port, "cancel-cross-origin")
+                assert (final["state"], final["reason"]) == ("error", "cancelled")
+            else:  # the preflight failed: no DELETE was sent
+                assert answer == [False, 0]
+                assert probe(port, "cancel-cross-origin")["state"] == "uploading"
+                assert delete(port, "cancel-cross-origin")[0] == 200
+                uploader.join(5)
 
 
 # -- under the middleware -----------------------------------------------------------------
