@@ -170,6 +170,39 @@ def test_delete_is_not_offered_without_a_token_or_hook() -> None:
     hooked.request("/progress?X-Progress-ID=cancel-none", method="PUT", status=405)
 
 
+class Processing:
+    """Reads the whole body, then works until released (bounded), then answers."""
+
+    def __init__(self) -> None:
+        self.serving, self.release = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        self.calls += 1
+        while environ["wsgi.input"].read(65536):
+            pass
+        self.serving.set()
+        self.release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
+        return [b"done"]
+
+
+def test_a_cancel_while_the_application_works_on_the_whole_body_is_answered() -> None:
+    # closed without an answer, Chromium took the cut for a stale keep-alive
+    # connection and sent the whole upload again: the application got it twice
+    app = Processing()
+    with running(app, mailbox=True, publish_token=TOKEN) as (_, port), \
+            socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(b"POST /upload?X-Progress-ID=cancel-processing HTTP/1.1\r\nHost: test\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b"p" * 100000)
+        assert app.serving.wait(10)
+        assert delete(port, "cancel-processing")[0] == 200
+        reply = read_to_close(sock)
+        app.release.set()
+    assert reply == ANSWER, reply  # and nothing of the response written after it
+    assert app.calls == 1
+
+
 @pytest.mark.parametrize("settings, headers, reason", [
     pytest.param({"publish_token": TOKEN}, {}, "cancelling needs the bearer token",
                  id="token-not-sent"),

@@ -21,7 +21,9 @@ unread, for :data:`LINGER` seconds before it is closed.
 Why an answer: a browser whose upload is cut *without* one on a reused
 keep-alive connection takes the cut for a stale connection and sends the
 whole request again (Chromium's ``ShouldResendRequest``), so the upload would
-start over under its ID.  Why the linger: a client still sending its body
+start over under its ID.  So an upload whose body is all in, and whose
+application runs, is answered too, as long as nothing of its response was
+written (the application would get the whole upload a second time).  Why the linger: a client still sending its body
 reads no answer until its send fails; the close that ends the linger resets
 the connection, and browsers read an answer that came before a reset during
 an upload (Chromium's ``ShouldTryReadingOnUploadError``).  Closing at once
@@ -37,9 +39,11 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import Any, List
 
 from waitress import wasyncore
+
+from ..progress.entry import CANCELLED
 
 #: What a cancelled upload is answered.
 ANSWER = (b"HTTP/1.1 409 Conflict\r\n"
@@ -69,22 +73,39 @@ class Lingering(wasyncore.dispatcher):  # type: ignore[misc]
 def answer_cancelled(channel: Any) -> None:
     """Answer and close *channel*, a
     :class:`~wsgiprogress.server.channel.ProgressChannel` whose upload was
-    cancelled (loop thread).  A connection with output of its own still going
-    out, or a request of its own in service, is closed without an answer:
-    nothing may be written in the middle of another response."""
-    if not channel.connected:
-        return
-    kept = None
-    if not (channel.requests or channel.total_outbufs_len):
-        try:
-            kept = channel.socket.dup()  # keeps the connection open past the close
-        except OSError:
-            pass
-    # closed, its request ended, before the client can hear of it
-    channel.handle_close()
+    cancelled (loop thread).  The upload may still be arriving, or be in
+    service (its body is in, the application runs): answered as long as
+    nothing of its response was written.  A connection with output of its
+    own still going out, or another request in service, is closed without
+    an answer: nothing may be written in the middle of another response.
+    The check and the close hold ``outbuf_lock``, so the application's
+    first write comes after the close (and raises ``ClientDisconnected``)."""
+    with channel.outbuf_lock:
+        if not channel.connected:
+            return
+        kept = None
+        if not channel.total_outbufs_len and _unanswered(channel.requests):
+            try:
+                kept = channel.socket.dup()  # keeps the connection open past the close
+            except OSError:
+                pass
+        # closed, its request ended, before the client can hear of it
+        channel.handle_close()
     if kept is not None and _answered(kept):
         lingering = Lingering(kept, channel._map)
         channel.server.progress_loop.call_at(time.monotonic() + LINGER, lingering.close)
+
+
+def _unanswered(requests: List[Any]) -> bool:
+    """True when no response is under way on the connection: no request in
+    service, or only the cancelled one, whose response head was not made
+    (:meth:`~wsgiprogress.server.task.ProgressTask.build_response_header`
+    gives its tracker the status)."""
+    if not requests:
+        return True
+    tracker = getattr(requests[0], "tracker", None)
+    return len(requests) == 1 and tracker is not None and tracker.reason == CANCELLED \
+        and tracker.status is None
 
 
 def _answered(kept: socket.socket) -> bool:
