@@ -25,10 +25,10 @@ start over under its ID.  So an upload whose body is all in, and whose
 application runs, is answered too, as long as nothing of its response was
 written (the application would get the whole upload a second time).
 Why the linger: a client still sending its body reads no answer until its
-send fails; the close that ends the linger resets
-the connection, and browsers read an answer that came before a reset during
-an upload (Chromium's ``ShouldTryReadingOnUploadError``).  Closing at once
-would reset the connection while the answer may still be in flight.
+send fails; the close that ends the linger resets the connection, and
+browsers read an answer that came before a reset during an upload
+(Chromium's ``ShouldTryReadingOnUploadError``).  Closing at once would reset
+the connection while the answer may still be in flight.
 
 The waitress channel closes as before (its request ends ``error``/
 ``cancelled``, its descriptor leaves the map); a duplicate descriptor of the
