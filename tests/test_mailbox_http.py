@@ -331,6 +331,25 @@ def test_a_fan_out_needs_the_token_or_every_name_allowed() -> None:
     client.get("/mailbox/a,b", status=400)  # reading is one mailbox at a time
 
 
+@pytest.mark.parametrize("token, names, reason", [
+    pytest.param(FAN_TOKEN, "other-mailbox-01,other-mailbox-02",
+                 "publishing needs the bearer token", id="none-allowed"),
+    pytest.param(FAN_TOKEN, "mine-mailbox-0001,other-mailbox-02",
+                 "not allowed to publish to other-mailbox-02; nothing was posted",
+                 id="one-refused"),
+    pytest.param(None, "other-mailbox-01", "not allowed to publish to other-mailbox-01; "
+                 "nothing was posted", id="hook-only"),
+])
+def test_a_refused_publish_says_which_mailbox(token: Any, names: str, reason: str) -> None:
+    # a partly allowed fan-out names the mailbox the hook refused; without a
+    # publish_token, no answer asks for one
+    client = webtest.TestApp(MailboxApp(
+        MemoryMailboxes(), publish=True, publish_token=token,
+        authorize=lambda environ, name, action: action == "read" or name.startswith("mine")))
+    assert client.post(f"/mailbox/{names}", b"x", status=403).text == reason + "\n"
+    assert client.get("/mailbox/mine-mailbox-0001").json["messages"] == []
+
+
 # -- the body of a publish, whatever the server gives ------------------------------------
 
 

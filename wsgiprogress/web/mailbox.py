@@ -35,7 +35,8 @@ Mailbox endpoint
     multi-channel publish does (channel IDs split on ``,``, at most
     :data:`MAX_FAN_OUT`, repeats once): each mailbox gives it its own id,
     answered as ``{"mailboxes": {"a": 4, "b": 1, "c": 9}}``.  The hook must
-    allow every name (or the token is sent); nothing is posted otherwise.
+    allow every name (or the token is sent); nothing is posted otherwise,
+    and the 403 names a mailbox the hook refused.
 
 ``GET /mailbox/_stats``
     Counts for operators, protected like publishing.
@@ -304,9 +305,13 @@ class MailboxApp:
 
     def _publish(self, environ: WSGIEnvironment, start_response: StartResponse,
                  names: List[str], many: bool = False) -> Iterable[bytes]:
-        if not (has_bearer_token(environ, self.token) or
-                all(self.authorize(environ, name, "publish") for name in names)):
-            return plain(start_response, "403 Forbidden", "publishing needs the bearer token")
+        if not has_bearer_token(environ, self.token):
+            refused = [name for name in names if not self.authorize(environ, name, "publish")]
+            if refused:  # the token would do for all; else say which one the hook refused
+                return plain(start_response, "403 Forbidden",
+                             "publishing needs the bearer token"
+                             if self.token is not None and len(refused) == len(names) else
+                             f"not allowed to publish to {refused[0]}; nothing was posted")
         limit: int = self.store.max_message_bytes
         body = read_message(environ, limit)
         if body is None:
