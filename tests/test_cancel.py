@@ -6,6 +6,7 @@ that leaves causes; the entry ends ``error``/``cancelled``; with Redis, a
 cancel in one process stops the upload running in another."""
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -357,17 +358,29 @@ def test_under_gunicorn_gthread_the_next_read_raises_the_disconnect_error(
 # -- with Redis: the cancel reaches the process running the upload -----------------------
 
 
-def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer) -> None:
+@contextlib.contextmanager
+def uploading_elsewhere(redis: RedisServer, progress_id: str
+                        ) -> Iterator[Tuple[Any, Any, threading.Event]]:
+    """Two processes' backends, *here* and *there*, and a request of
+    *progress_id* running *there*; the event is set when it is told to stop."""
     here, there = backend_from_url(redis.url), backend_from_url(redis.url)
     try:
         channel = there.progress.cancel_channel  # "there" listens before "here" tells
         wait_until(lambda: dict(here.progress.client.pubsub_numsub(channel)).get(channel, 0) >= 2)
-        tracker = there.progress.track("cancel-redis-1", 1000)
+        tracker = there.progress.track(progress_id, 1000)
         assert tracker is not None
         stopped = threading.Event()
         tracker.on_cancel = stopped.set
         tracker.add_received(10)
         assert there.progress.flush()
+        yield here, there, stopped
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer) -> None:
+    with uploading_elsewhere(redis, "cancel-redis-1") as (here, there, stopped):
         assert here.progress.cancel("cancel-redis-1")
         assert stopped.wait(5)
         assert there.progress.flush()
@@ -375,9 +388,6 @@ def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer)
         assert final is not None and (final.state, final.reason) == ("error", "cancelled")
         assert not here.progress.cancel("cancel-redis-1")
         assert not here.progress.cancel("cancel-redis-unknown")
-    finally:
-        here.close()
-        there.close()
 
 
 def test_a_cancel_sent_to_another_process_is_answered_202_until_that_process_stops_it(
@@ -385,16 +395,7 @@ def test_a_cancel_sent_to_another_process_is_answered_202_until_that_process_sto
     """The process answering the ``DELETE`` cannot know that the other one
     heard it (it may have died, or be reconnecting): it says it sent the
     cancel (202), not that the upload ended (200); the probe shows the end."""
-    here, there = backend_from_url(redis.url), backend_from_url(redis.url)
-    try:
-        channel = here.progress.cancel_channel
-        wait_until(lambda: dict(here.progress.client.pubsub_numsub(channel)).get(channel, 0) >= 2)
-        tracker = there.progress.track("cancel-redis-2", 1000)
-        assert tracker is not None
-        stopped = threading.Event()
-        tracker.on_cancel = stopped.set
-        tracker.add_received(10)
-        assert there.progress.flush()
+    with uploading_elsewhere(redis, "cancel-redis-2") as (here, there, stopped):
         client = TestApp(ProgressMiddleware(reading_app, store=here.progress, mailbox=True,
                                             publish_token=TOKEN))
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -413,6 +414,3 @@ def test_a_cancel_sent_to_another_process_is_answered_202_until_that_process_sto
         answer = client.delete("/progress?X-Progress-ID=cancel-redis-3", headers=auth,
                                status=200)
         assert answer.json == {"id": "cancel-redis-3", "state": "error", "reason": "cancelled"}
-    finally:
-        here.close()
-        there.close()
