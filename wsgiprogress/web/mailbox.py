@@ -313,14 +313,10 @@ class MailboxApp:
                              if self.token is not None and len(refused) == len(names) else
                              f"not allowed to publish to {refused[0]}; nothing was posted")
         limit: int = self.store.max_message_bytes
-        body = read_message(environ, limit)
-        if body is None:
+        data = read_message(environ, limit)
+        if data is None:
             return plain(start_response, "413 Payload Too Large",
                          f"a message may have at most {limit} bytes")
-        try:
-            data = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("a message must be UTF-8 text") from None
         ids = self.store.post(names, data)
         if many:
             return json_body(start_response, "201 Created", {"mailboxes": ids})
