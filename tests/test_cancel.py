@@ -204,6 +204,29 @@ def test_a_cancel_while_the_application_works_on_the_whole_body_is_answered() ->
     assert app.calls == 1
 
 
+def test_a_cancel_as_the_response_goes_out_adds_nothing_after_it() -> None:
+    # the application answers between the cancel and the loop's turn: its
+    # tracker, ended by the cancel, records no status, yet a head went out;
+    # a 409 after it would be bytes in the middle of the connection
+    app = Processing()
+    with running(app, mailbox=True, publish_token=TOKEN) as (srv, port), \
+            socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(b"POST /upload?X-Progress-ID=cancel-answering HTTP/1.1\r\nHost: test\r\n"
+                     b"Content-Length: 100000\r\n\r\n" + b"a" * 100000)
+        assert app.serving.wait(10)
+        (channel,) = [c for c in list(srv._map.values()) if isinstance(c, ProgressChannel)]
+        cancel = channel.cancel_upload
+
+        def late_cancel() -> None:  # the response goes out first
+            app.release.set()
+            select.select([sock], [], [], 5)
+            cancel()
+        channel.cancel_upload = late_cancel
+        assert delete(port, "cancel-answering")[0] == 200
+        reply = read_to_close(sock)
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"\r\n\r\ndone"), reply
+
+
 @pytest.mark.parametrize("settings, headers, reason", [
     pytest.param({"publish_token": TOKEN}, {}, "cancelling needs the bearer token",
                  id="token-not-sent"),

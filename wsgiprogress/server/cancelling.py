@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, List
+from typing import Any
 
 from waitress import wasyncore
 
@@ -85,7 +85,7 @@ def answer_cancelled(channel: Any) -> None:
         if not channel.connected:
             return
         kept = None
-        if not channel.total_outbufs_len and _unanswered(channel.requests):
+        if not channel.total_outbufs_len and _unanswered(channel):
             try:
                 kept = channel.socket.dup()  # keeps the connection open past the close
             except OSError:
@@ -97,16 +97,29 @@ def answer_cancelled(channel: Any) -> None:
         channel.server.progress_loop.call_at(time.monotonic() + LINGER, lingering.close)
 
 
-def _unanswered(requests: List[Any]) -> bool:
-    """True when no response is under way on the connection: no request in
-    service, or only the cancelled one, whose response head was not made
-    (:meth:`~wsgiprogress.server.task.ProgressTask.build_response_header`
-    gives its tracker the status)."""
-    if not requests:
+def _unanswered(channel: Any) -> bool:
+    """True when the cancelled upload may be answered on *channel*: its body
+    is still arriving (the parser's request), or it is the one request in
+    service and its task has not begun, or its response head was not made
+    (its send window is not :attr:`~wsgiprogress.server.sending.SendWindow.headed`;
+    a window sent in full is gone).  Not the tracker's status: a tracker
+    ended by the cancel records no head made after it."""
+    requests = channel.requests
+    if not requests:  # else it was answered already, as the cancel came
+        return _cancelled(channel.request)
+    request = requests[0]
+    if len(requests) != 1 or not _cancelled(request):
+        return False
+    if not request.serviced:
         return True
-    tracker = getattr(requests[0], "tracker", None)
-    return len(requests) == 1 and tracker is not None and tracker.reason == CANCELLED \
-        and tracker.status is None
+    return any(window.tracker is request.tracker and not window.headed
+               for window in channel.send_windows)
+
+
+def _cancelled(request: Any) -> bool:
+    """True for a waitress *request* whose tracker was cancelled."""
+    tracker = getattr(request, "tracker", None)
+    return tracker is not None and tracker.reason == CANCELLED
 
 
 def _answered(kept: socket.socket) -> bool:
