@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import pytest
-from per_file_app import CLIENT
-from test_browser import chrome
+from per_file_app import CLIENT, page_app
+from test_browser import chrome, wait_for
+from test_browser_files import files, submit
 from webtest import TestApp
 
 from wsgiprogress import ProgressMiddleware
@@ -202,6 +203,32 @@ def test_a_cancel_while_the_application_works_on_the_whole_body_is_answered() ->
         app.release.set()
     assert reply == ANSWER, reply  # and nothing of the response written after it
     assert app.calls == 1
+
+
+def test_chromium_does_not_send_again_an_upload_cancelled_while_the_application_works(
+        tmp_path: Path) -> None:
+    # the motive for the answer above: a cut without one, and Chromium sent
+    # the whole form again on a new connection (the application ran twice)
+    app = Processing()
+
+    def served(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/upload":
+            return app(environ, start_response)
+        return page_app(environ, start_response)
+    with running(served, mailbox=True, publish_token=TOKEN) as (_, port), \
+            chrome(tmp_path / "profile") as browser:
+        submit(browser, f"http://{HOST}:{port}/?token={TOKEN}", files(tmp_path), 64 << 20)
+        assert app.serving.wait(20)
+        answer = browser.execute_async_script(
+            "var done = arguments[0];"
+            "window.job.cancel(function (ok, status) { done([ok, status]); });")
+        # the XHR ends once Chromium has given up on the upload, or when a
+        # second one (sent again) is answered
+        status = wait_for(browser, "var x = window.job.xhr;"
+                          "return x.readyState === 4 && String(x.status)", deadline=15)
+        app.release.set()
+    assert answer == [True, 200]
+    assert (status, app.calls) == ("409", 1)
 
 
 def test_a_cancel_as_the_response_goes_out_adds_nothing_after_it() -> None:
