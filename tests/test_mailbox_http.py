@@ -168,9 +168,10 @@ def test_without_allowed_origins_mailboxes_send_no_cors_headers() -> None:
     client.options(f"/mailbox/{NAME}", headers={"Origin": ORIGIN}, status=405)
 
 
-def test_publishing_is_off_by_default() -> None:
+@pytest.mark.parametrize("names", [NAME, f"{NAME},room-two-0002"], ids=["one", "fan-out"])
+def test_publishing_is_off_by_default(names: str) -> None:
     client, _ = make()
-    answer = client.post(f"/mailbox/{NAME}", "x", headers=AUTH, status=405)
+    answer = client.post(f"/mailbox/{names}", "x", headers=AUTH, status=405)
     assert answer.headers["Allow"] == "GET, HEAD"
 
 

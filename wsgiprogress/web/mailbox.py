@@ -170,9 +170,10 @@ class MailboxApp:
         try:
             if name == STATS_NAME and method in ("GET", "HEAD"):
                 return self._stats(environ, start_response)
-            if "," in name and method == "POST" and self.publish_enabled:
-                return self._publish(environ, start_response, fan_out_names(name), many=True)
-            if not is_valid_id(name):
+            if "," in name and method == "POST":  # a fan-out: 405 while publishing is off
+                if self.publish_enabled:
+                    return self._publish(environ, start_response, fan_out_names(name), many=True)
+            elif not is_valid_id(name):
                 raise BadRequest(f"invalid mailbox name: expected {ID_RULE}")
             if method in ("GET", "HEAD"):
                 return self._read(environ, start_response, name, method == "HEAD")
