@@ -440,6 +440,18 @@ def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer)
         assert not here.progress.cancel("cancel-redis-unknown")
 
 
+def test_a_resumable_upload_between_its_requests_is_not_running_for_a_cancel(
+        redis: RedisServer) -> None:
+    # handed over, it waits for its next request: no process runs it, as the
+    # memory store says too (404), so nothing is sent to anyone
+    with uploading_elsewhere(redis, "cancel-redis-4") as (here, there, stopped):
+        (tracker,) = [t for t in there.progress.live.values() if t.id == "cancel-redis-4"]
+        tracker.hand_over()
+        assert there.progress.flush()
+        assert here.progress.get("cancel-redis-4").state == "uploading"
+        assert not here.progress.cancel("cancel-redis-4")
+
+
 def test_a_cancel_sent_to_another_process_is_answered_202_until_that_process_stops_it(
         redis: RedisServer) -> None:
     """The process answering the ``DELETE`` cannot know that the other one

@@ -289,8 +289,9 @@ class RedisProgressStore(ProgressStore):
         """
         if super().cancel(progress_id):
             return True
-        entry = self.get(progress_id)
-        if entry is None or not entry.running:
+        docs = self._read(lambda: self._docs(self.reader, [progress_id]), self.reader_outage)
+        # a resumable upload handed over between its requests runs nowhere
+        if not any(doc.get("state") in RUNNING_STATES and not doc.get("handed") for doc in docs):
             return False
         try:
             self.client.publish(self.cancel_channel, progress_id)
