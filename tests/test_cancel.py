@@ -189,15 +189,24 @@ class Processing:
         return [b"done"]
 
 
+@contextlib.contextmanager
+def processing(progress_id: str) -> Iterator[Tuple[Processing, Any, int, socket.socket]]:
+    """Our server, and an upload of *progress_id* whose body is all in and
+    whose application works on it: the app, the server, its port, the
+    client's socket."""
+    app = Processing()
+    with running(app, mailbox=True, publish_token=TOKEN) as (srv, port), \
+            socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(f"POST /upload?X-Progress-ID={progress_id} HTTP/1.1\r\nHost: test\r\n"
+                     f"Content-Length: 100000\r\n\r\n".encode() + b"p" * 100000)
+        assert app.serving.wait(10)
+        yield app, srv, port, sock
+
+
 def test_a_cancel_while_the_application_works_on_the_whole_body_is_answered() -> None:
     # closed without an answer, Chromium took the cut for a stale keep-alive
     # connection and sent the whole upload again: the application got it twice
-    app = Processing()
-    with running(app, mailbox=True, publish_token=TOKEN) as (_, port), \
-            socket.create_connection((HOST, port), timeout=10) as sock:
-        sock.sendall(b"POST /upload?X-Progress-ID=cancel-processing HTTP/1.1\r\nHost: test\r\n"
-                     b"Content-Length: 100000\r\n\r\n" + b"p" * 100000)
-        assert app.serving.wait(10)
+    with processing("cancel-processing") as (app, _, port, sock):
         assert delete(port, "cancel-processing")[0] == 200
         reply = read_to_close(sock)
         app.release.set()
@@ -235,12 +244,7 @@ def test_a_cancel_as_the_response_goes_out_adds_nothing_after_it() -> None:
     # the application answers between the cancel and the loop's turn: its
     # tracker, ended by the cancel, records no status, yet a head went out;
     # a 409 after it would be bytes in the middle of the connection
-    app = Processing()
-    with running(app, mailbox=True, publish_token=TOKEN) as (srv, port), \
-            socket.create_connection((HOST, port), timeout=10) as sock:
-        sock.sendall(b"POST /upload?X-Progress-ID=cancel-answering HTTP/1.1\r\nHost: test\r\n"
-                     b"Content-Length: 100000\r\n\r\n" + b"a" * 100000)
-        assert app.serving.wait(10)
+    with processing("cancel-answering") as (app, srv, port, sock):
         (channel,) = [c for c in list(srv._map.values()) if isinstance(c, ProgressChannel)]
         cancel = channel.cancel_upload
 
