@@ -6,14 +6,19 @@ that leaves causes; the entry ends ``error``/``cancelled``; with Redis, a
 cancel in one process stops the upload running in another."""
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
 import time
 from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import pytest
+from per_file_app import CLIENT, page_app
+from test_browser import chrome, wait_for
+from test_browser_files import files, submit
 from webtest import TestApp
 
 from wsgiprogress import ProgressMiddleware
@@ -167,6 +172,110 @@ def test_delete_is_not_offered_without_a_token_or_hook() -> None:
     hooked.request("/progress?X-Progress-ID=cancel-none", method="PUT", status=405)
 
 
+class Processing:
+    """Reads the whole body, then works until released (bounded), then answers."""
+
+    def __init__(self) -> None:
+        self.serving, self.release = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def __call__(self, environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        self.calls += 1
+        while environ["wsgi.input"].read(65536):
+            pass
+        self.serving.set()
+        self.release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
+        return [b"done"]
+
+
+@contextlib.contextmanager
+def processing(progress_id: str) -> Iterator[Tuple[Processing, Any, int, socket.socket]]:
+    """Our server, and an upload of *progress_id* whose body is all in and
+    whose application works on it: the app, the server, its port, the
+    client's socket."""
+    app = Processing()
+    with running(app, mailbox=True, publish_token=TOKEN) as (srv, port), \
+            socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(f"POST /upload?X-Progress-ID={progress_id} HTTP/1.1\r\nHost: test\r\n"
+                     f"Content-Length: 100000\r\n\r\n".encode() + b"p" * 100000)
+        assert app.serving.wait(10)
+        yield app, srv, port, sock
+
+
+def test_a_cancel_while_the_application_works_on_the_whole_body_is_answered() -> None:
+    # closed without an answer, Chromium took the cut for a stale keep-alive
+    # connection and sent the whole upload again: the application got it twice
+    with processing("cancel-processing") as (app, _, port, sock):
+        assert delete(port, "cancel-processing")[0] == 200
+        reply = read_to_close(sock)
+        app.release.set()
+    assert reply == ANSWER, reply  # and nothing of the response written after it
+    assert app.calls == 1
+
+
+def test_chromium_does_not_send_again_an_upload_cancelled_while_the_application_works(
+        tmp_path: Path) -> None:
+    # the motive for the answer above: a cut without one, and Chromium sent
+    # the whole form again on a new connection (the application ran twice)
+    app = Processing()
+
+    def served(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/upload":
+            return app(environ, start_response)
+        return page_app(environ, start_response)
+    with running(served, mailbox=True, publish_token=TOKEN) as (_, port), \
+            chrome(tmp_path / "profile") as browser:
+        submit(browser, f"http://{HOST}:{port}/?token={TOKEN}", files(tmp_path), 64 << 20)
+        assert app.serving.wait(20)
+        answer = browser.execute_async_script(
+            "var done = arguments[0];"
+            "window.job.cancel(function (ok, status) { done([ok, status]); });")
+        # the XHR ends once Chromium has given up on the upload, or when a
+        # second one (sent again) is answered
+        status = wait_for(browser, "var x = window.job.xhr;"
+                          "return x.readyState === 4 && String(x.status)", deadline=15)
+        app.release.set()
+    assert answer == [True, 200]
+    assert (status, app.calls) == ("409", 1)
+
+
+def test_a_cancel_as_the_response_goes_out_adds_nothing_after_it() -> None:
+    # the application answers between the cancel and the loop's turn: its
+    # tracker, ended by the cancel, records no status, yet a head went out;
+    # a 409 after it would be bytes in the middle of the connection
+    with processing("cancel-answering") as (app, srv, port, sock):
+        (channel,) = [c for c in list(srv._map.values()) if isinstance(c, ProgressChannel)]
+        cancel = channel.cancel_upload
+
+        def late_cancel() -> None:  # the response goes out first
+            app.release.set()
+            select.select([sock], [], [], 5)
+            cancel()
+        channel.cancel_upload = late_cancel
+        assert delete(port, "cancel-answering")[0] == 200
+        reply = read_to_close(sock)
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"\r\n\r\ndone"), reply
+
+
+@pytest.mark.parametrize("settings, headers, reason", [
+    pytest.param({"publish_token": TOKEN}, {}, "cancelling needs the bearer token",
+                 id="token-not-sent"),
+    pytest.param({"publish_token": TOKEN}, {"Authorization": "Bearer wrong"},
+                 "cancelling needs the bearer token", id="wrong-token"),
+    pytest.param({}, {"Authorization": f"Bearer {TOKEN}"},
+                 "not allowed to cancel this upload", id="hook-only"),
+])
+def test_a_refused_cancel_says_why(settings: Dict[str, Any], headers: Dict[str, str],
+                                   reason: str) -> None:
+    # with a hook and no token, no token could help: the reason does not ask for one
+    test = TestApp(ProgressMiddleware(reading_app, mailbox=True,
+                                      authorize=lambda environ, name, action: False, **settings))
+    answer = test.request("/progress?X-Progress-ID=cancel-refused", method="DELETE",
+                          headers=headers, status=403)
+    assert answer.text == reason + "\n"
+
+
 def test_a_hundred_cancels_leak_no_descriptor_or_thread(server: Tuple[Any, int]) -> None:
     srv, port = server
     store = srv.progress_rules.store
@@ -187,6 +296,48 @@ def test_a_hundred_cancels_leak_no_descriptor_or_thread(server: Tuple[Any, int])
                message=lambda: f"fds {open_fds()} (was {fds}), threads "
                                f"{threading.active_count()} (was {threads})")
     assert len(srv._map) <= 3  # the listener, the trigger and nothing else
+
+
+def page_of_another_origin(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """A page that loads the JS client; it cancels through ``cancel(...)``."""
+    js = environ.get("PATH_INFO") == "/progress.js"
+    body = CLIENT.read_bytes() if js else \
+        b'<!doctype html><script src="/progress.js"></script><p>page</p>'
+    start_response("200 OK", [("Content-Type", "application/javascript" if js else "text/html"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["origin-allowed", "origin-not-allowed"])
+def test_a_page_of_another_origin_cancels_through_the_preflight(allowed: bool,
+                                                                 tmp_path: Path) -> None:
+    # Chromium preflights the DELETE (a method and an Authorization header no
+    # simple request has): the probe answers it, then the DELETE, for an
+    # allowed origin only
+    with running(page_of_another_origin) as (_, page_port):
+        origin = f"http://{HOST}:{page_port}" if allowed else "http://elsewhere.test"
+        with running(reading_app, mailbox=True, publish_token=TOKEN, recv_bytes=65536,
+                     allowed_origins=[origin]) as (_, port), \
+                chrome(tmp_path / "profile") as browser:
+            browser.get(f"http://{HOST}:{page_port}/")
+            uploader = run_upload_until(port, "cancel-cross-origin")
+            answer = browser.execute_async_script(
+                "var done = arguments[arguments.length - 1];"
+                "WSGIProgress.cancel('cancel-cross-origin',"
+                " {url: arguments[0], token: arguments[1]},"
+                " function (ok, status) { done([ok, status]); });",
+                f"http://{HOST}:{port}/progress", TOKEN)
+            if allowed:
+                assert answer == [True, 200]
+                uploader.join(5)
+                assert uploader.reply == ANSWER
+                final = probe(port, "cancel-cross-origin")
+                assert (final["state"], final["reason"]) == ("error", "cancelled")
+            else:  # the preflight failed: no DELETE was sent
+                assert answer == [False, 0]
+                assert probe(port, "cancel-cross-origin")["state"] == "uploading"
+                assert delete(port, "cancel-cross-origin")[0] == 200
+                uploader.join(5)
 
 
 # -- under the middleware -----------------------------------------------------------------
@@ -261,17 +412,29 @@ def test_under_gunicorn_gthread_the_next_read_raises_the_disconnect_error(
 # -- with Redis: the cancel reaches the process running the upload -----------------------
 
 
-def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer) -> None:
+@contextlib.contextmanager
+def uploading_elsewhere(redis: RedisServer, progress_id: str
+                        ) -> Iterator[Tuple[Any, Any, threading.Event]]:
+    """Two processes' backends, *here* and *there*, and a request of
+    *progress_id* running *there*; the event is set when it is told to stop."""
     here, there = backend_from_url(redis.url), backend_from_url(redis.url)
     try:
         channel = there.progress.cancel_channel  # "there" listens before "here" tells
         wait_until(lambda: dict(here.progress.client.pubsub_numsub(channel)).get(channel, 0) >= 2)
-        tracker = there.progress.track("cancel-redis-1", 1000)
+        tracker = there.progress.track(progress_id, 1000)
         assert tracker is not None
         stopped = threading.Event()
         tracker.on_cancel = stopped.set
         tracker.add_received(10)
         assert there.progress.flush()
+        yield here, there, stopped
+    finally:
+        here.close()
+        there.close()
+
+
+def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer) -> None:
+    with uploading_elsewhere(redis, "cancel-redis-1") as (here, there, stopped):
         assert here.progress.cancel("cancel-redis-1")
         assert stopped.wait(5)
         assert there.progress.flush()
@@ -279,6 +442,41 @@ def test_a_cancel_in_one_process_stops_the_upload_in_another(redis: RedisServer)
         assert final is not None and (final.state, final.reason) == ("error", "cancelled")
         assert not here.progress.cancel("cancel-redis-1")
         assert not here.progress.cancel("cancel-redis-unknown")
-    finally:
-        here.close()
-        there.close()
+
+
+def test_a_resumable_upload_between_its_requests_is_not_running_for_a_cancel(
+        redis: RedisServer) -> None:
+    # handed over, it waits for its next request: no process runs it, as the
+    # memory store says too (404), so nothing is sent to anyone
+    with uploading_elsewhere(redis, "cancel-redis-4") as (here, there, stopped):
+        (tracker,) = [t for t in there.progress.live.values() if t.id == "cancel-redis-4"]
+        tracker.hand_over()
+        assert there.progress.flush()
+        assert here.progress.get("cancel-redis-4").state == "uploading"
+        assert not here.progress.cancel("cancel-redis-4")
+
+
+def test_a_cancel_sent_to_another_process_is_answered_202_until_that_process_stops_it(
+        redis: RedisServer) -> None:
+    """The process answering the ``DELETE`` cannot know that the other one
+    heard it (it may have died, or be reconnecting): it says it sent the
+    cancel (202), not that the upload ended (200); the probe shows the end."""
+    with uploading_elsewhere(redis, "cancel-redis-2") as (here, there, stopped):
+        client = TestApp(ProgressMiddleware(reading_app, store=here.progress, mailbox=True,
+                                            publish_token=TOKEN))
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        answer = client.delete("/progress?X-Progress-ID=cancel-redis-2", headers=auth,
+                               status=202)
+        assert answer.json == {"id": "cancel-redis-2",
+                               "cancel": "sent to the process that runs it"}
+        assert stopped.wait(5)
+        assert there.progress.flush()
+        wait_until(lambda: client.get("/progress?X-Progress-ID=cancel-redis-2").json["state"]
+                   == "error")
+        client.delete("/progress?X-Progress-ID=cancel-redis-2", headers=auth, status=404)
+        # a request of this process is cancelled here: 200, it ended
+        local = here.progress.track("cancel-redis-3", 1000)
+        assert local is not None
+        answer = client.delete("/progress?X-Progress-ID=cancel-redis-3", headers=auth,
+                               status=200)
+        assert answer.json == {"id": "cancel-redis-3", "state": "error", "reason": "cancelled"}

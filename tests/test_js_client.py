@@ -312,6 +312,23 @@ def test_the_pages_own_cancel_ends_as_cancelled_once(answer: Dict[str, Any]) -> 
     assert not [e for e in job["events"] if e[0] == "done"]
 
 
+@pytest.mark.parametrize("status, ok, heard", [
+    pytest.param(202, True, ["error", "cancelled", None], id="sent-to-another-process"),
+    pytest.param(403, False, ["error", None, 500], id="refused"),
+    pytest.param(404, False, ["error", None, 500], id="not-running"),
+])
+def test_only_an_accepted_cancel_makes_a_failed_upload_cancelled(
+        status: int, ok: bool, heard: List[Any]) -> None:
+    # the upload fails (500) before the DELETE is answered: what the page
+    # hears waits for that answer; a refused cancel stopped nothing
+    job = upload(form=f"{PAGE}/upload", uploadAfter=1, cancelAfter=1, cancelStatus=status,
+                 probes=[UPLOADING_HALF, native("error", status=500)],
+                 upload={"status": 500, "responseText": "boom"})
+    assert ["cancel", ok, status] in job["events"]
+    errors = [e for e in job["events"] if e[0] == "error"]
+    assert errors == [heard], job["events"]
+
+
 def test_an_applications_own_409_is_not_taken_for_a_cancel() -> None:
     job = upload(form=f"{PAGE}/upload", uploadAfter=1,
                  probes=[UPLOADING_HALF, native("done", status=409)],

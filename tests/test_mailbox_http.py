@@ -2,10 +2,12 @@
 publishing, stats, authorization and bad input."""
 from __future__ import annotations
 
+import io
+import socket
 import threading
 import time
 from email.utils import formatdate
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
 import webtest
@@ -15,6 +17,8 @@ from hypothesis import strategies as st
 from wsgiprogress import ProgressMiddleware
 from wsgiprogress.mailbox import MemoryMailboxes
 from wsgiprogress.web.mailbox import MailboxApp
+
+from server_support import HOST, read_response, running_werkzeug, status_of
 
 NAME = "0123456789abcdef0123456789abcdef"
 TOKEN = "s3cret-token-of-24-chars"
@@ -164,9 +168,10 @@ def test_without_allowed_origins_mailboxes_send_no_cors_headers() -> None:
     client.options(f"/mailbox/{NAME}", headers={"Origin": ORIGIN}, status=405)
 
 
-def test_publishing_is_off_by_default() -> None:
+@pytest.mark.parametrize("names", [NAME, f"{NAME},room-two-0002"], ids=["one", "fan-out"])
+def test_publishing_is_off_by_default(names: str) -> None:
     client, _ = make()
-    answer = client.post(f"/mailbox/{NAME}", "x", headers=AUTH, status=405)
+    answer = client.post(f"/mailbox/{names}", "x", headers=AUTH, status=405)
     assert answer.headers["Allow"] == "GET, HEAD"
 
 
@@ -325,3 +330,72 @@ def test_a_fan_out_needs_the_token_or_every_name_allowed() -> None:
     assert client.get("/mailbox/mine-mailbox-0001").json["messages"] == []
     client.post("/mailbox/mine-mailbox-0001,mine-mailbox-0002", b"x", status=201)
     client.get("/mailbox/a,b", status=400)  # reading is one mailbox at a time
+
+
+@pytest.mark.parametrize("token, names, reason", [
+    pytest.param(FAN_TOKEN, "other-mailbox-01,other-mailbox-02",
+                 "publishing needs the bearer token", id="none-allowed"),
+    pytest.param(FAN_TOKEN, "mine-mailbox-0001,other-mailbox-02",
+                 "not allowed to publish to other-mailbox-02; nothing was posted",
+                 id="one-refused"),
+    pytest.param(None, "other-mailbox-01", "not allowed to publish to other-mailbox-01; "
+                 "nothing was posted", id="hook-only"),
+])
+def test_a_refused_publish_says_which_mailbox(token: Any, names: str, reason: str) -> None:
+    # a partly allowed fan-out names the mailbox the hook refused; without a
+    # publish_token, no answer asks for one
+    client = webtest.TestApp(MailboxApp(
+        MemoryMailboxes(), publish=True, publish_token=token,
+        authorize=lambda environ, name, action: action == "read" or name.startswith("mine")))
+    assert client.post(f"/mailbox/{names}", b"x", status=403).text == reason + "\n"
+    assert client.get("/mailbox/mine-mailbox-0001").json["messages"] == []
+
+
+# -- the body of a publish, whatever the server gives ------------------------------------
+
+
+def chunked_publish(port: int, path: str, pieces: List[bytes]) -> Tuple[int, bytes]:
+    """POST *pieces* as a chunked body (no Content-Length), over a real socket."""
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {FAN_TOKEN}"
+                     f"\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + body)
+        reply = read_response(sock)
+    return status_of(reply), reply.partition(b"\r\n\r\n")[2]
+
+
+def test_a_chunked_publish_under_werkzeug_posts_its_body() -> None:
+    mailboxes = MemoryMailboxes()
+    app = ProgressMiddleware(inner, mailbox=mailboxes, publish=True, publish_token=FAN_TOKEN)
+    with running_werkzeug(app) as port:
+        status, _ = chunked_publish(port, "/mailbox/room-one-0001,room-two-0002",
+                                    [b"hello ", b"all"])
+        assert status == 201
+        for name in ("room-one-0001", "room-two-0002"):
+            assert [m.data for m in mailboxes.read(name, None).messages] == ["hello all"]
+        status, body = chunked_publish(port, "/mailbox/room-one-0001",
+                                       [b"x" * 40000, b"y" * 40000])
+        assert (status, b"at most 65536 bytes" in body) == (413, True)
+        assert len(mailboxes.read("room-one-0001", None).messages) == 1
+
+
+@pytest.mark.parametrize("environ, status, reason, read", [
+    pytest.param({"CONTENT_LENGTH": "-1"}, 400, "invalid Content-Length", 0, id="negative"),
+    pytest.param({"CONTENT_LENGTH": "1_0"}, 400, "invalid Content-Length", 0, id="underscore"),
+    pytest.param({"HTTP_TRANSFER_ENCODING": "chunked"}, 400, "send a Content-Length", 0,
+                 id="chunked-not-ended"),
+    pytest.param({"wsgi.input_terminated": True}, 413, "at most 65536", 65537,
+                 id="ended-too-long"),
+])
+def test_a_publish_body_is_read_within_its_bound(environ: Dict[str, Any], status: int,
+                                                 reason: str, read: int) -> None:
+    mailboxes = MemoryMailboxes()
+    app = MailboxApp(mailboxes, publish=True, publish_token=FAN_TOKEN)
+    stream = io.BytesIO(b"z" * 200000)
+    answered = []
+    body = b"".join(app({"REQUEST_METHOD": "POST", "PATH_INFO": "/mailbox/room-one-0001",
+                         "HTTP_AUTHORIZATION": f"Bearer {FAN_TOKEN}", "wsgi.input": stream,
+                         **environ}, lambda s, h, e=None: answered.append(s)))
+    assert (int(answered[0][:3]), reason in body.decode()) == (status, True)
+    assert stream.tell() == read  # never the whole stream
+    assert mailboxes.read("room-one-0001", None).messages == []

@@ -119,8 +119,10 @@ class ProgressStore(abc.ABC):
         """Cancel the running request of *progress_id*: it ends
         ``error``/``cancelled``; our server closes its connection at once,
         under the middleware the application's next read raises.  True when
-        a running request was found (here; a store shared by several
-        processes also asks the others); False when unknown or ended."""
+        a running request was found here and ended, or (a store shared by
+        several processes) the process that runs it was told, which does
+        not wait for it to stop (:meth:`running_here` tells the two apart);
+        False when unknown or ended."""
         tracker = self.running_here(progress_id)
         return tracker is not None and tracker.cancel()
 

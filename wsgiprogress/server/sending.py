@@ -25,12 +25,14 @@ if TYPE_CHECKING:
 class SendWindow:
     """The output positions one tracked response occupies on its channel."""
 
-    __slots__ = ("tracker", "start", "end")
+    __slots__ = ("tracker", "start", "end", "headed")
 
     def __init__(self, tracker: Tracker, start: int) -> None:
         self.tracker = tracker
         self.start = start
         self.end: Optional[int] = None
+        #: True once the response's head was made: it may be going out.
+        self.headed = False
 
 
 #: Shared empty stand-ins, never changed: a channel makes its own on first use

@@ -173,9 +173,11 @@ class ProgressTask(WSGITask):  # type: ignore[misc]
             if closes:
                 self.close_on_finish = True
         tracker = self.tracker
-        if tracker is not None and self.send_window is not None:
+        window = self.send_window
+        if tracker is not None and window is not None:
             # the head is the first output of the request: sent counts the body
-            self.send_window.start += len(header)
+            window.start += len(header)
+            window.headed = True
             tracker.start_response(self.status, self.content_length)
         if self.hold_head:  # it goes out with the body's first bytes, in one send
             self.channel.held_head = header

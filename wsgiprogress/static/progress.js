@@ -286,14 +286,18 @@
   /* Ask the server to cancel the upload of `id`: DELETE on the probe URL
      (options url, idName), with options.token as a bearer token when given
      (else the server's authorize hook decides).  done(ok, status) hears the
-     answer: 200 cancelled, 404 not running, 403 not allowed.  On our server
-     the upload itself is answered 409 "upload cancelled" and closed. */
+     answer: 200 cancelled, 202 sent to the server process that runs it (the
+     probe shows the end), 404 not running, 403 not allowed; ok for 200 and
+     202.  On our server the upload itself is answered 409 "upload
+     cancelled" and closed. */
   function cancel(id, options, done) {
     options = options || {};
     var xhr = new root.XMLHttpRequest();
     xhr.open("DELETE", withId(options.url || "/progress", id, options.idName));
     if (options.token) { xhr.setRequestHeader("Authorization", "Bearer " + options.token); }
-    xhr.onload = function () { if (done) { done(xhr.status === 200, xhr.status); } };
+    xhr.onload = function () {
+      if (done) { done(xhr.status === 200 || xhr.status === 202, xhr.status); }
+    };
     xhr.onerror = function () { if (done) { done(false, 0); } };
     xhr.send();
     return xhr;
@@ -343,6 +347,9 @@
     var target = withId(action, id, options.idName);
     var loaded = false, redirected = false, settled = false, navigated = false, last = null;
     var cancelled = false, seen = false, silent = false;
+    // while the page's cancel is unanswered, a failed upload waits for it
+    // (held): only an accepted cancel makes the failure "cancelled"
+    var cancelling = false, held = null;
 
     // track's callbacks, watched: did the probe see a redirect, has it ended?
     var watched = {};
@@ -424,27 +431,39 @@
         options.onError({ state: "error", reason: reason, status: null });
       }
     }
-    xhr.addEventListener("load", function () {
-      loaded = true;
+    function answered() {
       // the server's answer to a cancelled upload (see cancel), or a failure
-      // after the page cancelled; a success came before the cancel could stop it
+      // after the page's cancel was accepted; a success came before the cancel could stop it
       if ((xhr.status === 409 && xhr.responseText === "upload cancelled\n") ||
           (cancelled && xhr.status >= 400)) {
         fail("cancelled");
         return;
       }
+      if (cancelling && xhr.status >= 400) { held = answered; return; }
       navigate();
       if (silent) { endWithAnswer(); }
       // a probe answer on its way may still tell of it
       else if (!seen) { setTimeout(endUnseen, 3 * (options.interval || INTERVAL)); }
-    });
-    xhr.onerror = function () { fail(cancelled ? "cancelled" : "network"); };
+    }
+    function broken() {
+      if (cancelling) { held = broken; return; }
+      fail(cancelled ? "cancelled" : "network");
+    }
+    xhr.addEventListener("load", function () { loaded = true; answered(); });
+    xhr.onerror = broken;
     xhr.send(data);
     return {
       id: id, xhr: xhr, tracker: { stop: function () { tracker.stop(); } },
       cancel: function (done) {
-        cancelled = true;
-        return cancel(id, options, done);
+        cancelling = true;
+        return cancel(id, options, function (ok, status) {
+          cancelling = false;
+          cancelled = cancelled || ok;
+          var then = held;
+          held = null;
+          if (then) { then(); }
+          if (done) { done(ok, status); }
+        });
       }
     };
   }

@@ -18,10 +18,13 @@ of them is configured.
           "http://127.0.0.1:8080/progress?X-Progress-ID=$ID"
     {"id": "...", "state": "error", "reason": "cancelled"}
 
-Answers: 200 cancelled, 404 when no request of that ID runs (unknown, or
-ended), 400 for a bad ID, 403 without permission, 503 when Redis cannot be
-asked.  With Redis, the process that runs the upload hears of the cancel on
-``<key_prefix>cancel`` and stops it there.
+Answers: 200 cancelled (the request ran in this process and has ended), 404
+when no request of that ID runs (unknown, or ended), 400 for a bad ID, 403
+without permission, 503 when Redis cannot be asked.  With Redis, a request
+that runs in another process is told on ``<key_prefix>cancel`` and stops
+there; this process cannot know that it heard (it may have died, or be
+reconnecting), so the answer is ``202 Accepted`` ``{"id": "...", "cancel":
+"sent to the process that runs it"}`` and the probe shows the end.
 """
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 from ..progress.entry import CANCELLED, ERROR
 from ..progress.store import BackendUnavailable
 from .responses import has_bearer_token, json_body, plain
+
+#: What a ``202`` says: the request runs in another process, which was told.
+SENT = "sent to the process that runs it"
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -45,16 +51,21 @@ def cancel(environ: WSGIEnvironment, start_response: StartResponse, store: Progr
     *authorize*; *headers* go with the answer (CORS)."""
     if not (has_bearer_token(environ, token) or
             (authorize is not None and authorize(environ, progress_id, "cancel"))):
-        return plain(start_response, "403 Forbidden",
-                     "cancelling needs the bearer token", headers)
+        reason = "not allowed to cancel this upload" if token is None else \
+            "cancelling needs the bearer token"
+        return plain(start_response, "403 Forbidden", reason, headers)
+    tracker = store.running_here(progress_id)
+    if tracker is not None and tracker.cancel():
+        return json_body(start_response, "200 OK",
+                         {"id": progress_id, "state": ERROR, "reason": CANCELLED}, headers)
     try:
-        cancelled = store.cancel(progress_id)
+        sent = store.cancel(progress_id)  # running in another process, if anywhere
     except BackendUnavailable:
         return plain(start_response, "503 Service Unavailable",
                      "the progress backend is unavailable; retry shortly",
                      [*headers, ("Retry-After", "2")])
-    if not cancelled:
+    if not sent:
         return plain(start_response, "404 Not Found",
                      "no request with this progress ID is running", headers)
-    return json_body(start_response, "200 OK",
-                     {"id": progress_id, "state": ERROR, "reason": CANCELLED}, headers)
+    return json_body(start_response, "202 Accepted",
+                     {"id": progress_id, "cancel": SENT}, headers)

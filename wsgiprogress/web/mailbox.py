@@ -35,7 +35,8 @@ Mailbox endpoint
     multi-channel publish does (channel IDs split on ``,``, at most
     :data:`MAX_FAN_OUT`, repeats once): each mailbox gives it its own id,
     answered as ``{"mailboxes": {"a": 4, "b": 1, "c": 9}}``.  The hook must
-    allow every name (or the token is sent); nothing is posted otherwise.
+    allow every name (or the token is sent); nothing is posted otherwise,
+    and the 403 names a mailbox the hook refused.
 
 ``GET /mailbox/_stats``
     Counts for operators, protected like publishing.
@@ -69,6 +70,7 @@ from ..settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve, scope
 from . import nchan, sse
 from .cursors import BadRequest, cursor, gap
 from .event_stream import EventStream, StreamTiming
+from .message_body import read_message
 from .responses import (
     Headers,
     Recorded,
@@ -168,9 +170,10 @@ class MailboxApp:
         try:
             if name == STATS_NAME and method in ("GET", "HEAD"):
                 return self._stats(environ, start_response)
-            if "," in name and method == "POST" and self.publish_enabled:
-                return self._publish(environ, start_response, fan_out_names(name), many=True)
-            if not is_valid_id(name):
+            if "," in name and method == "POST":  # a fan-out: 405 while publishing is off
+                if self.publish_enabled:
+                    return self._publish(environ, start_response, fan_out_names(name), many=True)
+            elif not is_valid_id(name):
                 raise BadRequest(f"invalid mailbox name: expected {ID_RULE}")
             if method in ("GET", "HEAD"):
                 return self._read(environ, start_response, name, method == "HEAD")
@@ -303,21 +306,18 @@ class MailboxApp:
 
     def _publish(self, environ: WSGIEnvironment, start_response: StartResponse,
                  names: List[str], many: bool = False) -> Iterable[bytes]:
-        if not (has_bearer_token(environ, self.token) or
-                all(self.authorize(environ, name, "publish") for name in names)):
-            return plain(start_response, "403 Forbidden", "publishing needs the bearer token")
+        if not has_bearer_token(environ, self.token):
+            refused = [name for name in names if not self.authorize(environ, name, "publish")]
+            if refused:  # the token would do for all; else say which one the hook refused
+                return plain(start_response, "403 Forbidden",
+                             "publishing needs the bearer token"
+                             if self.token is not None and len(refused) == len(names) else
+                             f"not allowed to publish to {refused[0]}; nothing was posted")
         limit: int = self.store.max_message_bytes
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise BadRequest("invalid Content-Length") from None
-        if length > limit:
+        data = read_message(environ, limit)
+        if data is None:
             return plain(start_response, "413 Payload Too Large",
                          f"a message may have at most {limit} bytes")
-        try:
-            data = environ["wsgi.input"].read(length).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("a message must be UTF-8 text") from None
         ids = self.store.post(names, data)
         if many:
             return json_body(start_response, "201 Created", {"mailboxes": ids})

@@ -282,14 +282,16 @@ class RedisProgressStore(ProgressStore):
 
     def cancel(self, progress_id: str) -> bool:
         """Cancel here when the request runs in this process, else tell every
-        process (:meth:`cancelled_elsewhere` stops it where it runs).
+        process (:meth:`cancelled_elsewhere` stops it where it runs): True
+        then says it was sent, not that it has stopped.
 
         :raises BackendUnavailable: when Redis cannot be asked.
         """
         if super().cancel(progress_id):
             return True
-        entry = self.get(progress_id)
-        if entry is None or not entry.running:
+        docs = self._read(lambda: self._docs(self.reader, [progress_id]), self.reader_outage)
+        # a resumable upload handed over between its requests runs nowhere
+        if not any(doc.get("state") in RUNNING_STATES and not doc.get("handed") for doc in docs):
             return False
         try:
             self.client.publish(self.cancel_channel, progress_id)
