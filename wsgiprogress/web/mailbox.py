@@ -36,7 +36,9 @@ Mailbox endpoint
     :data:`MAX_FAN_OUT`, repeats once): each mailbox gives it its own id,
     answered as ``{"mailboxes": {"a": 4, "b": 1, "c": 9}}``.  The hook must
     allow every name (or the token is sent); nothing is posted otherwise,
-    and the 403 names a mailbox the hook refused.
+    and the 403 names a mailbox the hook refused.  ``POST /mailbox/`` with
+    ``{"mailboxes": ["a", "b"], "message": "text"}`` (``application/json``)
+    is the same, the list in the body (:mod:`~wsgiprogress.web.fan_out`).
 
 ``GET /mailbox/_stats``
     Counts for operators, protected like publishing.
@@ -70,7 +72,8 @@ from ..settings import MAILBOX_SETTINGS, WAIT_SETTINGS, resolve, scope
 from . import nchan, sse
 from .cursors import BadRequest, cursor, gap
 from .event_stream import EventStream, StreamTiming
-from .message_body import read_message
+from .fan_out import fan_out_names, read_fan_out
+from .message_body import read_message, too_large_message
 from .responses import (
     Headers,
     Recorded,
@@ -98,8 +101,6 @@ if TYPE_CHECKING:
 Authorize = Callable[["WSGIEnvironment", Optional[str], str], bool]
 
 STATS_NAME = "_stats"
-#: Mailboxes one publish may name, as Nchan allows channels per request.
-MAX_FAN_OUT = 255
 #: What a page may read of a mailbox answer, as Nchan exposes it.
 EXPOSED_HEADERS = ("Last-Modified", "Etag", "X-Mailbox-Gap")
 #: Request headers a page may send, for the CORS preflight.
@@ -170,9 +171,10 @@ class MailboxApp:
         try:
             if name == STATS_NAME and method in ("GET", "HEAD"):
                 return self._stats(environ, start_response)
-            if "," in name and method == "POST":  # a fan-out: 405 while publishing is off
-                if self.publish_enabled:
-                    return self._publish(environ, start_response, fan_out_names(name), many=True)
+            if method == "POST" and ("," in name or not name):  # a fan-out (405 while off)
+                if self.publish_enabled:  # the names in the path, or listed in the body
+                    names = fan_out_names(name) if name else None
+                    return self._publish(environ, start_response, names, many=True)
             elif not is_valid_id(name):
                 raise BadRequest(f"invalid mailbox name: expected {ID_RULE}")
             if method in ("GET", "HEAD"):
@@ -305,7 +307,14 @@ class MailboxApp:
     # -- publishing and stats ------------------------------------------------
 
     def _publish(self, environ: WSGIEnvironment, start_response: StartResponse,
-                 names: List[str], many: bool = False) -> Iterable[bytes]:
+                 names: Optional[List[str]], many: bool = False) -> Iterable[bytes]:
+        limit: int = self.store.max_message_bytes
+        data: Optional[str] = None
+        if names is None:  # listed in the body: read before they can be authorized
+            listed = read_fan_out(environ, limit)
+            if listed is None:
+                return too_large_message(start_response, limit)
+            names, data = listed
         if not has_bearer_token(environ, self.token):
             refused = [name for name in names if not self.authorize(environ, name, "publish")]
             if refused:  # the token would do for all; else say which one the hook refused
@@ -313,11 +322,10 @@ class MailboxApp:
                              "publishing needs the bearer token"
                              if self.token is not None and len(refused) == len(names) else
                              f"not allowed to publish to {refused[0]}; nothing was posted")
-        limit: int = self.store.max_message_bytes
-        data = read_message(environ, limit)
         if data is None:
-            return plain(start_response, "413 Payload Too Large",
-                         f"a message may have at most {limit} bytes")
+            data = read_message(environ, limit)
+            if data is None:
+                return too_large_message(start_response, limit)
         ids = self.store.post(names, data)
         if many:
             return json_body(start_response, "201 Created", {"mailboxes": ids})
@@ -378,19 +386,6 @@ def refused(exc: MailboxError) -> Answer:
     status = {413: "413 Payload Too Large"}.get(exc.status, "503 Service Unavailable")
     return functools.partial(plain, status=status, reason=str(exc),
                              headers=[("Retry-After", "5")])
-
-
-def fan_out_names(path: str) -> List[str]:
-    """The distinct mailbox names of a multi-mailbox publish, ``a,b,c``, in order.
-
-    :raises BadRequest: for a bad name or more than :data:`MAX_FAN_OUT`.
-    """
-    names = list(dict.fromkeys(path.split(",")))
-    if len(names) > MAX_FAN_OUT:
-        raise BadRequest(f"one publish names at most {MAX_FAN_OUT} mailboxes")
-    if not all(is_valid_id(name) for name in names):
-        raise BadRequest(f"invalid mailbox name: each of a,b,c must be {ID_RULE}")
-    return names
 
 
 def _params(environ: WSGIEnvironment) -> Dict[str, str]:

@@ -11,16 +11,17 @@ read within the message size bound whatever the server: a
 
     text = read_message(environ, store.max_message_bytes)
     if text is None:
-        ...  # 413
+        return too_large_message(start_response, store.max_message_bytes)
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Iterable, List, Optional
 
 from .cursors import BadRequest
+from .responses import plain
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
 def read_message(environ: WSGIEnvironment, limit: int) -> Optional[str]:
@@ -60,3 +61,9 @@ def _text(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("a message must be UTF-8 text") from None
+
+
+def too_large_message(start_response: StartResponse, limit: int) -> Iterable[bytes]:
+    """The 413 of a message over *limit* bytes."""
+    return plain(start_response, "413 Payload Too Large",
+                 f"a message may have at most {limit} bytes")
