@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 
 from .. import keys
 from ..operations import (
+    RUNNING,
     KeptBody,
     KeptResponse,
     Operation,
@@ -141,6 +142,9 @@ class OperationRunner:
         self.full_warning = RateLimitedWarning(
             "no status monitor for a request (%s): its Prefer is not applied",
             WARNING_INTERVAL)
+        self.store_warning = RateLimitedWarning(
+            "the operations store failed to %s an operation; its monitor degrades",
+            WARNING_INTERVAL)
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -218,8 +222,13 @@ class OperationRunner:
 
     def _accepted(self, start_response: StartResponse, operation: Operation,
                   location: str, applied: str) -> List[bytes]:
-        record = self.store.get(operation.id or "")
-        data = record.to_dict() if record is not None else {"id": operation.id}
+        try:
+            record = self.store.get(operation.id or "")
+        except Exception:  # the operation runs on: the client still learns where to look
+            self.store_warning.warn("read", exc_info=True)
+            record = None
+        data = record.to_dict() if record is not None else \
+            {"id": operation.id, "state": RUNNING, "steps": operation.steps.to_dict()}
         return json_body(start_response, "202 Accepted", data, [
             # the body is the monitor's representation: Content-Location says so
             ("Location", location), ("Content-Location", location),
@@ -309,14 +318,14 @@ class OperationRunner:
         try:
             self.store.finish(operation.id or "", status, response)
         except Exception:
-            self.full_warning.warn("the operations store failed to finish it", exc_info=True)
+            self.store_warning.warn("finish", exc_info=True)
         operation.ended(status)  # after the monitor: a client told by the probe finds it done
 
     def _forget(self, op_id: str) -> None:
         try:
             self.store.forget(op_id)
         except Exception:
-            self.full_warning.warn("the operations store failed to forget it", exc_info=True)
+            self.store_warning.warn("forget", exc_info=True)
 
 
 class HandedResponse:

@@ -1,0 +1,82 @@
+"""Operations when things go wrong, over real sockets at both front doors
+(our server, and the middleware under werkzeug) with a real redis-server:
+Redis gone while an operation runs (the operation and its ``202 Accepted``
+go on: tracking never breaks the request)."""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Dict, Iterable, Iterator
+
+import pytest
+import requests
+
+from wsgiprogress import ProgressMiddleware
+
+from redis_support import RedisServer, redis_server
+from server_support import HOST, running, running_werkzeug
+
+
+@contextlib.contextmanager
+def front_door(kind: str, app: Any, **settings: Any) -> Iterator[str]:
+    """*app* with operations on behind *kind*; yields the base URL; closes
+    the front door's stores (a Redis backend's threads) after."""
+    settings.setdefault("operations", True)
+    with contextlib.ExitStack() as stack:
+        if kind == "server":
+            server, port = stack.enter_context(running(app, threads=4, **settings))
+            front = server.progress_front
+        else:
+            middleware = ProgressMiddleware(app, **settings)
+            front = middleware.front
+            port = stack.enter_context(running_werkzeug(middleware))
+        stack.callback(front.close)
+        yield f"http://{HOST}:{port}"
+
+
+@pytest.fixture(params=["server", "werkzeug"])
+def door(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for one test, which it may stop."""
+    with redis_server() as server:
+        yield server
+
+
+def test_redis_gone_before_the_202_still_answers_202_and_the_work_ends(
+        door: str, own_redis: RedisServer) -> None:
+    """Redis stops after the monitor was made and before the request is
+    answered: the client still gets its 202 with the monitor's location, and
+    the application runs to its end."""
+    ended = threading.Event()
+    release = threading.Event()
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        operation = environ["wsgiprogress.operation"]
+        own_redis.stop()
+        operation.report(1, 2, "Redis is gone")
+        release.wait(10)
+        assert not operation.cancelled
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        ended.set()
+        return [b"done anyway\n"]
+
+    with front_door(door, app, backend=own_redis.url, key_prefix="gone:") as base:
+        answer = requests.post(base + "/work", data=b"x",
+                               headers={"Prefer": "respond-async, wait=1"}, timeout=10)
+        release.set()
+        assert answer.status_code == 202, answer.text
+        location = answer.headers["Location"]
+        assert location.startswith("/operations/")
+        assert answer.headers["Content-Location"] == location
+        assert answer.headers["Preference-Applied"] == "respond-async, wait=1"
+        body = answer.json()
+        assert (body["id"], body["state"]) == (location.rsplit("/", 1)[1], "running")
+        assert ended.wait(10)
+        # the monitor says the store is away, briefly, instead of a wrong state
+        monitor = requests.get(base + location, timeout=10)
+        assert monitor.status_code == 503
+        assert monitor.headers["Retry-After"]
