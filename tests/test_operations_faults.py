@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any, Dict, Iterable, Iterator
 
 import pytest
@@ -14,7 +15,7 @@ import requests
 from wsgiprogress import ProgressMiddleware
 
 from redis_support import RedisServer, redis_server
-from server_support import HOST, running, running_werkzeug
+from server_support import HOST, running, running_werkzeug, wait_until
 
 
 @contextlib.contextmanager
@@ -80,3 +81,36 @@ def test_redis_gone_before_the_202_still_answers_202_and_the_work_ends(
         monitor = requests.get(base + location, timeout=10)
         assert monitor.status_code == 503
         assert monitor.headers["Retry-After"]
+
+
+
+def _writes(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Writes ``X-Write`` bytes through ``write()``, then returns 1000 more."""
+    size = int(environ["HTTP_X_WRITE"])
+    write = start_response("200 OK", [("Content-Type", "text/plain"),
+                                      ("Content-Length", str(size + 1000))])
+    write(b"a" * size)
+    return [b"b" * 1000]
+
+
+def test_a_write_past_max_kept_response_before_returning_answers_202_not_a_cut_body(
+        door: str) -> None:
+    """The application writes more than ``max_kept_response`` through the
+    ``write()`` callable before it returns: that answer cannot be held for
+    the client, so the client gets its 202 at once (never the answer with
+    its first bytes lost), and the monitor says the answer was not kept."""
+    prefer = {"Prefer": "respond-async, wait=5"}
+    with front_door(door, _writes, max_kept_response=1000) as base:
+        # within the bound the application's answer is the response, whole
+        answer = requests.post(base + "/x", data=b"x", headers={**prefer, "X-Write": "900"},
+                               timeout=10)
+        assert (answer.status_code, answer.content) == (200, b"a" * 900 + b"b" * 1000)
+        start = time.monotonic()
+        answer = requests.post(base + "/x", data=b"x", headers={**prefer, "X-Write": "2000"},
+                               timeout=10)
+        assert answer.status_code == 202, answer.text
+        assert time.monotonic() - start < 2.0
+        location = base + answer.headers["Location"]
+        status = wait_until(lambda: requests.get(location, timeout=5).json().get("status"))
+        assert status == 200
+        assert requests.get(location + "/response", timeout=5).status_code == 410

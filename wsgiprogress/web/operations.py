@@ -13,7 +13,9 @@ Operations at the front door
   Has the application begun its answer by then, that answer is the response,
   as without the preference; otherwise ``202 Accepted`` with ``Location`` of
   the status monitor (:mod:`wsgiprogress.web.monitor`), ``Preference-Applied``
-  and ``Retry-After``, and the final response is kept for the monitor.  With
+  and ``Retry-After``, and the final response is kept for the monitor (202
+  at once when the application writes more than ``max_kept_response``
+  through ``write()`` before it returns: that cannot be held).  With
   every operation thread busy, or the store full, the request runs as usual
   (logged at most once a minute);
 * ``Prefer: processing`` where the server can send interim responses
@@ -111,6 +113,16 @@ class Handoff:
             self._decided, self.answer = "sync", answer
         self._ready.set()
         return True
+
+    def give_up(self) -> None:
+        """From the operation thread: its answer cannot come in time (the
+        application wrote more than is held before it returned): the
+        request answers 202 now."""
+        with self._lock:
+            if self._decided is None:
+                self._decided = "async"
+                self._on_async()
+        self._ready.set()
 
     def wait(self, seconds: float) -> Optional[Answer]:
         """From the request's thread: the answer, or ``None`` for 202."""
@@ -279,7 +291,12 @@ class OperationRunner:
         def start(status: str, headers: List[Tuple[str, str]],
                   exc_info: Any = None) -> Callable[[bytes], object]:
             head[:] = [status, list(headers)]
-            return written.write
+            return write
+
+        def write(data: bytes) -> bool:
+            if written.size + len(data) > written.limit:
+                handoff.give_up()  # no client gets a body cut short: a 202 instead
+            return written.write(data)
         app_iter: Iterable[bytes] = ()
         try:
             app_iter = app(environ, start)
