@@ -7,7 +7,8 @@ Operations on Redis
 by one process (a gunicorn worker) is read, long-polled, streamed and
 cancelled through any other.  Each operation is a hash ``<key_prefix>op:<id>``;
 an index ``<key_prefix>operations`` scored by expiry bounds their number
-(``max_operations``; the oldest finished make room); the kept final response
+(``max_operations``; the oldest finished, or abandoned by a process that
+died, make room); the kept final response
 is ``<key_prefix>op:<id>:response`` (status, headers and the base64 body,
 at most ``max_kept_response``), expiring with its monitor ``operations_ttl``
 seconds after the application ended; the kept bodies of all processes hold
@@ -96,7 +97,8 @@ end
 
 # KEYS: record, index, kept order, sizes, bytes.  ARGV: id, now, capacity,
 # running ttl ms (stale + operations ttl: the PTTL says when it was written),
-# key prefix.
+# key prefix, the PTTL at or below which a running one is abandoned (its
+# process died: it makes room as a finished one does).
 _CREATE = """
 local ORDER, SIZES, BYTES, PREFIX = KEYS[3], KEYS[4], KEYS[5], ARGV[5]
 """ + _KEPT + """
@@ -105,7 +107,8 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
   local key = ARGV[5] .. 'op:' .. oldest
-  if redis.call('HGET', key, 'finished') == '' then return 0 end
+  if redis.call('HGET', key, 'finished') == ''
+      and redis.call('PTTL', key) > tonumber(ARGV[6]) then return 0 end
   redis.call('DEL', key, key .. ':response')
   redis.call('ZREM', KEYS[2], oldest)
   unkeep(oldest)
@@ -236,7 +239,8 @@ class RedisOperations(OperationStore):
         op_id = new_operation_id()
         created = self._call(lambda: self._create(
             keys=[self._key(op_id), self._index, *self._kept],
-            args=[op_id, repr(self.clock()), self.capacity, self.running_ms, self.prefix]))
+            args=[op_id, repr(self.clock()), self.capacity, self.running_ms, self.prefix,
+                  self.running_ms - int(STALE_AFTER * 1000)]))
         if not int(created):
             return None
         self._running[op_id] = None
