@@ -1,18 +1,20 @@
 """Operations when things go wrong, over real sockets at both front doors
 (our server, and the middleware under werkzeug) with a real redis-server:
 Redis gone while an operation runs (the operation and its ``202 Accepted``
-go on: tracking never breaks the request)."""
+go on: tracking never breaks the request, and a finish Redis missed is
+written when it is back), an answer written past what can be held."""
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
-from typing import Any, Dict, Iterable, Iterator
+from typing import Any, Dict, Iterable, Iterator, List
 
 import pytest
 import requests
 
 from wsgiprogress import ProgressMiddleware
+from wsgiprogress.backends.redis import operations as redis_operations
 
 from redis_support import RedisServer, redis_server
 from server_support import HOST, running, running_werkzeug, wait_until
@@ -114,3 +116,46 @@ def test_a_write_past_max_kept_response_before_returning_answers_202_not_a_cut_b
         status = wait_until(lambda: requests.get(location, timeout=5).json().get("status"))
         assert status == 200
         assert requests.get(location + "/response", timeout=5).status_code == 410
+
+
+def test_a_finish_redis_missed_is_written_when_it_is_back(
+        door: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis is away (restarted, its data kept) at the moment the application
+    answers: the finish is written once Redis is back, and the monitor leads
+    to the answer, never showing the operation failed."""
+    monkeypatch.setattr(redis_operations, "BEAT", 0.2)
+    monkeypatch.setattr(redis_operations, "STALE_AFTER", 5.0)
+    answered = threading.Event()
+    release = threading.Event()
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        release.wait(10)
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        answered.set()
+        return [b"made while Redis was away\n"]
+
+    with redis_server(persist=True) as redis, \
+            front_door(door, app, backend=redis.url, key_prefix="back:") as base:
+        answer = requests.post(base + "/work", data=b"x",
+                               headers={"Prefer": "respond-async, wait=0"}, timeout=10)
+        assert answer.status_code == 202, answer.text
+        location = base + answer.headers["Location"]
+        redis.stop()
+        release.set()
+        assert answered.wait(10)
+        time.sleep(0.3)  # the finish is tried, and fails
+        redis.start()
+        seen: List[str] = []
+
+        def ended() -> bool:
+            monitor = requests.get(location, allow_redirects=False, timeout=5)
+            if monitor.status_code == 503:
+                return False
+            state = monitor.json()["state"]
+            if not seen or seen[-1] != state:
+                seen.append(state)
+            return monitor.status_code == 303
+        wait_until(ended, timeout=10, interval=0.1, message=lambda: f"states seen: {seen}")
+        assert set(seen) <= {"running", "done"}, seen
+        result = requests.get(location, timeout=5)
+        assert (result.status_code, result.text) == (201, "made while Redis was away\n")

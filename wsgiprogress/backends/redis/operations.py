@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     import redis
 
     from ...waiters import Waiters
+
+log = logging.getLogger("wsgiprogress")
 
 #: Seconds between two writes that tell the other processes an operation
 #: of this one still runs (its application may report nothing for hours).
@@ -223,6 +226,9 @@ class RedisOperations(OperationStore):
         # the operations this process runs, written every BEAT seconds by a
         # thread started with the first
         self._running: Dict[str, None] = {}
+        # the finishes Redis could not take, tried again by that thread until
+        # the monotonic time given (their operations still counted running)
+        self._unfinished: Dict[str, Tuple[float, List[Any]]] = {}
         self._closed = threading.Event()
         self._beats: Optional[threading.Thread] = None
 
@@ -263,6 +269,16 @@ class RedisOperations(OperationStore):
         """Every :data:`BEAT` seconds, one round trip renews the operations
         of this process: alive, they are not taken for abandoned."""
         while not self._closed.wait(BEAT):
+            for op_id, (until, args) in list(self._unfinished.items()):
+                try:
+                    self._write_finish(op_id, args)
+                except OperationsUnavailable:
+                    if time.monotonic() < until:
+                        continue
+                    log.warning("operation %s: Redis took no finish for %.0f s; its monitor "
+                                "shows it failed", op_id, STALE_AFTER)
+                self._unfinished.pop(op_id, None)
+                self._running.pop(op_id, None)
             pipe = self.client.pipeline(transaction=False)
             for op_id in list(self._running):
                 self._set_running(op_id, [], client=pipe)
@@ -284,7 +300,9 @@ class RedisOperations(OperationStore):
 
     def finish(self, op_id: str, status: Optional[int],
                response: Optional[KeptResponse]) -> None:
-        self._running.pop(op_id, None)
+        """As :meth:`OperationStore.finish`; when Redis cannot take it, it is
+        tried again every :data:`BEAT` seconds for :data:`STALE_AFTER`
+        seconds (the operation stays running meanwhile), and raises."""
         data, size = "", 0
         if response is not None and not response.body.dropped and status is not None:
             size = response.body.size
@@ -297,6 +315,14 @@ class RedisOperations(OperationStore):
                            "" if status is None else status,
                            DONE if status is not None else ERROR, data,
                            int(response is not None), size, self.max_kept_bytes, self.prefix]
+        try:
+            self._write_finish(op_id, args)
+        except OperationsUnavailable:
+            self._unfinished[op_id] = (time.monotonic() + STALE_AFTER, args)
+            raise
+        self._running.pop(op_id, None)
+
+    def _write_finish(self, op_id: str, args: List[Any]) -> None:
         key = self._key(op_id)
         self._call(lambda: self._finish(
             keys=[key, self._index, key + ":response", *self._kept,
@@ -349,6 +375,7 @@ class RedisOperations(OperationStore):
 
     def forget(self, op_id: str) -> bool:
         self._running.pop(op_id, None)
+        self._unfinished.pop(op_id, None)
         key = self._key(op_id)
         return bool(int(self._call(lambda: self._forget(
             keys=[key, key + ":response", self._index, *self._kept],
