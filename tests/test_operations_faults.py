@@ -17,7 +17,7 @@ from wsgiprogress import ProgressMiddleware
 from wsgiprogress.backends.redis import operations as redis_operations
 
 from redis_support import RedisServer, redis_server
-from server_support import HOST, running, running_werkzeug, wait_until
+from server_support import HOST, exchange, running, running_werkzeug, status_of, wait_until
 
 
 @contextlib.contextmanager
@@ -159,3 +159,23 @@ def test_a_finish_redis_missed_is_written_when_it_is_back(
         assert set(seen) <= {"running", "done"}, seen
         result = requests.get(location, timeout=5)
         assert (result.status_code, result.text) == (201, "made while Redis was away\n")
+
+
+
+def _hello(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    threading.Event().wait(0.5)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+def test_the_202_to_a_head_has_no_body(door: str) -> None:
+    """``HEAD`` with ``Prefer: respond-async`` answered 202: headers only
+    (RFC 9110 §9.3.2), so the next answer on the connection is read right."""
+    with front_door(door, _hello) as base:
+        reply = exchange(int(base.rsplit(":", 1)[1]),
+                         b"HEAD /x HTTP/1.1\r\nHost: a\r\nPrefer: respond-async, wait=0\r\n\r\n"
+                         b"GET /y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                         read_for=5)
+        head, _, rest = reply.partition(b"\r\n\r\n")
+        assert status_of(head) == 202 and b"\r\nLocation: /operations/" in head, reply
+        assert rest == b"" or rest.startswith(b"HTTP/1.1 200 OK\r\n"), reply

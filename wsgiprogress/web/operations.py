@@ -200,7 +200,7 @@ class OperationRunner:
         if answer is None:
             applied = "respond-async" if prefs.wait is None else \
                 f"respond-async, wait={int(min(prefs.wait, self.max_wait))}"
-            return self._accepted(start_response, operation, location,
+            return self._accepted(environ, start_response, operation, location,
                                   applied + (", processing" if interim else ""))
         keep_monitor = interim is not None  # the client was told where it is
         if not keep_monitor:
@@ -232,8 +232,8 @@ class OperationRunner:
         op_environ[keys.OPERATION] = environ[keys.OPERATION] = operation
         return op_environ
 
-    def _accepted(self, start_response: StartResponse, operation: Operation,
-                  location: str, applied: str) -> List[bytes]:
+    def _accepted(self, environ: WSGIEnvironment, start_response: StartResponse,
+                  operation: Operation, location: str, applied: str) -> List[bytes]:
         try:
             record = self.store.get(operation.id or "")
         except Exception:  # the operation runs on: the client still learns where to look
@@ -244,7 +244,8 @@ class OperationRunner:
         return json_body(start_response, "202 Accepted", data, [
             # the body is the monitor's representation: Content-Location says so
             ("Location", location), ("Content-Location", location),
-            ("Preference-Applied", applied), ("Retry-After", "1"), ("Vary", "Prefer")])
+            ("Preference-Applied", applied), ("Retry-After", "1"), ("Vary", "Prefer")],
+            environ.get("REQUEST_METHOD") == "HEAD")
 
     def _respond(self, answer: Answer, start_response: StartResponse,
                  operation: Operation, keep_monitor: bool) -> Iterable[bytes]:
