@@ -199,8 +199,8 @@ def test_cancel_sets_the_flag_and_the_state_stays(make_store: Any) -> None:
     store.report(op_id, Steps(2, 3, None))
     store.finish(op_id, 409, kept(b"stopped"))
     record = store.get(op_id)
-    assert (record.state, record.status, record.running, record.kept) == \
-        ("cancelled", 409, False, False)
+    assert (record.state, record.status, record.running, record.kept, record.dropped) == \
+        ("cancelled", 409, False, False, False)  # not kept for being cancelled, not too large
     assert store.cancel("x" * 32) is None
 
 

@@ -164,6 +164,9 @@ def test_cancel_reaches_the_application(door: str) -> None:
         monitor = requests.get(location, allow_redirects=False, timeout=5).json()
         assert (state, monitor["state"]) == (409, "cancelled")
         assert SEEN[run] == ["cancelled"]  # it stopped before its first step
+        response = requests.get(location + "/response", timeout=5)
+        assert (response.status_code, response.text) == \
+            (410, "cancelled: its final response is not kept\n")
         assert requests.delete(location, timeout=5).status_code == 204
         assert requests.get(location, timeout=5).status_code == 404
 

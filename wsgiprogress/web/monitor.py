@@ -47,7 +47,7 @@ from typing import (
     Union,
 )
 
-from ..operations import OperationsUnavailable, operation_key, progress_header
+from ..operations import CANCELLED, OperationsUnavailable, operation_key, progress_header
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import WAIT_SETTINGS, resolve
 from . import sse
@@ -280,8 +280,10 @@ class OperationMonitor:
                 return plain(start_response, "404 Not Found",
                              "no final response yet: see the monitor", headers, head_only)
             reason = ("the final response was not kept: larger than max_kept_response, or "
-                      "it made room for newer ones (max_kept_bytes)"
-                      if record.dropped else "no final response kept for this operation")
+                      "it made room for newer ones (max_kept_bytes)" if record.dropped else
+                      "cancelled: its final response is not kept"
+                      if record.state == CANCELLED else
+                      "no final response kept for this operation")
             return plain(start_response, "410 Gone", reason, headers, head_only)
         if MESSAGE_HTTP in environ.get("HTTP_ACCEPT", "").lower():
             head = kept.message_head()

@@ -143,8 +143,9 @@ return 1
 # KEYS: record, index, response, kept order, sizes, bytes, sequence.  ARGV:
 # channel, name, ttl ms, id, now, status, state, kept response ('' for none),
 # a response was given (0/1), its body size, max kept bytes, key prefix.  A
-# cancelled one stays cancelled and keeps no response; a response given and
-# not kept is dropped, as in MemoryOperations.finish.
+# cancelled one stays cancelled and keeps no response (not dropped: it was
+# not too large); a response given and not kept is dropped, as in
+# MemoryOperations.finish.
 _FINISH = """
 local ORDER, SIZES, BYTES, PREFIX = KEYS[4], KEYS[5], KEYS[6], ARGV[12]
 """ + _KEPT + """
@@ -156,7 +157,7 @@ end
 if kept ~= '' and not room(size, tonumber(ARGV[11])) then kept = '' end
 redis.call('HSET', KEYS[1], 'finished', ARGV[5], 'updated', ARGV[5], 'status', ARGV[6],
            'state', state, 'kept', kept == '' and 0 or 1,
-           'dropped', (kept == '' and ARGV[9] == '1') and 1 or 0)
+           'dropped', (kept == '' and ARGV[9] == '1' and state ~= 'cancelled') and 1 or 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], math.floor(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[3]), ARGV[4])
 if kept ~= '' then
