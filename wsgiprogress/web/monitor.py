@@ -10,7 +10,8 @@ Status monitors
     ``updated``, and once finished ``status``), a ``Progress: 1/3 "Knitting
     sweaters"`` header and, while running, ``Retry-After``.  Once the
     application answered and its response is kept: ``303 See Other`` to the
-    response-message location.  ``wait=<seconds>`` answers on the next change,
+    response-message location.  ``wait=<seconds>`` answers on the next change
+    (at once for an ended or unknown operation: none is coming),
     ``Accept: text/event-stream`` or ``transport=sse`` streams every change
     until the operation ends, exactly as the progress probe does.
 ``DELETE <operations_url>/<id>``
@@ -197,6 +198,8 @@ class OperationMonitor:
             last[:] = [record]
             if not first:
                 first.append(record)
+                if record is None or not record.running:  # no change is coming
+                    return self._reply(environ, record, headers, head_only)
             if record == first[0]:
                 return None
             return self._reply(environ, record, headers, head_only)

@@ -1,8 +1,9 @@
-"""Operations when things go wrong, over real sockets at both front doors
-(our server, and the middleware under werkzeug) with a real redis-server:
-Redis gone while an operation runs (the operation and its ``202 Accepted``
-go on: tracking never breaks the request, and a finish Redis missed is
-written when it is back), an answer written past what can be held."""
+"""Operations at their edges, over real sockets at both front doors (our
+server, and the middleware under werkzeug), with a real redis-server where
+it matters: Redis gone while an operation runs (the operation and its
+``202 Accepted`` go on: tracking never breaks the request, and a finish
+Redis missed is written when it is back), an answer written past what can
+be held, ``HEAD``, long-polls of monitors that can no longer change."""
 from __future__ import annotations
 
 import contextlib
@@ -179,3 +180,21 @@ def test_the_202_to_a_head_has_no_body(door: str) -> None:
         head, _, rest = reply.partition(b"\r\n\r\n")
         assert status_of(head) == 202 and b"\r\nLocation: /operations/" in head, reply
         assert rest == b"" or rest.startswith(b"HTTP/1.1 200 OK\r\n"), reply
+
+
+
+def test_a_long_poll_of_a_monitor_that_cannot_change_answers_at_once(door: str) -> None:
+    """``wait=`` answers on the next change; an ended operation's monitor
+    (or an unknown one: ids are the server's) has none coming, so it
+    answers at once instead of after the whole wait."""
+    with front_door(door, _hello) as base:
+        answer = requests.post(base + "/x", data=b"x",
+                               headers={"Prefer": "respond-async, wait=0"}, timeout=10)
+        location = base + answer.headers["Location"]
+        wait_until(lambda: requests.get(location, allow_redirects=False,
+                                        timeout=5).status_code == 303, timeout=10)
+        for url, status in ((location, 303), (base + "/operations/" + "u" * 32, 404)):
+            start = time.monotonic()
+            polled = requests.get(url + "?wait=5", allow_redirects=False, timeout=10)
+            assert polled.status_code == status
+            assert time.monotonic() - start < 1.0, url
