@@ -288,7 +288,7 @@ def test_kept_bytes_are_bounded_oldest_first(make_store: Any) -> None:
     cancelled = store.create()  # a cancelled one keeps nothing and counts nothing
     store.cancel(cancelled)
     store.finish(cancelled, 409, kept(b"z" * 10))
-    assert store.kept_bytes == 1000 and store.get(cancelled).dropped
+    assert store.kept_bytes == 1000 and not store.get(cancelled).dropped  # not too large
 
 
 def test_redis_counts_the_kept_bytes_of_every_process(redis: RedisServer) -> None:
