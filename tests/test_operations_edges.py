@@ -7,6 +7,9 @@ be held, ``HEAD``, long-polls of monitors that can no longer change."""
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
+import sys
 import threading
 import time
 from typing import Any, Dict, Iterable, Iterator, List
@@ -18,7 +21,15 @@ from wsgiprogress import ProgressMiddleware
 from wsgiprogress.backends.redis import operations as redis_operations
 
 from redis_support import RedisServer, redis_server
-from server_support import HOST, exchange, running, running_werkzeug, status_of, wait_until
+from server_support import (
+    HOST,
+    exchange,
+    running,
+    running_werkzeug,
+    start_process,
+    status_of,
+    wait_until,
+)
 
 
 @contextlib.contextmanager
@@ -198,3 +209,57 @@ def test_a_long_poll_of_a_monitor_that_cannot_change_answers_at_once(door: str) 
             polled = requests.get(url + "?wait=5", allow_redirects=False, timeout=10)
             assert polled.status_code == status
             assert time.monotonic() - start < 1.0, url
+
+
+
+def _follow(url: str, events: List[Dict[str, Any]]) -> None:
+    """Reads the event stream at *url* into *events* until the server ends it."""
+    with requests.get(url, headers={"Accept": "text/event-stream"}, stream=True,
+                      timeout=10) as stream:
+        for line in stream.iter_lines():
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+
+
+def test_the_operation_of_a_killed_server_process_ends_failed_at_every_monitor(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our server's process is killed while its operation runs: the monitor,
+    read through another server on the same Redis, shows it ``error`` after
+    ``STALE_AFTER`` (not ``running`` for ever), and its event stream ends."""
+    beat, stale = 0.2, 1.5
+    monkeypatch.setattr(redis_operations, "BEAT", beat)
+    monkeypatch.setattr(redis_operations, "STALE_AFTER", stale)
+    code = ("import sys; from wsgiprogress.backends.redis import operations as o; "
+            f"o.BEAT, o.STALE_AFTER = {beat}, {stale}; "
+            "from wsgiprogress.cli import main; main(sys.argv)")
+    with redis_server() as redis:
+        process, port = start_process(
+            [sys.executable, "-c", code, "--listen", f"{HOST}:0", "--backend", redis.url,
+             "--key-prefix", "killed:", "--operations", "operations_apps:lingering"])
+        try:
+            answer = requests.post(f"http://{HOST}:{port}/work", data=b"x",
+                                   headers={"Prefer": "respond-async, wait=0"}, timeout=10)
+            assert answer.status_code == 202, answer.text
+            location = answer.headers["Location"]
+            with front_door("server", _hello, backend=redis.url, key_prefix="killed:",
+                            sse_keepalive=0.5) as other:
+                assert requests.get(other + location, timeout=5).json()["steps"]["done"] == 1
+                events: List[Dict[str, Any]] = []
+                stream = threading.Thread(target=_follow, args=(other + location, events),
+                                          daemon=True)
+                stream.start()
+                process.send_signal(signal.SIGKILL)
+                process.wait(10)
+                killed = time.monotonic()
+                state = wait_until(lambda: requests.get(other + location, timeout=5).json()
+                                   ["state"] != "running" and "ended", timeout=10)
+                assert state and time.monotonic() - killed < stale + 1.5
+                monitor = requests.get(other + location, timeout=5)
+                assert (monitor.status_code, monitor.json()["state"]) == (200, "error")
+                assert "Retry-After" not in monitor.headers
+                stream.join(10)
+                assert not stream.is_alive() and events[-1]["state"] == "error", events
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
