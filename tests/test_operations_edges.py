@@ -16,16 +16,14 @@ from typing import Any, Dict, Iterable, Iterator, List
 
 import pytest
 import requests
+from test_operations_probe import front_door as probe_front_door
 
-from wsgiprogress import ProgressMiddleware
 from wsgiprogress.backends.redis import operations as redis_operations
 
 from redis_support import RedisServer, redis_server
 from server_support import (
     HOST,
     exchange,
-    running,
-    running_werkzeug,
     start_process,
     status_of,
     wait_until,
@@ -34,18 +32,8 @@ from server_support import (
 
 @contextlib.contextmanager
 def front_door(kind: str, app: Any, **settings: Any) -> Iterator[str]:
-    """*app* with operations on behind *kind*; yields the base URL; closes
-    the front door's stores (a Redis backend's threads) after."""
-    settings.setdefault("operations", True)
-    with contextlib.ExitStack() as stack:
-        if kind == "server":
-            server, port = stack.enter_context(running(app, threads=4, **settings))
-            front = server.progress_front
-        else:
-            middleware = ProgressMiddleware(app, **settings)
-            front = middleware.front
-            port = stack.enter_context(running_werkzeug(middleware))
-        stack.callback(front.close)
+    """*app* with operations on behind *kind*; yields the base URL."""
+    with probe_front_door(kind, app, **settings) as (port, _):
         yield f"http://{HOST}:{port}"
 
 
