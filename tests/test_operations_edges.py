@@ -251,3 +251,22 @@ def test_the_operation_of_a_killed_server_process_ends_failed_at_every_monitor(
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+@pytest.mark.parametrize("prefer", [
+    pytest.param(b"Prefer: WAIT=0\r\nPrefer: Respond-Async\r\n", id="two-fields-any-case"),
+    pytest.param(b'Prefer: return=minimal, foo="a,b;c", respond-async; x=1, wait="0"\r\n',
+                 id="unknown-quoted-parameters"),
+])
+def test_prefer_as_clients_send_it(door: str, prefer: bytes) -> None:
+    """RFC 7240 on the wire: several Prefer fields, tokens in any case,
+    quoted values, parameters and unknown preferences; only what was
+    honoured is in Preference-Applied."""
+    with front_door(door, _hello) as base:
+        reply = exchange(int(base.rsplit(":", 1)[1]),
+                         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n" + prefer +
+                         b"Connection: close\r\n\r\n", read_for=5)
+        head = reply.partition(b"\r\n\r\n")[0]
+        assert status_of(head) == 202, reply
+        assert b"\r\nPreference-Applied: respond-async, wait=0\r\n" in head, reply
+        assert b"\r\nVary: Prefer\r\n" in head, reply
