@@ -100,6 +100,18 @@ def test_kept_body_spills_to_disk_and_drops_past_its_limit() -> None:
     assert list(body.chunks()) == []
 
 
+def test_a_kept_response_forgotten_while_read_is_read_to_its_end(make_store: Any) -> None:
+    store = make_store()
+    op_id = store.create()
+    data = bytes(range(256)) * 2048  # 512 KiB: on disk, read in pieces
+    store.finish(op_id, 200, kept(data))
+    reading = store.response(op_id).body.chunks()
+    first = next(reading)
+    assert store.forget(op_id)  # a DELETE, an expiry or newer ones making room
+    assert first + b"".join(reading) == data
+    assert store.response(op_id) is None
+
+
 def test_pool_refuses_beyond_its_size() -> None:
     pool = OperationPool(2)
     assert pool.reserve() and pool.reserve()
