@@ -234,13 +234,12 @@ class OperationRunner:
 
     def _accepted(self, environ: WSGIEnvironment, start_response: StartResponse,
                   operation: Operation, location: str, applied: str) -> List[bytes]:
+        data = {"id": operation.id, "state": RUNNING, "steps": operation.steps.to_dict()}
         try:
             record = self.store.get(operation.id or "")
+            data = data if record is None else record.to_dict()
         except Exception:  # the operation runs on: the client still learns where to look
             self.store_warning.warn("read", exc_info=True)
-            record = None
-        data = record.to_dict() if record is not None else \
-            {"id": operation.id, "state": RUNNING, "steps": operation.steps.to_dict()}
         return json_body(start_response, "202 Accepted", data, [
             # the body is the monitor's representation: Content-Location says so
             ("Location", location), ("Content-Location", location),
