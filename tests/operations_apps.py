@@ -55,6 +55,15 @@ def big(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return (piece for _ in range(int(environ.get("HTTP_X_PIECES", "16"))))
 
 
+def lingering(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """Reports one step of two, then works for a minute (a process to kill
+    in the middle of its operation)."""
+    report(environ, 1, 2, "Lingering")
+    threading.Event().wait(60)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"lingered\n"]
+
+
 def with_pid(app: Any) -> Any:
     """*app*, each answer saying which process gave it (``X-Worker``)."""
     def served(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:

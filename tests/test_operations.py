@@ -46,8 +46,12 @@ from server_support import wait_until
                  id="negative-malformed"),
     pytest.param("respond-async, wait=", Preferences(True, None, False, False),
                  id="empty-malformed"),
-    pytest.param("respond-async, wait=9999999999", Preferences(True, None, False, False),
-                 id="huge-malformed"),
+    pytest.param("respond-async, wait=9999999999", Preferences(True, 2 ** 31, True, False),
+                 id="huge-is-2**31"),
+    pytest.param("respond-async, wait=" + "9" * 500, Preferences(True, 2 ** 31, True, False),
+                 id="very-huge-is-2**31"),
+    pytest.param("respond-async, wait=2147483647", Preferences(True, 2 ** 31 - 1, True, False),
+                 id="just-below-2**31"),
     pytest.param("wait=2, wait=x, respond-async", Preferences(True, 2, True, False),
                  id="first-wins"),
     pytest.param('return=minimal; foo="a,b", processing', Preferences(False, None, True, True),
@@ -94,6 +98,18 @@ def test_kept_body_spills_to_disk_and_drops_past_its_limit() -> None:
     assert b"".join(body.chunks()) == data == body.read()  # read again, from the start
     assert not body.write(data + data) and body.dropped
     assert list(body.chunks()) == []
+
+
+def test_a_kept_response_forgotten_while_read_is_read_to_its_end(make_store: Any) -> None:
+    store = make_store()
+    op_id = store.create()
+    data = bytes(range(256)) * 2048  # 512 KiB: on disk, read in pieces
+    store.finish(op_id, 200, kept(data))
+    reading = store.response(op_id).body.chunks()
+    first = next(reading)
+    assert store.forget(op_id)  # a DELETE, an expiry or newer ones making room
+    assert first + b"".join(reading) == data
+    assert store.response(op_id) is None
 
 
 def test_pool_refuses_beyond_its_size() -> None:
@@ -195,8 +211,8 @@ def test_cancel_sets_the_flag_and_the_state_stays(make_store: Any) -> None:
     store.report(op_id, Steps(2, 3, None))
     store.finish(op_id, 409, kept(b"stopped"))
     record = store.get(op_id)
-    assert (record.state, record.status, record.running, record.kept) == \
-        ("cancelled", 409, False, False)
+    assert (record.state, record.status, record.running, record.kept, record.dropped) == \
+        ("cancelled", 409, False, False, False)  # not kept for being cancelled, not too large
     assert store.cancel("x" * 32) is None
 
 
@@ -284,7 +300,7 @@ def test_kept_bytes_are_bounded_oldest_first(make_store: Any) -> None:
     cancelled = store.create()  # a cancelled one keeps nothing and counts nothing
     store.cancel(cancelled)
     store.finish(cancelled, 409, kept(b"z" * 10))
-    assert store.kept_bytes == 1000 and store.get(cancelled).dropped
+    assert store.kept_bytes == 1000 and not store.get(cancelled).dropped  # not too large
 
 
 def test_redis_counts_the_kept_bytes_of_every_process(redis: RedisServer) -> None:
@@ -367,7 +383,7 @@ _PREFER = st.lists(st.sampled_from(
 @given(prefer=_PREFER)
 def test_any_prefer_header_answers_200_or_202(prefer: str) -> None:
     parsed = parse_prefer(prefer)
-    assert parsed.wait is None or 0 <= parsed.wait <= 999_999_999
+    assert parsed.wait is None or 0 <= parsed.wait <= 2 ** 31
     environ: Dict[str, Any] = {"HTTP_PREFER": prefer, "REQUEST_METHOD": "POST",
                                "PATH_INFO": "/x", "CONTENT_LENGTH": "2",
                                "wsgi.input": io.BytesIO(b"hi")}

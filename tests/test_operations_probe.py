@@ -39,16 +39,16 @@ STEP_LABEL = "Knitting sweaters"
 
 
 @contextlib.contextmanager
-def front_door(kind: str, **settings: Any) -> Iterator[Tuple[int, Any]]:
-    """:func:`slow` with operations on behind *kind*; yields the port and
-    the progress store; closes the front door's stores after."""
+def front_door(kind: str, app: Any = slow, **settings: Any) -> Iterator[Tuple[int, Any]]:
+    """*app* (:func:`slow`) with operations on behind *kind*; yields the port
+    and the progress store; closes the front door's stores after."""
     settings.setdefault("operations", True)
     with contextlib.ExitStack() as stack:
         if kind == "server":
-            server, port = stack.enter_context(running(slow, threads=6, **settings))
+            server, port = stack.enter_context(running(app, threads=6, **settings))
             front = server.progress_front
         else:
-            app = ProgressMiddleware(slow, **settings)
+            app = ProgressMiddleware(app, **settings)
             front = app.front
             port = stack.enter_context(running_werkzeug(app))
         stack.callback(front.close)  # a Redis backend's threads and connections too

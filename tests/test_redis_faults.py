@@ -251,3 +251,33 @@ def test_an_operation_of_a_killed_process_ends_and_a_live_one_runs_on(
             process.kill()
             process.wait(10)
         here.close()
+
+
+def test_an_operation_of_a_killed_process_makes_room_as_a_finished_one(
+        redis: RedisServer, quick: None) -> None:
+    """At ``max_operations``, the oldest operation is one whose process was
+    killed: once it shows ended, it makes room for a new one, as a finished
+    one would (it no longer holds the store full until it expires)."""
+    prefix = f"ops{next(_prefixes)}:"
+    here = backend_from_url(redis.url, key_prefix=prefix, max_operations=2)
+    process = subprocess.Popen([sys.executable, "-c", RUNS_AN_OPERATION, redis.url, prefix,
+                                str(BEAT), str(STALE_AFTER)], stdout=subprocess.PIPE, text=True)
+    try:
+        killed_id = process.stdout.readline().strip()  # type: ignore[union-attr]
+        assert killed_id
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        wait_until(lambda: here.operations.get(killed_id).state == "error",  # type: ignore
+                   timeout=10)
+        finished_id = here.operations.create()
+        assert finished_id is not None
+        here.operations.finish(finished_id, 200, None)
+        newest = here.operations.create()
+        assert newest is not None
+        assert here.operations.get(killed_id) is None
+        assert here.operations.get(finished_id) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        here.close()

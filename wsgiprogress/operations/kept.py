@@ -7,7 +7,9 @@ so the client gets it from the monitor's response-message location even if
 its connection dropped.  A :class:`KeptBody` holds the body in memory up to
 :data:`SPILL_AT` bytes and in an anonymous temporary file beyond (gone when
 closed, or when the process ends), up to its *limit*; a body over the limit
-is dropped, not cut.
+is dropped, not cut.  Closed (forgotten, expired, or making room) while
+clients read it, it is released when the last of them is done: no client
+gets it cut short.
 
 .. code-block:: python
 
@@ -40,6 +42,8 @@ class KeptBody:
         self._file = tempfile.SpooledTemporaryFile(max_size=SPILL_AT,  # noqa: SIM115
                                                    prefix="wsgiprogress-kept-")
         self._lock = threading.Lock()
+        self._readers = 0
+        self._closing = False
 
     def write(self, data: bytes) -> bool:
         """Append *data*; False (and the body released) once over the limit."""
@@ -56,26 +60,38 @@ class KeptBody:
         return True
 
     def chunks(self) -> Iterator[bytes]:
-        """The body from its start, in pieces of at most :data:`READ_SIZE`."""
-        position = 0
-        while position < self.size:
-            with self._lock:
-                if self._file.closed:
-                    return  # forgotten meanwhile
-                self._file.seek(position)
-                data = self._file.read(min(READ_SIZE, self.size - position))
-            if not data:
+        """The body from its start, in pieces of at most :data:`READ_SIZE`
+        (nothing when it was closed before the first)."""
+        with self._lock:
+            if self._closing:
                 return
-            position += len(data)
-            yield data
+            self._readers += 1
+        try:
+            position = 0
+            while position < self.size:
+                with self._lock:
+                    self._file.seek(position)
+                    data = self._file.read(min(READ_SIZE, self.size - position))
+                if not data:
+                    return
+                position += len(data)
+                yield data
+        finally:
+            with self._lock:
+                self._readers -= 1
+                if self._closing and not self._readers:
+                    self._file.close()
 
     def read(self) -> bytes:
         """The whole body (for a store that copies it elsewhere)."""
         return b"".join(self.chunks())
 
     def close(self) -> None:
+        """Release the body, once the clients reading it are done."""
         with self._lock:
-            self._file.close()
+            self._closing = True
+            if not self._readers:
+                self._file.close()
 
 
 class KeptResponse(NamedTuple):

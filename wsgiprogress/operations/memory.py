@@ -93,7 +93,7 @@ class MemoryOperations(OperationStore):
                     self._responses[op_id] = response  # type: ignore[assignment]
                     self.kept_bytes += response.body.size  # type: ignore[union-attr]
                 record.kept = keep
-                record.dropped = response is not None and not keep
+                record.dropped = response is not None and record.state == DONE and not keep
                 self._expiries[op_id] = now + self.ttl
         if not keep and response is not None:
             response.body.close()

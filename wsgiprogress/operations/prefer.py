@@ -6,7 +6,9 @@ The Prefer header
 honour: ``respond-async``, ``wait`` and ``processing``.  Unknown preferences
 are ignored; a preference given twice counts once, the first time; a
 malformed ``wait`` makes :attr:`Preferences.wait_ok` false, and the runner
-then ignores ``respond-async`` (a hint never fails a request).
+then ignores ``respond-async`` (a hint never fails a request).  A ``wait``
+is delta-seconds: any run of digits, one too large to hold taken as
+:data:`MAX_WAIT` (RFC 9111 §1.2.2); the runner caps it further.
 
 .. code-block:: python
 
@@ -19,8 +21,9 @@ from typing import Dict, List, NamedTuple, Optional
 
 #: The most characters of Prefer read; a longer header is ignored whole.
 MAX_PREFER = 1024
-#: The most digits of a wait; more is malformed.
-MAX_WAIT_DIGITS = 9
+#: The longest wait told apart: a larger one, however many digits, is this
+#: (2**31, as RFC 9111 §1.2.2 says of delta-seconds too large to represent).
+MAX_WAIT = 2 ** 31
 
 
 class Preferences(NamedTuple):
@@ -72,8 +75,8 @@ def parse_prefer(header: str) -> Preferences:
     wait_ok = True
     if "wait" in found:
         raw = found["wait"] or ""
-        if raw.isascii() and raw.isdigit() and len(raw) <= MAX_WAIT_DIGITS:
-            wait = int(raw)
+        if raw.isascii() and raw.isdigit():
+            wait = min(int(raw), MAX_WAIT) if len(raw) <= len(str(MAX_WAIT)) else MAX_WAIT
         else:
             wait_ok = False
     return Preferences("respond-async" in found, wait, wait_ok, "processing" in found)

@@ -10,7 +10,8 @@ Status monitors
     ``updated``, and once finished ``status``), a ``Progress: 1/3 "Knitting
     sweaters"`` header and, while running, ``Retry-After``.  Once the
     application answered and its response is kept: ``303 See Other`` to the
-    response-message location.  ``wait=<seconds>`` answers on the next change,
+    response-message location.  ``wait=<seconds>`` answers on the next change
+    (at once for an ended or unknown operation: none is coming),
     ``Accept: text/event-stream`` or ``transport=sse`` streams every change
     until the operation ends, exactly as the progress probe does.
 ``DELETE <operations_url>/<id>``
@@ -47,7 +48,7 @@ from typing import (
     Union,
 )
 
-from ..operations import OperationsUnavailable, operation_key, progress_header
+from ..operations import CANCELLED, OperationsUnavailable, operation_key, progress_header
 from ..query import parse_wait, query_params, wants_event_stream
 from ..settings import WAIT_SETTINGS, resolve
 from . import sse
@@ -197,6 +198,8 @@ class OperationMonitor:
             last[:] = [record]
             if not first:
                 first.append(record)
+                if record is None or not record.running:  # no change is coming
+                    return self._reply(environ, record, headers, head_only)
             if record == first[0]:
                 return None
             return self._reply(environ, record, headers, head_only)
@@ -280,8 +283,10 @@ class OperationMonitor:
                 return plain(start_response, "404 Not Found",
                              "no final response yet: see the monitor", headers, head_only)
             reason = ("the final response was not kept: larger than max_kept_response, or "
-                      "it made room for newer ones (max_kept_bytes)"
-                      if record.dropped else "no final response kept for this operation")
+                      "it made room for newer ones (max_kept_bytes)" if record.dropped else
+                      "cancelled: its final response is not kept"
+                      if record.state == CANCELLED else
+                      "no final response kept for this operation")
             return plain(start_response, "410 Gone", reason, headers, head_only)
         if MESSAGE_HTTP in environ.get("HTTP_ACCEPT", "").lower():
             head = kept.message_head()

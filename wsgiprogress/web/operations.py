@@ -13,7 +13,9 @@ Operations at the front door
   Has the application begun its answer by then, that answer is the response,
   as without the preference; otherwise ``202 Accepted`` with ``Location`` of
   the status monitor (:mod:`wsgiprogress.web.monitor`), ``Preference-Applied``
-  and ``Retry-After``, and the final response is kept for the monitor.  With
+  and ``Retry-After``, and the final response is kept for the monitor (202
+  at once when the application writes more than ``max_kept_response``
+  through ``write()`` before it returns: that cannot be held).  With
   every operation thread busy, or the store full, the request runs as usual
   (logged at most once a minute);
 * ``Prefer: processing`` where the server can send interim responses
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optio
 
 from .. import keys
 from ..operations import (
+    RUNNING,
     KeptBody,
     KeptResponse,
     Operation,
@@ -111,6 +114,16 @@ class Handoff:
         self._ready.set()
         return True
 
+    def give_up(self) -> None:
+        """From the operation thread: its answer cannot come in time (the
+        application wrote more than is held before it returned): the
+        request answers 202 now."""
+        with self._lock:
+            if self._decided is None:
+                self._decided = "async"
+                self._on_async()
+        self._ready.set()
+
     def wait(self, seconds: float) -> Optional[Answer]:
         """From the request's thread: the answer, or ``None`` for 202."""
         self._ready.wait(seconds)
@@ -140,6 +153,9 @@ class OperationRunner:
             "request runs as usual; raise operations_threads", WARNING_INTERVAL)
         self.full_warning = RateLimitedWarning(
             "no status monitor for a request (%s): its Prefer is not applied",
+            WARNING_INTERVAL)
+        self.store_warning = RateLimitedWarning(
+            "the operations store failed to %s an operation; its monitor degrades",
             WARNING_INTERVAL)
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
@@ -184,7 +200,7 @@ class OperationRunner:
         if answer is None:
             applied = "respond-async" if prefs.wait is None else \
                 f"respond-async, wait={int(min(prefs.wait, self.max_wait))}"
-            return self._accepted(start_response, operation, location,
+            return self._accepted(environ, start_response, operation, location,
                                   applied + (", processing" if interim else ""))
         keep_monitor = interim is not None  # the client was told where it is
         if not keep_monitor:
@@ -216,14 +232,19 @@ class OperationRunner:
         op_environ[keys.OPERATION] = environ[keys.OPERATION] = operation
         return op_environ
 
-    def _accepted(self, start_response: StartResponse, operation: Operation,
-                  location: str, applied: str) -> List[bytes]:
-        record = self.store.get(operation.id or "")
-        data = record.to_dict() if record is not None else {"id": operation.id}
+    def _accepted(self, environ: WSGIEnvironment, start_response: StartResponse,
+                  operation: Operation, location: str, applied: str) -> List[bytes]:
+        data = {"id": operation.id, "state": RUNNING, "steps": operation.steps.to_dict()}
+        try:
+            record = self.store.get(operation.id or "")
+            data = data if record is None else record.to_dict()
+        except Exception:  # the operation runs on: the client still learns where to look
+            self.store_warning.warn("read", exc_info=True)
         return json_body(start_response, "202 Accepted", data, [
             # the body is the monitor's representation: Content-Location says so
             ("Location", location), ("Content-Location", location),
-            ("Preference-Applied", applied), ("Retry-After", "1"), ("Vary", "Prefer")])
+            ("Preference-Applied", applied), ("Retry-After", "1"), ("Vary", "Prefer")],
+            environ.get("REQUEST_METHOD") == "HEAD")
 
     def _respond(self, answer: Answer, start_response: StartResponse,
                  operation: Operation, keep_monitor: bool) -> Iterable[bytes]:
@@ -270,7 +291,12 @@ class OperationRunner:
         def start(status: str, headers: List[Tuple[str, str]],
                   exc_info: Any = None) -> Callable[[bytes], object]:
             head[:] = [status, list(headers)]
-            return written.write
+            return write
+
+        def write(data: bytes) -> bool:
+            if written.size + len(data) > written.limit:
+                handoff.give_up()  # no client gets a body cut short: a 202 instead
+            return written.write(data)
         app_iter: Iterable[bytes] = ()
         try:
             app_iter = app(environ, start)
@@ -309,14 +335,14 @@ class OperationRunner:
         try:
             self.store.finish(operation.id or "", status, response)
         except Exception:
-            self.full_warning.warn("the operations store failed to finish it", exc_info=True)
+            self.store_warning.warn("finish", exc_info=True)
         operation.ended(status)  # after the monitor: a client told by the probe finds it done
 
     def _forget(self, op_id: str) -> None:
         try:
             self.store.forget(op_id)
         except Exception:
-            self.full_warning.warn("the operations store failed to forget it", exc_info=True)
+            self.store_warning.warn("forget", exc_info=True)
 
 
 class HandedResponse:

@@ -7,7 +7,8 @@ Operations on Redis
 by one process (a gunicorn worker) is read, long-polled, streamed and
 cancelled through any other.  Each operation is a hash ``<key_prefix>op:<id>``;
 an index ``<key_prefix>operations`` scored by expiry bounds their number
-(``max_operations``; the oldest finished make room); the kept final response
+(``max_operations``; the oldest finished, or abandoned by a process that
+died, make room); the kept final response
 is ``<key_prefix>op:<id>:response`` (status, headers and the base64 body,
 at most ``max_kept_response``), expiring with its monitor ``operations_ttl``
 seconds after the application ended; the kept bodies of all processes hold
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     import redis
 
     from ...waiters import Waiters
+
+log = logging.getLogger("wsgiprogress")
 
 #: Seconds between two writes that tell the other processes an operation
 #: of this one still runs (its application may report nothing for hours).
@@ -96,7 +100,8 @@ end
 
 # KEYS: record, index, kept order, sizes, bytes.  ARGV: id, now, capacity,
 # running ttl ms (stale + operations ttl: the PTTL says when it was written),
-# key prefix.
+# key prefix, the PTTL at or below which a running one is abandoned (its
+# process died: it makes room as a finished one does).
 _CREATE = """
 local ORDER, SIZES, BYTES, PREFIX = KEYS[3], KEYS[4], KEYS[5], ARGV[5]
 """ + _KEPT + """
@@ -105,7 +110,8 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
   local key = ARGV[5] .. 'op:' .. oldest
-  if redis.call('HGET', key, 'finished') == '' then return 0 end
+  if redis.call('HGET', key, 'finished') == ''
+      and redis.call('PTTL', key) > tonumber(ARGV[6]) then return 0 end
   redis.call('DEL', key, key .. ':response')
   redis.call('ZREM', KEYS[2], oldest)
   unkeep(oldest)
@@ -137,8 +143,9 @@ return 1
 # KEYS: record, index, response, kept order, sizes, bytes, sequence.  ARGV:
 # channel, name, ttl ms, id, now, status, state, kept response ('' for none),
 # a response was given (0/1), its body size, max kept bytes, key prefix.  A
-# cancelled one stays cancelled and keeps no response; a response given and
-# not kept is dropped, as in MemoryOperations.finish.
+# cancelled one stays cancelled and keeps no response (not dropped: it was
+# not too large); a response given and not kept is dropped, as in
+# MemoryOperations.finish.
 _FINISH = """
 local ORDER, SIZES, BYTES, PREFIX = KEYS[4], KEYS[5], KEYS[6], ARGV[12]
 """ + _KEPT + """
@@ -150,7 +157,7 @@ end
 if kept ~= '' and not room(size, tonumber(ARGV[11])) then kept = '' end
 redis.call('HSET', KEYS[1], 'finished', ARGV[5], 'updated', ARGV[5], 'status', ARGV[6],
            'state', state, 'kept', kept == '' and 0 or 1,
-           'dropped', (kept == '' and ARGV[9] == '1') and 1 or 0)
+           'dropped', (kept == '' and ARGV[9] == '1' and state ~= 'cancelled') and 1 or 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], math.floor(tonumber(ARGV[5]) * 1000) + tonumber(ARGV[3]), ARGV[4])
 if kept ~= '' then
@@ -220,6 +227,9 @@ class RedisOperations(OperationStore):
         # the operations this process runs, written every BEAT seconds by a
         # thread started with the first
         self._running: Dict[str, None] = {}
+        # the finishes Redis could not take, tried again by that thread until
+        # the monotonic time given (their operations still counted running)
+        self._unfinished: Dict[str, Tuple[float, List[Any]]] = {}
         self._closed = threading.Event()
         self._beats: Optional[threading.Thread] = None
 
@@ -236,7 +246,8 @@ class RedisOperations(OperationStore):
         op_id = new_operation_id()
         created = self._call(lambda: self._create(
             keys=[self._key(op_id), self._index, *self._kept],
-            args=[op_id, repr(self.clock()), self.capacity, self.running_ms, self.prefix]))
+            args=[op_id, repr(self.clock()), self.capacity, self.running_ms, self.prefix,
+                  self.running_ms - int(STALE_AFTER * 1000)]))
         if not int(created):
             return None
         self._running[op_id] = None
@@ -259,6 +270,16 @@ class RedisOperations(OperationStore):
         """Every :data:`BEAT` seconds, one round trip renews the operations
         of this process: alive, they are not taken for abandoned."""
         while not self._closed.wait(BEAT):
+            for op_id, (until, args) in list(self._unfinished.items()):
+                try:
+                    self._write_finish(op_id, args)
+                except OperationsUnavailable:
+                    if time.monotonic() < until:
+                        continue
+                    log.warning("operation %s: Redis took no finish for %.0f s; its monitor "
+                                "shows it failed", op_id, STALE_AFTER)
+                self._unfinished.pop(op_id, None)
+                self._running.pop(op_id, None)
             pipe = self.client.pipeline(transaction=False)
             for op_id in list(self._running):
                 self._set_running(op_id, [], client=pipe)
@@ -280,7 +301,9 @@ class RedisOperations(OperationStore):
 
     def finish(self, op_id: str, status: Optional[int],
                response: Optional[KeptResponse]) -> None:
-        self._running.pop(op_id, None)
+        """As :meth:`OperationStore.finish`; when Redis cannot take it, it is
+        tried again every :data:`BEAT` seconds for :data:`STALE_AFTER`
+        seconds (the operation stays running meanwhile), and raises."""
         data, size = "", 0
         if response is not None and not response.body.dropped and status is not None:
             size = response.body.size
@@ -293,6 +316,14 @@ class RedisOperations(OperationStore):
                            "" if status is None else status,
                            DONE if status is not None else ERROR, data,
                            int(response is not None), size, self.max_kept_bytes, self.prefix]
+        try:
+            self._write_finish(op_id, args)
+        except OperationsUnavailable:
+            self._unfinished[op_id] = (time.monotonic() + STALE_AFTER, args)
+            raise
+        self._running.pop(op_id, None)
+
+    def _write_finish(self, op_id: str, args: List[Any]) -> None:
         key = self._key(op_id)
         self._call(lambda: self._finish(
             keys=[key, self._index, key + ":response", *self._kept,
@@ -345,6 +376,7 @@ class RedisOperations(OperationStore):
 
     def forget(self, op_id: str) -> bool:
         self._running.pop(op_id, None)
+        self._unfinished.pop(op_id, None)
         key = self._key(op_id)
         return bool(int(self._call(lambda: self._forget(
             keys=[key, key + ":response", self._index, *self._kept],
