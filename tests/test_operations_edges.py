@@ -209,11 +209,28 @@ def _follow(url: str, events: List[Dict[str, Any]]) -> None:
                 events.append(json.loads(line[6:]))
 
 
+def _follow_socket(url: str, events: List[Any]) -> None:
+    """Reads the WebSocket at *url* into *events* until the server closes it;
+    its close code last."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(url.replace("http:", "ws:")) as ws:
+        try:
+            while True:
+                events.append(json.loads(ws.recv(timeout=10)))
+        except ConnectionClosed as closed:
+            events.append(closed.rcvd.code if closed.rcvd is not None else None)
+        except TimeoutError:
+            events.append("no message for 10 s")
+
+
 def test_the_operation_of_a_killed_server_process_ends_failed_at_every_monitor(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Our server's process is killed while its operation runs: the monitor,
     read through another server on the same Redis, shows it ``error`` after
-    ``STALE_AFTER`` (not ``running`` for ever), and its event stream ends."""
+    ``STALE_AFTER`` (not ``running`` for ever), and its event stream and its
+    WebSocket end."""
     beat, stale = 0.2, 1.5
     monkeypatch.setattr(redis_operations, "BEAT", beat)
     monkeypatch.setattr(redis_operations, "STALE_AFTER", stale)
@@ -230,12 +247,16 @@ def test_the_operation_of_a_killed_server_process_ends_failed_at_every_monitor(
             assert answer.status_code == 202, answer.text
             location = answer.headers["Location"]
             with front_door("server", _hello, backend=redis.url, key_prefix="killed:",
-                            sse_keepalive=0.5) as other:
+                            sse_keepalive=0.5, websocket=True, websocket_ping=0.5) as other:
                 assert requests.get(other + location, timeout=5).json()["steps"]["done"] == 1
                 events: List[Dict[str, Any]] = []
                 stream = threading.Thread(target=_follow, args=(other + location, events),
                                           daemon=True)
                 stream.start()
+                socket_events: List[Any] = []
+                socket = threading.Thread(target=_follow_socket,
+                                          args=(other + location, socket_events), daemon=True)
+                socket.start()
                 process.send_signal(signal.SIGKILL)
                 process.wait(10)
                 killed = time.monotonic()
@@ -247,6 +268,11 @@ def test_the_operation_of_a_killed_server_process_ends_failed_at_every_monitor(
                 assert "Retry-After" not in monitor.headers
                 stream.join(10)
                 assert not stream.is_alive() and events[-1]["state"] == "error", events
+                # a WebSocket too: re-read when pinged, nothing announces the end
+                socket.join(10)
+                assert not socket.is_alive(), socket_events
+                ended, closed = socket_events[-2:]  # then closed: the feed is over
+                assert (ended["state"], closed) == ("error", 1000), socket_events
         finally:
             if process.poll() is None:
                 process.kill()
