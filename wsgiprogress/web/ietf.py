@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..resumable.parts import StoredPart
+    from ..resumable.storage import UploadStorage
 
 PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
@@ -375,8 +376,14 @@ class IetfProtocol:
         return [("Upload-Offset", str(upload.offset)), ("Upload-Complete", done)]
 
     def _limit(self, upload: Optional[Upload]) -> str:
-        limit = f"max-size={self.storage.max_size}"
-        if upload is not None:
-            remaining = max(0, int(upload.expires - self.storage.clock()))
-            limit += f", expires={remaining}"
-        return limit
+        return upload_limit(self.storage, upload)
+
+
+def upload_limit(storage: UploadStorage, upload: Optional[Upload] = None) -> str:
+    """The ``Upload-Limit`` of *storage*'s uploads (discovery: ``OPTIONS``),
+    or of *upload* (with the seconds it has left)."""
+    limit = f"max-size={storage.max_size}"
+    if upload is not None:
+        remaining = max(0, int(upload.expires - storage.clock()))
+        limit += f", expires={remaining}"
+    return limit

@@ -33,6 +33,7 @@ from ..resumable.appender import Appender, concatenate
 from ..resumable.completion import media_type, target_of
 from ..resumable.storage import StorageError, UploadBusy
 from ..resumable.upload import ACTIVE, FINAL, PARTIAL, Upload, is_upload_id
+from .ietf import upload_limit
 from .responses import plain
 from .upload_service import (
     RESPONSE_SUFFIX,
@@ -300,7 +301,7 @@ class TusProtocol:
                 ("Tus-Max-Size", str(self.storage.max_size)),
                 ("Tus-Checksum-Algorithm", ",".join(CHECKSUMS)),
                 # the IETF draft's discovery: every upload URL supports creation
-                ("Upload-Limit", f"max-size={self.storage.max_size}")]
+                ("Upload-Limit", upload_limit(self.storage))]
 
     def _state(self, environ: WSGIEnvironment, upload: Upload) -> Headers:
         headers = [("Upload-Offset", str(upload.offset)),
