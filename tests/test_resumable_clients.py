@@ -89,6 +89,21 @@ def test_tus_js_client_resumes_an_aborted_upload(door: Any, protocol: str) -> No
         assert json.loads(outcome["responseBody"]) == {"call": calls + 1, "size": size}
 
 
+@pytest.mark.parametrize("protocol", ["tus-v1", "ietf-draft-05"])
+def test_tus_js_client_tunnels_its_appends_through_post(door: Any, protocol: str) -> None:
+    # tus 1.0.0: X-HTTP-Method-Override tunnels PATCH; tus-js-client's
+    # overridePatchMethod sends it in both protocols, as tusd takes it
+    port, app = door
+    size = 700_000
+    calls = len(app.calls)
+    outcome = node_upload({"endpoint": f"http://{HOST}:{port}/files/", "protocol": protocol,
+                           "size": size, "chunkSize": 300_000, "overridePatchMethod": True})
+    assert "error" not in outcome, outcome
+    assert outcome["offset"] == str(size)
+    assert len(app.calls) == calls + 1
+    assert (app.calls[-1].size, app.calls[-1].body_sha256) == (size, sha256(js_payload(size)))
+
+
 def test_one_progress_id_counts_the_whole_upload_across_connections(door: Any) -> None:
     port, app = door
     progress_id = "resumable-progress-0001"

@@ -351,3 +351,19 @@ def test_media_types_are_case_insensitive(door: Any) -> None:
     assert reply.status == 204 and reply.headers["upload-offset"] == "3"
     with_upload = request(port, "POST", "/files/", {**mixed, "Upload-Length": "3"}, b"abc")
     assert with_upload.status == 201 and with_upload.headers["upload-offset"] == "3"
+
+
+def test_only_a_post_tunnels_another_method(door: Any) -> None:
+    # X-HTTP-Method-Override stands in for PATCH and DELETE on a POST (tusd
+    # reads it on POST only): a GET never deletes nor appends
+    port, _, _ = door
+    url = create(port, 6)
+    assert request(port, "GET", url, {**TUS, "X-HTTP-Method-Override": "DELETE"}).status == 405
+    head = request(port, "HEAD", url, TUS)
+    assert head.status == 200 and head.headers["upload-offset"] == "0"
+    tunnelled = request(port, "POST", url, {**OCTETS, "Upload-Offset": "0",
+                                            "X-HTTP-Method-Override": "PATCH"}, b"abc")
+    assert tunnelled.status == 204 and tunnelled.headers["upload-offset"] == "3"
+    deleted = request(port, "POST", url, {**TUS, "X-HTTP-Method-Override": "delete"})
+    assert deleted.status == 204
+    assert request(port, "HEAD", url, TUS).status == 404

@@ -199,6 +199,7 @@ class ResumableUploads:
                          head_only=environ["REQUEST_METHOD"] == "HEAD")
         if name:
             self.service.settled(name)  # what the background still does to it shows
+            _tunnelled(environ)
         if _resuming(environ):
             return self.resume.arrived(app, environ, start_response)
         if path.startswith(self.url) and path.endswith(RESPONSE_SUFFIX):
@@ -255,6 +256,15 @@ class ResumableUploads:
             body.close()
             return []
         return _Prefixed(prefix, FileChunks(body))
+
+
+def _tunnelled(environ: WSGIEnvironment) -> None:
+    """A POST to an upload with ``X-HTTP-Method-Override: PATCH`` (or
+    ``DELETE``) becomes that request, in either protocol, as tusd takes it
+    (tus-js-client's ``overridePatchMethod``, for stacks without PATCH)."""
+    override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE", "").strip().upper()
+    if environ["REQUEST_METHOD"] == "POST" and override in ("PATCH", "DELETE"):
+        environ["REQUEST_METHOD"] = override
 
 
 def _resuming(environ: WSGIEnvironment) -> bool:

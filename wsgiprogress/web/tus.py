@@ -104,7 +104,7 @@ class TusProtocol:
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE") or environ["REQUEST_METHOD"]
+        method = environ["REQUEST_METHOD"]
         upload_id = self.service.upload_id(environ)
         try:
             if method == "OPTIONS":
