@@ -9,6 +9,7 @@ answering ``Upload-Limit`` wherever an upload may be created (IETF draft -05).""
 from __future__ import annotations
 
 import socket
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any, Dict, Iterable, List
 
@@ -181,3 +182,32 @@ def test_options_star_carries_upload_limit(tmp_path: Path) -> None:
     head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
     assert head.startswith("http/1.1 200")
     assert f"upload-limit: max-size={1024 ** 3}" in head.split("\r\n")
+
+
+def app_with_its_own_cors(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Length", "2"), ("Access-Control-Allow-Origin", "*"),
+                              ("Vary", "Accept-Encoding")])
+    return [b"ok"]
+
+
+@pytest.mark.parametrize("door_name", ["server", "werkzeug"])
+def test_the_applications_answer_carries_one_allow_origin(door_name: str,
+                                                          tmp_path: Path) -> None:
+    # Fetch standard, CORS check: more than one Access-Control-Allow-Origin
+    # fails it; the completing request gets the application's answer, whose
+    # own CORS fields give way to the endpoint's (which expose Upload-Offset)
+    with serving(door_name, app_with_its_own_cors, resumable_dir=str(tmp_path),
+                 allowed_origins="http://page.example") as port:
+        reply = request(port, "POST", "/upload", {**IETF, **PAGE_ORIGIN, "Upload-Complete": "?1"},
+                        b"abc")
+        conn = HTTPConnection(HOST, port, timeout=10)
+        conn.request("POST", "/upload", body=b"abc",
+                     headers={**IETF, **PAGE_ORIGIN, "Upload-Complete": "?1"})
+        fields = [name.lower() for name, _ in conn.getresponse().getheaders()]
+        conn.close()
+    assert reply.status == 200 and reply.body == b"ok"
+    assert reply.headers["access-control-allow-origin"] == "http://page.example"
+    assert fields.count("access-control-allow-origin") == 1
+    assert "upload-offset" in reply.headers["access-control-expose-headers"].lower()
+    assert fields.count("vary") == 2  # the application's stays: a list

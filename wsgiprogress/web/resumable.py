@@ -163,7 +163,9 @@ class ResumableUploads:
         try:
             if environ["REQUEST_METHOD"] == "OPTIONS":
                 return self._options(app, environ, start_response, cors)
-            return self._route(app, environ, with_headers(start_response, cors))
+            # a completed upload answers with the application's response:
+            # one Access-Control-Allow-Origin, the endpoint's
+            return self._route(app, environ, with_headers(start_response, cors, replace=True))
         except StorageError as exc:  # the records are unreachable (Redis): retry later
             return answer_storage_error(start_response, exc)
         finally:
