@@ -11,10 +11,12 @@ from __future__ import annotations
 import socket
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Tuple
 
 import pytest
 from test_browser import chrome, wait_for
+
+from wsgiprogress.resumable.storage import DirectoryStorage
 
 from npm_support import npm_ci
 from resumable_support import IETF, OCTETS, TUS, Recorder, request, serving, sha256
@@ -99,12 +101,13 @@ def test_a_page_of_an_allowed_origin_uploads_and_others_are_refused(protocol: st
 
 
 @pytest.fixture(params=["server", "werkzeug"], scope="module")
-def door(request: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterable[int]:
+def door(request: Any, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterable[Tuple[int, Path]]:
     directory = tmp_path_factory.mktemp(f"cors-{request.param}")
     with serving(request.param, Recorder("200 OK"), resumable_dir=str(directory),
                  resumable_max_size=64 * 1024 * 1024,
                  allowed_origins="http://page.example") as port:
-        yield port
+        yield port, directory
 
 
 PAGE_ORIGIN = {"Origin": "http://page.example"}
@@ -117,11 +120,12 @@ PAGE_ORIGIN = {"Origin": "http://page.example"}
     pytest.param("POST", "/upload", "upload-draft-interop-version,upload-complete",
                  id="ietf-create-anywhere"),
 ])
-def test_a_preflight_allows_the_protocols_methods_and_fields(door: int, method: str,
+def test_a_preflight_allows_the_protocols_methods_and_fields(door: Any, method: str,
                                                              path: str, asked: str) -> None:
+    port, _ = door
     # Fetch standard, CORS-preflight fetch: the answer must allow the method
     # and every header the request will carry
-    reply = request(door, "OPTIONS", path, {**PAGE_ORIGIN,
+    reply = request(port, "OPTIONS", path, {**PAGE_ORIGIN,
                                             "Access-Control-Request-Method": method,
                                             "Access-Control-Request-Headers": asked})
     assert reply.status == 204, reply
@@ -130,15 +134,16 @@ def test_a_preflight_allows_the_protocols_methods_and_fields(door: int, method: 
     allowed = {name.lower() for name in reply.headers["access-control-allow-headers"].split(", ")}
     assert set(asked.split(",")) <= allowed | {"content-type"}
     assert "x-http-method-override" in allowed and "x-progress-id" in allowed
-    other = request(door, "OPTIONS", path, {"Origin": "http://other.example",
+    other = request(port, "OPTIONS", path, {"Origin": "http://other.example",
                                             "Access-Control-Request-Method": method,
                                             "Access-Control-Request-Headers": asked})
     assert "access-control-allow-origin" not in other.headers
 
 
-def test_answers_and_refusals_expose_the_protocols_fields(door: int) -> None:
+def test_answers_and_refusals_expose_the_protocols_fields(door: Any) -> None:
+    port, _ = door
     # tusd's and tus-node-server's exposed fields, and the IETF draft's
-    created = request(door, "POST", "/files/", {**TUS, **PAGE_ORIGIN, "Upload-Length": "6"})
+    created = request(port, "POST", "/files/", {**TUS, **PAGE_ORIGIN, "Upload-Length": "6"})
     assert created.headers["access-control-allow-origin"] == "http://page.example"
     exposed = {name.lower() for name in
                created.headers["access-control-expose-headers"].split(", ")}
@@ -147,21 +152,22 @@ def test_answers_and_refusals_expose_the_protocols_fields(door: int) -> None:
             "upload-concat", "upload-complete", "upload-draft-interop-version",
             "upload-limit", "upload-expires"} <= exposed
     url = created.headers["location"]
-    conflict = request(door, "PATCH", url, {**OCTETS, **PAGE_ORIGIN, "Upload-Offset": "3"},
+    conflict = request(port, "PATCH", url, {**OCTETS, **PAGE_ORIGIN, "Upload-Offset": "3"},
                        b"abc")
     assert conflict.status == 409 and conflict.headers["upload-offset"] == "0"
     assert conflict.headers["access-control-allow-origin"] == "http://page.example"
-    ietf = request(door, "POST", "/upload", {**IETF, **PAGE_ORIGIN, "Upload-Complete": "?1"},
+    ietf = request(port, "POST", "/upload", {**IETF, **PAGE_ORIGIN, "Upload-Complete": "?1"},
                    b"abc")
     assert ietf.status == 200 and ietf.headers["upload-complete"] == "?1"
     assert ietf.headers["access-control-allow-origin"] == "http://page.example"
 
 
 @pytest.mark.parametrize("path", ["/files/", "/upload", "/"])
-def test_options_where_uploads_may_be_created_carry_upload_limit(door: int, path: str) -> None:
+def test_options_where_uploads_may_be_created_carry_upload_limit(door: Any, path: str) -> None:
+    port, _ = door
     # draft -05, Upload-Limit: OPTIONS to a target that supports creation
     # MUST carry it; the application still answers its own paths
-    reply = request(door, "OPTIONS", path, IETF)
+    reply = request(port, "OPTIONS", path, IETF)
     assert reply.headers["upload-limit"] == f"max-size={64 * 1024 * 1024}"
     if path != "/files/":
         assert reply.headers["x-app"] == "recorder"
@@ -211,3 +217,18 @@ def test_the_applications_answer_carries_one_allow_origin(door_name: str,
     assert fields.count("access-control-allow-origin") == 1
     assert "upload-offset" in reply.headers["access-control-expose-headers"].lower()
     assert fields.count("vary") == 2  # the application's stays: a list
+
+
+def test_a_refusal_past_the_protocols_is_readable_cross_origin(door: Any) -> None:
+    port, directory = door
+    # a page learns why (423: another request holds the upload) instead of
+    # a network error: every answer of the endpoint carries the CORS fields
+    created = request(port, "POST", "/files/", {**TUS, "Upload-Length": "3"})
+    url = created.headers["location"]
+    assert request(port, "PATCH", url, {**OCTETS, "Upload-Offset": "0"}, b"abc").status == 204
+    storage = DirectoryStorage(str(directory), ttl=60, max_size=100, max_uploads=10,
+                               max_disk=None)
+    with storage.locked(url.rsplit("/", 1)[1]):  # another request holds it
+        reply = request(port, "DELETE", url + "/response", PAGE_ORIGIN)
+    assert reply.status == 423
+    assert reply.headers["access-control-allow-origin"] == "http://page.example"

@@ -160,14 +160,15 @@ class ResumableUploads:
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
         cors = cors_headers(environ, self.allowed_origins, EXPOSED_HEADERS)
+        # a completed upload answers with the application's response: one
+        # Access-Control-Allow-Origin, the endpoint's
+        start = with_headers(start_response, cors, replace=True)
         try:
             if environ["REQUEST_METHOD"] == "OPTIONS":
                 return self._options(app, environ, start_response, cors)
-            # a completed upload answers with the application's response:
-            # one Access-Control-Allow-Origin, the endpoint's
-            return self._route(app, environ, with_headers(start_response, cors, replace=True))
-        except StorageError as exc:  # the records are unreachable (Redis): retry later
-            return answer_storage_error(start_response, exc)
+            return self._route(app, environ, start)
+        except StorageError as exc:  # busy, or the records are unreachable (Redis)
+            return answer_storage_error(start, exc)
         finally:
             self.service.progress.ended(environ)
 
