@@ -65,8 +65,10 @@ def stored(directory: Path) -> List[Path]:
     return [path for path in directory.rglob("*") if path.is_file()]
 
 
+@pytest.mark.parametrize("door_name", ["server", "werkzeug"])
 @pytest.mark.parametrize("protocol", ["tus-v1", "ietf-draft-05"])
 def test_a_page_of_an_allowed_origin_uploads_and_others_are_refused(protocol: str,
+                                                                     door_name: str,
                                                                      tmp_path: Path) -> None:
     script = (npm_ci("tus", "tus-js-client") / "tus-js-client" / "dist" / "tus.min.js"
               ).read_bytes()
@@ -76,10 +78,10 @@ def test_a_page_of_an_allowed_origin_uploads_and_others_are_refused(protocol: st
     allowed_app, refused_app = Recorder(), Recorder()
     with running(page_app(script)) as (_, page_port):
         origin = f"http://{HOST}:{page_port}"
-        with running(allowed_app, resumable_dir=str(allowed_dir), allowed_origins=origin) \
-                as (_, allowed_port), \
-                running(refused_app, resumable_dir=str(refused_dir),
-                        allowed_origins="http://elsewhere.example") as (_, refused_port), \
+        with serving(door_name, allowed_app, resumable_dir=str(allowed_dir),
+                     allowed_origins=origin) as allowed_port, \
+                serving(door_name, refused_app, resumable_dir=str(refused_dir),
+                        allowed_origins="http://elsewhere.example") as refused_port, \
                 chrome(tmp_path / "profile") as driver:
             driver.get(origin + "/")
             driver.execute_script("upload(arguments[0], arguments[1])",
