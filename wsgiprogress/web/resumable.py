@@ -30,17 +30,7 @@ from __future__ import annotations
 
 import functools
 import http.client
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
-)
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Tuple
 
 from .. import keys
 from ..errors import ConfigurationError
@@ -48,7 +38,7 @@ from ..progress.ids import IdFinder
 from ..resumable.storage import StorageError
 from ..resumable.upload import COMPLETE, is_upload_id
 from .ietf import IetfProtocol, is_creation, upload_limit
-from .responses import cors_headers, plain, preflight, with_headers
+from .responses import Headers, cors_headers, plain, preflight, with_headers
 from .resume import ResumeRequests
 from .tus import VERSION as TUS_VERSION
 from .tus import TusProtocol
@@ -173,7 +163,7 @@ class ResumableUploads:
             self.service.progress.ended(environ)
 
     def _options(self, app: WSGIApplication, environ: WSGIEnvironment,
-                 start_response: StartResponse, cors: List[Tuple[str, str]]
+                 start_response: StartResponse, cors: Headers
                  ) -> Iterable[bytes]:
         """A CORS preflight, discovery under ``resumable_url``, or the
         application's answer with ``Upload-Limit``."""
