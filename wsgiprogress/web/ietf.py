@@ -177,10 +177,11 @@ class IetfProtocol:
         """The ``104 Upload Resumption Supported`` that tells the client of
         :meth:`start`'s *part* where its upload is, before the body is read."""
         assert part.upload is not None
+        limit = upload_limit(self.storage, part.upload)
         return (f"HTTP/1.1 104 Upload Resumption Supported\r\n"
                 f"Upload-Draft-Interop-Version: {INTEROP_VERSION}\r\n"
                 f"Location: {script_name}{self.service.url}{part.upload_id}\r\n"
-                f"Upload-Limit: {self._limit(part.upload)}\r\n\r\n").encode("latin-1")
+                f"Upload-Limit: {limit}\r\n\r\n").encode("latin-1")
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -336,7 +337,7 @@ class IetfProtocol:
                 self.service.complete(app, environ, upload)
                 return self._kept(start_response, upload, headers)
         start_response(status, [*headers, *self._state(upload),
-                                ("Upload-Limit", self._limit(upload)),
+                                ("Upload-Limit", upload_limit(self.storage, upload)),
                                 ("Content-Length", "0")])
         return []
 
@@ -353,7 +354,7 @@ class IetfProtocol:
         if length is not None and length > self.storage.max_size:
             raise IetfError("413 Request Entity Too Large",
                             f"the largest upload is {self.storage.max_size} bytes",
-                            [("Upload-Limit", self._limit(None))])
+                            [("Upload-Limit", upload_limit(self.storage))])
         return length
 
     def _fix_length(self, upload: Upload, length: int) -> None:
@@ -374,9 +375,6 @@ class IetfProtocol:
     def _state(self, upload: Upload) -> Headers:
         done = "?0" if upload.state == ACTIVE else "?1"
         return [("Upload-Offset", str(upload.offset)), ("Upload-Complete", done)]
-
-    def _limit(self, upload: Optional[Upload]) -> str:
-        return upload_limit(self.storage, upload)
 
 
 def upload_limit(storage: UploadStorage, upload: Optional[Upload] = None) -> str:
