@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ..backends import Backend
     from ..progress.store import ProgressStore
     from .mailbox import Authorize
+
 #: What a page may read of an answer cross-origin: tusd's list, the IETF
 #: draft's fields and the ones the protocols here add.
 EXPOSED_HEADERS = ("Location", "Upload-Offset", "Upload-Length", "Upload-Metadata",
