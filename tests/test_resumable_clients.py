@@ -67,14 +67,22 @@ def node_upload(job: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
+@pytest.mark.parametrize("override", [
+    pytest.param(False, id="patch"),
+    # tus 1.0.0: X-HTTP-Method-Override tunnels PATCH; tus-js-client's
+    # overridePatchMethod sends it in both protocols, as tusd takes it
+    pytest.param(True, id="post-with-method-override"),
+])
 @pytest.mark.parametrize("protocol", ["tus-v1", "ietf-draft-05"])
-def test_tus_js_client_resumes_an_aborted_upload(door: Any, protocol: str) -> None:
+def test_tus_js_client_resumes_an_aborted_upload(door: Any, protocol: str,
+                                                 override: bool) -> None:
     port, app = door
     size = 2_000_000
     calls = len(app.calls)
     outcome = node_upload({"endpoint": f"http://{HOST}:{port}/files/", "protocol": protocol,
                            "size": size, "chunkSize": 300_000, "abortAt": 600_000,
-                           "metadata": {"filename": "movie.mp4"}})
+                           "metadata": {"filename": "movie.mp4"},
+                           "overridePatchMethod": override})
     assert "error" not in outcome, outcome
     assert outcome["abortedAfter"] >= 600_000 and outcome["url"] == outcome["firstUrl"]
     assert outcome["offset"] == str(size)

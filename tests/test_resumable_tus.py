@@ -351,3 +351,43 @@ def test_media_types_are_case_insensitive(door: Any) -> None:
     assert reply.status == 204 and reply.headers["upload-offset"] == "3"
     with_upload = request(port, "POST", "/files/", {**mixed, "Upload-Length": "3"}, b"abc")
     assert with_upload.status == 201 and with_upload.headers["upload-offset"] == "3"
+
+
+def test_only_a_post_tunnels_another_method(door: Any) -> None:
+    # X-HTTP-Method-Override stands in for PATCH and DELETE on a POST (tusd
+    # reads it on POST only): a GET never deletes nor appends
+    port, _, _ = door
+    url = create(port, 6)
+    assert request(port, "GET", url, {**TUS, "X-HTTP-Method-Override": "DELETE"}).status == 405
+    head = request(port, "HEAD", url, TUS)
+    assert head.status == 200 and head.headers["upload-offset"] == "0"
+    tunnelled = request(port, "POST", url, {**OCTETS, "Upload-Offset": "0",
+                                            "X-HTTP-Method-Override": "PATCH"}, b"abc")
+    assert tunnelled.status == 204 and tunnelled.headers["upload-offset"] == "3"
+    deleted = request(port, "POST", url, {**TUS, "X-HTTP-Method-Override": "delete"})
+    assert deleted.status == 204
+    assert request(port, "HEAD", url, TUS).status == 404
+
+
+@pytest.mark.parametrize("headers, body", [
+    pytest.param({**TUS, "Content-Type": "text/plain", "Upload-Offset": "0"}, b"abc",
+                 id="415-media-type"),
+    pytest.param({**OCTETS}, b"abc", id="400-no-offset"),
+    pytest.param({**OCTETS, "Upload-Offset": "zero"}, b"abc", id="400-bad-offset"),
+    pytest.param({**OCTETS, "Upload-Offset": "0", "Upload-Checksum": "crc32 AAAA"}, b"abc",
+                 id="400-checksum-algorithm"),
+    pytest.param({**OCTETS, "Upload-Offset": "0", "Upload-Length": "9"}, b"abc",
+                 id="400-length-set"),
+    pytest.param({**OCTETS, "Upload-Offset": "0"}, b"0123456789", id="past-the-length"),
+])
+def test_every_refused_patch_tells_the_offset(door: Any, headers: Dict[str, str],
+                                              body: bytes) -> None:
+    # tus 1.0.0 and the reference's section 4: tus-js-client reads
+    # Upload-Offset in every answer to a PATCH; a refusal changes nothing
+    port, _, _ = door
+    url = create(port, 6)
+    reply = request(port, "PATCH", url, headers, body)
+    assert 400 <= reply.status < 500, reply
+    assert reply.headers["tus-resumable"] == "1.0.0"
+    assert reply.headers["upload-offset"] == "0"
+    assert request(port, "HEAD", url, TUS).headers["upload-offset"] == "0"

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ..resumable.parts import StoredPart
+    from ..resumable.storage import UploadStorage
 
 PARTIAL_UPLOAD = "application/partial-upload"
 PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
@@ -176,10 +177,11 @@ class IetfProtocol:
         """The ``104 Upload Resumption Supported`` that tells the client of
         :meth:`start`'s *part* where its upload is, before the body is read."""
         assert part.upload is not None
+        limit = upload_limit(self.storage, part.upload)
         return (f"HTTP/1.1 104 Upload Resumption Supported\r\n"
                 f"Upload-Draft-Interop-Version: {INTEROP_VERSION}\r\n"
                 f"Location: {script_name}{self.service.url}{part.upload_id}\r\n"
-                f"Upload-Limit: {self._limit(part.upload)}\r\n\r\n").encode("latin-1")
+                f"Upload-Limit: {limit}\r\n\r\n").encode("latin-1")
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -335,7 +337,7 @@ class IetfProtocol:
                 self.service.complete(app, environ, upload)
                 return self._kept(start_response, upload, headers)
         start_response(status, [*headers, *self._state(upload),
-                                ("Upload-Limit", self._limit(upload)),
+                                ("Upload-Limit", upload_limit(self.storage, upload)),
                                 ("Content-Length", "0")])
         return []
 
@@ -352,7 +354,7 @@ class IetfProtocol:
         if length is not None and length > self.storage.max_size:
             raise IetfError("413 Request Entity Too Large",
                             f"the largest upload is {self.storage.max_size} bytes",
-                            [("Upload-Limit", self._limit(None))])
+                            [("Upload-Limit", upload_limit(self.storage))])
         return length
 
     def _fix_length(self, upload: Upload, length: int) -> None:
@@ -374,9 +376,12 @@ class IetfProtocol:
         done = "?0" if upload.state == ACTIVE else "?1"
         return [("Upload-Offset", str(upload.offset)), ("Upload-Complete", done)]
 
-    def _limit(self, upload: Optional[Upload]) -> str:
-        limit = f"max-size={self.storage.max_size}"
-        if upload is not None:
-            remaining = max(0, int(upload.expires - self.storage.clock()))
-            limit += f", expires={remaining}"
-        return limit
+
+def upload_limit(storage: UploadStorage, upload: Optional[Upload] = None) -> str:
+    """The ``Upload-Limit`` of *storage*'s uploads (discovery: ``OPTIONS``),
+    or of *upload* (with the seconds it has left)."""
+    limit = f"max-size={storage.max_size}"
+    if upload is not None:
+        remaining = max(0, int(upload.expires - storage.clock()))
+        limit += f", expires={remaining}"
+    return limit

@@ -150,9 +150,15 @@ def cors_headers(environ: Mapping[str, Any], allowed_origins: Sequence[str],
     return [("Vary", "Origin")]
 
 
-def with_headers(start_response: StartResponse, extra: Headers) -> StartResponse:
-    """*start_response* that adds *extra* to every response it starts."""
+def with_headers(start_response: StartResponse, extra: Headers,
+                 replace: bool = False) -> StartResponse:
+    """*start_response* that adds *extra* to every response it starts; with
+    *replace*, a response's own fields of those names give way (all but
+    ``Vary``, a list), e.g. an application's CORS fields to an endpoint's."""
+    names = {name.lower() for name, _ in extra} - {"vary"} if replace else set()
+
     def start(status: str, headers: List[Tuple[str, str]],
               exc_info: Any = None) -> Callable[[bytes], object]:
-        return start_response(status, [*headers, *extra], exc_info)
+        kept = [field for field in headers if field[0].lower() not in names]
+        return start_response(status, [*kept, *extra], exc_info)
     return start

@@ -11,6 +11,15 @@ is where a completed upload keeps the application's response: GET returns
 it (as ``message/http`` when asked with ``Accept: message/http``), DELETE
 acknowledges it (the upload goes).
 
+``OPTIONS`` anywhere else (``OPTIONS *`` too) is the application's, with
+``Upload-Limit`` added: the IETF draft requires it wherever an upload can be
+created.  With ``allowed_origins``, a page of an allowed origin may upload
+(tus-js-client in a browser): every answer carries the CORS headers and
+exposes the protocols' fields (:data:`EXPOSED_HEADERS`, as tusd does), and
+``OPTIONS`` with ``Access-Control-Request-Method`` under ``resumable_url``,
+or one that asks to send ``Upload-Draft-Interop-Version`` anywhere, is
+answered as a preflight.
+
 .. code-block:: python
 
     uploads = ResumableUploads.from_options(options, store, backend)
@@ -21,15 +30,15 @@ from __future__ import annotations
 
 import functools
 import http.client
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Tuple
 
 from .. import keys
 from ..errors import ConfigurationError
 from ..progress.ids import IdFinder
 from ..resumable.storage import StorageError
 from ..resumable.upload import COMPLETE, is_upload_id
-from .ietf import IetfProtocol, is_creation
-from .responses import plain
+from .ietf import IetfProtocol, is_creation, upload_limit
+from .responses import Headers, cors_headers, plain, preflight, with_headers
 from .resume import ResumeRequests
 from .tus import VERSION as TUS_VERSION
 from .tus import TusProtocol
@@ -49,13 +58,36 @@ if TYPE_CHECKING:
     from ..progress.store import ProgressStore
     from .mailbox import Authorize
 
+#: What a page may read of an answer cross-origin: tusd's list, the IETF
+#: draft's fields and the ones the protocols here add.
+EXPOSED_HEADERS = ("Location", "Upload-Offset", "Upload-Length", "Upload-Metadata",
+                   "Upload-Defer-Length", "Upload-Concat", "Upload-Expires", "Tus-Resumable",
+                   "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
+                   "Upload-Complete", "Upload-Draft-Interop-Version", "Upload-Limit",
+                   "Response-Message-Location", "Retry-After")
+#: What a page may send, for the CORS preflight (the progress ID's header is added).
+REQUEST_HEADERS = ("Authorization, Content-Type, Content-Disposition, X-Requested-With, "
+                   "X-Request-ID, X-HTTP-Method-Override, Tus-Resumable, Upload-Length, "
+                   "Upload-Offset, Upload-Metadata, Upload-Defer-Length, Upload-Concat, "
+                   "Upload-Checksum, Upload-Complete, Upload-Draft-Interop-Version, Prefer")
+METHODS = "POST, PUT, PATCH, HEAD, GET, DELETE, OPTIONS"
+
 
 class ResumableUploads:
-    """The resumable-upload protocols over one :class:`UploadService`."""
+    """The resumable-upload protocols over one :class:`UploadService`.
 
-    def __init__(self, service: UploadService, authorize: Optional[Authorize] = None) -> None:
+    :param allowed_origins: the origins whose pages may upload (``*`` for
+        any; empty: CORS off), as for the probe.
+    :param id_name: the progress ID's header, which a page may send.
+    """
+
+    def __init__(self, service: UploadService, authorize: Optional[Authorize] = None,
+                 allowed_origins: Tuple[str, ...] = (), id_name: str = "X-Progress-ID"
+                 ) -> None:
         self.service = service
         self.authorize = authorize
+        self.allowed_origins = allowed_origins
+        self.request_headers = f"{REQUEST_HEADERS}, {id_name}"
         self.url = service.url
         self.tus = TusProtocol(service)
         # the 104 goes out before the body, the authorize hook sees the
@@ -98,16 +130,19 @@ class ResumableUploads:
                                      "give a directory this process may write") from None
         url = options["resumable_url"].rstrip("/") + "/"
         return cls(UploadService(storage, store, url, IdFinder(options["id_name"]),
-                                 options["min_id_length"], reserved), authorize)
+                                 options["min_id_length"], reserved), authorize,
+                   options["allowed_origins"], options["id_name"])
 
     def handles(self, environ: WSGIEnvironment) -> bool:
         """True for a request one of the protocols answers (cheap: a prefix
-        and a header lookup); never for the rebuilt request of a completed upload."""
+        and a header lookup), and for ``OPTIONS`` where an upload may be
+        created; never for the rebuilt request of a completed upload."""
         if keys.UPLOAD in environ:
             return False
         path = environ.get("PATH_INFO", "")
         return path.startswith(self.url) or path == self.url[:-1] or _resuming(environ) or (
-            is_creation(environ) and not self.service.reserved(path))
+            (is_creation(environ) or environ.get("REQUEST_METHOD") == "OPTIONS")
+            and not self.service.reserved(path))
 
     def bind(self, app: WSGIApplication) -> WSGIApplication:
         """The endpoint for this request, which completes uploads by calling *app*."""
@@ -115,12 +150,34 @@ class ResumableUploads:
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
+        cors = cors_headers(environ, self.allowed_origins, EXPOSED_HEADERS)
+        # a completed upload answers with the application's response: one
+        # Access-Control-Allow-Origin, the endpoint's
+        start = with_headers(start_response, cors, replace=True)
         try:
-            return self._route(app, environ, start_response)
-        except StorageError as exc:  # the records are unreachable (Redis): retry later
-            return answer_storage_error(start_response, exc)
+            if environ["REQUEST_METHOD"] == "OPTIONS":
+                return self._options(app, environ, start_response, cors)
+            return self._route(app, environ, start)
+        except StorageError as exc:  # busy, or the records are unreachable (Redis)
+            return answer_storage_error(start, exc)
         finally:
             self.service.progress.ended(environ)
+
+    def _options(self, app: WSGIApplication, environ: WSGIEnvironment,
+                 start_response: StartResponse, cors: Headers
+                 ) -> Iterable[bytes]:
+        """A CORS preflight, discovery under ``resumable_url``, or the
+        application's answer with ``Upload-Limit``."""
+        path = environ.get("PATH_INFO", "")
+        ours = path.startswith(self.url) or path == self.url[:-1]
+        limit = [("Upload-Limit", upload_limit(self.service.storage))]
+        asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").lower()
+        if cors and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ and (
+                ours or "upload-draft-interop-version" in asked):
+            return preflight(start_response, [*cors, *limit], METHODS, self.request_headers)
+        if ours:
+            return self._route(app, environ, with_headers(start_response, cors))
+        return app(environ, with_headers(start_response, limit))
 
     def _route(self, app: WSGIApplication, environ: WSGIEnvironment,
                start_response: StartResponse) -> Iterable[bytes]:
@@ -136,6 +193,7 @@ class ResumableUploads:
                          head_only=environ["REQUEST_METHOD"] == "HEAD")
         if name:
             self.service.settled(name)  # what the background still does to it shows
+            _tunnelled(environ)
         if _resuming(environ):
             return self.resume.arrived(app, environ, start_response)
         if path.startswith(self.url) and path.endswith(RESPONSE_SUFFIX):
@@ -192,6 +250,15 @@ class ResumableUploads:
             body.close()
             return []
         return _Prefixed(prefix, FileChunks(body))
+
+
+def _tunnelled(environ: WSGIEnvironment) -> None:
+    """A POST to an upload with ``X-HTTP-Method-Override: PATCH`` (or
+    ``DELETE``) becomes that request, in either protocol, as tusd takes it
+    (tus-js-client's ``overridePatchMethod``, for stacks without PATCH)."""
+    override = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE", "").strip().upper()
+    if environ["REQUEST_METHOD"] == "POST" and override in ("PATCH", "DELETE"):
+        environ["REQUEST_METHOD"] = override
 
 
 def _resuming(environ: WSGIEnvironment) -> bool:

@@ -7,11 +7,11 @@ at ``resumable_url``: the core protocol (OPTIONS, HEAD, PATCH with
 ``application/offset+octet-stream``) and the extensions creation,
 creation-with-upload, creation-defer-length, termination, expiration,
 checksum (sha1, sha256, md5; 460 on a mismatch, nothing appended) and
-concatenation.  Every response that may carry ``Upload-Offset`` does; a 409
-carries the real one.  The PATCH that stores the last byte calls the
-application once (:meth:`UploadService.complete`) and answers 204, as the
-protocol requires, with ``Response-Message-Location`` where the
-application's response is kept.
+concatenation.  Every response that may carry ``Upload-Offset`` does (every
+answer to a PATCH on an upload, refusals too); a 409 carries the real one.
+The PATCH that stores the last byte calls the application once
+(:meth:`UploadService.complete`) and answers 204, as the protocol requires,
+with ``Response-Message-Location`` where the application's response is kept.
 
 .. code-block:: text
 
@@ -33,6 +33,7 @@ from ..resumable.appender import Appender, concatenate
 from ..resumable.completion import media_type, target_of
 from ..resumable.storage import StorageError, UploadBusy
 from ..resumable.upload import ACTIVE, FINAL, PARTIAL, Upload, is_upload_id
+from .ietf import upload_limit
 from .responses import plain
 from .upload_service import (
     RESPONSE_SUFFIX,
@@ -103,7 +104,7 @@ class TusProtocol:
 
     def __call__(self, app: WSGIApplication, environ: WSGIEnvironment,
                  start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE") or environ["REQUEST_METHOD"]
+        method = environ["REQUEST_METHOD"]
         upload_id = self.service.upload_id(environ)
         try:
             if method == "OPTIONS":
@@ -127,13 +128,14 @@ class TusProtocol:
             raise TusError("405 Method Not Allowed", "use HEAD, PATCH or DELETE",
                            [("Allow", "HEAD, PATCH, DELETE, OPTIONS")])
         except TusError as exc:
-            return self._answer(start_response, exc.status, exc.headers, str(exc),
+            headers = self._offset(upload_id, exc.headers) if method == "PATCH" else exc.headers
+            return self._answer(start_response, exc.status, headers, str(exc),
                                 head_only=method == "HEAD")
         except StorageError as exc:
-            busy = self.service.current(upload_id) if isinstance(exc, UploadBusy) else None
-            offset = [("Upload-Offset", str(busy.offset))] if busy is not None else []
-            return answer_storage_error(start_response, exc, [("Tus-Resumable", VERSION),
-                                                              *offset])
+            refused = [("Tus-Resumable", VERSION)]
+            if method == "PATCH" or isinstance(exc, UploadBusy):
+                refused = self._offset(upload_id, refused)
+            return answer_storage_error(start_response, exc, refused)
 
     # -- requests --------------------------------------------------------------
 
@@ -300,7 +302,7 @@ class TusProtocol:
                 ("Tus-Max-Size", str(self.storage.max_size)),
                 ("Tus-Checksum-Algorithm", ",".join(CHECKSUMS)),
                 # the IETF draft's discovery: every upload URL supports creation
-                ("Upload-Limit", f"max-size={self.storage.max_size}")]
+                ("Upload-Limit", upload_limit(self.storage))]
 
     def _state(self, environ: WSGIEnvironment, upload: Upload) -> Headers:
         headers = [("Upload-Offset", str(upload.offset)),
@@ -309,6 +311,14 @@ class TusProtocol:
             headers.append(("Response-Message-Location",
                             self.service.location(environ, upload, RESPONSE_SUFFIX)))
         return headers
+
+    def _offset(self, upload_id: Optional[str], headers: Headers) -> Headers:
+        """*headers* of a refused request, with the upload's ``Upload-Offset``
+        as it is now (tus-js-client reads it on every answer to a PATCH)."""
+        upload = None
+        if all(name != "Upload-Offset" for name, _ in headers):
+            upload = self.service.current(upload_id)
+        return headers if upload is None else [*headers, ("Upload-Offset", str(upload.offset))]
 
     def _answer(self, start_response: StartResponse, status: str, headers: Headers,
                 reason: str = "", head_only: bool = False) -> Iterable[bytes]:

@@ -3,8 +3,9 @@
 // Reads one job as JSON on stdin and prints the outcome as JSON:
 //   {"endpoint": url, "protocol": "tus-v1" | "ietf-draft-05", "size": n,
 //    "chunkSize": n, "metadata": {...}, "headers": {...},
-//    "abortAt": n}       abort once n bytes were sent, then resume with a new
+//    "abortAt": n,       abort once n bytes were sent, then resume with a new
 //                        Upload from its URL (as a page does after a reload)
+//    "overridePatchMethod": true}   PATCH as POST + X-HTTP-Method-Override
 // The bytes are a repeating counter: byte i is (i * 7 + i >> 8) & 255.
 // Output: {"url", "bytesSent", "resumedFrom", "responseStatus",
 //          "responseBody", "offset", "error"}
@@ -28,6 +29,7 @@ function run(job, data, uploadUrl) {
       headers: job.headers || {},
       retryDelays: [0, 100, 300],
       uploadSize: data.length,
+      overridePatchMethod: Boolean(job.overridePatchMethod),
       onProgress(sent) {
         if (job.abortAt && !uploadUrl && !aborted && sent >= job.abortAt) {
           aborted = true;
