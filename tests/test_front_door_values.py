@@ -8,6 +8,7 @@ the strings an ini file writes for a switch are read as the switch."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, NamedTuple
 
 import pytest
@@ -133,6 +134,16 @@ def test_a_redis_backend_without_redis_py_is_refused_alike(
     assert refusal(door, {"backend": "redis://127.0.0.1:6379/0"}, capsys) == (
         f"{door.spell('backend')}: 'redis://127.0.0.1:6379/0' needs redis-py, which is not "
         'installed: pip install "wsgiprogress[redis]", or use memory://')
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_a_resumable_dir_that_cannot_be_used_is_refused_alike(
+        door: FrontDoor, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    assert refusal(door, {"resumable_dir": str(taken / "uploads")}, capsys) == (
+        f"{door.spell('resumable_dir')}: cannot use {str(taken / 'uploads')!r} (Not a "
+        "directory); give a directory this process may write")
 
 
 @pytest.mark.parametrize("given, name", SERVER_ONLY)

@@ -69,6 +69,7 @@ from ..settings import (
 )
 from ..settings.converters import as_bool, as_size
 from ..web.front import front_options
+from ..web.resumable import usable_directory
 from .adopt import server_front
 from .channel import ProgressChannel
 from .compat import PEEK_FOR_DEPARTURE, waitress_version
@@ -224,7 +225,8 @@ def _adjustments_error(message: str, theirs: Dict[str, Any], spell: Spell) -> st
 
 def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
     """Every check :func:`create_server` makes of *settings*, without opening
-    a backend or listening: the command line validates with it.  A Redis
+    a backend or listening (``resumable_dir`` is made, as serving would make
+    it): the command line validates with it.  A Redis
     backend is checked as the other doors check it: its URL, and redis-py
     being importable (:func:`~wsgiprogress.settings.check_front`).
 
@@ -234,6 +236,8 @@ def check_settings(settings: Dict[str, Any], spell: Spell = as_written) -> None:
     ours, _, _ = split_settings(settings, spell)
     options, _, _ = front_options(ours, SERVER_SETTINGS, spell=spell)
     check_websocket(options, ours, spell)
+    if options["resumable_dir"] is not None:
+        usable_directory(options["resumable_dir"], spell)
 
 
 def create_server(app: WSGIApplication, *, store: Optional[ProgressStore] = None,

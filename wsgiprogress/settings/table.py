@@ -68,8 +68,8 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("id_name", as_header_name, "X-Progress-ID",
             "header and query parameter that carries the progress ID", "probe"),
     Setting("allowed_origins", as_origins, (),
-            "origins allowed to poll the probe cross-origin ('*' for any); "
-            "empty: CORS off", "probe"),
+            "origins whose pages may use the probe, mailboxes, operation monitors "
+            "and resumable uploads cross-origin ('*' for any); empty: CORS off", "probe"),
     Setting("debug", as_bool, False,
             "log every tracked request and every probe answer", "probe"),
     Setting("min_id_length", as_id_length, ID_LENGTHS[0],

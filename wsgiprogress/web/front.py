@@ -163,7 +163,7 @@ class Front:
                 allowed_origins=options["allowed_origins"], **_subset(options, WAIT_SETTINGS))
             self.runner = OperationRunner(self.operations, options)
         self.resumable = ResumableUploads.from_options(options, self.store, self.backend,
-                                                       authorize, self.reserved)
+                                                       authorize, self.reserved, spell)
 
     @property
     def may_block(self) -> bool:

@@ -28,8 +28,10 @@ answered as a preflight.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import http.client
+import os
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Tuple
 
 from .. import keys
@@ -37,6 +39,7 @@ from ..errors import ConfigurationError
 from ..progress.ids import IdFinder
 from ..resumable.storage import StorageError
 from ..resumable.upload import COMPLETE, is_upload_id
+from ..settings import Spell, as_written
 from .ietf import IetfProtocol, is_creation, upload_limit
 from .responses import Headers, cors_headers, plain, preflight, with_headers
 from .resume import ResumeRequests
@@ -102,32 +105,29 @@ class ResumableUploads:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], store: ProgressStore,
                      backend: Optional[Backend], authorize: Optional[Authorize] = None,
-                     reserved: Callable[[str], bool] = nothing_reserved
-                     ) -> Optional[ResumableUploads]:
+                     reserved: Callable[[str], bool] = nothing_reserved,
+                     spell: Spell = as_written) -> Optional[ResumableUploads]:
         """The endpoint the resolved settings ask for; ``None`` without
         ``resumable_dir``.  The *backend* keeps the uploads' records and
         locks (:meth:`~wsgiprogress.backends.Backend.uploads`).  An
         *authorize* hook is asked ``authorize(environ, upload_id, "upload")``
         on every request to an upload (``upload_id`` ``None`` when it
         creates one): 403 when it says no.  A path *reserved* says is another
-        endpoint's is never an upload.
+        endpoint's is never an upload.  *spell* names the setting as the
+        front door writes it, in the refusal.
 
-        :raises ConfigurationError: when the directory cannot be made.
+        :raises ConfigurationError: when the directory cannot be made or
+            written (:func:`usable_directory`).
         """
         directory = options["resumable_dir"]
         if directory is None:
             return None
         assert backend is not None, "resumable uploads need the backend"
-        try:
-            storage = backend.uploads(
-                directory, ttl=options["resumable_ttl"],
-                max_size=options["resumable_max_size"],
-                max_uploads=options["resumable_max_uploads"],
-                max_disk=options["resumable_max_disk"],
-                lock_ttl=options["resumable_lock_ttl"])
-        except OSError as exc:
-            raise ConfigurationError(f"resumable_dir: cannot use {directory!r} ({exc.strerror}); "
-                                     "give a directory this process may write") from None
+        usable_directory(directory, spell)
+        storage = backend.uploads(
+            directory, ttl=options["resumable_ttl"], max_size=options["resumable_max_size"],
+            max_uploads=options["resumable_max_uploads"], max_disk=options["resumable_max_disk"],
+            lock_ttl=options["resumable_lock_ttl"])
         url = options["resumable_url"].rstrip("/") + "/"
         return cls(UploadService(storage, store, url, IdFinder(options["id_name"]),
                                  options["min_id_length"], reserved), authorize,
@@ -282,3 +282,19 @@ class _Prefixed:
     def close(self) -> None:
         self.rest.close()
 
+
+def usable_directory(directory: str, spell: Spell = as_written) -> None:
+    """Make *directory*, where resumable uploads are kept, unless it exists,
+    and see that this process may write in it: the check every front door
+    makes when it is built (the command line before it loads the application).
+
+    :raises ConfigurationError: naming the setting as *spell* writes it.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as exc:
+        raise ConfigurationError(f"{spell('resumable_dir')}: cannot use {directory!r} "
+                                 f"({exc.strerror}); give a directory this process may "
+                                 "write") from None
