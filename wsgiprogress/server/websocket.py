@@ -15,10 +15,10 @@ answered by the server itself: :class:`WebSocketPolicy` checks the Origin
   the feed (:mod:`wsgiprogress.web.sockets`): a mailbox publishes them;
 * a post wakes the session (it is the waiter's wake), which sends what the
   feed has now — on the loop, or on the probe lane when the stores may block;
-* one timer pings a quiet client every ``websocket_ping`` seconds, reading
-  the feed again then (a shared store's entry may end with nothing posted:
-  its process died), and closes one that said nothing for
-  ``websocket_idle_timeout`` (1001);
+* one timer pings a quiet client every ``websocket_ping`` seconds (and
+  reads the feed again when the stores may block: a shared store's entry
+  may end with nothing posted, its process died), and closes one that said
+  nothing for ``websocket_idle_timeout`` (1001);
 * when the server stops (Ctrl-C, SIGTERM), every session closes with 1001
   after what was queued for it, flushed for up to a second for all of them
   together (:meth:`WebSocketSession.going_away`,
@@ -349,7 +349,8 @@ class WebSocketSession:
             return
         if policy.ping and now - self.said >= policy.ping:
             self._send(Ping(payload=b"wsgiprogress"))
-            self.set()  # read again: a shared store's entry may end unannounced
+            if self.lane is not None:  # a store that may block, shared (Redis): read
+                self.set()  # again, as an entry there may end unannounced
         self._arm()
 
     def close(self, code: int, reason: str) -> None:
