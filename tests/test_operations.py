@@ -52,6 +52,8 @@ from server_support import wait_until
                  id="very-huge-is-2**31"),
     pytest.param("respond-async, wait=2147483647", Preferences(True, 2 ** 31 - 1, True, False),
                  id="just-below-2**31"),
+    pytest.param("respond-async, wait=" + "0" * 12 + "7", Preferences(True, 7, True, False),
+                 id="leading-zeros-are-the-number"),
     pytest.param("wait=2, wait=x, respond-async", Preferences(True, 2, True, False),
                  id="first-wins"),
     pytest.param('return=minimal; foo="a,b", processing', Preferences(False, None, True, True),
