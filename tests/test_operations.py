@@ -114,6 +114,19 @@ def test_a_kept_response_forgotten_while_read_is_read_to_its_end(make_store: Any
     assert store.response(op_id) is None
 
 
+def test_a_kept_response_forgotten_before_its_first_piece_is_read_whole(
+        make_store: Any) -> None:
+    # the monitor hands the server the body's pieces with its Content-Length
+    # made: a body closed before the server reads them must not come up short
+    store = make_store()
+    op_id = store.create()
+    data = bytes(range(256)) * 2048
+    store.finish(op_id, 200, kept(data))
+    reading = store.response(op_id).body.chunks()
+    assert store.forget(op_id)
+    assert b"".join(reading) == data
+
+
 def test_pool_refuses_beyond_its_size() -> None:
     pool = OperationPool(2)
     assert pool.reserve() and pool.reserve()
