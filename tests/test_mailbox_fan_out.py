@@ -58,6 +58,8 @@ def test_the_list_in_the_body_posts_to_each_mailbox_once_with_its_own_id() -> No
                  "name the mailbox in the path, or send application/json", id="not-json-type"),
     pytest.param(b"{not json", "application/json", "the body is not JSON", id="not-json"),
     pytest.param(b'["room-one-0001"]', "application/json", "a fan-out's body is", id="a-list"),
+    pytest.param(b"[" * 20_000, "application/json", "the body is not JSON",
+                 id="nested-deeper-than-the-parser-goes"),
     pytest.param(b'{"mailboxes": [], "message": "x"}', "application/json",
                  "a fan-out's body is", id="no-names"),
     pytest.param(b'{"mailboxes": "room-one-0001", "message": "x"}', "application/json",

@@ -52,6 +52,8 @@ from server_support import wait_until
                  id="very-huge-is-2**31"),
     pytest.param("respond-async, wait=2147483647", Preferences(True, 2 ** 31 - 1, True, False),
                  id="just-below-2**31"),
+    pytest.param("respond-async, wait=" + "0" * 12 + "7", Preferences(True, 7, True, False),
+                 id="leading-zeros-are-the-number"),
     pytest.param("wait=2, wait=x, respond-async", Preferences(True, 2, True, False),
                  id="first-wins"),
     pytest.param('return=minimal; foo="a,b", processing', Preferences(False, None, True, True),
@@ -110,6 +112,19 @@ def test_a_kept_response_forgotten_while_read_is_read_to_its_end(make_store: Any
     assert store.forget(op_id)  # a DELETE, an expiry or newer ones making room
     assert first + b"".join(reading) == data
     assert store.response(op_id) is None
+
+
+def test_a_kept_response_forgotten_before_its_first_piece_is_read_whole(
+        make_store: Any) -> None:
+    # the monitor hands the server the body's pieces with its Content-Length
+    # made: a body closed before the server reads them must not come up short
+    store = make_store()
+    op_id = store.create()
+    data = bytes(range(256)) * 2048
+    store.finish(op_id, 200, kept(data))
+    reading = store.response(op_id).body.chunks()
+    assert store.forget(op_id)
+    assert b"".join(reading) == data
 
 
 def test_pool_refuses_beyond_its_size() -> None:

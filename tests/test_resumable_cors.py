@@ -175,6 +175,25 @@ def test_options_where_uploads_may_be_created_carry_upload_limit(door: Any, path
         assert reply.headers["x-app"] == "recorder"
 
 
+@pytest.mark.parametrize("door_name", ["server", "werkzeug"])
+def test_the_applications_own_options_gets_what_its_other_methods_get(door_name: str,
+                                                                       tmp_path: Path) -> None:
+    # OPTIONS on an application path goes through the endpoint (Upload-Limit
+    # is added): the application still finds the stores in its environ
+    seen: Dict[str, List[str]] = {}
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        seen[environ["REQUEST_METHOD"]] = sorted(
+            key for key in environ if key.startswith("wsgiprogress."))
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+    with serving(door_name, app, resumable_dir=str(tmp_path), mailbox=True) as port:
+        for method in ("GET", "OPTIONS"):
+            assert request(port, method, "/api").status == 200
+    assert seen["OPTIONS"] == seen["GET"]
+    assert "wsgiprogress.mailbox" in seen["OPTIONS"]
+
+
 def test_options_star_carries_upload_limit(tmp_path: Path) -> None:
     # draft -05: OPTIONS * when every target supports creation (our server;
     # RFC 9112 section 3.2.4, the asterisk form)

@@ -61,26 +61,28 @@ class KeptBody:
 
     def chunks(self) -> Iterator[bytes]:
         """The body from its start, in pieces of at most :data:`READ_SIZE`
-        (nothing when it was closed before the first)."""
+        (nothing when it was closed before this call).  The body is held for
+        them from this call until they are read to the end or closed (WSGI
+        calls ``close()``), so a server handed them with the body's
+        ``Content-Length`` gets every byte."""
         with self._lock:
             if self._closing:
-                return
+                return iter(())
             self._readers += 1
-        try:
-            position = 0
-            while position < self.size:
-                with self._lock:
-                    self._file.seek(position)
-                    data = self._file.read(min(READ_SIZE, self.size - position))
-                if not data:
-                    return
-                position += len(data)
-                yield data
-        finally:
-            with self._lock:
-                self._readers -= 1
-                if self._closing and not self._readers:
-                    self._file.close()
+        return _Pieces(self)
+
+    def _piece(self, position: int) -> bytes:
+        """Up to :data:`READ_SIZE` bytes from *position* (a reader holds the body)."""
+        with self._lock:
+            self._file.seek(position)
+            return self._file.read(min(READ_SIZE, self.size - position))
+
+    def _release(self) -> None:
+        """A reader is done: the last one closes a body closed meanwhile."""
+        with self._lock:
+            self._readers -= 1
+            if self._closing and not self._readers:
+                self._file.close()
 
     def read(self) -> bytes:
         """The whole body (for a store that copies it elsewhere)."""
@@ -92,6 +94,34 @@ class KeptBody:
             self._closing = True
             if not self._readers:
                 self._file.close()
+
+
+class _Pieces:
+    """One reading of a :class:`KeptBody` (:meth:`KeptBody.chunks`), which
+    holds the body until it is read to its end or closed."""
+
+    def __init__(self, body: KeptBody) -> None:
+        self.body = body
+        self.position = 0
+        self.done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self.done and self.position < self.body.size:
+            data = self.body._piece(self.position)
+            if data:
+                self.position += len(data)
+                return data
+        self.close()
+        raise StopIteration
+
+    def close(self) -> None:
+        """Done reading (WSGI's ``close()``): the body may go."""
+        if not self.done:
+            self.done = True
+            self.body._release()
 
 
 class KeptResponse(NamedTuple):

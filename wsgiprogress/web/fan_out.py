@@ -63,7 +63,7 @@ def read_fan_out(environ: WSGIEnvironment, limit: int) -> Optional[Tuple[List[st
         return None
     try:
         document: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the parser goes: not ours
         raise BadRequest(f"the body is not JSON; send {JSON_FORM}") from None
     names = document.get("mailboxes") if isinstance(document, dict) else None
     message = document.get("message") if isinstance(document, dict) else None

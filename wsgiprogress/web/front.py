@@ -224,10 +224,6 @@ class Front:
         monitor = self.monitor
         if monitor is not None and monitor.handles(path):
             return monitor
-        resumable = self.resumable
-        if resumable is not None and app is not None and resumable.handles(environ):
-            environ.setdefault(keys.PROGRESS_STORE, self.store)
-            return resumable.bind(app)
         environ.setdefault(keys.PROGRESS_STORE, self.store)
         environ.setdefault(keys.LEGACY_TABLE, self.store)
         mailbox_app = self.mailbox_app
@@ -235,6 +231,10 @@ class Front:
             if mailbox_app.handles(path):
                 return mailbox_app
             environ.setdefault(keys.MAILBOX, self.mailboxes)
+        # after the stores: the application answers an OPTIONS through it
+        resumable = self.resumable
+        if resumable is not None and app is not None and resumable.handles(environ):
+            return resumable.bind(app)
         return None
 
     def call(self, app: WSGIApplication, environ: WSGIEnvironment,
