@@ -86,6 +86,11 @@ def test_publishing_needs_the_token_and_a_data_string() -> None:
             with pytest.raises(ConnectionClosed) as closed:
                 ws.recv(timeout=5)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+        with connect(url(port), additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            ws.send("[" * 100_000)  # nested deeper than the parser goes: still not our JSON
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
         with connect(url(port)) as ws:
             ws.send(json.dumps({"data": "sneaky"}))
             with pytest.raises(ConnectionClosed) as closed:

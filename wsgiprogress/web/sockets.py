@@ -111,7 +111,7 @@ def mailbox_feed(app: MailboxApp, environ: WSGIEnvironment) -> Union[SocketFeed,
     def receive(text: str) -> None:
         try:
             data = json.loads(text)["data"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # nested past the parser
             raise FeedError(1007, 'expected {"data": "<text>"}') from None
         if not isinstance(data, str):
             raise FeedError(1007, "data must be a string")
