@@ -19,7 +19,7 @@ from test_cancel import TOKEN, delete
 from wsgiprogress.server.cancelling import ANSWER
 from wsgiprogress.server.channel import ProgressChannel
 
-from server_support import HOST, read_to_close, running
+from server_support import HOST, read_response, read_to_close, running, wait_until
 
 
 class Processing:
@@ -51,6 +51,15 @@ def processing(progress_id: str) -> Iterator[Tuple[Processing, Any, int, socket.
                      f"Content-Length: 100000\r\n\r\n".encode() + b"p" * 100000)
         assert app.serving.wait(10)
         yield app, srv, port, sock
+
+
+def next_answer(sock: socket.socket) -> bytes:
+    """The answer to another request on *sock*; empty when the server closed it."""
+    try:
+        sock.sendall(b"POST /next HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nnext")
+        return read_response(sock)
+    except OSError:  # reset: closed before or as the request came
+        return b""
 
 
 def test_a_cancel_while_the_application_works_on_the_whole_body_is_answered() -> None:
@@ -104,5 +113,29 @@ def test_a_cancel_as_the_response_goes_out_adds_nothing_after_it() -> None:
             cancel()
         channel.cancel_upload = late_cancel
         assert delete(port, "cancel-answering")[0] == 200
-        reply = read_to_close(sock)
-    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"\r\n\r\ndone"), reply
+        reply = read_response(sock)
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"\r\n\r\ndone")
+        after = next_answer(sock)  # the close, or (its request gone by then) the next answer
+    assert after == b"" or after.startswith(b"HTTP/1.1 200 OK\r\n"), after
+
+
+def test_a_cancel_that_reaches_the_loop_after_its_request_ended_leaves_the_connection() -> None:
+    # the loop's turn comes after the upload's whole response went out and its
+    # request left the connection: the client's next request on this
+    # kept-alive connection is its own, not to be cut (nor read no more)
+    with processing("cancel-after-end") as (app, srv, port, sock):
+        (channel,) = [c for c in list(srv._map.values()) if isinstance(c, ProgressChannel)]
+        cancel = channel.cancel_upload
+
+        def late_cancel() -> None:
+            app.release.set()
+            select.select([sock], [], [], 5)
+            assert wait_until(lambda: not channel.requests, timeout=5)
+            cancel()
+        channel.cancel_upload = late_cancel
+        assert delete(port, "cancel-after-end")[0] == 200
+        first = read_response(sock)
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"done"), first
+        second = next_answer(sock)
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n") and second.endswith(b"done"), second
+    assert app.calls == 2

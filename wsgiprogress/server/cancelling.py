@@ -80,9 +80,16 @@ def answer_cancelled(channel: Any) -> None:
     own still going out, or another request in service, is closed without
     an answer: nothing may be written in the middle of another response.
     The check and the close hold ``outbuf_lock``, so the application's
-    first write comes after the close (and raises ``ClientDisconnected``)."""
+    first write comes after the close (and raises ``ClientDisconnected``).
+    A connection whose cancelled request is gone by then (its response went
+    out whole, as the cancel came) is left open and read again: the next
+    request on it is another's."""
     with channel.outbuf_lock:
         if not channel.connected:
+            return
+        if not (_cancelled(channel.request) or any(map(_cancelled, channel.requests))):
+            # its request ended as the cancel came: what follows is another's
+            channel.upload_cancelled = False
             return
         kept = None
         if not channel.total_outbufs_len and _unanswered(channel):
