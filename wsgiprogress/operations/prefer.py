@@ -75,9 +75,8 @@ def parse_prefer(header: str) -> Preferences:
     wait_ok = True
     if "wait" in found:
         raw = found["wait"] or ""
-        if raw.isascii() and raw.isdigit():
-            digits = raw.lstrip("0") or "0"  # leading zeros: the same number
-            wait = min(int(digits), MAX_WAIT) if len(digits) <= len(str(MAX_WAIT)) else MAX_WAIT
+        if raw.isascii() and raw.isdigit():  # at most MAX_PREFER digits: int() reads them
+            wait = min(int(raw), MAX_WAIT)
         else:
             wait_ok = False
     return Preferences("respond-async" in found, wait, wait_ok, "processing" in found)
