@@ -105,15 +105,16 @@ def answer_cancelled(channel: Any) -> None:
 
 
 def _unanswered(channel: Any) -> bool:
-    """True when the cancelled upload may be answered on *channel*: its body
-    is still arriving (the parser's request), or it is the one request in
-    service and its task has not begun, or its response head was not made
-    (its send window is not :attr:`~wsgiprogress.server.sending.SendWindow.headed`;
-    a window sent in full is gone).  Not the tracker's status: a tracker
-    ended by the cancel records no head made after it."""
+    """True when the cancelled upload, which is on *channel*, may be
+    answered there: its body is still arriving (the parser's request, none
+    in service), or it is the one request in service and its task has not
+    begun, or its response head was not made (its send window is not
+    :attr:`~wsgiprogress.server.sending.SendWindow.headed`; a window sent in
+    full is gone).  Not the tracker's status: a tracker ended by the cancel
+    records no head made after it."""
     requests = channel.requests
-    if not requests:  # else it was answered already, as the cancel came
-        return _cancelled(channel.request)
+    if not requests:
+        return True
     request = requests[0]
     if len(requests) != 1 or not _cancelled(request):
         return False
