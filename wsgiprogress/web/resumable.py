@@ -140,7 +140,7 @@ class ResumableUploads:
         if keys.UPLOAD in environ:
             return False
         path = environ.get("PATH_INFO", "")
-        return path.startswith(self.url) or path == self.url[:-1] or _resuming(environ) or (
+        return self.service.under_url(path) or _resuming(environ) or (
             (is_creation(environ) or environ.get("REQUEST_METHOD") == "OPTIONS")
             and not self.service.reserved(path))
 
@@ -169,7 +169,7 @@ class ResumableUploads:
         """A CORS preflight, discovery under ``resumable_url``, or the
         application's answer with ``Upload-Limit``."""
         path = environ.get("PATH_INFO", "")
-        ours = path.startswith(self.url) or path == self.url[:-1]
+        ours = self.service.under_url(path)
         limit = [("Upload-Limit", upload_limit(self.service.storage))]
         asked = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").lower()
         if cors and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ and (

@@ -128,11 +128,15 @@ class UploadService:
 
     # -- bodies the server stores as they arrive (on its I/O thread) -------------
 
+    def under_url(self, path: str) -> bool:
+        """True for ``resumable_url`` and the paths under it (the uploads)."""
+        return path.startswith(self.url) or path == self.url[:-1]
+
     def claims(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
         """True for a request a protocol answers, from its head as waitress's
         parser keys it (``UPLOAD_COMPLETE``): the server then counts it here,
         not as a request of its own.  Never for a :attr:`reserved` path."""
-        return path.startswith(self.url) or path == self.url[:-1] or (
+        return self.under_url(path) or (
             headers.get("UPLOAD_DRAFT_INTEROP_VERSION") == INTEROP_VERSION and
             "UPLOAD_COMPLETE" in headers and method in ("POST", "PUT", "PATCH")
             and not self.reserved(path))
